@@ -1,0 +1,164 @@
+//! The four algorithms, as pure functions of (state, now, spec, cost).
+//!
+//! Each algorithm module has the same five functions:
+//! - `available(state, now, spec)`: units that could be taken now;
+//! - `retry_after(state, now, spec, cost)`: for a `cost` that does not fit now but
+//!   fits the capacity, the exact wait until it fits if nothing else arrives —
+//!   rounded up, never early;
+//! - `reset_after(state, now, spec, charged)`: the wait until the bucket is full
+//!   again, after `charged` more units are taken now (0: as it stands);
+//! - `charge(state, now, spec, cost)`: record `cost` units taken now;
+//! - `idle_at(state, spec)`: when the state becomes indistinguishable from a fresh
+//!   bucket (it can be dropped).
+//!
+//! A request of cost `c` fits iff `c <= available`: every algorithm keeps that
+//! identity, so a peek (how much is left?) and a decision (does `c` fit?) never
+//! disagree. [`decide`] turns these into a [`Verdict`]; stores call it for every
+//! bucket of a chain, then [`charge`] the buckets only if the whole chain fits.
+//!
+//! Time is in microseconds. Arithmetic that could exceed `u64` is done in `u128`.
+//! The policy keeps every product below 2^53 so that the Redis store's Lua
+//! implementation computes the same integers.
+
+pub mod fixed_window;
+pub mod gcra;
+pub mod sliding_log;
+pub mod sliding_window;
+
+use crate::clock::Micros;
+use crate::policy::{Algorithm, LimitSpec};
+
+/// The state of one bucket, for whichever algorithm its level uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketState {
+    /// See [`sliding_log`].
+    SlidingLog(sliding_log::State),
+    /// See [`sliding_window`].
+    SlidingWindow(sliding_window::State),
+    /// See [`gcra`].
+    Gcra(gcra::State),
+    /// See [`fixed_window`].
+    FixedWindow(fixed_window::State),
+}
+
+impl BucketState {
+    /// A bucket that has seen nothing.
+    pub fn fresh(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::SlidingLog => BucketState::SlidingLog(sliding_log::State::default()),
+            Algorithm::SlidingWindow => {
+                BucketState::SlidingWindow(sliding_window::State::default())
+            }
+            Algorithm::Gcra => BucketState::Gcra(gcra::State::default()),
+            Algorithm::FixedWindow => BucketState::FixedWindow(fixed_window::State::default()),
+        }
+    }
+
+    /// Which algorithm this state belongs to.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            BucketState::SlidingLog(_) => Algorithm::SlidingLog,
+            BucketState::SlidingWindow(_) => Algorithm::SlidingWindow,
+            BucketState::Gcra(_) => Algorithm::Gcra,
+            BucketState::FixedWindow(_) => Algorithm::FixedWindow,
+        }
+    }
+
+    /// Starts afresh if the spec's algorithm changed (a reloaded policy).
+    pub fn conform(&mut self, spec: &LimitSpec) {
+        if self.algorithm() != spec.algorithm {
+            *self = BucketState::fresh(spec.algorithm);
+        }
+    }
+}
+
+/// What one bucket says about a request of some cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The cost fits now.
+    pub allowed: bool,
+    /// Units that could be taken now, before this request.
+    pub available: u64,
+    /// Units left after this request if it is admitted; `available` otherwise.
+    pub remaining: u64,
+    /// Wait until the bucket is full again (after this request, if admitted).
+    pub reset_after: Micros,
+    /// Wait until the bucket is full again as it stands (nothing charged).
+    pub reset_after_now: Micros,
+    /// Denied but possible later: the exact wait until it fits.
+    pub retry_after: Option<Micros>,
+    /// The cost exceeds what this bucket can ever hold.
+    pub insufficient: bool,
+}
+
+/// Units that could be taken now.
+pub fn available(state: &BucketState, now: Micros, spec: &LimitSpec) -> u64 {
+    match state {
+        BucketState::SlidingLog(s) => sliding_log::available(s, now, spec),
+        BucketState::SlidingWindow(s) => sliding_window::available(s, now, spec),
+        BucketState::Gcra(s) => gcra::available(s, now, spec),
+        BucketState::FixedWindow(s) => fixed_window::available(s, now, spec),
+    }
+}
+
+/// Wait until `cost` fits, for `available < cost <= capacity`.
+pub fn retry_after(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> Micros {
+    match state {
+        BucketState::SlidingLog(s) => sliding_log::retry_after(s, now, spec, cost),
+        BucketState::SlidingWindow(s) => sliding_window::retry_after(s, now, spec, cost),
+        BucketState::Gcra(s) => gcra::retry_after(s, now, spec, cost),
+        BucketState::FixedWindow(s) => fixed_window::retry_after(s, now, spec, cost),
+    }
+}
+
+/// Wait until the bucket is full, after `charged` units taken now.
+pub fn reset_after(state: &BucketState, now: Micros, spec: &LimitSpec, charged: u64) -> Micros {
+    match state {
+        BucketState::SlidingLog(s) => sliding_log::reset_after(s, now, spec, charged),
+        BucketState::SlidingWindow(s) => sliding_window::reset_after(s, now, spec, charged),
+        BucketState::Gcra(s) => gcra::reset_after(s, now, spec, charged),
+        BucketState::FixedWindow(s) => fixed_window::reset_after(s, now, spec, charged),
+    }
+}
+
+/// Records `cost` units taken now.
+pub fn charge(state: &mut BucketState, now: Micros, spec: &LimitSpec, cost: u64) {
+    match state {
+        BucketState::SlidingLog(s) => sliding_log::charge(s, now, spec, cost),
+        BucketState::SlidingWindow(s) => sliding_window::charge(s, now, spec, cost),
+        BucketState::Gcra(s) => gcra::charge(s, now, spec, cost),
+        BucketState::FixedWindow(s) => fixed_window::charge(s, now, spec, cost),
+    }
+}
+
+/// When the bucket can be forgotten.
+pub fn idle_at(state: &BucketState, spec: &LimitSpec) -> Micros {
+    match state {
+        BucketState::SlidingLog(s) => sliding_log::idle_at(s, spec),
+        BucketState::SlidingWindow(s) => sliding_window::idle_at(s, spec),
+        BucketState::Gcra(s) => gcra::idle_at(s, spec),
+        BucketState::FixedWindow(s) => fixed_window::idle_at(s, spec),
+    }
+}
+
+/// The verdict of one bucket on a request of `cost` at `now`. Pure: the state is
+/// not touched; call [`charge`] to record an admission.
+pub fn decide(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> Verdict {
+    let available = available(state, now, spec);
+    let insufficient = cost > spec.capacity();
+    let allowed = !insufficient && cost <= available;
+    let reset_after_now = reset_after(state, now, spec, 0);
+    Verdict {
+        allowed,
+        available,
+        remaining: if allowed { available - cost } else { available },
+        reset_after: if allowed {
+            reset_after(state, now, spec, cost)
+        } else {
+            reset_after_now
+        },
+        reset_after_now,
+        retry_after: (!allowed && !insufficient).then(|| retry_after(state, now, spec, cost)),
+        insufficient,
+    }
+}

@@ -1,0 +1,112 @@
+//! `sliding_log`: the exact rolling window (the seed's sorted-set design).
+//!
+//! Every admission is logged with its time; a bucket admits `cost` iff the units
+//! logged in the last `window` plus `cost` stay within `limit`. An entry logged at
+//! `t` counts while `now < t + window`. Entries at the same instant are merged, so
+//! a bucket never holds more than `limit` live entries: O(limit) state.
+
+use std::collections::VecDeque;
+
+use crate::clock::Micros;
+use crate::policy::LimitSpec;
+
+/// The log of one bucket, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// (time, units) in non-decreasing time order.
+    entries: VecDeque<(Micros, u64)>,
+    /// Sum of units over `entries`, expired ones included until pruned.
+    total: u64,
+}
+
+impl State {
+    /// Number of log entries held (expired ones included until the next charge).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The logged (time, units) entries, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (Micros, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+}
+
+fn expired(ts: Micros, now: Micros, spec: &LimitSpec) -> bool {
+    ts.saturating_add(spec.window) <= now
+}
+
+/// Units logged within the window ending at `now`.
+fn used(s: &State, now: Micros, spec: &LimitSpec) -> u64 {
+    let gone: u64 = s
+        .entries
+        .iter()
+        .take_while(|(ts, _)| expired(*ts, now, spec))
+        .map(|(_, units)| units)
+        .sum();
+    s.total - gone
+}
+
+/// See [`crate::algo`].
+pub fn available(s: &State, now: Micros, spec: &LimitSpec) -> u64 {
+    spec.limit.saturating_sub(used(s, now, spec))
+}
+
+/// The oldest live entries leave one by one; `cost` fits once enough have left.
+pub fn retry_after(s: &State, now: Micros, spec: &LimitSpec, cost: u64) -> Micros {
+    let must_free = (used(s, now, spec) + cost).saturating_sub(spec.limit);
+    let mut freed = 0;
+    for &(ts, units) in s
+        .entries
+        .iter()
+        .skip_while(|(ts, _)| expired(*ts, now, spec))
+    {
+        freed += units;
+        if freed >= must_free {
+            return (ts + spec.window).saturating_sub(now);
+        }
+    }
+    // Unreachable for `cost <= limit`: every live entry leaving frees all units.
+    spec.window
+}
+
+/// Full again when the newest entry leaves the window.
+pub fn reset_after(s: &State, now: Micros, spec: &LimitSpec, charged: u64) -> Micros {
+    let newest = s.entries.back().map(|(ts, _)| *ts);
+    let newest = if charged > 0 {
+        Some(newest.map_or(now, |ts| ts.max(now)))
+    } else {
+        newest
+    };
+    newest.map_or(0, |ts| (ts + spec.window).saturating_sub(now))
+}
+
+/// Prunes what left the window and logs `cost` units at `now` (or at the newest
+/// entry's time if the clock went backwards, keeping the log ordered; that entry
+/// then lives slightly longer — conservative, never over-admitting).
+pub fn charge(s: &mut State, now: Micros, spec: &LimitSpec, cost: u64) {
+    while let Some(&(ts, units)) = s.entries.front() {
+        if !expired(ts, now, spec) {
+            break;
+        }
+        s.entries.pop_front();
+        s.total -= units;
+    }
+    if cost == 0 {
+        return;
+    }
+    s.total += cost;
+    match s.entries.back_mut() {
+        Some((ts, units)) if *ts >= now => *units += cost,
+        _ => s.entries.push_back((now, cost)),
+    }
+}
+
+/// Idle once the newest entry has left the window.
+pub fn idle_at(s: &State, spec: &LimitSpec) -> Micros {
+    s.entries.back().map_or(0, |(ts, _)| ts + spec.window)
+}

@@ -1,0 +1,193 @@
+//! What a chain decision says: allowed or not, why, per level, and when to retry.
+
+use std::fmt;
+
+use arrayvec::ArrayVec;
+
+use crate::algo::Verdict;
+use crate::clock::Micros;
+use crate::policy::MAX_LEVELS;
+
+/// The largest cost one request may carry (the same bound as a limit).
+pub const MAX_COST: u64 = crate::policy::MAX_LIMIT;
+
+/// What to do with a request that fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Charge every level (a normal check).
+    Commit,
+    /// Answer as a commit would, record nothing.
+    DryRun,
+    /// `cost = 0`: report the state; `allowed` says whether one more unit fits.
+    Peek,
+}
+
+impl Mode {
+    /// The mode for a request's `cost` and `dry_run`.
+    pub fn for_request(cost: u64, dry_run: bool) -> Mode {
+        if cost == 0 {
+            Mode::Peek
+        } else if dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Commit
+        }
+    }
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Every level had room.
+    Ok,
+    /// At least one level had no room now; see `retry_after`.
+    Limited,
+    /// The cost exceeds what some level can ever hold; retrying will not help.
+    InsufficientCapacity,
+    /// Decided without the store (its failure policy).
+    StoreUnavailable,
+    /// Admitted, but a shadow level would have denied.
+    Shadow,
+}
+
+impl Reason {
+    /// The name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::Limited => "limited",
+            Reason::InsufficientCapacity => "insufficient_capacity",
+            Reason::StoreUnavailable => "store_unavailable",
+            Reason::Shadow => "shadow",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One level's part in a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelOutcome {
+    /// Position of the level in its tree.
+    pub level_index: usize,
+    /// This level had room for the cost (for a shadow level: would have had).
+    pub allowed: bool,
+    /// Units left after the decision.
+    pub remaining: u64,
+    /// The bucket's limit and window.
+    pub limit: u64,
+    /// Window in microseconds.
+    pub window: Micros,
+    /// Wait until the bucket is full again.
+    pub reset_after: Micros,
+    /// When this level denied: the exact wait until it would have room.
+    pub retry_after: Option<Micros>,
+    /// The cost exceeds this bucket's capacity.
+    pub insufficient: bool,
+    /// The level is a shadow level.
+    pub shadow: bool,
+    /// The request landed in the level's overflow bucket (its cap of distinct
+    /// buckets was reached).
+    pub overflow: bool,
+}
+
+/// A whole chain's decision, as a store returns it (no heap allocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainOutcome {
+    /// Every non-shadow level had room, and (unless a dry run or peek) all were charged.
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+    /// When denied for lack of room now: the earliest time the whole chain could
+    /// take the cost if nothing else arrived (max over the denying levels).
+    pub retry_after: Option<Micros>,
+    /// Per level, root first.
+    pub levels: ArrayVec<LevelOutcome, MAX_LEVELS>,
+}
+
+/// Per-level input to [`combine`].
+#[derive(Debug, Clone, Copy)]
+pub struct LevelInput {
+    /// Position of the level in its tree.
+    pub level_index: usize,
+    /// A shadow level never denies.
+    pub shadow: bool,
+    /// Landed in the overflow bucket.
+    pub overflow: bool,
+    /// The bucket's limit.
+    pub limit: u64,
+    /// The bucket's window.
+    pub window: Micros,
+}
+
+impl ChainOutcome {
+    /// Combines per-level verdicts under the all-or-nothing rule. `verdicts` were
+    /// computed for the request's cost (1 for a peek). Returns the outcome and,
+    /// for each level, whether it must be charged (only when the chain is admitted
+    /// in [`Mode::Commit`]; a shadow level that had no room is not charged).
+    pub fn combine(
+        mode: Mode,
+        levels: impl ExactSizeIterator<Item = (LevelInput, Verdict)> + Clone,
+    ) -> (ChainOutcome, ArrayVec<bool, MAX_LEVELS>) {
+        let mut allowed = true;
+        let mut insufficient = false;
+        let mut shadow_denied = false;
+        let mut retry: Option<Micros> = None;
+        for (input, v) in levels.clone() {
+            if v.allowed {
+                continue;
+            }
+            if input.shadow {
+                shadow_denied = true;
+                continue;
+            }
+            allowed = false;
+            insufficient |= v.insufficient;
+            retry = retry.max(v.retry_after);
+        }
+        let reason = if insufficient {
+            Reason::InsufficientCapacity
+        } else if !allowed {
+            Reason::Limited
+        } else if shadow_denied {
+            Reason::Shadow
+        } else {
+            Reason::Ok
+        };
+        let mut outcome = ChainOutcome {
+            allowed,
+            reason,
+            retry_after: if insufficient { None } else { retry },
+            levels: ArrayVec::new(),
+        };
+        let mut charge = ArrayVec::new();
+        for (input, v) in levels {
+            let admitted_here = allowed && v.allowed;
+            // A peek reports what is left now; otherwise what is left after this
+            // request if the chain admits it.
+            let (remaining, reset_after) = match mode {
+                Mode::Peek => (v.available, v.reset_after_now),
+                _ if admitted_here => (v.remaining, v.reset_after),
+                _ => (v.available, v.reset_after_now),
+            };
+            outcome.levels.push(LevelOutcome {
+                level_index: input.level_index,
+                allowed: v.allowed,
+                remaining,
+                limit: input.limit,
+                window: input.window,
+                reset_after,
+                retry_after: v.retry_after,
+                insufficient: v.insufficient,
+                shadow: input.shadow,
+                overflow: input.overflow,
+            });
+            charge.push(admitted_here && mode == Mode::Commit);
+        }
+        (outcome, charge)
+    }
+}

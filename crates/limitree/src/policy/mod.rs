@@ -1,0 +1,248 @@
+//! The policy: which limits hold, in which order, for which requests.
+//!
+//! A [`Policy`] is a set of [`Tree`]s. A tree is an ordered list of [`Level`]s,
+//! root first; a level's `by` keys pick its bucket from a request's descriptors.
+//! Policies are built from TOML ([`Policy::from_toml_str`]) or in code, and are
+//! always validated: a `Policy` value never holds a contradiction (zero limit,
+//! burst on a non-gcra level, duplicate names, …).
+
+mod duration;
+mod error;
+mod parse;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{PolicyError, PolicyErrors};
+
+use std::fmt;
+
+use crate::clock::Micros;
+
+/// At most this many levels in one tree: a chain is decided under one lock set
+/// (or one Redis script), and is carried on the stack.
+pub const MAX_LEVELS: usize = 8;
+/// At most this many `by` keys on one level.
+pub const MAX_BY_KEYS: usize = 4;
+/// The largest `limit`, `burst` or request `cost`: large enough for byte budgets,
+/// small enough that every product the algorithms form stays exact in a Lua number.
+pub const MAX_LIMIT: u64 = 1_000_000_000;
+/// Shortest and longest window.
+pub const MIN_WINDOW: Micros = 1_000;
+/// One year.
+pub const MAX_WINDOW: Micros = 366 * 24 * 3600 * 1_000_000;
+/// Default cap on distinct buckets of one keyed level.
+pub const DEFAULT_MAX_BUCKETS: usize = 10_000;
+/// `config check` warns when a sliding_log level may hold more entries than this
+/// per bucket: its state is O(limit).
+pub const SLIDING_LOG_WARN_LIMIT: u64 = 10_000;
+
+/// How a level counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Exact rolling window: one log entry per admission, O(limit) state.
+    SlidingLog,
+    /// Rolling-window approximation from two fixed-window counters, O(1) state.
+    SlidingWindow,
+    /// Generic cell rate algorithm (a token bucket) with a `burst`, O(1) state.
+    Gcra,
+    /// Epoch-aligned fixed windows, O(1) state.
+    FixedWindow,
+}
+
+impl Algorithm {
+    /// Every algorithm, in documentation order.
+    pub const ALL: [Algorithm; 4] = [
+        Algorithm::SlidingLog,
+        Algorithm::SlidingWindow,
+        Algorithm::Gcra,
+        Algorithm::FixedWindow,
+    ];
+
+    /// The name used in config files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::SlidingLog => "sliding_log",
+            Algorithm::SlidingWindow => "sliding_window",
+            Algorithm::Gcra => "gcra",
+            Algorithm::FixedWindow => "fixed_window",
+        }
+    }
+
+    /// Parses a config name; `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one bucket may hold: the numbers an algorithm needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSpec {
+    /// How the bucket counts.
+    pub algorithm: Algorithm,
+    /// Units admitted per `window`.
+    pub limit: u64,
+    /// The window, in microseconds.
+    pub window: Micros,
+    /// gcra only: units that may be taken at once (the bucket depth). Equal to
+    /// `limit` for every other algorithm.
+    pub burst: u64,
+}
+
+impl LimitSpec {
+    /// The most a single request may cost and still fit some day; a larger cost
+    /// is `insufficient_capacity`.
+    pub fn capacity(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::Gcra => self.burst,
+            _ => self.limit,
+        }
+    }
+
+    /// gcra's emission interval: the time one unit takes to drip back, rounded
+    /// **up** to the microsecond so the rate is never above `limit / window`.
+    pub fn emission_interval(&self) -> Micros {
+        self.window.div_ceil(self.limit.max(1))
+    }
+}
+
+/// A per-value limit on a keyed level: buckets whose values equal `values`
+/// (in the level's `by` order) use `spec` instead of the level's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The descriptor values, one per `by` key, in `by` order.
+    pub values: Vec<String>,
+    /// The limit those buckets hold.
+    pub spec: LimitSpec,
+}
+
+/// One level of a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Level {
+    /// Unique within the tree.
+    pub name: String,
+    /// Descriptor keys whose values pick the bucket; empty: one bucket for the tree.
+    pub by: Vec<String>,
+    /// The limit every bucket of this level holds unless overridden.
+    pub spec: LimitSpec,
+    /// Per-value limits.
+    pub overrides: Vec<Override>,
+    /// A shadow level is counted and reported but never denies.
+    pub shadow: bool,
+    /// When false, a request that lacks one of the `by` descriptors skips this
+    /// level instead of being rejected.
+    pub required: bool,
+    /// Cap on distinct buckets in one store (keyed levels). Values seen past the
+    /// cap share one overflow bucket; see the README.
+    pub max_buckets: usize,
+}
+
+impl Level {
+    /// The spec for the bucket picked by `values` (overrides first).
+    pub fn spec_for(&self, values: &[&str]) -> &LimitSpec {
+        self.override_for(values).unwrap_or(&self.spec)
+    }
+
+    /// The override matching `values`, if any.
+    pub fn override_for(&self, values: &[&str]) -> Option<&LimitSpec> {
+        if self.overrides.is_empty() {
+            return None;
+        }
+        self.overrides
+            .iter()
+            .find(|o| {
+                o.values
+                    .iter()
+                    .map(String::as_str)
+                    .eq(values.iter().copied())
+            })
+            .map(|o| &o.spec)
+    }
+
+    /// Whether this level has one bucket for the whole tree.
+    pub fn is_global(&self) -> bool {
+        self.by.is_empty()
+    }
+}
+
+/// A named, ordered list of levels, root first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    /// Unique within the policy; also the Redis hash tag.
+    pub name: String,
+    /// Root first. Never empty.
+    pub levels: Vec<Level>,
+    /// Position in [`Policy::trees`]: stores index their state by it.
+    pub index: usize,
+}
+
+/// A validated set of trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    trees: Vec<Tree>,
+    warnings: Vec<String>,
+}
+
+impl Policy {
+    /// The built-in policy `limitree serve` runs without a config file: tree
+    /// `notifications`, level `global` 100 per 30m, level `category` by `category`
+    /// 10 per 30m, both sliding_log.
+    pub fn default_notifications() -> Policy {
+        const DEFAULT: &str = r#"
+[[trees]]
+name = "notifications"
+
+[[trees.levels]]
+name = "global"
+limit = 100
+window = "30m"
+algorithm = "sliding_log"
+
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 10
+window = "30m"
+algorithm = "sliding_log"
+"#;
+        match Policy::from_toml_str(DEFAULT, "<built-in default policy>") {
+            Ok(policy) => policy,
+            // The text above is a constant checked by a unit test.
+            Err(e) => unreachable!("the built-in policy is invalid: {e}"),
+        }
+    }
+
+    /// Parses and validates a policy document. `source` names the file in errors.
+    pub fn from_toml_str(text: &str, source: &str) -> Result<Policy, PolicyErrors> {
+        parse::parse_document(text, source)
+    }
+
+    /// Builds a policy from already-parsed `[[trees]]` tables (the server's config
+    /// file holds other sections too).
+    pub fn from_toml_trees(trees: toml::Value, source: &str) -> Result<Policy, PolicyErrors> {
+        parse::parse_trees_value(trees, source)
+    }
+
+    pub(crate) fn from_parts(trees: Vec<Tree>, warnings: Vec<String>) -> Policy {
+        Policy { trees, warnings }
+    }
+
+    /// All trees, in file order.
+    pub fn trees(&self) -> &[Tree] {
+        &self.trees
+    }
+
+    /// The tree called `name`.
+    pub fn tree(&self, name: &str) -> Option<&Tree> {
+        self.trees.iter().find(|t| t.name == name)
+    }
+
+    /// Things that are legal but probably not meant (e.g. a huge sliding_log).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}

@@ -1,0 +1,369 @@
+//! The in-process store: exact under concurrency, bounded in memory.
+//!
+//! # Atomicity
+//! A decision locks the chain's buckets in level order (root first — the same
+//! order for every request, so two decisions never wait on each other in a
+//! cycle), evaluates every bucket, and charges them all only if every non-shadow
+//! bucket has room. Nothing is charged otherwise.
+//!
+//! # Memory
+//! A keyed level keeps its buckets in a map guarded by a `RwLock`: deciders hold
+//! the read lock while they use a bucket, so a bucket is only ever removed (under
+//! the write lock) when nobody is using it — a decision can never charge a bucket
+//! that has just been dropped. Buckets whose state has expired are dropped by
+//! [`MemoryStore::expire_idle`] (the server calls it periodically) and whenever a
+//! level reaches its cap. A level holds at most `max_buckets` buckets: values first
+//! seen past the cap (after idle ones are dropped) share one **overflow bucket**
+//! with the level's limit, so a flood of new descriptor values cannot grow memory
+//! and cannot get more than one bucket's worth of traffic through. Override values
+//! always get their own bucket (their number is fixed by the policy).
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrayvec::ArrayVec;
+use hashbrown::{Equivalent, HashMap};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use super::{BoxFuture, Store, StoreError};
+use crate::algo::{self, BucketState};
+use crate::chain::Chain;
+use crate::clock::{Clock, Micros, SystemClock};
+use crate::decision::{ChainOutcome, LevelInput, Mode};
+use crate::policy::{Level, MAX_LEVELS, Policy};
+
+/// A full level tries to drop idle buckets at most this often, so a flood of
+/// new values against a level full of live buckets costs O(1) per request.
+const FULL_SWEEP_INTERVAL: Micros = 1_000_000;
+
+/// A keyed bucket's identity: its descriptor values in `by` order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BucketKey(Box<[Box<str>]>);
+
+/// A borrowed [`BucketKey`], for lookups without allocating. Hashes exactly as
+/// `BucketKey` does (a slice of `str`s).
+#[derive(Hash)]
+struct KeyRef<'a>(&'a [&'a str]);
+
+impl Equivalent<BucketKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &BucketKey) -> bool {
+        self.0.len() == key.0.len() && self.0.iter().zip(key.0.iter()).all(|(a, b)| *a == &**b)
+    }
+}
+
+impl KeyRef<'_> {
+    fn to_owned_key(&self) -> BucketKey {
+        BucketKey(self.0.iter().map(|v| Box::<str>::from(*v)).collect())
+    }
+}
+
+type BucketMap = HashMap<BucketKey, Mutex<BucketState>>;
+
+#[derive(Debug)]
+struct KeyedLevel {
+    /// The level, for specs when sweeping.
+    level: Level,
+    buckets: RwLock<BucketMap>,
+    /// Shared by values first seen while `buckets` is full.
+    overflow: Mutex<BucketState>,
+    /// When the level last swept itself because it was full.
+    last_full_sweep: AtomicU64,
+}
+
+#[derive(Debug)]
+enum LevelBuckets {
+    /// A level without `by`: one bucket for the tree.
+    Global(Mutex<BucketState>),
+    Keyed(Box<KeyedLevel>),
+}
+
+/// The in-process store. See the module docs for its guarantees.
+#[derive(Debug)]
+pub struct MemoryStore {
+    clock: Arc<dyn Clock>,
+    /// Per tree (by [`crate::policy::Tree::index`]), per level.
+    trees: Vec<(String, Vec<LevelBuckets>)>,
+}
+
+impl MemoryStore {
+    /// A store for `policy`'s trees on the system clock.
+    pub fn new(policy: &Policy) -> Self {
+        Self::with_clock(policy, Arc::new(SystemClock))
+    }
+
+    /// A store for `policy`'s trees on `clock`.
+    pub fn with_clock(policy: &Policy, clock: Arc<dyn Clock>) -> Self {
+        let trees = policy
+            .trees()
+            .iter()
+            .map(|tree| {
+                let levels = tree
+                    .levels
+                    .iter()
+                    .map(|level| {
+                        let fresh = BucketState::fresh(level.spec.algorithm);
+                        if level.is_global() {
+                            LevelBuckets::Global(Mutex::new(fresh))
+                        } else {
+                            LevelBuckets::Keyed(Box::new(KeyedLevel {
+                                level: level.clone(),
+                                buckets: RwLock::new(HashMap::new()),
+                                overflow: Mutex::new(fresh),
+                                last_full_sweep: AtomicU64::new(0),
+                            }))
+                        }
+                    })
+                    .collect();
+                (tree.name.clone(), levels)
+            })
+            .collect();
+        MemoryStore { clock, trees }
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Number of keyed buckets currently held (overflow and global buckets aside).
+    pub fn bucket_count(&self) -> usize {
+        self.trees
+            .iter()
+            .flat_map(|(_, levels)| levels)
+            .map(|l| match l {
+                LevelBuckets::Global(_) => 0,
+                LevelBuckets::Keyed(k) => k.buckets.read().len(),
+            })
+            .sum()
+    }
+
+    /// Decides `chain` now; the synchronous core of [`Store::decide`].
+    pub fn decide_chain(
+        &self,
+        chain: &Chain<'_>,
+        cost: u64,
+        mode: Mode,
+    ) -> Result<ChainOutcome, StoreError> {
+        let levels = match self.trees.get(chain.tree.index) {
+            Some((name, levels)) if *name == chain.tree.name => levels,
+            _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+        };
+        let now = self.clock.now();
+        let probe = if mode == Mode::Peek { 1 } else { cost };
+        loop {
+            // Read locks of every keyed level on the chain, root first.
+            let maps: ArrayVec<Option<RwLockReadGuard<'_, BucketMap>>, MAX_LEVELS> = chain
+                .links
+                .iter()
+                .map(|link| match levels.get(link.level_index) {
+                    Some(LevelBuckets::Keyed(k)) => Some(k.buckets.read()),
+                    _ => None,
+                })
+                .collect();
+            // The bucket of each link (and whether it is the overflow bucket); a key
+            // that is absent must be inserted under the write lock first.
+            let mut slots: ArrayVec<(&Mutex<BucketState>, bool), MAX_LEVELS> = ArrayVec::new();
+            let mut missing = None;
+            for (i, link) in chain.links.iter().enumerate() {
+                let slot = match (levels.get(link.level_index), &maps[i]) {
+                    (Some(LevelBuckets::Global(bucket)), _) => Some((bucket, false)),
+                    (Some(LevelBuckets::Keyed(k)), Some(map)) => {
+                        match map.get(&KeyRef(&link.values)) {
+                            Some(bucket) => Some((bucket, false)),
+                            None if map.len() >= k.level.max_buckets
+                                && !link.overridden
+                                && !k.sweep_due(now) =>
+                            {
+                                Some((&k.overflow, true))
+                            }
+                            None => None,
+                        }
+                    }
+                    _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+                };
+                match slot {
+                    Some(slot) => slots.push(slot),
+                    None => {
+                        missing = Some(i);
+                        break;
+                    }
+                }
+            }
+            if let Some(i) = missing {
+                drop(slots);
+                drop(maps);
+                if let Some(LevelBuckets::Keyed(k)) = levels.get(chain.links[i].level_index) {
+                    k.insert(&chain.links[i].values, chain.links[i].overridden, now);
+                }
+                continue;
+            }
+
+            // Lock the buckets in level order, then decide and charge.
+            let mut guards: ArrayVec<(MutexGuard<'_, BucketState>, bool), MAX_LEVELS> = slots
+                .iter()
+                .map(|(bucket, overflow)| (bucket.lock(), *overflow))
+                .collect();
+            let verdicts: ArrayVec<(LevelInput, algo::Verdict), MAX_LEVELS> = chain
+                .links
+                .iter()
+                .zip(guards.iter_mut())
+                .map(|(link, (state, overflow))| {
+                    let spec = if *overflow {
+                        &link.level.spec
+                    } else {
+                        link.spec
+                    };
+                    state.conform(spec);
+                    let input = LevelInput {
+                        level_index: link.level_index,
+                        shadow: link.level.shadow,
+                        overflow: *overflow,
+                        limit: spec.limit,
+                        window: spec.window,
+                    };
+                    (input, algo::decide(state, now, spec, probe))
+                })
+                .collect();
+            let (outcome, charge) = ChainOutcome::combine(mode, verdicts.iter().copied());
+            for ((link, (state, overflow)), charge) in
+                chain.links.iter().zip(guards.iter_mut()).zip(charge)
+            {
+                if charge {
+                    let spec = if *overflow {
+                        &link.level.spec
+                    } else {
+                        link.spec
+                    };
+                    algo::charge(state, now, spec, cost);
+                }
+            }
+            return Ok(outcome);
+        }
+    }
+}
+
+impl KeyedLevel {
+    fn sweep_due(&self, now: Micros) -> bool {
+        now >= self
+            .last_full_sweep
+            .load(Ordering::Relaxed)
+            .saturating_add(FULL_SWEEP_INTERVAL)
+    }
+
+    /// Adds a fresh bucket for `values` unless the level is full; a full level
+    /// first drops its idle buckets (at most once per [`FULL_SWEEP_INTERVAL`]).
+    fn insert(&self, values: &[&str], overridden: bool, now: Micros) {
+        let mut map = self.buckets.write();
+        let key = KeyRef(values);
+        if map.contains_key(&key) {
+            return;
+        }
+        if map.len() >= self.level.max_buckets && !overridden {
+            if !self.sweep_due(now) {
+                return;
+            }
+            self.last_full_sweep.store(now, Ordering::Relaxed);
+            let dropped = sweep(&self.level, &mut map, now);
+            tracing::debug!(level = %self.level.name, dropped, "level full: dropped idle buckets");
+            if map.len() >= self.level.max_buckets {
+                tracing::warn!(
+                    level = %self.level.name,
+                    max_buckets = self.level.max_buckets,
+                    "level holds max_buckets live buckets; new values share the overflow bucket"
+                );
+                return;
+            }
+        }
+        let spec = self.level.spec_for(values);
+        map.insert(
+            key.to_owned_key(),
+            Mutex::new(BucketState::fresh(spec.algorithm)),
+        );
+    }
+}
+
+/// Drops the idle buckets of one level; returns how many.
+fn sweep(level: &Level, map: &mut BucketMap, now: Micros) -> usize {
+    let before = map.len();
+    map.retain(|key, state| {
+        let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
+            key.0.iter().map(|v| &**v).collect();
+        let spec = level.spec_for(&values);
+        algo::idle_at(state.get_mut(), spec) > now
+    });
+    before - map.len()
+}
+
+impl Store for MemoryStore {
+    fn decide<'a>(
+        &'a self,
+        chain: &'a Chain<'a>,
+        cost: u64,
+        mode: Mode,
+    ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
+        Box::pin(std::future::ready(self.decide_chain(chain, cost, mode)))
+    }
+
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn expire_idle(&self) -> usize {
+        let now = self.clock.now();
+        let mut dropped = 0;
+        for (_, levels) in &self.trees {
+            for level in levels {
+                if let LevelBuckets::Keyed(k) = level {
+                    dropped += sweep(&k.level, &mut k.buckets.write(), now);
+                }
+            }
+        }
+        dropped
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}
+
+// Hash must agree between `BucketKey` and `KeyRef` for `Equivalent` lookups.
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, Hasher};
+
+    use super::*;
+
+    #[test]
+    fn key_ref_hashes_like_the_owned_key() {
+        let s = hashbrown::DefaultHashBuilder::default();
+        let values = ["errors", "team-a"];
+        let owned = KeyRef(&values).to_owned_key();
+        let h = |v: &dyn Fn(&mut dyn Hasher)| {
+            let mut hasher = s.build_hasher();
+            v(&mut hasher);
+            hasher.finish()
+        };
+        assert_eq!(
+            h(&|hs| KeyRef(&values).hash(&mut HasherRef(hs))),
+            h(&|hs| owned.hash(&mut HasherRef(hs)))
+        );
+    }
+
+    /// Adapts `&mut dyn Hasher` to a sized `Hasher`.
+    struct HasherRef<'a>(&'a mut dyn Hasher);
+    impl Hasher for HasherRef<'_> {
+        fn finish(&self) -> u64 {
+            self.0.finish()
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.write(bytes);
+        }
+        fn write_usize(&mut self, n: usize) {
+            self.0.write_usize(n);
+        }
+        fn write_u8(&mut self, n: u8) {
+            self.0.write_u8(n);
+        }
+    }
+}

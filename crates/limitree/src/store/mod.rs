@@ -1,0 +1,63 @@
+//! Where bucket state lives, and the one operation every store provides: decide a
+//! whole chain atomically.
+//!
+//! The seam is deliberately one call per chain ([`Store::decide`]): a store that
+//! checked levels one by one and charged them in another step would let concurrent
+//! requests slip between the two (the over-admission limitador shows). The memory
+//! store decides under the chain's bucket locks; the Redis store in one script.
+
+pub mod memory;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use memory::MemoryStore;
+
+use crate::chain::Chain;
+use crate::decision::{ChainOutcome, Mode};
+
+/// A boxed, sendable future (what object-safe async trait methods return).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a store could not decide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store was not reachable or failed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store did not answer within its deadline.
+    #[error("store did not answer within {0} ms")]
+    Timeout(u64),
+    /// The chain's tree is not one the store was built for (the store and the
+    /// limiter were given different policies).
+    #[error("the store does not know tree `{0}`")]
+    UnknownTree(String),
+}
+
+/// Shared bucket state that decides chains atomically.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Decides `chain` for `cost` in `mode`, all-or-nothing: either every
+    /// non-shadow bucket has room and (in [`Mode::Commit`]) every bucket with room
+    /// is charged, or nothing is. Atomic with respect to every other call on this
+    /// store (and, for a shared store, on every instance).
+    fn decide<'a>(
+        &'a self,
+        chain: &'a Chain<'a>,
+        cost: u64,
+        mode: Mode,
+    ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>>;
+
+    /// Whether the store can decide right now (for `/readyz`).
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Drops buckets that have gone idle; returns how many. Stores whose state
+    /// expires by itself (Redis TTLs) do nothing.
+    fn expire_idle(&self) -> usize {
+        0
+    }
+
+    /// A short name for logs and metrics (`memory`, `redis`).
+    fn kind(&self) -> &'static str;
+}
