@@ -30,7 +30,7 @@ impl Clock for SystemClock {
         // than panicking in a request path.
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| duration_to_micros(d))
+            .map_or(0, duration_to_micros)
     }
 }
 

@@ -162,3 +162,6 @@ pub fn decide(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> 
         insufficient,
     }
 }
+
+#[cfg(test)]
+mod tests;

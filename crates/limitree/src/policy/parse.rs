@@ -282,7 +282,7 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
         }
     }
 
-    (problems.errors.len() == before).then(|| Level {
+    (problems.errors.len() == before).then_some(Level {
         name: raw.name,
         by: raw.by,
         spec,

@@ -1,0 +1,346 @@
+//! The backend-conformance suite: every store must pass every test here,
+//! unchanged. A store plugs in with a [`Harness`] and [`conformance_suite!`].
+
+use std::sync::Arc;
+
+use limitree::{ChainOutcome, ManualClock, Micros, Mode, Policy, Reason, Store};
+
+/// An aligned instant (a multiple of every window used here).
+pub const T0: Micros = 1_700_000_000_000_000;
+pub const S: Micros = 1_000_000;
+
+/// Builds a store of the kind under test for a policy, on a manual clock.
+pub trait Harness: Sync {
+    fn store(&self, policy: &Arc<Policy>, clock: ManualClock) -> Arc<dyn Store>;
+}
+
+/// Stamps every conformance test out for one harness expression.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr) => {
+        $crate::conformance_suite!(@tests $harness;
+            admits_up_to_the_limit_then_denies,
+            a_category_denial_consumes_nothing,
+            a_global_denial_consumes_no_category,
+            retry_after_is_exact_for_every_algorithm,
+            peek_and_dry_run_record_nothing,
+            cost_beyond_capacity_is_insufficient,
+            shadow_levels_report_but_never_deny,
+            overrides_and_optional_levels,
+            windows_roll_over,
+            trees_are_independent,
+        );
+    };
+    (@tests $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::conformance::$name(&$harness).await;
+            }
+        )*
+    };
+}
+
+/// A store plus its clock and policy, with shorthand for requests.
+pub struct Fixture {
+    pub policy: Arc<Policy>,
+    pub store: Arc<dyn Store>,
+    pub clock: ManualClock,
+}
+
+impl Fixture {
+    pub fn new(h: &dyn Harness, policy_toml: &str) -> Fixture {
+        let policy =
+            Arc::new(Policy::from_toml_str(policy_toml, "test").expect("valid test policy"));
+        let clock = ManualClock::new(T0);
+        let store = h.store(&policy, clock.clone());
+        Fixture {
+            policy,
+            store,
+            clock,
+        }
+    }
+
+    pub fn default_policy(h: &dyn Harness) -> Fixture {
+        let policy = Arc::new(Policy::default_notifications());
+        let clock = ManualClock::new(T0);
+        let store = h.store(&policy, clock.clone());
+        Fixture {
+            policy,
+            store,
+            clock,
+        }
+    }
+
+    pub async fn decide_in(
+        &self,
+        tree: &str,
+        descriptors: &[(&str, &str)],
+        cost: u64,
+        mode: Mode,
+    ) -> ChainOutcome {
+        let tree = self.policy.tree(tree).expect("tree exists");
+        let chain = tree.chain(descriptors).expect("valid chain");
+        self.store
+            .decide(&chain, cost, mode)
+            .await
+            .expect("store decides")
+    }
+
+    pub async fn decide(
+        &self,
+        descriptors: &[(&str, &str)],
+        cost: u64,
+        mode: Mode,
+    ) -> ChainOutcome {
+        let tree = self.policy.trees()[0].name.clone();
+        self.decide_in(&tree, descriptors, cost, mode).await
+    }
+
+    pub async fn take(&self, descriptors: &[(&str, &str)], cost: u64) -> ChainOutcome {
+        self.decide(descriptors, cost, Mode::Commit).await
+    }
+
+    pub async fn peek(&self, descriptors: &[(&str, &str)]) -> ChainOutcome {
+        self.decide(descriptors, 0, Mode::Peek).await
+    }
+
+    pub fn remaining(outcome: &ChainOutcome) -> Vec<u64> {
+        outcome.levels.iter().map(|l| l.remaining).collect()
+    }
+}
+
+const ERRORS: &[(&str, &str)] = &[("category", "errors")];
+const WARNINGS: &[(&str, &str)] = &[("category", "warnings")];
+
+pub async fn admits_up_to_the_limit_then_denies(h: &dyn Harness) {
+    let f = Fixture::default_policy(h);
+    for i in 0..10 {
+        let o = f.take(ERRORS, 1).await;
+        assert!(o.allowed, "request {i}: {o:?}");
+        assert_eq!(o.reason, Reason::Ok);
+        assert_eq!(Fixture::remaining(&o), vec![99 - i, 9 - i]);
+    }
+    let o = f.take(ERRORS, 1).await;
+    assert!(!o.allowed);
+    assert_eq!(o.reason, Reason::Limited);
+    assert_eq!(o.retry_after, Some(1800 * S));
+    assert!(o.levels[0].allowed && !o.levels[1].allowed);
+    assert_eq!(o.levels[1].retry_after, Some(1800 * S));
+    assert_eq!(o.levels[0].retry_after, None);
+}
+
+pub async fn a_category_denial_consumes_nothing(h: &dyn Harness) {
+    let f = Fixture::default_policy(h);
+    assert!(f.take(ERRORS, 10).await.allowed);
+    for _ in 0..5 {
+        assert!(!f.take(ERRORS, 1).await.allowed);
+    }
+    // The global level was not charged by the five denials.
+    let peek = f.peek(WARNINGS).await;
+    assert_eq!(Fixture::remaining(&peek), vec![90, 10]);
+    assert!(f.take(WARNINGS, 10).await.allowed);
+}
+
+pub async fn a_global_denial_consumes_no_category(h: &dyn Harness) {
+    let f = Fixture::new(
+        h,
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 5
+window = "1m"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 10
+window = "1m"
+"#,
+    );
+    assert!(f.take(WARNINGS, 5).await.allowed);
+    let o = f.take(ERRORS, 1).await;
+    assert!(
+        !o.allowed && !o.levels[0].allowed && o.levels[1].allowed,
+        "{o:?}"
+    );
+    assert_eq!(o.retry_after, Some(60 * S));
+    assert_eq!(Fixture::remaining(&f.peek(ERRORS).await), vec![0, 10]);
+}
+
+const ALGORITHMS: [&str; 4] = ["sliding_log", "sliding_window", "gcra", "fixed_window"];
+
+fn two_levels(algorithm: &str) -> String {
+    format!(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 20
+window = "10s"
+algorithm = "{algorithm}"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 4
+window = "10s"
+algorithm = "{algorithm}"
+"#
+    )
+}
+
+pub async fn retry_after_is_exact_for_every_algorithm(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &two_levels(algorithm));
+        f.clock.advance_micros(3 * S + 250_000);
+        assert!(f.take(ERRORS, 3).await.allowed, "{algorithm}");
+        f.clock.advance_micros(2 * S);
+        let denied = f.take(ERRORS, 2).await;
+        assert!(!denied.allowed, "{algorithm}: {denied:?}");
+        let retry = denied.retry_after.expect("limited, not insufficient");
+        // A microsecond early it still does not fit; at retry_after it does.
+        f.clock.advance_micros(retry - 1);
+        assert!(
+            !f.decide(ERRORS, 2, Mode::DryRun).await.allowed,
+            "{algorithm}: early"
+        );
+        f.clock.advance_micros(1);
+        assert!(
+            f.take(ERRORS, 2).await.allowed,
+            "{algorithm}: at retry_after {retry}"
+        );
+    }
+}
+
+pub async fn peek_and_dry_run_record_nothing(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &two_levels(algorithm));
+        assert!(f.take(ERRORS, 3).await.allowed);
+        let before = f.peek(ERRORS).await;
+        assert!(before.allowed, "one more unit fits");
+        assert_eq!(Fixture::remaining(&before), vec![17, 1], "{algorithm}");
+        let dry = f.decide(ERRORS, 1, Mode::DryRun).await;
+        assert!(dry.allowed);
+        assert_eq!(
+            Fixture::remaining(&dry),
+            vec![16, 0],
+            "a dry run answers like a commit"
+        );
+        let dry = f.decide(ERRORS, 2, Mode::DryRun).await;
+        assert!(!dry.allowed && dry.reason == Reason::Limited);
+        assert_eq!(
+            f.peek(ERRORS).await,
+            before,
+            "{algorithm}: nothing recorded"
+        );
+        assert!(f.take(ERRORS, 1).await.allowed);
+        let exhausted = f.peek(ERRORS).await;
+        assert!(!exhausted.allowed, "peek says no unit fits");
+        assert_eq!(exhausted.reason, Reason::Limited);
+        assert!(exhausted.retry_after.is_some());
+    }
+}
+
+pub async fn cost_beyond_capacity_is_insufficient(h: &dyn Harness) {
+    let f = Fixture::default_policy(h);
+    let o = f.take(ERRORS, 11).await;
+    assert!(!o.allowed);
+    assert_eq!(o.reason, Reason::InsufficientCapacity);
+    assert_eq!(o.retry_after, None);
+    assert!(o.levels[1].insufficient && !o.levels[0].insufficient);
+    assert_eq!(Fixture::remaining(&f.peek(ERRORS).await), vec![100, 10]);
+}
+
+pub async fn shadow_levels_report_but_never_deny(h: &dyn Harness) {
+    let f = Fixture::new(
+        h,
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 100
+window = "1m"
+[[trees.levels]]
+name = "user"
+by = ["user"]
+limit = 2
+window = "1m"
+shadow = true
+"#,
+    );
+    let user = &[("user", "u1")];
+    assert_eq!(f.take(user, 1).await.reason, Reason::Ok);
+    assert_eq!(f.take(user, 1).await.reason, Reason::Ok);
+    let o = f.take(user, 1).await;
+    assert!(o.allowed);
+    assert_eq!(o.reason, Reason::Shadow);
+    assert!(o.levels[1].shadow && !o.levels[1].allowed);
+    assert_eq!(Fixture::remaining(&o), vec![97, 0]);
+}
+
+pub async fn overrides_and_optional_levels(h: &dyn Harness) {
+    let f = Fixture::new(
+        h,
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 2
+window = "1m"
+overrides = [{ when = { category = "critical" }, limit = 5 }]
+[[trees.levels]]
+name = "user"
+by = ["user"]
+limit = 1
+window = "1m"
+required = false
+"#,
+    );
+    let o = f.take(&[("category", "critical")], 5).await;
+    assert!(
+        o.allowed && o.levels.len() == 1,
+        "optional level skipped: {o:?}"
+    );
+    assert_eq!(o.levels[0].limit, 5);
+    assert!(!f.take(&[("category", "other")], 3).await.allowed);
+    let both = &[("category", "other"), ("user", "u")];
+    let o = f.take(both, 1).await;
+    assert!(o.allowed && o.levels.len() == 2);
+    let o = f.take(both, 1).await;
+    assert!(!o.allowed && o.levels[0].allowed && !o.levels[1].allowed);
+    // The user-level denial left the category untouched: one unit remains.
+    assert_eq!(
+        Fixture::remaining(&f.peek(&[("category", "other")]).await),
+        vec![1]
+    );
+}
+
+pub async fn windows_roll_over(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &two_levels(algorithm));
+        assert!(f.take(ERRORS, 4).await.allowed);
+        assert!(!f.take(ERRORS, 1).await.allowed);
+        // Two windows on, every algorithm is full again.
+        f.clock.advance_micros(20 * S);
+        let o = f.peek(ERRORS).await;
+        assert_eq!(Fixture::remaining(&o), vec![20, 4], "{algorithm}");
+        assert!(
+            o.levels.iter().all(|l| l.reset_after == 0),
+            "{algorithm}: {o:?}"
+        );
+    }
+}
+
+pub async fn trees_are_independent(h: &dyn Harness) {
+    let one = two_levels("sliding_log");
+    let other = one.replace("name = \"t\"", "name = \"u\"");
+    let f = Fixture::new(h, &format!("{one}\n{other}"));
+    assert!(f.decide_in("t", ERRORS, 4, Mode::Commit).await.allowed);
+    let o = f.decide_in("u", ERRORS, 4, Mode::Commit).await;
+    assert!(o.allowed, "tree u has its own buckets: {o:?}");
+}

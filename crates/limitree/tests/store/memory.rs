@@ -1,0 +1,116 @@
+//! The memory store: the conformance suite, plus what only it promises (the
+//! bucket cap and idle expiry).
+
+use std::sync::Arc;
+
+use limitree::{ManualClock, MemoryStore, Mode, Policy, Store};
+
+use crate::conformance::{Fixture, Harness, S};
+
+pub struct Memory;
+
+impl Harness for Memory {
+    fn store(&self, policy: &Arc<Policy>, clock: ManualClock) -> Arc<dyn Store> {
+        Arc::new(MemoryStore::with_clock(policy, Arc::new(clock)))
+    }
+}
+
+mod conformance {
+    crate::conformance_suite!(super::Memory);
+}
+
+const CAPPED: &str = r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 1000000
+window = "1m"
+[[trees.levels]]
+name = "user"
+by = ["user"]
+limit = 3
+window = "1m"
+max_buckets = 100
+overrides = [{ when = { user = "vip" }, limit = 50 }]
+"#;
+
+fn memory_fixture(text: &str) -> (Fixture, Arc<MemoryStore>) {
+    let policy = Arc::new(Policy::from_toml_str(text, "test").unwrap());
+    let clock = ManualClock::new(crate::conformance::T0);
+    let store = Arc::new(MemoryStore::with_clock(&policy, Arc::new(clock.clone())));
+    let fixture = Fixture {
+        policy,
+        store: store.clone(),
+        clock,
+    };
+    (fixture, store)
+}
+
+#[tokio::test]
+async fn a_flood_of_new_values_stays_within_the_cap_and_shares_one_overflow_bucket() {
+    let (f, store) = memory_fixture(CAPPED);
+    let mut overflow_admitted = 0;
+    for i in 0..10_000 {
+        let user = format!("attacker-{i}");
+        let o = f.take(&[("user", &user)], 1).await;
+        if i < 100 {
+            assert!(o.allowed && !o.levels[1].overflow, "own bucket {i}");
+        } else {
+            assert!(o.levels[1].overflow, "value {i} past the cap");
+            overflow_admitted += u32::from(o.allowed);
+        }
+    }
+    assert_eq!(store.bucket_count(), 100, "memory bounded by max_buckets");
+    assert_eq!(
+        overflow_admitted, 3,
+        "the overflow bucket holds one bucket's limit"
+    );
+    // Existing buckets keep their own state; override values still get their own.
+    let o = f.take(&[("user", "attacker-7")], 1).await;
+    assert!(o.allowed && !o.levels[1].overflow && o.levels[1].remaining == 1);
+    let o = f.take(&[("user", "vip")], 10).await;
+    assert!(
+        o.allowed && !o.levels[1].overflow && o.levels[1].limit == 50,
+        "{o:?}"
+    );
+}
+
+#[tokio::test]
+async fn idle_buckets_expire_and_make_room() {
+    let (f, store) = memory_fixture(CAPPED);
+    for i in 0..100 {
+        assert!(f.take(&[("user", &format!("u{i}"))], 1).await.allowed);
+    }
+    assert_eq!(store.bucket_count(), 100);
+    // Not idle yet: nothing to drop.
+    f.clock.advance_micros(59 * S);
+    assert_eq!(store.expire_idle(), 0);
+    f.clock.advance_micros(S);
+    assert_eq!(store.expire_idle(), 100);
+    assert_eq!(store.bucket_count(), 0);
+    let o = f.take(&[("user", "newcomer")], 1).await;
+    assert!(!o.levels[1].overflow);
+}
+
+#[tokio::test]
+async fn a_full_level_drops_idle_buckets_before_using_the_overflow_bucket() {
+    let (f, store) = memory_fixture(CAPPED);
+    for i in 0..100 {
+        assert!(f.take(&[("user", &format!("u{i}"))], 1).await.allowed);
+    }
+    f.clock.advance_micros(61 * S);
+    let o = f.take(&[("user", "fresh")], 1).await;
+    assert!(o.allowed && !o.levels[1].overflow, "{o:?}");
+    assert_eq!(store.bucket_count(), 1);
+}
+
+#[tokio::test]
+async fn a_store_refuses_a_tree_it_was_not_built_for() {
+    let (f, _) = memory_fixture(CAPPED);
+    let other = Policy::default_notifications();
+    let descriptors = [("category", "x")];
+    let chain = other.trees()[0].chain(&descriptors).unwrap();
+    let err = f.store.decide(&chain, 1, Mode::Commit).await.unwrap_err();
+    assert!(err.to_string().contains("notifications"), "{err}");
+}

@@ -1,0 +1,124 @@
+//! A reference model: the simplest statement of each algorithm, computed from the
+//! full log of admissions instead of from compact state. The stores must agree
+//! with it decision for decision.
+
+use std::collections::HashMap;
+
+use limitree::{Algorithm, LimitSpec, Micros, Mode, Policy};
+
+/// Per level: bucket label → admissions (time, units).
+#[derive(Debug, Default)]
+pub struct Model {
+    logs: Vec<HashMap<String, Vec<(Micros, u64)>>>,
+}
+
+/// The model's answer for one level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLevel {
+    pub allowed: bool,
+    pub remaining: u64,
+}
+
+/// Units a bucket could take at `now`, from its admissions.
+pub fn available(spec: &LimitSpec, log: &[(Micros, u64)], now: Micros) -> u64 {
+    let (limit, w) = (spec.limit, spec.window);
+    let sum = |keep: &dyn Fn(Micros) -> bool| -> u64 {
+        log.iter().filter(|(t, _)| keep(*t)).map(|(_, c)| c).sum()
+    };
+    match spec.algorithm {
+        Algorithm::SlidingLog => limit.saturating_sub(sum(&|t| t + w > now)),
+        Algorithm::FixedWindow => limit.saturating_sub(sum(&|t| t / w == now / w)),
+        Algorithm::SlidingWindow => {
+            let k = now / w;
+            let curr = u128::from(sum(&|t| t / w == k));
+            let prev = u128::from(sum(&|t| t / w + 1 == k));
+            let e = u128::from(now - k * w);
+            let w = u128::from(w);
+            let room = (u128::from(limit) * w).checked_sub(prev * (w - e) + curr * w);
+            room.map_or(0, |r| (r / w) as u64)
+        }
+        Algorithm::Gcra => {
+            // A token bucket holding credit in microseconds of "drip".
+            let t = spec.emission_interval();
+            let full = spec.burst * t;
+            let mut credit = full;
+            let mut last = 0;
+            for &(at, c) in log {
+                credit = (credit + (at - last)).min(full) - c * t;
+                last = at;
+            }
+            let credit = if log.is_empty() {
+                full
+            } else {
+                (credit + (now - last)).min(full)
+            };
+            credit / t
+        }
+    }
+}
+
+impl Model {
+    pub fn new(levels: usize) -> Model {
+        Model {
+            logs: vec![HashMap::new(); levels],
+        }
+    }
+
+    /// Decides a chain: `links` holds (level index, bucket label, spec, shadow).
+    pub fn decide(
+        &mut self,
+        links: &[(usize, String, LimitSpec, bool)],
+        now: Micros,
+        cost: u64,
+        mode: Mode,
+    ) -> (bool, Vec<ModelLevel>) {
+        let probe = if mode == Mode::Peek { 1 } else { cost };
+        let avail: Vec<u64> = links
+            .iter()
+            .map(|(level, bucket, spec, _)| {
+                let log = self.logs[*level].get(bucket).map_or(&[][..], Vec::as_slice);
+                available(spec, log, now)
+            })
+            .collect();
+        let fits: Vec<bool> = links
+            .iter()
+            .zip(&avail)
+            .map(|((_, _, spec, _), a)| probe <= spec.capacity() && probe <= *a)
+            .collect();
+        let allowed = links
+            .iter()
+            .zip(&fits)
+            .all(|((_, _, _, shadow), f)| *shadow || *f);
+        let levels = links
+            .iter()
+            .zip(avail.iter().zip(&fits))
+            .map(|((level, bucket, _, _), (a, f))| {
+                let charged = allowed && *f && mode != Mode::Peek;
+                if charged && mode == Mode::Commit {
+                    self.logs[*level]
+                        .entry(bucket.clone())
+                        .or_default()
+                        .push((now, cost));
+                }
+                ModelLevel {
+                    allowed: *f,
+                    remaining: if charged { a - cost } else { *a },
+                }
+            })
+            .collect();
+        (allowed, levels)
+    }
+}
+
+/// The model's links for a chain of `policy`'s first tree.
+pub fn links(
+    policy: &Policy,
+    descriptors: &[(&str, &str)],
+) -> Vec<(usize, String, LimitSpec, bool)> {
+    let chain = policy.trees()[0].chain(descriptors).expect("valid chain");
+    chain
+        .links
+        .iter()
+        .map(|l| (l.level_index, l.bucket_label(), *l.spec, l.level.shadow))
+        .collect()
+}
