@@ -125,6 +125,7 @@ fn check_value<'v>(key: &str, value: &'v str) -> Result<&'v str, ChainError> {
 impl Tree {
     /// The chain `descriptors` select in this tree. Descriptors no level uses are
     /// ignored (clients such as Envoy send more than a policy needs).
+    #[inline]
     pub fn chain<'a, D: Descriptors + ?Sized>(
         &'a self,
         descriptors: &'a D,

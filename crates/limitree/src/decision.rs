@@ -126,18 +126,17 @@ pub struct LevelInput {
 
 impl ChainOutcome {
     /// Combines per-level verdicts under the all-or-nothing rule. `verdicts` were
-    /// computed for the request's cost (1 for a peek). Returns the outcome and,
-    /// for each level, whether it must be charged (only when the chain is admitted
-    /// in [`Mode::Commit`]; a shadow level that had no room is not charged).
-    pub fn combine(
-        mode: Mode,
-        levels: impl ExactSizeIterator<Item = (LevelInput, Verdict)> + Clone,
-    ) -> (ChainOutcome, ArrayVec<bool, MAX_LEVELS>) {
+    /// computed for the request's cost (1 for a peek), one per entry of `inputs`.
+    /// Returns the outcome and a bit mask of the levels to charge: none unless the
+    /// chain is admitted in [`Mode::Commit`], and never a shadow level that had no
+    /// room.
+    #[inline]
+    pub fn combine(mode: Mode, inputs: &[LevelInput], verdicts: &[Verdict]) -> (ChainOutcome, u32) {
         let mut allowed = true;
         let mut insufficient = false;
         let mut shadow_denied = false;
         let mut retry: Option<Micros> = None;
-        for (input, v) in levels.clone() {
+        for (input, v) in inputs.iter().zip(verdicts) {
             if v.allowed {
                 continue;
             }
@@ -164,15 +163,15 @@ impl ChainOutcome {
             retry_after: if insufficient { None } else { retry },
             levels: ArrayVec::new(),
         };
-        let mut charge = ArrayVec::new();
-        for (input, v) in levels {
+        let mut charge = 0;
+        for (i, (input, v)) in inputs.iter().zip(verdicts).enumerate() {
             let admitted_here = allowed && v.allowed;
             // A peek reports what is left now; otherwise what is left after this
             // request if the chain admits it.
-            let (remaining, reset_after) = match mode {
-                Mode::Peek => (v.available, v.reset_after_now),
-                _ if admitted_here => (v.remaining, v.reset_after),
-                _ => (v.available, v.reset_after_now),
+            let (remaining, reset_after) = if admitted_here && mode != Mode::Peek {
+                (v.remaining, v.reset_after)
+            } else {
+                (v.available, v.reset_after_now)
             };
             outcome.levels.push(LevelOutcome {
                 level_index: input.level_index,
@@ -186,7 +185,9 @@ impl ChainOutcome {
                 shadow: input.shadow,
                 overflow: input.overflow,
             });
-            charge.push(admitted_here && mode == Mode::Commit);
+            if admitted_here && mode == Mode::Commit {
+                charge |= 1 << i;
+            }
         }
         (outcome, charge)
     }

@@ -121,6 +121,16 @@ pub fn reset_after(state: &BucketState, now: Micros, spec: &LimitSpec, charged: 
     }
 }
 
+/// Forgets what can no longer matter at `now` (sliding_log's expired entries),
+/// without changing any answer: `available`, `retry_after` and `reset_after` are
+/// the same before and after. Stores call it under the bucket's lock so a bucket
+/// that only sees denials does not re-walk its expired entries on every call.
+pub fn prune(state: &mut BucketState, now: Micros, spec: &LimitSpec) {
+    if let BucketState::SlidingLog(s) = state {
+        sliding_log::prune(s, now, spec);
+    }
+}
+
 /// Records `cost` units taken now.
 pub fn charge(state: &mut BucketState, now: Micros, spec: &LimitSpec, cost: u64) {
     match state {
@@ -143,6 +153,7 @@ pub fn idle_at(state: &BucketState, spec: &LimitSpec) -> Micros {
 
 /// The verdict of one bucket on a request of `cost` at `now`. Pure: the state is
 /// not touched; call [`charge`] to record an admission.
+#[inline]
 pub fn decide(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> Verdict {
     let available = available(state, now, spec);
     let insufficient = cost > spec.capacity();

@@ -89,13 +89,7 @@ pub fn reset_after(s: &State, now: Micros, spec: &LimitSpec, charged: u64) -> Mi
 /// entry's time if the clock went backwards, keeping the log ordered; that entry
 /// then lives slightly longer — conservative, never over-admitting).
 pub fn charge(s: &mut State, now: Micros, spec: &LimitSpec, cost: u64) {
-    while let Some(&(ts, units)) = s.entries.front() {
-        if !expired(ts, now, spec) {
-            break;
-        }
-        s.entries.pop_front();
-        s.total -= units;
-    }
+    prune(s, now, spec);
     if cost == 0 {
         return;
     }
@@ -103,6 +97,17 @@ pub fn charge(s: &mut State, now: Micros, spec: &LimitSpec, cost: u64) {
     match s.entries.back_mut() {
         Some((ts, units)) if *ts >= now => *units += cost,
         _ => s.entries.push_back((now, cost)),
+    }
+}
+
+/// Drops the entries that have left the window.
+pub fn prune(s: &mut State, now: Micros, spec: &LimitSpec) {
+    while let Some(&(ts, units)) = s.entries.front() {
+        if !expired(ts, now, spec) {
+            break;
+        }
+        s.entries.pop_front();
+        s.total -= units;
     }
 }
 

@@ -65,7 +65,9 @@ pub fn retry_after(s: &State, now: Micros, spec: &LimitSpec, cost: u64) -> Micro
     }
     // Next window: prev' = curr, curr' = 0; need curr·(W−e') <= (limit−cost)·W.
     let next = u128::from(start) + w;
-    let k = ((limit - cost) * w).checked_div(curr).map_or(w, |k| k.min(w));
+    let k = ((limit - cost) * w)
+        .checked_div(curr)
+        .map_or(w, |k| k.min(w));
     micros(next + w - k).saturating_sub(now)
 }
 

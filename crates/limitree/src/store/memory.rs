@@ -89,7 +89,7 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// A store for `policy`'s trees on the system clock.
     pub fn new(policy: &Policy) -> Self {
-        Self::with_clock(policy, Arc::new(SystemClock))
+        Self::with_clock(policy, Arc::new(SystemClock::new()))
     }
 
     /// A store for `policy`'s trees on `clock`.
@@ -204,32 +204,30 @@ impl MemoryStore {
                 .iter()
                 .map(|(bucket, overflow)| (bucket.lock(), *overflow))
                 .collect();
-            let verdicts: ArrayVec<(LevelInput, algo::Verdict), MAX_LEVELS> = chain
-                .links
-                .iter()
-                .zip(guards.iter_mut())
-                .map(|(link, (state, overflow))| {
-                    let spec = if *overflow {
-                        &link.level.spec
-                    } else {
-                        link.spec
-                    };
-                    state.conform(spec);
-                    let input = LevelInput {
-                        level_index: link.level_index,
-                        shadow: link.level.shadow,
-                        overflow: *overflow,
-                        limit: spec.limit,
-                        window: spec.window,
-                    };
-                    (input, algo::decide(state, now, spec, probe))
-                })
-                .collect();
-            let (outcome, charge) = ChainOutcome::combine(mode, verdicts.iter().copied());
-            for ((link, (state, overflow)), charge) in
-                chain.links.iter().zip(guards.iter_mut()).zip(charge)
+            let mut inputs: ArrayVec<LevelInput, MAX_LEVELS> = ArrayVec::new();
+            let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
+            for (link, (state, overflow)) in chain.links.iter().zip(guards.iter_mut()) {
+                let spec = if *overflow {
+                    &link.level.spec
+                } else {
+                    link.spec
+                };
+                state.conform(spec);
+                algo::prune(state, now, spec);
+                inputs.push(LevelInput {
+                    level_index: link.level_index,
+                    shadow: link.level.shadow,
+                    overflow: *overflow,
+                    limit: spec.limit,
+                    window: spec.window,
+                });
+                verdicts.push(algo::decide(state, now, spec, probe));
+            }
+            let (outcome, charged) = ChainOutcome::combine(mode, &inputs, &verdicts);
+            for (i, (link, (state, overflow))) in
+                chain.links.iter().zip(guards.iter_mut()).enumerate()
             {
-                if charge {
+                if charged & (1 << i) != 0 {
                     let spec = if *overflow {
                         &link.level.spec
                     } else {
