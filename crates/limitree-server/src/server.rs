@@ -119,3 +119,47 @@ async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use limitree::{CheckRequest, Limiter, ManualClock, MemoryStore, Policy};
+
+    use super::*;
+
+    /// Paused tokio time drives the sweep's timer and a manual clock the
+    /// buckets' idleness, so nothing waits in real time.
+    #[tokio::test(start_paused = true)]
+    async fn the_sweep_drops_idle_buckets_until_cancelled() {
+        let policy = Arc::new(Policy::default_notifications());
+        let clock = ManualClock::new(1_700_000_000_000_000);
+        let store = Arc::new(MemoryStore::with_clock(&policy, Arc::new(clock.clone())));
+        let limiter = Limiter::new(policy, Arc::clone(&store) as Arc<dyn Store>);
+        let request = CheckRequest {
+            tree: None,
+            descriptors: &[("category", "errors")],
+            cost: 1,
+            dry_run: false,
+        };
+        limiter.check(request).await.unwrap();
+        assert_eq!(store.bucket_count(), 1);
+
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        tracker.spawn(sweep(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Duration::from_secs(30),
+            cancel.clone(),
+        ));
+        // Not idle yet: a sweep keeps the bucket.
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert_eq!(store.bucket_count(), 1);
+
+        clock.advance(Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(store.bucket_count(), 0);
+
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+}

@@ -68,6 +68,11 @@ impl Served {
             .status()
             .unwrap();
         assert!(status.success());
+        self.terminate_wait()
+    }
+
+    /// Waits (bounded) for the child to exit after a signal.
+    fn terminate_wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -291,4 +296,56 @@ algorithm = "sliding_log"
         .output()
         .unwrap();
     assert_eq!(serve.status.code(), Some(64));
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    use std::io::Read;
+
+    let mut served = Served::start(&["--http", "127.0.0.1:0"]);
+    let addr = served.base.trim_start_matches("http://").to_owned();
+    let body = r#"{"descriptors": {"category": "errors"}}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // `Expect: 100-continue` makes the server say when the handler has started
+    // reading the body: from then on the request is in flight.
+    write!(
+        stream,
+        "POST /v1/check HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert!(
+        text(&interim).starts_with("HTTP/1.1 100 Continue"),
+        "{}",
+        text(&interim)
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = served
+            .lines
+            .recv_timeout(left)
+            .expect("the server logs its shutdown");
+        if line.contains("shutting down") {
+            break;
+        }
+    }
+
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"allowed\":true"), "{response}");
+    assert_eq!(served.terminate_wait().code(), Some(0));
 }
