@@ -125,6 +125,8 @@ pub async fn check(
             dry_run: request.dry_run,
         })
         .await?;
+    // The tree actually decided (it may have been left to the default).
+    span.record("tree", decision.tree.as_str());
     tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
     let headers = headers::for_decision(&decision);
     Ok((headers, Json(CheckReply::from(decision))).into_response())

@@ -181,7 +181,7 @@ fn json_logs_carry_the_request_span() {
         .find(|v| v["fields"]["message"] == "request finished")
         .unwrap_or_else(|| panic!("no request line in {lines:?}"));
     assert!(finished["span"]["request_id"].is_string(), "{finished}");
-    assert_eq!(finished["span"]["tree"], "<default>");
+    assert_eq!(finished["span"]["tree"], "notifications");
 }
 
 fn write_config(name: &str, text: &str) -> PathBuf {

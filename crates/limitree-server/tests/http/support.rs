@@ -33,6 +33,11 @@ impl TestServer {
     }
 
     pub async fn with_config(config: Config) -> TestServer {
+        Self::with_state(AppState::from_config(&config), &config).await
+    }
+
+    /// A hand-built state (e.g. over a failing store) with `config`'s lifecycle.
+    pub async fn with_state(state: AppState, config: &Config) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -40,14 +45,9 @@ impl TestServer {
             shutdown_grace: Duration::from_secs(5),
             sweep_interval: config.server.sweep_interval,
         };
-        let task = tokio::spawn(server::run(
-            listener,
-            AppState::from_config(&config),
-            lifecycle,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(server::run(listener, state, lifecycle, async move {
+            let _ = stopped.await;
+        }));
         TestServer {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
