@@ -45,6 +45,8 @@ impl TestServer {
             shutdown_grace: Duration::from_secs(5),
             sweep_interval: config.server.sweep_interval,
         };
+        // The test owns the handle: `stop` joins it, and drop signals shutdown.
+        #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(server::run(listener, state, lifecycle, async move {
             let _ = stopped.await;
         }));
