@@ -55,7 +55,7 @@ pub enum Command {
 /// `limitree serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Config file (TOML: [server], [store], [[trees]]). Without one: the
+    /// Config file (TOML with `[server]`, `[store]`, `[[trees]]`). Without one: the
     /// built-in `notifications` policy in memory.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
