@@ -1,1 +1,10 @@
+//! HTTP integration tests: real servers on `127.0.0.1:0`, real sockets.
+//!
+//! One test binary (fewer link steps on a small machine) with a module per area.
 
+mod check;
+mod cli;
+mod errors;
+mod health;
+mod shutdown;
+mod support;

@@ -1,0 +1,321 @@
+//! The `limitree` command line: `serve`, `check`, `config check`.
+//!
+//! Exit codes: `0` success (and, for `check`, allowed); `1` a check was denied
+//! (or the server failed to run); `2` a usage error or a check that got no
+//! answer; `64` (EX_USAGE) an invalid config file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use limitree::policy::{LimitSpec, format_duration};
+use limitree::{Algorithm, Policy};
+
+use crate::client;
+use crate::config::Config;
+use crate::http::AppState;
+use crate::server::{self, Lifecycle};
+use crate::telemetry::{self, LogFormat};
+
+/// Exit code for an invalid config (sysexits EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+/// Exit code for a denied check.
+pub const EXIT_DENIED: u8 = 1;
+/// Exit code for a check that got no decision (or bad arguments).
+pub const EXIT_CHECK_ERROR: u8 = 2;
+
+/// Hierarchical rate limiting: every request must fit every level of its chain.
+#[derive(Debug, Parser)]
+#[command(name = "limitree", version, about)]
+pub struct Cli {
+    /// Log line format (level from RUST_LOG; default info). Logs go to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Ask a running server whether a request may go ahead.
+    Check(CheckArgs),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `limitree serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML with `[server]`, `[store]`, `[[trees]]`). Without one: the
+    /// built-in `notifications` policy in memory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address; overrides `[server] http` (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+}
+
+/// `limitree check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub url: String,
+    /// The tree (may be left out when the server has one tree).
+    #[arg(long, value_name = "TREE")]
+    pub tree: Option<String>,
+    /// Units to take; 0 only reports the current state.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cost: u64,
+    /// Ask whether the cost would fit now, without recording anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Descriptors, e.g. `category=errors`.
+    #[arg(value_name = "KEY=VALUE", value_parser = parse_descriptor)]
+    pub descriptors: Vec<(String, String)>,
+}
+
+/// `limitree config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file and print the policy it resolves to.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+/// `KEY=VALUE` → `(KEY, VALUE)`.
+fn parse_descriptor(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "`{text}` is not a descriptor; write KEY=VALUE, e.g. category=errors"
+        )),
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Only fails if a subscriber exists already, which then keeps logging.
+    let _ = telemetry::install(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => check(args),
+        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    match path {
+        None => Ok(Config::builtin()),
+        Some(path) => Config::load(path).map_err(|errors| {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("limitree: the config is invalid; nothing was started");
+            ExitCode::from(EXIT_CONFIG)
+        }),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if let Some(http) = args.http {
+        config.server.http = http;
+    }
+    for warning in config.policy.warnings() {
+        tracing::warn!("{}: {warning}", config.source);
+    }
+    match run_server(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("limitree: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.http)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.http))?;
+        let state = AppState::from_config(config);
+        let signal = shutdown_signal().context("cannot install signal handlers")?;
+        server::run(listener, state, Lifecycle::from(&config.server), signal)
+            .await
+            .context("the server failed")
+    })
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "received {name}");
+    })
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let mut descriptors = BTreeMap::new();
+    for (key, value) in args.descriptors {
+        if descriptors.contains_key(&key) {
+            eprintln!("limitree check: descriptor `{key}` is given twice; give each key once");
+            return ExitCode::from(EXIT_CHECK_ERROR);
+        }
+        descriptors.insert(key, value);
+    }
+    let body = client::CheckBody {
+        tree: args.tree,
+        descriptors,
+        cost: args.cost,
+        dry_run: args.dry_run,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("limitree check: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_CHECK_ERROR);
+        }
+    };
+    match runtime.block_on(client::check(&args.url, &body)) {
+        Ok(answer) => {
+            if args.json {
+                println!("{}", answer.raw);
+            } else {
+                print!("{}", client::render(&answer.reply));
+            }
+            if answer.reply.allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_DENIED)
+            }
+        }
+        Err(e) => {
+            eprintln!("limitree check: {e}");
+            ExitCode::from(EXIT_CHECK_ERROR)
+        }
+    }
+}
+
+fn config_check(file: &Path) -> ExitCode {
+    match load_config(Some(file)) {
+        Ok(config) => {
+            print!("{}", describe(&config));
+            for warning in config.policy.warnings() {
+                println!("warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// The resolved config, as `config check` prints it.
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let s = &config.server;
+    let _ = writeln!(out, "{}: valid", config.source);
+    let _ = writeln!(
+        out,
+        "server: http {}, max_body_bytes {}, shutdown_grace {}, sweep_interval {}",
+        s.http,
+        s.max_body_bytes,
+        format_duration(limitree::clock::duration_to_micros(s.shutdown_grace)),
+        format_duration(limitree::clock::duration_to_micros(s.sweep_interval)),
+    );
+    let _ = writeln!(out, "store: {}", config.store.as_str());
+    if config.default_policy {
+        let _ = writeln!(out, "policy: no [[trees]]; the built-in default policy");
+    }
+    describe_policy(&mut out, &config.policy);
+    out
+}
+
+fn describe_policy(out: &mut String, policy: &Policy) {
+    for tree in policy.trees() {
+        let _ = writeln!(out, "tree {}", tree.name);
+        for level in &tree.levels {
+            let by = if level.by.is_empty() {
+                "(global)".to_owned()
+            } else {
+                level.by.join(", ")
+            };
+            let _ = write!(
+                out,
+                "  level {}: by {by}, {}",
+                level.name,
+                spec_text(&level.spec)
+            );
+            if level.shadow {
+                out.push_str(", shadow");
+            }
+            if !level.is_global() {
+                let required = if level.required {
+                    "required"
+                } else {
+                    "optional"
+                };
+                let _ = write!(out, ", {required}, max_buckets {}", level.max_buckets);
+            }
+            out.push('\n');
+            for o in &level.overrides {
+                let values: Vec<String> = level
+                    .by
+                    .iter()
+                    .zip(&o.values)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    override {}: {}",
+                    values.join(","),
+                    spec_text(&o.spec)
+                );
+            }
+        }
+    }
+}
+
+fn spec_text(spec: &LimitSpec) -> String {
+    let mut text = format!(
+        "{} {} per {}",
+        spec.algorithm,
+        spec.limit,
+        format_duration(spec.window)
+    );
+    if spec.algorithm == Algorithm::Gcra {
+        let _ = write!(text, " (burst {})", spec.burst);
+    }
+    text
+}

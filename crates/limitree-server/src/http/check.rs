@@ -1,0 +1,329 @@
+//! `POST /v1/check`: one rate-limit question, one decision.
+//!
+//! The body is read and validated here by hand rather than through axum's
+//! `Json` extractor: its rejections are plain text and say little, while a
+//! client deserves a problem+json that names the field and how to fix it.
+//! A denied check is still `200`: the decision *is* the answer.
+
+use std::collections::BTreeMap;
+use std::pin::pin;
+
+use axum::Json;
+use axum::body::{Body, HttpBody};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use limitree::clock::micros_to_millis_ceil;
+use limitree::{CheckRequest, Decision, MAX_COST};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::headers;
+use super::problem::ApiError;
+
+/// Fields a check body may carry.
+const FIELDS: &str = "`tree`, `descriptors`, `cost`, `dry_run`";
+
+/// A validated check body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckBody {
+    /// The tree, when named.
+    pub tree: Option<String>,
+    /// Descriptor key → value.
+    pub descriptors: BTreeMap<String, String>,
+    /// Units to take (default 1; 0 peeks).
+    pub cost: u64,
+    /// Answer without recording.
+    pub dry_run: bool,
+}
+
+/// The reply.
+#[derive(Debug, Serialize)]
+pub struct CheckReply {
+    /// The tree decided.
+    pub tree: String,
+    /// Admitted.
+    pub allowed: bool,
+    /// `ok`, `limited`, `insufficient_capacity`, `store_unavailable` or `shadow`.
+    pub reason: &'static str,
+    /// When limited: milliseconds (rounded up) until the whole chain could take the cost.
+    pub retry_after_ms: Option<u64>,
+    /// Per level, root first.
+    pub levels: Vec<LevelReply>,
+}
+
+/// One level of the reply; times in milliseconds, rounded up.
+#[derive(Debug, Serialize)]
+pub struct LevelReply {
+    /// The level's name.
+    pub name: String,
+    /// The bucket (`category=errors`, `*` for a global level).
+    pub bucket: String,
+    /// The bucket's limit per window.
+    pub limit: u64,
+    /// The window.
+    pub window_ms: u64,
+    /// Units left.
+    pub remaining: u64,
+    /// Until the bucket is full again.
+    pub reset_after_ms: u64,
+    /// This level had room.
+    pub allowed: bool,
+    /// When this level lacked room: until it has.
+    pub retry_after_ms: Option<u64>,
+    /// A shadow level (reported, never denies).
+    pub shadow: bool,
+}
+
+impl From<Decision> for CheckReply {
+    fn from(d: Decision) -> Self {
+        CheckReply {
+            tree: d.tree,
+            allowed: d.allowed,
+            reason: d.reason.as_str(),
+            retry_after_ms: d.retry_after.map(micros_to_millis_ceil),
+            levels: d
+                .levels
+                .into_iter()
+                .map(|l| LevelReply {
+                    name: l.name,
+                    bucket: l.bucket,
+                    limit: l.limit,
+                    window_ms: micros_to_millis_ceil(l.window),
+                    remaining: l.remaining,
+                    reset_after_ms: micros_to_millis_ceil(l.reset_after),
+                    allowed: l.allowed,
+                    retry_after_ms: l.retry_after.map(micros_to_millis_ceil),
+                    shadow: l.shadow,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The handler.
+pub async fn check(
+    State(state): State<AppState>,
+    request_headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_json(&request_headers)?;
+    let bytes = read_body(body, &request_headers, state.max_body_bytes).await?;
+    let request = parse(&bytes)?;
+
+    let span = tracing::Span::current();
+    span.record("tree", request.tree.as_deref().unwrap_or("<default>"));
+    span.record("descriptors", tracing::field::debug(&request.descriptors));
+
+    let decision = state
+        .limiter
+        .check(CheckRequest {
+            tree: request.tree.as_deref(),
+            descriptors: &request.descriptors,
+            cost: request.cost,
+            dry_run: request.dry_run,
+        })
+        .await?;
+    // The tree actually decided (it may have been left to the default).
+    span.record("tree", decision.tree.as_str());
+    tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
+    let headers = headers::for_decision(&decision);
+    Ok((headers, Json(CheckReply::from(decision))).into_response())
+}
+
+/// The body must be declared JSON: a form post or a missing type is almost
+/// always a client bug worth naming.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "no Content-Type; send the body as `Content-Type: application/json`".to_owned(),
+        ));
+    };
+    let text = value.to_str().unwrap_or("");
+    let essence = text.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type `{text}` is not accepted; send the body as `Content-Type: application/json`"
+        )))
+    }
+}
+
+/// Reads at most `limit` bytes, refusing early when `Content-Length` already
+/// says the body is too large.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let mut body = pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(ApiError::BodyTooLarge { limit });
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// Parses and validates a check body, collecting every problem.
+pub fn parse(bytes: &[u8]) -> Result<CheckBody, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson {
+        message: strip_position(&e),
+        line: e.line(),
+        column: e.column(),
+    })?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::InvalidBody(vec![format!(
+            "the body must be a JSON object such as {{\"descriptors\": {{\"category\": \"errors\"}}}}; got {}",
+            type_name(&value)
+        )]));
+    };
+
+    let mut problems = Vec::new();
+    let mut body = CheckBody {
+        tree: None,
+        descriptors: BTreeMap::new(),
+        cost: 1,
+        dry_run: false,
+    };
+    for (key, value) in object {
+        match key.as_str() {
+            "tree" => match value {
+                Value::String(tree) => body.tree = Some(tree),
+                Value::Null => {}
+                other => problems.push(format!(
+                    "`tree` must be a string naming a tree; got {}",
+                    type_name(&other)
+                )),
+            },
+            "descriptors" => match value {
+                Value::Object(map) => body.descriptors = descriptors(map, &mut problems),
+                other => problems.push(format!(
+                    "`descriptors` must be an object of strings such as {{\"category\": \"errors\"}}; got {}",
+                    type_name(&other)
+                )),
+            },
+            "cost" => match cost(&value) {
+                Ok(cost) => body.cost = cost,
+                Err(problem) => problems.push(problem),
+            },
+            "dry_run" => match value {
+                Value::Bool(dry_run) => body.dry_run = dry_run,
+                other => problems.push(format!(
+                    "`dry_run` must be true or false; got {}",
+                    type_name(&other)
+                )),
+            },
+            other => problems.push(format!(
+                "unknown field `{other}`; a check body has {FIELDS}"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(body)
+    } else {
+        Err(ApiError::InvalidBody(problems))
+    }
+}
+
+fn descriptors(map: Map<String, Value>, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (key, value) in map {
+        match value {
+            Value::String(v) => {
+                out.insert(key, v);
+            }
+            other => problems.push(format!(
+                "descriptor `{key}` must be a string; got {} (write it in quotes)",
+                type_name(&other)
+            )),
+        }
+    }
+    out
+}
+
+fn cost(value: &Value) -> Result<u64, String> {
+    let Value::Number(n) = value else {
+        return Err(format!(
+            "`cost` must be a whole number from 0 to {MAX_COST}; got {}",
+            type_name(value)
+        ));
+    };
+    if let Some(cost) = n.as_u64() {
+        // The limiter enforces MAX_COST too; checking here keeps every cost
+        // problem in one message.
+        if cost > MAX_COST {
+            return Err(format!(
+                "`cost` {cost} is larger than the maximum {MAX_COST}"
+            ));
+        }
+        return Ok(cost);
+    }
+    if n.as_i64().is_some_and(|c| c < 0) || n.as_f64().is_some_and(|c| c < 0.0) {
+        return Err(format!("`cost` must not be negative; got {n}"));
+    }
+    if n.as_f64().is_some_and(|c| c > MAX_COST as f64) {
+        return Err(format!("`cost` {n} is larger than the maximum {MAX_COST}"));
+    }
+    Err(format!("`cost` must be a whole number; got {n}"))
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json's message without its trailing " at line L column C", which
+/// [`ApiError::MalformedJson`] states itself.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply() {
+        let body = parse(br#"{"descriptors": {"category": "errors"}}"#).unwrap();
+        assert_eq!(body.cost, 1);
+        assert!(!body.dry_run);
+        assert_eq!(body.tree, None);
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let err = parse(br#"{"cost": -1, "dry_run": "yes", "colour": 1, "descriptors": {"n": 5}}"#)
+            .unwrap_err()
+            .to_string();
+        for needle in ["negative", "`dry_run`", "`colour`", "descriptor `n`"] {
+            assert!(err.contains(needle), "{needle} not in {err}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_says_where() {
+        let err = parse(b"{\n  \"cost\": }").unwrap_err().to_string();
+        assert!(err.contains("line 2 column"), "{err}");
+    }
+}

@@ -1,0 +1,60 @@
+//! The HTTP JSON API: one module per endpoint, one for headers, one for errors.
+//!
+//! - [`check`]: `POST /v1/check`.
+//! - [`health`]: `GET /healthz`, `GET /readyz`.
+//! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
+//! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
+//! - [`problem`]: every error → status + `application/problem+json`.
+
+pub mod check;
+pub mod headers;
+pub mod health;
+pub mod problem;
+pub mod request_id;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
+use limitree::{Limiter, MemoryStore, Store};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::{Config, StoreKind};
+
+/// What every handler shares. Cheap to clone (the limiter is `Arc`s inside).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Decides checks.
+    pub limiter: Limiter,
+    /// `[server] max_body_bytes`: bodies past this get 413 before being buffered.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// The state for a validated config: its policy in the store it names.
+    pub fn from_config(config: &Config) -> AppState {
+        let policy = Arc::new(config.policy.clone());
+        let store: Arc<dyn Store> = match config.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new(&policy)),
+        };
+        AppState {
+            limiter: Limiter::new(policy, store),
+            max_body_bytes: config.server.max_body_bytes,
+        }
+    }
+}
+
+/// The router. Unknown paths and wrong methods answer problem+json too (axum's
+/// defaults have empty bodies); `Allow` is still set by axum's method router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/check", post(check::check).fallback(problem::post_only))
+        .route("/healthz", get(health::healthz).fallback(problem::get_only))
+        .route("/readyz", get(health::readyz).fallback(problem::get_only))
+        .fallback(problem::not_found)
+        .layer(CatchPanicLayer::custom(problem::panicked))
+        // Outermost, so even a panic's response carries the request id.
+        .layer(middleware::from_fn(request_id::track))
+        .with_state(state)
+}

@@ -1,0 +1,25 @@
+//! The limitree server and CLI: the limiter behind an HTTP JSON API, and a
+//! command-line client for it.
+//!
+//! The library crate (`limitree`) decides; this crate only carries questions and
+//! answers over the wire, so every rate-limit rule lives in one place.
+//!
+//! # Layout
+//! - [`config`]: the server's config file (`[server]`, `[store]`, `[[trees]]`),
+//!   validated all at once so `config check` can list every problem.
+//! - [`server`]: [`server::run`] — serve a listener until a shutdown signal,
+//!   owning the background tasks (idle-bucket sweep).
+//! - [`http`]: the axum router, one module per endpoint, plus the one place
+//!   errors become HTTP statuses ([`http::problem`]).
+//! - [`telemetry`]: installing the `tracing` subscriber (binary only).
+//! - [`client`]: the HTTP client behind `limitree check`.
+//! - [`cli`]: the `limitree` command line (the only place `anyhow` is used).
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod telemetry;

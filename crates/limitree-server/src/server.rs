@@ -1,0 +1,165 @@
+//! Running the server: serve a listener until told to stop, then stop cleanly.
+//!
+//! The caller hands in the bound socket and the shutdown signal, so the binary
+//! passes SIGTERM/SIGINT and a test passes a channel, and tests can bind
+//! `127.0.0.1:0`. Background work (the idle-bucket sweep) runs in a
+//! [`TaskTracker`] and stops through a [`CancellationToken`]: nothing is left
+//! running, detached, after [`run`] returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use limitree::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::{self, AppState};
+
+/// How the server runs, beyond what handlers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// After the shutdown signal: how long in-flight requests, then background
+    /// tasks, may take before the server gives up on them.
+    pub shutdown_grace: Duration,
+    /// Period of the idle-bucket sweep.
+    pub sweep_interval: Duration,
+}
+
+impl From<&crate::config::ServerConfig> for Lifecycle {
+    fn from(server: &crate::config::ServerConfig) -> Self {
+        Lifecycle {
+            shutdown_grace: server.shutdown_grace,
+            sweep_interval: server.sweep_interval,
+        }
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight requests finish and stops background tasks, all
+/// within `lifecycle.shutdown_grace`. Logs `listening on http://ADDR` with the
+/// address actually bound (so `127.0.0.1:0` reports its port).
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    lifecycle: Lifecycle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+
+    tracker.spawn(sweep(
+        Arc::clone(state.limiter.store()),
+        lifecycle.sweep_interval,
+        cancel.clone(),
+    ));
+
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        store = state.limiter.store().kind(),
+        "listening on http://{addr}"
+    );
+
+    let signalled = cancel.clone();
+    let serve = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            signalled.cancel();
+        })
+        .into_future();
+    let mut serve = std::pin::pin!(serve);
+
+    let served = tokio::select! {
+        served = &mut serve => served,
+        () = cancel.cancelled() => {
+            match tokio::time::timeout(lifecycle.shutdown_grace, &mut serve).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(
+                        grace = ?lifecycle.shutdown_grace,
+                        "in-flight requests did not finish within the shutdown grace; dropping them"
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
+
+    // Whether serving ended by signal or by error, background work stops now.
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(lifecycle.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop within the shutdown grace");
+    }
+    tracing::info!("stopped");
+    served
+}
+
+/// Drops idle buckets every `every` until cancelled, so memory tracks the
+/// buckets in use rather than every bucket ever seen.
+async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; there is nothing idle at start-up.
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = ticks.tick() => {
+                let expired = store.expire_idle();
+                if expired > 0 {
+                    tracing::debug!(expired, "swept idle buckets");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use limitree::{CheckRequest, Limiter, ManualClock, MemoryStore, Policy};
+
+    use super::*;
+
+    /// Paused tokio time drives the sweep's timer and a manual clock the
+    /// buckets' idleness, so nothing waits in real time.
+    #[tokio::test(start_paused = true)]
+    async fn the_sweep_drops_idle_buckets_until_cancelled() {
+        let policy = Arc::new(Policy::default_notifications());
+        let clock = ManualClock::new(1_700_000_000_000_000);
+        let store = Arc::new(MemoryStore::with_clock(&policy, Arc::new(clock.clone())));
+        let limiter = Limiter::new(policy, Arc::clone(&store) as Arc<dyn Store>);
+        let request = CheckRequest {
+            tree: None,
+            descriptors: &[("category", "errors")],
+            cost: 1,
+            dry_run: false,
+        };
+        limiter.check(request).await.unwrap();
+        assert_eq!(store.bucket_count(), 1);
+
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        tracker.spawn(sweep(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Duration::from_secs(30),
+            cancel.clone(),
+        ));
+        // Not idle yet: a sweep keeps the bucket.
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert_eq!(store.bucket_count(), 1);
+
+        clock.advance(Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(store.bucket_count(), 0);
+
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+}
