@@ -113,7 +113,6 @@ pub async fn check(
     let request = parse(&bytes)?;
 
     let span = tracing::Span::current();
-    span.record("tree", request.tree.as_deref().unwrap_or("<default>"));
     span.record("descriptors", tracing::field::debug(&request.descriptors));
 
     let decision = state
@@ -132,21 +131,30 @@ pub async fn check(
     Ok((headers, Json(CheckReply::from(decision))).into_response())
 }
 
-/// The body must be declared JSON: a form post or a missing type is almost
-/// always a client bug worth naming.
+/// The body is always read as JSON. A missing Content-Type, `application/json`,
+/// any `+json` type, and `application/x-www-form-urlencoded` — what `curl -d`
+/// sends unless told otherwise — are accepted, so the README's one-line curl
+/// works; any other declared type (a multipart form, XML, text) is refused,
+/// since such a body is not what the client meant to send.
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedMediaType(
-            "no Content-Type; send the body as `Content-Type: application/json`".to_owned(),
-        ));
+        return Ok(());
     };
     let text = value.to_str().unwrap_or("");
-    let essence = text.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let accepted = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        || essence == "application/x-www-form-urlencoded";
+    if accepted {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type `{text}` is not accepted; send the body as `Content-Type: application/json`"
+            "Content-Type `{text}` is not accepted; the body must be JSON: send it as `Content-Type: application/json`"
         )))
     }
 }

@@ -146,3 +146,25 @@ async fn trees_are_chosen_by_name_and_shadow_levels_report() {
     assert_eq!(mail["tree"], "mail");
     assert_eq!(level(&mail, "global")["window_ms"], 1000);
 }
+
+/// The README's one-liner: `curl -d` sends a form Content-Type (or none at
+/// all from other clients); the body is JSON all the same.
+#[rstest::rstest]
+#[case::curl_default(Some("application/x-www-form-urlencoded"))]
+#[case::no_content_type(None)]
+#[case::json_with_charset(Some("application/json; charset=utf-8"))]
+#[tokio::test]
+async fn the_body_is_read_as_json_whatever_curl_declares(#[case] content_type: Option<&str>) {
+    let server = crate::support::TestServer::start().await;
+    let mut request = reqwest::Client::new()
+        .post(server.url("/v1/check"))
+        .body(r#"{"descriptors":{"category":"errors"}}"#);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["allowed"], true);
+    assert_eq!(body["levels"][1]["remaining"], 9);
+}

@@ -161,13 +161,13 @@ const JSON: Option<&str> = Some("application/json");
     415,
     "Content-Type `text/plain` is not accepted"
 )]
-#[case::no_content_type(
+#[case::multipart_form(
     "POST",
     "/v1/check",
-    None,
+    Some("multipart/form-data; boundary=x"),
     r#"{"tree": "mail"}"#,
     415,
-    "no Content-Type"
+    "the body must be JSON"
 )]
 #[case::body_too_large(
     "POST", "/v1/check", JSON, &format!(r#"{{"tree": "{}"}}"#, "m".repeat(300)), 413,
