@@ -7,6 +7,8 @@
 //! store decides under the chain's bucket locks; the Redis store in one script.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::fmt;
 use std::future::Future;
