@@ -314,3 +314,101 @@ async fn memory_per_bucket_is_small() {
     }
     println!("MEMORY USAGE per bucket: {}", report.join(", "));
 }
+
+/// Three "instances" (stores with their own connections) on one Redis, 2,000
+/// concurrent checks over 20 categories at the default policy: exactly 100
+/// admitted, no category above 10, and the denials consumed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_instances_admit_exactly_the_limit() {
+    let policy = Arc::new(Policy::default_notifications());
+    let prefix = support::unique_prefix("many");
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let config = support::config(Topology::Standalone).with_key_prefix(prefix.clone());
+        instances.push(Arc::new(RedisStore::connect(config).await.unwrap()));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..2_000usize {
+        let store = Arc::clone(&instances[i % 3]);
+        let policy = Arc::clone(&policy);
+        tasks.spawn(async move {
+            let category = format!("c{}", i % 20);
+            let descriptors = [("category", category.as_str())];
+            let chain = policy.trees()[0].chain(&descriptors).unwrap();
+            let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+            (i % 20, o.allowed)
+        });
+    }
+    let mut per_category = [0u64; 20];
+    while let Some(joined) = tasks.join_next().await {
+        let (category, allowed) = joined.unwrap();
+        per_category[category] += u64::from(allowed);
+    }
+    assert_eq!(per_category.iter().sum::<u64>(), 100, "{per_category:?}");
+    for (c, admitted) in per_category.iter().enumerate() {
+        assert!(*admitted <= 10, "category c{c}: {admitted}");
+        let category = format!("c{c}");
+        let peek = decide(
+            instances[0].as_ref(),
+            &policy,
+            &[("category", category.as_str())],
+            0,
+            Mode::Peek,
+        )
+        .await;
+        assert_eq!(peek.levels[0].remaining, 0);
+        assert_eq!(peek.levels[1].remaining, 10 - admitted, "category c{c}");
+    }
+}
+
+/// Redis dies and comes back on the same port: calls fail within the timeout
+/// while it is gone, and exact decisions resume (the script reloading itself on
+/// the fresh server) within 2 s of its return.
+#[tokio::test]
+async fn decisions_resume_after_a_redis_restart() {
+    let policy = policy(DEFAULT_LIKE);
+    let server = support::RedisServer::start(&[]);
+    let port = server.port();
+    let timeout = Duration::from_millis(200);
+    let store = RedisStore::connect(
+        RedisConfig::standalone(server.url())
+            .with_key_prefix(support::unique_prefix("outage"))
+            .with_timeout(timeout),
+    )
+    .await
+    .unwrap();
+    let errors = [("category", "errors")];
+    assert!(
+        decide(&store, &policy, &errors, 1, Mode::Commit)
+            .await
+            .allowed
+    );
+
+    drop(server);
+    let chain = policy.trees()[0].chain(&errors).unwrap();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let result = store.decide(&chain, 1, Mode::Commit).await;
+        assert!(result.is_err(), "decided without redis: {result:?}");
+        assert!(started.elapsed() < timeout + Duration::from_millis(300));
+        assert!(store.check_ready().await.is_err());
+    }
+
+    let server = support::RedisServer::start_on(port, &[]);
+    let back = Instant::now();
+    let outcome = loop {
+        match store.decide(&chain, 1, Mode::Commit).await {
+            Ok(outcome) => break outcome,
+            Err(e) => assert!(
+                back.elapsed() < Duration::from_secs(2),
+                "still failing 2 s after redis returned: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // A fresh server: the bucket starts over, and the script was loaded again.
+    assert!(outcome.allowed);
+    assert_eq!(outcome.levels[1].remaining, 1);
+    store.check_ready().await.unwrap();
+    drop(server);
+}

@@ -97,9 +97,30 @@ impl RedisServer {
         panic!("could not start redis-server: {last_error}");
     }
 
+    /// Starts a server on `port` (e.g. again after [`RedisServer::stop`]), retrying
+    /// for a while if the port is still held.
+    pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        check_installed();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::try_start(port, extra) {
+                Ok(server) => return server,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("could not restart redis-server: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
     fn try_start(port: u16, extra: &[&str]) -> Result<RedisServer, String> {
-        let dir =
-            std::env::temp_dir().join(format!("limitree-redis-{}-{port}", std::process::id()));
+        // Unique per start: a stopped server's watchdog removes its own directory.
+        static STARTS: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "limitree-redis-{}-{port}-{}",
+            std::process::id(),
+            STARTS.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let port_s = port.to_string();
         let dir_s = dir.to_string_lossy().into_owned();
