@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod fallback;
 #[cfg(feature = "redis")]
 mod redis_differential;
 #[cfg(feature = "redis")]
