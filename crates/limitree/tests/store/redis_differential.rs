@@ -1,8 +1,8 @@
 //! The key correctness test of the Redis store: the same random sequences of
 //! requests (policies over every algorithm, 1–3 levels, overrides, shadow
 //! levels, costs around the limits, dry runs and peeks, time moving on a manual
-//! clock) go to a `MemoryStore` and a `RedisStore`, which must answer every one
-//! of them identically.
+//! clock, now and then backwards) go to a `MemoryStore` and a `RedisStore`,
+//! which must answer every one of them identically.
 
 use std::sync::Arc;
 
@@ -34,6 +34,8 @@ struct Step {
     cost_pick: u64,
     dry_run: bool,
     advance: Micros,
+    /// Sometimes the clock goes backwards instead (stores must tolerate it).
+    back: Option<Micros>,
 }
 
 fn level() -> impl Strategy<Value = LevelSpec> {
@@ -74,12 +76,14 @@ fn step() -> impl Strategy<Value = Step> {
             2 => 0..2_000_000u64,
             1 => 0..4_000_000_000u64,
         ],
+        proptest::option::weighted(0.05, 0..2_000_000u64),
     )
-        .prop_map(|(value, cost_pick, dry_run, advance)| Step {
+        .prop_map(|(value, cost_pick, dry_run, advance, back)| Step {
             value,
             cost_pick,
             dry_run,
             advance,
+            back,
         })
 }
 
@@ -130,7 +134,10 @@ fn run(topology: Topology, levels: &[LevelSpec], start: Micros, steps: &[Step]) 
         .unwrap_or(1);
     runtime.block_on(async {
         for (i, s) in steps.iter().enumerate() {
-            clock.advance_micros(s.advance);
+            match s.back {
+                Some(back) => clock.set(clock.now().saturating_sub(back)),
+                None => clock.advance_micros(s.advance),
+            }
             let descriptors = [("k", VALUES[s.value])];
             let chain = tree.chain(&descriptors).expect("valid chain");
             // Costs 0..=capacity+1, biased to the small ones.

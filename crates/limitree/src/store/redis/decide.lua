@@ -229,17 +229,22 @@ algos.sw = sw
 -- limit, so a bucket holds at most `limit` entries once pruned.
 local sl = {}
 function sl.load(key, now, spec)
-  -- Expired iff ts + window <= now. Pruning is invisible to every answer (the
-  -- Rust log skips expired entries too), so it is done on every call.
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - spec.window))
+  -- Expired entries (ts + window <= now) are a prefix of the log; like the Rust
+  -- log they are skipped here and pruned only when charging, so a clock that
+  -- goes backwards sees the same log in both stores.
   local raw = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  local entries, used = {}, 0
+  local entries, used, live = {}, 0, 1
   for i = 1, #raw, 2 do
     local units = tonumber(string.match(raw[i], ':(%d+)$')) or 1
-    entries[#entries + 1] = { ts = tonumber(raw[i + 1]), units = units }
-    used = used + units
+    local ts = tonumber(raw[i + 1])
+    entries[#entries + 1] = { ts = ts, units = units }
+    if ts + spec.window <= now then
+      live = #entries + 1
+    else
+      used = used + units
+    end
   end
-  return { key = key, entries = entries, used = used }
+  return { key = key, entries = entries, used = used, live = live }
 end
 function sl.available(s, _, spec)
   return sub0(spec.limit, s.used)
@@ -247,7 +252,8 @@ end
 function sl.retry_after(s, now, spec, cost)
   local must_free = sub0(s.used + cost, spec.limit)
   local freed = 0
-  for _, e in ipairs(s.entries) do
+  for i = s.live, #s.entries do
+    local e = s.entries[i]
     freed = freed + e.units
     if freed >= must_free then
       return sub0(e.ts + spec.window, now)
@@ -267,7 +273,8 @@ function sl.reset_after(s, now, spec, charged)
   if not newest then return 0 end
   return sub0(newest + spec.window, now)
 end
-function sl.charge(s, now, _, cost)
+function sl.charge(s, now, spec, cost)
+  redis.call('ZREMRANGEBYSCORE', s.key, '-inf', int(now - spec.window))
   if cost == 0 then return s end
   -- At the newest entry's time if the clock went backwards (as the Rust log).
   local ts = math.max(sl_newest(s) or now, now)
