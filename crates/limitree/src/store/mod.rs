@@ -6,7 +6,10 @@
 //! requests slip between the two (the over-admission limitador shows). The memory
 //! store decides under the chain's bucket locks; the Redis store in one script.
 
+pub mod fallback;
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::fmt;
 use std::future::Future;

@@ -1,9 +1,20 @@
-//! Store tests, one binary: the backend-conformance suite stamped out per store,
-//! memory-store specifics, property tests against a reference model, and a
-//! multi-threaded exactness test.
+//! Store tests, one binary: the backend-conformance suite stamped out per store
+//! (memory, standalone Redis, Redis Cluster), memory-store specifics, property
+//! tests against a reference model and between stores, a multi-threaded
+//! exactness test, and the failure policy.
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod conformance;
+mod fallback;
 mod memory;
 mod model;
 mod properties;
+#[cfg(feature = "redis")]
+mod redis_conformance;
+#[cfg(feature = "redis")]
+mod redis_differential;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod threads;

@@ -1,0 +1,157 @@
+//! What to do when the shared store fails: a chosen answer, fast.
+//!
+//! [`FallbackStore`] wraps a primary store (Redis). While the primary answers,
+//! it is invisible. When a call fails (unreachable, timed out), the decision is
+//! made without it according to [`OnError`], with reason
+//! [`Reason::StoreUnavailable`] so clients and metrics can tell:
+//! - [`OnError::Deny`] (fail closed): nothing passes; protects what is behind the
+//!   limiter, at the price of an outage while the store is down.
+//! - [`OnError::Allow`] (fail open): everything passes; keeps service up, at the
+//!   price of no limit at all while the store is down.
+//! - [`OnError::Local`]: an in-memory store with the same policy decides. Limits
+//!   then hold **per instance**: N instances together may admit up to N times a
+//!   limit until the shared store returns (its state does not carry over).
+//!
+//! Readiness ([`Store::check_ready`]) still reports the primary, so `/readyz`
+//! fails while the shared store is unreachable even though requests are answered.
+
+use std::sync::Arc;
+
+use super::{BoxFuture, MemoryStore, Store, StoreError};
+use crate::chain::Chain;
+use crate::decision::{ChainOutcome, LevelOutcome, Mode, Reason};
+
+/// The failure policy (`store.on_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Deny every request while the store fails.
+    Deny,
+    /// Admit every request while the store fails.
+    Allow,
+    /// Decide with a per-instance in-memory store while the store fails.
+    Local,
+}
+
+impl OnError {
+    /// The name in config files (`deny`, `allow`, `local`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Deny => "deny",
+            OnError::Allow => "allow",
+            OnError::Local => "local",
+        }
+    }
+
+    /// Parses a config name; `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [OnError::Deny, OnError::Allow, OnError::Local]
+            .into_iter()
+            .find(|o| o.as_str() == name)
+    }
+}
+
+/// A primary store with a failure policy. See the module docs.
+#[derive(Debug)]
+pub struct FallbackStore {
+    primary: Arc<dyn Store>,
+    /// Used only under [`OnError::Local`]; built for the same policy.
+    local: MemoryStore,
+    on_error: OnError,
+}
+
+impl FallbackStore {
+    /// Wraps `primary`; `local` must be built for the same policy (it is only
+    /// consulted under [`OnError::Local`]).
+    pub fn new(primary: Arc<dyn Store>, local: MemoryStore, on_error: OnError) -> Self {
+        FallbackStore {
+            primary,
+            local,
+            on_error,
+        }
+    }
+
+    /// The failure policy.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    fn without_primary(
+        &self,
+        chain: &Chain<'_>,
+        cost: u64,
+        mode: Mode,
+    ) -> Result<ChainOutcome, StoreError> {
+        let allowed = match self.on_error {
+            OnError::Local => {
+                let mut outcome = self.local.decide_chain(chain, cost, mode)?;
+                outcome.reason = Reason::StoreUnavailable;
+                return Ok(outcome);
+            }
+            OnError::Allow => true,
+            OnError::Deny => false,
+        };
+        // Nothing is known about the buckets: report every level as the policy
+        // decided, with nothing remaining and no retry time to promise.
+        let levels = chain
+            .links
+            .iter()
+            .map(|link| LevelOutcome {
+                level_index: link.level_index,
+                allowed,
+                remaining: 0,
+                limit: link.spec.limit,
+                window: link.spec.window,
+                reset_after: 0,
+                retry_after: None,
+                insufficient: false,
+                shadow: link.level.shadow,
+                overflow: false,
+            })
+            .collect();
+        Ok(ChainOutcome {
+            allowed,
+            reason: Reason::StoreUnavailable,
+            retry_after: None,
+            levels,
+        })
+    }
+}
+
+impl Store for FallbackStore {
+    fn decide<'a>(
+        &'a self,
+        chain: &'a Chain<'a>,
+        cost: u64,
+        mode: Mode,
+    ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
+        Box::pin(async move {
+            match self.primary.decide(chain, cost, mode).await {
+                Ok(outcome) => Ok(outcome),
+                // A policy mismatch is a bug, not an outage: no fallback hides it.
+                Err(e @ StoreError::UnknownTree(_)) => Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        store = self.primary.kind(),
+                        on_error = self.on_error.as_str(),
+                        tree = %chain.tree.name,
+                        "store failed; deciding by the failure policy"
+                    );
+                    self.without_primary(chain, cost, mode)
+                }
+            }
+        })
+    }
+
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.primary.check_ready()
+    }
+
+    fn expire_idle(&self) -> usize {
+        self.primary.expire_idle() + self.local.expire_idle()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.primary.kind()
+    }
+}

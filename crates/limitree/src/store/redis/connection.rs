@@ -1,0 +1,86 @@
+//! One handle over the two deployments: a standalone server through a
+//! reconnecting multiplexed connection, or a Cluster through the cluster client.
+//!
+//! Both multiplex: every concurrent decision of an instance shares one socket
+//! per node and their commands are pipelined, so a busy instance does not open
+//! a connection per request.
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use super::config::{RedisConfig, RedisTarget};
+
+/// A cheap-to-clone connection to wherever the buckets live.
+#[derive(Clone)]
+pub(super) enum Connection {
+    /// Reconnects by itself (with backoff) after the server drops it.
+    Standalone(ConnectionManager),
+    /// Follows MOVED/ASK and refreshes the slot map by itself.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Connection::Standalone(_) => "Connection::Standalone",
+            Connection::Cluster(_) => "Connection::Cluster",
+        })
+    }
+}
+
+impl Connection {
+    /// Connects as `config` says. The caller bounds the wait.
+    pub(super) async fn open(config: &RedisConfig) -> redis::RedisResult<Connection> {
+        match &config.target {
+            RedisTarget::Standalone(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.timeout))
+                    .set_response_timeout(Some(config.timeout))
+                    // Retry the (re)connection a few times quickly; callers never
+                    // wait past their own deadline anyway.
+                    .set_number_of_retries(2)
+                    .set_max_delay(config.timeout);
+                let manager = ConnectionManager::new_with_config(client, manager_config).await?;
+                Ok(Connection::Standalone(manager))
+            }
+            RedisTarget::Cluster(urls) => {
+                let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    .build()?;
+                Ok(Connection::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Standalone(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Standalone(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Standalone(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}

@@ -1,0 +1,377 @@
+-- limitree: decide one chain atomically, all-or-nothing (see store/redis/mod.rs).
+--
+-- This is `MemoryStore::decide_chain` + `ChainOutcome::combine` in Lua, with the
+-- four algorithms of `algo/*.rs` transcribed function by function. Every number
+-- is an integer below 2^53 (the policy guarantees it), so Lua's doubles hold them
+-- exactly; integer division goes through `idiv`, never a bare `/`.
+--
+-- KEYS[i]  the bucket of level i of the chain, root first (one hash tag: one slot)
+-- ARGV[1]  mode: "c" commit, "d" dry run, "p" peek
+-- ARGV[2]  cost (a peek probes with 1 and charges nothing)
+-- ARGV[3]  now in microseconds, or "" to read Redis TIME (production)
+-- ARGV[4]  TTL slack in milliseconds: 0 in production; tests on a manual clock
+--          pass a large value so keys never expire in real time before their
+--          state goes idle in test time
+-- ARGV[5 + 5(i-1) ..] per level: algorithm (sl|sw|gc|fw), limit, window, burst,
+--          shadow (1|0)
+--
+-- Returns { now, then per level: allowed, available, remaining, reset_after,
+-- reset_after_now, retry_after (-1: none), insufficient, charged }.
+
+-- floor(a / b) for non-negative integers, exact: the double quotient can round
+-- up across an integer when b is large, so correct it by one either way.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+local function imod(a, b)
+  return a - idiv(a, b) * b
+end
+
+-- Integers as Redis wants them in arguments and values (tostring would print
+-- 1.7e+15 for large numbers).
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+local function sub0(a, b)
+  if a > b then return a - b end
+  return 0
+end
+
+-- Each algorithm: load(key, now, spec) -> state; available(s, now, spec);
+-- retry_after(s, now, spec, cost); reset_after(s, now, spec, charged);
+-- charge(s, now, spec, cost) -> state; save(key, s, now, spec, ttl);
+-- idle_at(s, spec). Same names and meaning as algo/mod.rs.
+local algos = {}
+
+-- Splits "a:b:c" into numbers.
+local function fields(v)
+  local out = {}
+  for x in string.gmatch(v, '[^:]+') do
+    out[#out + 1] = tonumber(x)
+  end
+  return out
+end
+
+-- Stores a string state with a TTL until it goes idle, or deletes it if idle.
+local function save_string(key, value, ttl)
+  if ttl then
+    redis.call('SET', key, value, 'PX', ttl)
+  else
+    redis.call('DEL', key)
+  end
+end
+
+---------------------------------------------------------------- fixed_window
+-- State "start:count" (algo/fixed_window.rs).
+local fw = {}
+function fw.load(key)
+  local v = redis.call('GET', key)
+  if not v then return { start = 0, count = 0 } end
+  local f = fields(v)
+  return { start = f[1], count = f[2] }
+end
+local function fw_view(s, now, spec)
+  local start = now - imod(now, spec.window)
+  if start > s.start then return start, 0 end
+  return s.start, s.count
+end
+function fw.available(s, now, spec)
+  local _, count = fw_view(s, now, spec)
+  return sub0(spec.limit, count)
+end
+function fw.retry_after(s, now, spec, _)
+  local start = fw_view(s, now, spec)
+  return start + spec.window - now
+end
+function fw.reset_after(s, now, spec, charged)
+  local start, count = fw_view(s, now, spec)
+  if count + charged == 0 then return 0 end
+  return start + spec.window - now
+end
+function fw.charge(s, now, spec, cost)
+  local start, count = fw_view(s, now, spec)
+  return { start = start, count = count + cost }
+end
+function fw.idle_at(s, spec)
+  if s.count == 0 then return 0 end
+  return s.start + spec.window
+end
+function fw.save(key, s, ttl)
+  save_string(key, int(s.start) .. ':' .. int(s.count), ttl)
+end
+algos.fw = fw
+
+------------------------------------------------------------------------ gcra
+-- State "tat" (algo/gcra.rs).
+local gc = {}
+local function emission_interval(spec)
+  local l = math.max(spec.limit, 1)
+  return idiv(spec.window + l - 1, l)
+end
+function gc.load(key)
+  local v = redis.call('GET', key)
+  return { tat = tonumber(v) or 0 }
+end
+function gc.available(s, now, spec)
+  local t = emission_interval(spec)
+  local base = math.max(s.tat, now)
+  return idiv(sub0(now + spec.burst * t, base), t)
+end
+function gc.retry_after(s, now, spec, cost)
+  local t = emission_interval(spec)
+  return sub0(s.tat + cost * t, spec.burst * t + now)
+end
+function gc.reset_after(s, now, spec, charged)
+  local tat = s.tat
+  if charged > 0 then
+    tat = math.max(s.tat, now) + charged * emission_interval(spec)
+  end
+  return sub0(tat, now)
+end
+function gc.charge(s, now, spec, cost)
+  return { tat = math.max(s.tat, now) + cost * emission_interval(spec) }
+end
+function gc.idle_at(s, _)
+  return s.tat
+end
+function gc.save(key, s, ttl)
+  save_string(key, int(s.tat), ttl)
+end
+algos.gc = gc
+
+-------------------------------------------------------------- sliding_window
+-- State "start:curr:prev" (algo/sliding_window.rs).
+local sw = {}
+function sw.load(key)
+  local v = redis.call('GET', key)
+  if not v then return { start = 0, curr = 0, prev = 0 } end
+  local f = fields(v)
+  return { start = f[1], curr = f[2], prev = f[3] }
+end
+-- (window start, elapsed in it, prev, curr) as seen from now.
+local function sw_view(s, now, spec)
+  local w = spec.window
+  local start = now - imod(now, w)
+  if start == s.start then
+    return start, now - start, s.prev, s.curr
+  elseif start == s.start + w then
+    return start, now - start, s.curr, 0
+  elseif start > s.start then
+    return start, now - start, 0, 0
+  end
+  return s.start, 0, s.prev, s.curr
+end
+function sw.available(s, now, spec)
+  local _, e, prev, curr = sw_view(s, now, spec)
+  local w = spec.window
+  -- limit·W − (prev·(W−e) + curr·W), kept as two terms each below 2^53.
+  if curr >= spec.limit then return 0 end
+  local room = (spec.limit - curr) * w - prev * (w - e)
+  if room < 0 then return 0 end
+  return idiv(room, w)
+end
+function sw.retry_after(s, now, spec, cost)
+  local start, _, prev, curr = sw_view(s, now, spec)
+  local w, limit = spec.window, spec.limit
+  if limit >= cost + curr and prev > 0 then
+    local k = idiv((limit - cost - curr) * w, prev)
+    if k > 0 then
+      return sub0(start + w - math.min(k, w), now)
+    end
+  end
+  local nxt = start + w
+  local k = w
+  if curr > 0 then
+    k = math.min(idiv((limit - cost) * w, curr), w)
+  end
+  return sub0(nxt + w - k, now)
+end
+function sw.reset_after(s, now, spec, charged)
+  local start, _, prev, curr = sw_view(s, now, spec)
+  if curr + charged > 0 then
+    return start + 2 * spec.window - now
+  elseif prev > 0 then
+    return start + spec.window - now
+  end
+  return 0
+end
+function sw.charge(s, now, spec, cost)
+  local start, _, prev, curr = sw_view(s, now, spec)
+  return { start = start, curr = curr + cost, prev = prev }
+end
+function sw.idle_at(s, spec)
+  if s.curr > 0 then
+    return s.start + 2 * spec.window
+  elseif s.prev > 0 then
+    return s.start + spec.window
+  end
+  return 0
+end
+function sw.save(key, s, ttl)
+  save_string(key, int(s.start) .. ':' .. int(s.curr) .. ':' .. int(s.prev), ttl)
+end
+algos.sw = sw
+
+----------------------------------------------------------------- sliding_log
+-- A sorted set scored by admission time (algo/sliding_log.rs). Members are
+-- "<ts>-<n>" for one unit or "<ts>-<n>:<units>", where n counts the entries
+-- already at that score: entries leave only by whole scores (pruning), so n is
+-- unique and two admissions in the same microsecond never collapse into one.
+-- Live entries each hold at least one unit and their units never exceed the
+-- limit, so a bucket holds at most `limit` entries once pruned.
+local sl = {}
+function sl.load(key, now, spec)
+  -- Expired entries (ts + window <= now) can no longer change any answer: drop
+  -- them first, as the memory store prunes under its lock (algo::prune), so a
+  -- bucket that only sees denials does not re-read them on every call.
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - spec.window))
+  local raw = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  local entries, used = {}, 0
+  for i = 1, #raw, 2 do
+    local units = tonumber(string.match(raw[i], ':(%d+)$')) or 1
+    entries[#entries + 1] = { ts = tonumber(raw[i + 1]), units = units }
+    used = used + units
+  end
+  return { key = key, entries = entries, used = used, live = 1 }
+end
+function sl.available(s, _, spec)
+  return sub0(spec.limit, s.used)
+end
+function sl.retry_after(s, now, spec, cost)
+  local must_free = sub0(s.used + cost, spec.limit)
+  local freed = 0
+  for i = s.live, #s.entries do
+    local e = s.entries[i]
+    freed = freed + e.units
+    if freed >= must_free then
+      return sub0(e.ts + spec.window, now)
+    end
+  end
+  return spec.window
+end
+local function sl_newest(s)
+  local last = s.entries[#s.entries]
+  return last and last.ts
+end
+function sl.reset_after(s, now, spec, charged)
+  local newest = sl_newest(s)
+  if charged > 0 then
+    newest = math.max(newest or now, now)
+  end
+  if not newest then return 0 end
+  return sub0(newest + spec.window, now)
+end
+function sl.charge(s, now, spec, cost)
+  if cost == 0 then return s end
+  -- At the newest entry's time if the clock went backwards (as the Rust log).
+  local ts = math.max(sl_newest(s) or now, now)
+  local n = redis.call('ZCOUNT', s.key, int(ts), int(ts))
+  local member = int(ts) .. '-' .. n
+  if cost ~= 1 then member = member .. ':' .. int(cost) end
+  redis.call('ZADD', s.key, int(ts), member)
+  s.entries[#s.entries + 1] = { ts = ts, units = cost }
+  s.used = s.used + cost
+  return s
+end
+function sl.idle_at(s, spec)
+  local newest = sl_newest(s)
+  if not newest then return 0 end
+  return newest + spec.window
+end
+function sl.save(key, _, ttl)
+  if ttl then
+    redis.call('PEXPIRE', key, ttl)
+  else
+    redis.call('DEL', key)
+  end
+end
+algos.sl = sl
+
+------------------------------------------------------------------- the chain
+local function b(x)
+  if x then return 1 end
+  return 0
+end
+
+local mode = ARGV[1]
+local cost = tonumber(ARGV[2])
+local now
+if ARGV[3] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[3])
+end
+local slack = tonumber(ARGV[4])
+local probe = cost
+if mode == 'p' then probe = 1 end
+
+-- Evaluate every level (nothing charged yet).
+local levels = {}
+local admitted = true
+for i = 1, #KEYS do
+  local a = 5 + (i - 1) * 5
+  local spec = {
+    limit = tonumber(ARGV[a + 1]),
+    window = tonumber(ARGV[a + 2]),
+    burst = tonumber(ARGV[a + 3]),
+  }
+  local code = ARGV[a]
+  local alg = algos[code]
+  local shadow = ARGV[a + 4] == '1'
+  local s = alg.load(KEYS[i], now, spec)
+  local capacity = spec.limit
+  if code == 'gc' then capacity = spec.burst end
+  local available = alg.available(s, now, spec)
+  local insufficient = probe > capacity
+  local allowed = (not insufficient) and probe <= available
+  local reset_now = alg.reset_after(s, now, spec, 0)
+  local v = {
+    alg = alg, spec = spec, state = s, allowed = allowed, available = available,
+    remaining = available, reset_after = reset_now, reset_now = reset_now,
+    retry_after = -1, insufficient = insufficient,
+  }
+  if allowed then
+    v.remaining = available - probe
+    v.reset_after = alg.reset_after(s, now, spec, probe)
+  elseif not insufficient then
+    v.retry_after = alg.retry_after(s, now, spec, probe)
+  end
+  -- ChainOutcome::combine: a non-shadow level without room denies the chain.
+  if not allowed and not shadow then admitted = false end
+  levels[i] = v
+end
+
+-- Charge every level with room, only if the chain is admitted and committing
+-- (a shadow level without room is not charged).
+local out = { now }
+for i, v in ipairs(levels) do
+  local charged = admitted and v.allowed and mode == 'c'
+  if charged then
+    local s = v.alg.charge(v.state, now, v.spec, cost)
+    local ttl = nil
+    local idle_in = v.alg.idle_at(s, v.spec) - now
+    if idle_in > 0 or slack > 0 then
+      -- Rounded up: a key never vanishes before its state is idle.
+      ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+    end
+    v.alg.save(KEYS[i], s, ttl)
+  end
+  out[#out + 1] = b(v.allowed)
+  out[#out + 1] = v.available
+  out[#out + 1] = v.remaining
+  out[#out + 1] = v.reset_after
+  out[#out + 1] = v.reset_now
+  out[#out + 1] = v.retry_after
+  out[#out + 1] = b(v.insufficient)
+  out[#out + 1] = b(charged)
+end
+return out

@@ -1,0 +1,108 @@
+//! Where a bucket lives in Redis.
+//!
+//! ```text
+//! {<key_prefix>:<tree>}:<level>:<algorithm>[:<len>:<value>]…
+//! {limitree:notifications}:global:sl
+//! {limitree:notifications}:category:sl:6:errors
+//! ```
+//!
+//! - The part in braces is a Redis Cluster **hash tag**: only it is hashed, so
+//!   every bucket of a tree lands in one slot and one script may touch them all
+//!   (a script may only use keys of one slot).
+//! - Level names are plain (`[A-Za-z0-9_.-]`, checked by the policy).
+//! - The algorithm's short code (`sl`, `sw`, `gc`, `fw`) is part of the key, so a
+//!   policy reload that changes a level's algorithm starts its buckets afresh, as
+//!   the memory store does, instead of reading another algorithm's state.
+//! - Each descriptor value is written as `<byte length>:<value>`: values may hold
+//!   any byte, including `:` and `,`, and the length prefix keeps `["a,b"]`,
+//!   `["a", "b"]` and `["a:1:b"]` apart.
+
+use std::fmt::Write as _;
+
+use crate::chain::Link;
+use crate::policy::Algorithm;
+
+/// The short code of an algorithm, in keys and script arguments.
+pub(super) fn algorithm_code(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::SlidingLog => "sl",
+        Algorithm::SlidingWindow => "sw",
+        Algorithm::Gcra => "gc",
+        Algorithm::FixedWindow => "fw",
+    }
+}
+
+/// The hash tag every key of `tree` starts with: `{<key_prefix>:<tree>}`.
+pub fn tree_tag(key_prefix: &str, tree: &str) -> String {
+    format!("{{{key_prefix}:{tree}}}")
+}
+
+/// The key of the bucket `link` selects in `tree`.
+pub fn bucket_key(key_prefix: &str, tree: &str, link: &Link<'_>) -> String {
+    let mut key = tree_tag(key_prefix, tree);
+    key.push(':');
+    key.push_str(&link.level.name);
+    key.push(':');
+    key.push_str(algorithm_code(link.spec.algorithm));
+    for value in &link.values {
+        // Writing to a String cannot fail.
+        let _ = write!(key, ":{}:{value}", value.len());
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn key(values: &[(&str, &str)]) -> String {
+        let policy = Policy::from_toml_str(
+            r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 10
+window = "1m"
+[[trees.levels]]
+name = "pair"
+by = ["a", "b"]
+required = false
+limit = 10
+window = "1m"
+algorithm = "gcra"
+"#,
+            "test",
+        )
+        .unwrap();
+        let tree = &policy.trees()[0];
+        let chain = tree.chain(values).unwrap();
+        chain
+            .links
+            .iter()
+            .map(|l| bucket_key("limitree", &tree.name, l))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn keys_share_the_tree_hash_tag() {
+        assert_eq!(key(&[]), "{limitree:t}:global:sl");
+        assert_eq!(
+            key(&[("a", "x"), ("b", "yz")]),
+            "{limitree:t}:global:sl {limitree:t}:pair:gc:1:x:2:yz"
+        );
+    }
+
+    #[test]
+    fn values_never_collide() {
+        let joined = key(&[("a", "x:1:y"), ("b", "z")]);
+        let split = key(&[("a", "x"), ("b", "y:1:z")]);
+        assert_ne!(joined, split);
+        assert_ne!(
+            key(&[("a", "a,b"), ("b", "c")]),
+            key(&[("a", "a"), ("b", "b,c")])
+        );
+    }
+}

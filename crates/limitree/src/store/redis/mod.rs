@@ -1,0 +1,265 @@
+//! The Redis store: many limitree instances share buckets in one Redis (standalone
+//! or Cluster), with the same decisions as the memory store.
+//!
+//! # One script per decision
+//! A chain is decided by **one** Lua script call (`decide.lua`, run with EVALSHA;
+//! the `redis` crate's [`redis::Script`] loads it again on `NOSCRIPT` after a
+//! restart or `SCRIPT FLUSH`). Redis runs a script to completion before any other
+//! command, so evaluating every level, applying the all-or-nothing rule and
+//! charging happen with nothing in between: two instances can never both see room
+//! and both charge it. Checking in one round trip and charging in another (what
+//! limitador does) over-admits under concurrency. The script mirrors
+//! [`MemoryStore::decide_chain`](super::MemoryStore::decide_chain) and
+//! [`ChainOutcome::combine`] exactly; it returns each level's verdict and the
+//! outcome is built here by the same `combine`, which also cross-checks which
+//! levels the script charged.
+//!
+//! # Time
+//! `now` is read from Redis `TIME` inside the script: one clock for every
+//! instance, so windows and retry times agree however far the instances' clocks
+//! drift. (Tests pass their own time, see [`RedisConfig::clock_override`].)
+//!
+//! # Keys and memory
+//! See [`keys`] for the layout: every key of a tree sits under the hash tag
+//! `{<key_prefix>:<tree>}`, so a Cluster keeps a tree in one slot and the
+//! script may touch all its levels. Every key is written with a TTL equal to the
+//! time its state goes idle ([`crate::algo::idle_at`]), so idle buckets disappear
+//! by themselves. That TTL is what bounds memory in Redis: the memory store's
+//! per-level `max_buckets` cap and its overflow bucket are **not** applied here
+//! (counting a level's live buckets would cost a scan or an index per decision);
+//! a flood of distinct values costs one small key each until its window passes.
+//!
+//! # Failures
+//! Every call is bounded by [`RedisConfig::timeout`] and fails with
+//! [`StoreError::Timeout`]; connection and server errors become
+//! [`StoreError::Unavailable`]. The connection is made on first use if the store
+//! was built with [`RedisStore::lazy`], and remade (with backoff) when it drops,
+//! so a store outlives Redis restarts.
+
+mod config;
+mod connection;
+pub mod keys;
+
+use arrayvec::ArrayVec;
+use tokio::sync::OnceCell;
+
+pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisConfig, RedisTarget};
+
+use self::connection::Connection;
+use super::{BoxFuture, Store, StoreError};
+use crate::algo::Verdict;
+use crate::chain::Chain;
+use crate::decision::{ChainOutcome, LevelInput, Mode};
+use crate::policy::MAX_LEVELS;
+
+/// The decision script; see the module docs and the comments in the file.
+const DECIDE_LUA: &str = include_str!("decide.lua");
+
+/// Keys live this much longer than their state when the time comes from a test
+/// clock: test time and Redis' expiry clock are unrelated.
+const TEST_TTL_SLACK_MS: u64 = 24 * 3600 * 1000;
+
+/// Numbers the script returns per level.
+const FIELDS_PER_LEVEL: usize = 8;
+
+/// A [`Store`] whose buckets live in Redis. See the module docs.
+#[derive(Debug)]
+pub struct RedisStore {
+    config: RedisConfig,
+    /// Set on the first successful connection; retried on the next call while
+    /// Redis is unreachable.
+    connection: OnceCell<Connection>,
+    script: redis::Script,
+}
+
+impl RedisStore {
+    /// Connects now (within the configured timeout) and returns the store.
+    pub async fn connect(config: RedisConfig) -> Result<RedisStore, StoreError> {
+        let store = RedisStore::lazy(config)?;
+        store.bounded(store.connection()).await?;
+        Ok(store)
+    }
+
+    /// A store that connects on its first call, so it can be built without a
+    /// runtime and before Redis is up. Fails only on a bad configuration.
+    pub fn lazy(config: RedisConfig) -> Result<RedisStore, StoreError> {
+        config.validate().map_err(StoreError::Unavailable)?;
+        Ok(RedisStore {
+            config,
+            connection: OnceCell::new(),
+            script: redis::Script::new(DECIDE_LUA),
+        })
+    }
+
+    /// The configuration the store runs with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    async fn connection(&self) -> Result<Connection, StoreError> {
+        self.connection
+            .get_or_try_init(|| Connection::open(&self.config))
+            .await
+            .cloned()
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Runs `f` within the configured timeout.
+    async fn bounded<T>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.config.timeout, f).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    fn timeout_error(&self) -> StoreError {
+        StoreError::Timeout(u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn error(&self, e: &redis::RedisError) -> StoreError {
+        if e.is_timeout() {
+            self.timeout_error()
+        } else {
+            StoreError::Unavailable(e.to_string())
+        }
+    }
+
+    async fn decide_chain(
+        &self,
+        chain: &Chain<'_>,
+        cost: u64,
+        mode: Mode,
+    ) -> Result<ChainOutcome, StoreError> {
+        let inputs: ArrayVec<LevelInput, MAX_LEVELS> = chain
+            .links
+            .iter()
+            .map(|link| LevelInput {
+                level_index: link.level_index,
+                shadow: link.level.shadow,
+                overflow: false,
+                limit: link.spec.limit,
+                window: link.spec.window,
+            })
+            .collect();
+        if chain.links.is_empty() {
+            return Ok(ChainOutcome::combine(mode, &[], &[]).0);
+        }
+
+        let mut invocation = self.script.prepare_invoke();
+        for link in &chain.links {
+            invocation.key(keys::bucket_key(
+                &self.config.key_prefix,
+                &chain.tree.name,
+                link,
+            ));
+        }
+        let mode_code = match mode {
+            Mode::Commit => "c",
+            Mode::DryRun => "d",
+            Mode::Peek => "p",
+        };
+        invocation.arg(mode_code).arg(cost);
+        match &self.config.clock_override {
+            Some(clock) => invocation.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
+            None => invocation.arg("").arg(0),
+        };
+        for link in &chain.links {
+            let spec = link.spec;
+            invocation
+                .arg(keys::algorithm_code(spec.algorithm))
+                .arg(spec.limit)
+                .arg(spec.window)
+                .arg(spec.burst)
+                .arg(u8::from(link.level.shadow));
+        }
+
+        let mut connection = self.connection().await?;
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.error(&e))?;
+        outcome_from_reply(mode, &inputs, &reply)
+    }
+}
+
+/// Builds the outcome from the script's per-level numbers with the same
+/// [`ChainOutcome::combine`] the memory store uses, and checks that the script
+/// charged exactly the levels `combine` says must be charged.
+fn outcome_from_reply(
+    mode: Mode,
+    inputs: &[LevelInput],
+    reply: &[i64],
+) -> Result<ChainOutcome, StoreError> {
+    let malformed = || {
+        StoreError::Unavailable(format!(
+            "the decision script returned {} numbers for {} levels",
+            reply.len(),
+            inputs.len()
+        ))
+    };
+    let per_level = reply.get(1..).ok_or_else(malformed)?;
+    if per_level.len() != inputs.len() * FIELDS_PER_LEVEL {
+        return Err(malformed());
+    }
+    let as_u64 = |v: i64| u64::try_from(v).map_err(|_| malformed());
+    let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
+    let mut charged = 0u32;
+    for (i, f) in per_level.chunks_exact(FIELDS_PER_LEVEL).enumerate() {
+        let verdict = Verdict {
+            allowed: f[0] == 1,
+            available: as_u64(f[1])?,
+            remaining: as_u64(f[2])?,
+            reset_after: as_u64(f[3])?,
+            reset_after_now: as_u64(f[4])?,
+            retry_after: if f[5] < 0 { None } else { Some(as_u64(f[5])?) },
+            insufficient: f[6] == 1,
+        };
+        verdicts.push(verdict);
+        if f[7] == 1 {
+            charged |= 1 << i;
+        }
+    }
+    let (outcome, charge) = ChainOutcome::combine(mode, inputs, &verdicts);
+    if charge != charged {
+        // Cannot happen unless decide.lua and combine disagree: say so loudly
+        // rather than hand back an answer that does not match what was recorded.
+        tracing::error!(
+            ?charge,
+            ?charged,
+            "decide.lua charged other levels than combine"
+        );
+        return Err(StoreError::Unavailable(
+            "the decision script and ChainOutcome::combine disagree on which levels to charge"
+                .to_owned(),
+        ));
+    }
+    Ok(outcome)
+}
+
+impl Store for RedisStore {
+    fn decide<'a>(
+        &'a self,
+        chain: &'a Chain<'a>,
+        cost: u64,
+        mode: Mode,
+    ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
+        Box::pin(self.bounded(self.decide_chain(chain, cost, mode)))
+    }
+
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.bounded(async move {
+            let mut connection = self.connection().await?;
+            redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(|e| self.error(&e))
+        }))
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}

@@ -1,0 +1,73 @@
+//! The failure policy: decisions made without a failing store.
+
+use std::sync::Arc;
+
+use limitree::store::BoxFuture;
+use limitree::store::fallback::{FallbackStore, OnError};
+use limitree::{ChainOutcome, ManualClock, MemoryStore, Mode, Policy, Reason, Store, StoreError};
+use rstest::rstest;
+
+/// A store that is always down.
+#[derive(Debug)]
+struct Down;
+
+impl Store for Down {
+    fn decide<'a>(
+        &'a self,
+        _chain: &'a limitree::Chain<'a>,
+        _cost: u64,
+        _mode: Mode,
+    ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Timeout(100))))
+    }
+
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "down".into(),
+        ))))
+    }
+
+    fn kind(&self) -> &'static str {
+        "down"
+    }
+}
+
+fn fallback(on_error: OnError) -> (Arc<Policy>, FallbackStore) {
+    let policy = Arc::new(Policy::default_notifications());
+    let local = MemoryStore::with_clock(&policy, Arc::new(ManualClock::new(1_700_000_000_000_000)));
+    (policy, FallbackStore::new(Arc::new(Down), local, on_error))
+}
+
+#[rstest]
+#[case::deny(OnError::Deny, false)]
+#[case::allow(OnError::Allow, true)]
+#[case::local(OnError::Local, true)]
+#[tokio::test]
+async fn a_failing_store_is_replaced_by_the_policy(
+    #[case] on_error: OnError,
+    #[case] allowed: bool,
+) {
+    let (policy, store) = fallback(on_error);
+    let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
+    let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+    assert_eq!(o.allowed, allowed);
+    assert_eq!(o.reason, Reason::StoreUnavailable);
+    assert_eq!(o.levels.len(), 2);
+    assert!(
+        store.check_ready().await.is_err(),
+        "readiness reports the primary"
+    );
+}
+
+#[tokio::test]
+async fn local_keeps_the_limits_per_instance() {
+    let (policy, store) = fallback(OnError::Local);
+    let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
+    for _ in 0..10 {
+        assert!(store.decide(&chain, 1, Mode::Commit).await.unwrap().allowed);
+    }
+    let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+    assert!(!o.allowed);
+    assert_eq!(o.reason, Reason::StoreUnavailable);
+    assert!(o.retry_after.is_some());
+}

@@ -1,0 +1,414 @@
+//! The Redis store against real servers: what only it promises (Redis time,
+//! key layout and TTLs, unique sliding-log entries, script reloads, failures),
+//! on a standalone server and a 3-primary cluster.
+//!
+//! The conformance suite plugs in with
+//! `impl Harness for Standalone { fn store(..) { Arc::new(support::redis::store(Topology::Standalone, clock)) } }`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use limitree::store::redis::{RedisConfig, RedisStore, keys};
+use limitree::{ManualClock, Micros, Mode, Policy, Reason, Store, StoreError};
+
+use crate::support::redis::{self as support, Topology};
+
+const T0: Micros = 1_700_000_000_000_000;
+
+fn policy(text: &str) -> Arc<Policy> {
+    Arc::new(Policy::from_toml_str(text, "test").expect("valid test policy"))
+}
+
+const DEFAULT_LIKE: &str = r#"
+[[trees]]
+name = "notifications"
+[[trees.levels]]
+name = "global"
+limit = 5
+window = "30m"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 2
+window = "30m"
+"#;
+
+async fn decide(
+    store: &dyn Store,
+    policy: &Policy,
+    descriptors: &[(&str, &str)],
+    cost: u64,
+    mode: Mode,
+) -> limitree::ChainOutcome {
+    let chain = policy.trees()[0].chain(descriptors).expect("valid chain");
+    store
+        .decide(&chain, cost, mode)
+        .await
+        .expect("store decides")
+}
+
+/// All-or-nothing on both topologies, with time from Redis `TIME`.
+async fn all_or_nothing_on_redis_time(topology: Topology) {
+    let policy = policy(DEFAULT_LIKE);
+    let store = RedisStore::connect(support::config(topology))
+        .await
+        .expect("connects");
+    store.check_ready().await.expect("ready");
+    let errors = [("category", "errors")];
+    for i in 0..2 {
+        let o = decide(&store, &policy, &errors, 1, Mode::Commit).await;
+        assert!(o.allowed, "admission {i}: {o:?}");
+        assert_eq!(o.levels[1].remaining, 1 - i);
+    }
+    let denied = decide(&store, &policy, &errors, 1, Mode::Commit).await;
+    assert_eq!(denied.reason, Reason::Limited);
+    assert!(!denied.levels[1].allowed && denied.levels[0].allowed);
+    // The denial charged nothing: the global level still has 3.
+    let peek = decide(&store, &policy, &[("category", "other")], 0, Mode::Peek).await;
+    assert_eq!(peek.levels[0].remaining, 3);
+    assert_eq!(peek.levels[1].remaining, 2);
+    let retry = denied.retry_after.expect("retry after");
+    assert!(retry <= 1_800_000_000 && retry > 1_790_000_000, "{retry}");
+}
+
+#[tokio::test]
+async fn all_or_nothing_on_redis_time_standalone() {
+    all_or_nothing_on_redis_time(Topology::Standalone).await;
+}
+
+#[tokio::test]
+async fn all_or_nothing_on_redis_time_cluster() {
+    all_or_nothing_on_redis_time(Topology::Cluster).await;
+}
+
+/// Two admissions in the same microsecond are two log entries, and a bucket
+/// never holds more than `limit` of them.
+#[tokio::test]
+async fn sliding_log_entries_at_the_same_instant_never_collapse() {
+    let policy = policy(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "log"
+limit = 4
+window = "1s"
+"#,
+    );
+    let clock = ManualClock::new(T0);
+    let store = support::store(Topology::Standalone, clock.clone());
+    for _ in 0..3 {
+        assert!(decide(&store, &policy, &[], 1, Mode::Commit).await.allowed);
+    }
+    // Cost 2 does not fit in the one unit left, cost 1 does.
+    assert!(!decide(&store, &policy, &[], 2, Mode::Commit).await.allowed);
+    assert!(decide(&store, &policy, &[], 1, Mode::Commit).await.allowed);
+    assert!(!decide(&store, &policy, &[], 1, Mode::Commit).await.allowed);
+
+    let key = format!("{}:log:sl", keys::tree_tag(&store.config().key_prefix, "t"));
+    let server = support::standalone();
+    assert_eq!(server.command(&["ZCARD", &key]), "4");
+    // The window passes: the entries leave, a cost-3 entry is one member.
+    clock.advance(Duration::from_secs(1));
+    assert!(decide(&store, &policy, &[], 3, Mode::Commit).await.allowed);
+    assert_eq!(server.command(&["ZCARD", &key]), "1");
+}
+
+/// Keys sit under the tree's hash tag, carry a TTL, and escape values.
+#[tokio::test]
+async fn keys_are_tagged_escaped_and_expire() {
+    let policy = policy(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "pair"
+by = ["a", "b"]
+limit = 10
+window = "10s"
+algorithm = "gcra"
+"#,
+    );
+    let store = RedisStore::connect(support::config(Topology::Standalone))
+        .await
+        .unwrap();
+    decide(
+        &store,
+        &policy,
+        &[("a", "x,y"), ("b", "z")],
+        1,
+        Mode::Commit,
+    )
+    .await;
+    decide(
+        &store,
+        &policy,
+        &[("a", "x"), ("b", "y,z")],
+        1,
+        Mode::Commit,
+    )
+    .await;
+    let tag = keys::tree_tag(&store.config().key_prefix, "t");
+    let server = support::standalone();
+    let mut found: Vec<String> = server
+        .command(&["KEYS", &format!("{tag}*")])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            format!("{tag}:pair:gc:1:x:3:y,z"),
+            format!("{tag}:pair:gc:3:x,y:1:z")
+        ]
+    );
+    for key in &found {
+        let ttl: i64 = server.command(&["PTTL", key]).parse().unwrap();
+        // gcra: idle one emission interval (1 s) after one unit.
+        assert!(ttl > 0 && ttl <= 1_000, "{key}: pttl {ttl}");
+    }
+}
+
+/// After `SCRIPT FLUSH` (or a restart) the script loads itself again.
+#[tokio::test]
+async fn the_script_reloads_after_a_flush() {
+    let policy = policy(DEFAULT_LIKE);
+    let store = RedisStore::connect(support::config(Topology::Standalone))
+        .await
+        .unwrap();
+    let errors = [("category", "errors")];
+    assert!(
+        decide(&store, &policy, &errors, 1, Mode::Commit)
+            .await
+            .allowed
+    );
+    support::standalone().command(&["SCRIPT", "FLUSH"]);
+    let o = decide(&store, &policy, &errors, 1, Mode::Commit).await;
+    assert!(o.allowed);
+    assert_eq!(o.levels[1].remaining, 0);
+}
+
+/// A tree's keys share one slot; trees spread over the cluster's nodes and the
+/// client follows the slots to them.
+#[tokio::test]
+async fn cluster_keeps_a_tree_in_one_slot() {
+    let mut text = String::new();
+    for i in 0..12 {
+        text.push_str(&format!(
+            "[[trees]]\nname = \"tree{i}\"\n[[trees.levels]]\nname = \"global\"\nlimit = 1\nwindow = \"1m\"\n\
+             [[trees.levels]]\nname = \"user\"\nby = [\"user\"]\nlimit = 1\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\n"
+        ));
+    }
+    let policy = policy(&text);
+    let clock = ManualClock::new(T0);
+    let store = support::store(Topology::Cluster, clock);
+    let cluster = support::cluster();
+    let mut ports = std::collections::BTreeSet::new();
+    for tree in policy.trees() {
+        let chain = tree.chain(&[("user", "u")]).unwrap();
+        let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+        assert!(o.allowed);
+        let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+        assert!(!o.allowed, "second request in {}", tree.name);
+        let prefix = &store.config().key_prefix;
+        let keys: Vec<String> = chain
+            .links
+            .iter()
+            .map(|l| keys::bucket_key(prefix, &tree.name, l))
+            .collect();
+        let node = cluster.node_for(&keys[0]);
+        for key in &keys {
+            assert_eq!(
+                node.command(&["EXISTS", key]),
+                "1",
+                "{key} on its slot's node"
+            );
+        }
+        ports.insert(node.port());
+    }
+    assert!(ports.len() > 1, "12 trees all hashed to one node");
+}
+
+/// A server that is not there: a fast `Unavailable`, never a hang.
+#[tokio::test]
+async fn an_unreachable_redis_fails_fast() {
+    // A port nothing listens on: bind one and let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = RedisConfig::standalone(format!("redis://127.0.0.1:{port}"))
+        .with_timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let err = RedisStore::connect(config.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Timeout(200)),
+        "{err:?}"
+    );
+    let store = RedisStore::lazy(config).unwrap();
+    assert!(store.check_ready().await.is_err());
+    let policy = policy(DEFAULT_LIKE);
+    let chain = policy.trees()[0].chain(&[("category", "x")]).unwrap();
+    assert!(store.decide(&chain, 1, Mode::Commit).await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_bad_key_prefix_is_refused() {
+    let config = RedisConfig::standalone("redis://127.0.0.1:1").with_key_prefix("a}b");
+    assert!(matches!(
+        RedisStore::lazy(config),
+        Err(StoreError::Unavailable(m)) if m.contains("key_prefix")
+    ));
+}
+
+/// `MEMORY USAGE` of one bucket of each algorithm, and of a sliding-log
+/// admission, with the key a default deployment would use
+/// (`{limitree:notifications}:category:<alg>:6:errors`) and Redis time. Printed
+/// for BENCHMARKS.md; the O(1) ones must stay under 150 bytes.
+#[tokio::test]
+async fn memory_per_bucket_is_small() {
+    // Prefix "limitree" is safe here: no other test of this binary uses it.
+    let store =
+        RedisStore::connect(support::config(Topology::Standalone).with_key_prefix("limitree"))
+            .await
+            .unwrap();
+    let server = support::standalone();
+    let usage = |key: &str| -> i64 {
+        server
+            .command(&["MEMORY", "USAGE", key, "SAMPLES", "0"])
+            .parse()
+            .unwrap()
+    };
+    let mut report = Vec::new();
+    for alg in ["sliding_log", "sliding_window", "gcra", "fixed_window"] {
+        let policy = policy(&format!(
+            "[[trees]]\nname = \"notifications\"\n[[trees.levels]]\nname = \"category\"\n\
+             by = [\"category\"]\nlimit = 1000\nwindow = \"30m\"\nalgorithm = \"{alg}\"\n"
+        ));
+        let tree = &policy.trees()[0];
+        let descriptors = [("category", "errors")];
+        let chain = tree.chain(&descriptors).unwrap();
+        let key = keys::bucket_key("limitree", &tree.name, &chain.links[0]);
+        store.decide(&chain, 1, Mode::Commit).await.unwrap();
+        let one = usage(&key);
+        report.push(format!("{alg} {one} B"));
+        if alg == "sliding_log" {
+            for _ in 1..100 {
+                store.decide(&chain, 1, Mode::Commit).await.unwrap();
+            }
+            let hundred = usage(&key);
+            report.push(format!(
+                "(sliding_log with 100 entries {hundred} B: {} B per admission)",
+                (hundred - one) / 99
+            ));
+        } else {
+            assert!(one < 150, "{alg}: {one} bytes per bucket ({key})");
+        }
+    }
+    println!("MEMORY USAGE per bucket: {}", report.join(", "));
+}
+
+/// Three "instances" (stores with their own connections) on one Redis, 2,000
+/// concurrent checks over 20 categories at the default policy: exactly 100
+/// admitted, no category above 10, and the denials consumed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_instances_admit_exactly_the_limit() {
+    let policy = Arc::new(Policy::default_notifications());
+    let prefix = support::unique_prefix("many");
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let config = support::config(Topology::Standalone).with_key_prefix(prefix.clone());
+        instances.push(Arc::new(RedisStore::connect(config).await.unwrap()));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..2_000usize {
+        let store = Arc::clone(&instances[i % 3]);
+        let policy = Arc::clone(&policy);
+        tasks.spawn(async move {
+            let category = format!("c{}", i % 20);
+            let descriptors = [("category", category.as_str())];
+            let chain = policy.trees()[0].chain(&descriptors).unwrap();
+            let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+            (i % 20, o.allowed)
+        });
+    }
+    let mut per_category = [0u64; 20];
+    while let Some(joined) = tasks.join_next().await {
+        let (category, allowed) = joined.unwrap();
+        per_category[category] += u64::from(allowed);
+    }
+    assert_eq!(per_category.iter().sum::<u64>(), 100, "{per_category:?}");
+    for (c, admitted) in per_category.iter().enumerate() {
+        assert!(*admitted <= 10, "category c{c}: {admitted}");
+        let category = format!("c{c}");
+        let peek = decide(
+            instances[0].as_ref(),
+            &policy,
+            &[("category", category.as_str())],
+            0,
+            Mode::Peek,
+        )
+        .await;
+        assert_eq!(peek.levels[0].remaining, 0);
+        assert_eq!(peek.levels[1].remaining, 10 - admitted, "category c{c}");
+    }
+}
+
+/// Redis dies and comes back on the same port: calls fail within the timeout
+/// while it is gone, and exact decisions resume (the script reloading itself on
+/// the fresh server) within 2 s of its return.
+#[tokio::test]
+async fn decisions_resume_after_a_redis_restart() {
+    let policy = policy(DEFAULT_LIKE);
+    let server = support::RedisServer::start(&[]);
+    let port = server.port();
+    let timeout = Duration::from_millis(200);
+    let store = RedisStore::connect(
+        RedisConfig::standalone(server.url())
+            .with_key_prefix(support::unique_prefix("outage"))
+            .with_timeout(timeout),
+    )
+    .await
+    .unwrap();
+    let errors = [("category", "errors")];
+    assert!(
+        decide(&store, &policy, &errors, 1, Mode::Commit)
+            .await
+            .allowed
+    );
+
+    drop(server);
+    let chain = policy.trees()[0].chain(&errors).unwrap();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let result = store.decide(&chain, 1, Mode::Commit).await;
+        assert!(result.is_err(), "decided without redis: {result:?}");
+        assert!(started.elapsed() < timeout + Duration::from_millis(300));
+        assert!(store.check_ready().await.is_err());
+    }
+
+    let server = support::RedisServer::start_on(port, &[]);
+    let back = Instant::now();
+    let outcome = loop {
+        match store.decide(&chain, 1, Mode::Commit).await {
+            Ok(outcome) => break outcome,
+            Err(e) => assert!(
+                back.elapsed() < Duration::from_secs(2),
+                "still failing 2 s after redis returned: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // A fresh server: the bucket starts over, and the script was loaded again.
+    assert!(outcome.allowed);
+    assert_eq!(outcome.levels[1].remaining, 1);
+    store.check_ready().await.unwrap();
+    drop(server);
+}
