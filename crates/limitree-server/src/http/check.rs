@@ -134,7 +134,7 @@ pub async fn check(
 
 /// The body must be declared JSON: a form post or a missing type is almost
 /// always a client bug worth naming.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType(
             "no Content-Type; send the body as `Content-Type: application/json`".to_owned(),
@@ -153,7 +153,11 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Reads at most `limit` bytes, refusing early when `Content-Length` already
 /// says the body is too large.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -278,7 +282,7 @@ fn cost(value: &Value) -> Result<u64, String> {
     Err(format!("`cost` must be a whole number; got {n}"))
 }
 
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -291,7 +295,7 @@ fn type_name(value: &Value) -> &'static str {
 
 /// serde_json's message without its trailing " at line L column C", which
 /// [`ApiError::MalformedJson`] states itself.
-fn strip_position(e: &serde_json::Error) -> String {
+pub(crate) fn strip_position(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
         Some(at) => text[..at].to_owned(),
