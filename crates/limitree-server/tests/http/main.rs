@@ -6,5 +6,6 @@ mod check;
 mod cli;
 mod errors;
 mod health;
+mod notify;
 mod shutdown;
 mod support;
