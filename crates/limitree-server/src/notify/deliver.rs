@@ -163,7 +163,7 @@ impl Worker {
             };
             let span = tracing::info_span!(
                 "deliver",
-                request_id = n.request_id.as_deref().unwrap_or("-"),
+                request_id = %n.request_id.as_deref().unwrap_or("-"),
                 id = %n.id,
                 category = %n.category,
                 kind = ?n.kind,

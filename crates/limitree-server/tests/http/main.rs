@@ -7,5 +7,6 @@ mod cli;
 mod errors;
 mod health;
 mod notify;
+mod notify_restart;
 mod shutdown;
 mod support;
