@@ -193,10 +193,14 @@ impl Config {
             },
         };
 
-        let notify = match table.remove("notify") {
+        let mut notify = match table.remove("notify") {
             None => Some(NotifyConfig::default()),
             Some(value) => NotifyConfig::parse(value, source, &mut errors),
         };
+
+        if let (Some(server), Some(policy), Some(notify)) = (&server, &policy, &mut notify) {
+            notify.check_against(server, policy, source, &mut errors);
+        }
 
         match (server, store, policy, notify) {
             (Some(server), Some(store), Some(policy), Some(notify)) if errors.is_empty() => {

@@ -12,7 +12,7 @@
 //! max_attempts = 8                         # 5xx / timeouts before dead-lettering
 //! backoff_initial = "1s"                   # first retry wait; doubles, with jitter…
 //! backoff_max = "60s"                      # …up to this
-//! drain = "5s"                             # after SIGTERM, keep delivering this long
+//! drain = "5s"                             # after SIGTERM, keep delivering this long (< shutdown_grace)
 //! digest_samples = 3                       # suppressed texts quoted in a digest
 //! digest_interval = "1s"                   # how often pending digests are looked at
 //! max_text_chars = 40000                   # longest `text` accepted
@@ -41,6 +41,9 @@ use crate::config::toml_message;
 pub const DEFAULT_WEBHOOK: &str = "${SLACK_WEBHOOK_URL}";
 /// Where the outbox lives unless told otherwise (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "./limitree-data";
+
+/// How long workers keep delivering after the shutdown signal, by default.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
 /// The validated `[notify]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +98,7 @@ impl Default for NotifyConfig {
             max_attempts: 8,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            drain: Duration::from_secs(5),
+            drain: DEFAULT_DRAIN,
             digest_samples: 3,
             digest_interval: Duration::from_secs(1),
             max_text_chars: 40_000,
@@ -225,6 +228,37 @@ impl NotifyConfig {
     }
 }
 
+impl NotifyConfig {
+    /// Checks what depends on other sections: `tree` must exist, and `drain`
+    /// must end before `[server] shutdown_grace` so workers finish their last
+    /// call before the server stops waiting for them (the default drain
+    /// shrinks to half the grace when the grace is shorter than it).
+    pub fn check_against(
+        &mut self,
+        server: &crate::config::ServerConfig,
+        policy: &limitree::Policy,
+        source: &str,
+        errors: &mut Vec<String>,
+    ) {
+        if let Some(tree) = &self.tree {
+            if policy.tree(tree).is_none() {
+                let known: Vec<&str> = policy.trees().iter().map(|t| t.name.as_str()).collect();
+                errors.push(format!(
+                    "{source}: [notify] tree: `{tree}` is not defined; defined trees: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        if self.drain >= server.shutdown_grace && self.drain == DEFAULT_DRAIN {
+            self.drain = server.shutdown_grace / 2;
+        } else if self.drain >= server.shutdown_grace {
+            errors.push(format!(
+                "{source}: [notify] drain: must be shorter than [server] shutdown_grace, so deliveries stop before the server stops waiting for them"
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -255,5 +289,22 @@ mod tests {
         let errors = Config::from_toml_str(bad, "c.toml").unwrap_err().0;
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().all(|e| e.starts_with("c.toml: [notify] ")));
+    }
+
+    #[test]
+    fn the_tree_must_exist_and_drain_fit_in_the_grace() {
+        let text = "[server]\nshutdown_grace = \"2s\"\n";
+        let config = Config::from_toml_str(text, "c.toml").unwrap();
+        assert_eq!(config.notify.drain, Duration::from_secs(1));
+        let text = "[server]\nshutdown_grace = \"2s\"\n[notify]\ntree = \"nope\"\ndrain = \"2s\"\n";
+        let errors = Config::from_toml_str(text, "c.toml").unwrap_err().0;
+        assert!(
+            errors.iter().any(|e| e.contains("`nope` is not defined")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("[notify] drain")),
+            "{errors:?}"
+        );
     }
 }
