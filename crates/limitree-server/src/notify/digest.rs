@@ -20,11 +20,24 @@ pub const MAX_TALLIES: usize = 10_000;
 /// Longest sample quoted, in characters.
 const SAMPLE_CHARS: usize = 200;
 
+/// A tally kept across a restart: its key, counts, and when it is due.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    /// The tree.
+    pub tree: String,
+    /// The category.
+    pub category: String,
+    /// The counts.
+    pub tally: Tally,
+    /// When to try its digest (µs since the epoch).
+    pub due: Micros,
+}
+
 /// A (tree, category) pair: digests are charged in the tree that suppressed.
 pub type Key = (String, String);
 
 /// The suppressions of one category since its last digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     /// How many were suppressed.
     pub count: u64,
@@ -164,6 +177,30 @@ impl Digests {
             if entry.tally.is_none() {
                 entries.remove(key);
             }
+        }
+    }
+
+    /// Every tally, for keeping across a graceful restart.
+    pub fn save(&self) -> Vec<Saved> {
+        self.entries
+            .lock()
+            .iter()
+            .filter_map(|((tree, category), e)| {
+                e.tally.as_ref().map(|tally| Saved {
+                    tree: tree.clone(),
+                    category: category.clone(),
+                    tally: tally.clone(),
+                    due: e.due,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes back tallies saved by the last run.
+    pub fn restore(&self, saved: Vec<Saved>) {
+        for s in saved {
+            let key = (s.tree, s.category);
+            self.put_back(&key, s.tally, s.due);
         }
     }
 

@@ -237,6 +237,7 @@ impl Relay {
                 "notify: sending again what the outbox held from the last run"
             );
         }
+        shared.digests.restore(outbox.take_digests());
         if shared.outbox.set(outbox).is_err() {
             tracing::warn!("notify: the relay was started twice; keeping the first outbox");
             return;
@@ -387,6 +388,18 @@ async fn digest_loop(shared: Arc<Shared>, cancel: CancellationToken) {
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = ticks.tick() => try_digests(&shared).await,
+        }
+    }
+    // Suppressions not yet told of are told after the restart.
+    let tallies = shared.digests.save();
+    if let (false, Some(outbox)) = (tallies.is_empty(), shared.outbox.get()) {
+        let count = tallies.len();
+        match outbox.save_digests(tallies).await {
+            Ok(()) => tracing::info!(
+                count,
+                "notify: kept the pending digest tallies for the next start"
+            ),
+            Err(e) => tracing::warn!(error = %e, "notify: could not keep the digest tallies"),
         }
     }
 }

@@ -18,6 +18,8 @@ use limitree::store::BoxFuture;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::digest::Saved;
+
 /// What a queued notification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,6 +85,11 @@ pub trait Outbox: Send + Sync + fmt::Debug {
     fn dead_letter(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), OutboxError>>;
     /// Every notification appended and not done, oldest first (read on start).
     fn pending(&self) -> Vec<Notification>;
+    /// Keeps the digest tallies at shutdown (they are counts of *suppressed*
+    /// notifications, so an outbox may keep them less strictly than accepted ones).
+    fn save_digests(&self, tallies: Vec<Saved>) -> BoxFuture<'_, Result<(), OutboxError>>;
+    /// The tallies the last run saved, removed from storage.
+    fn take_digests(&self) -> Vec<Saved>;
 }
 
 /// One journal line.
@@ -290,6 +297,33 @@ impl Outbox for FileOutbox {
     fn pending(&self) -> Vec<Notification> {
         self.inner.lock().live.values().cloned().collect()
     }
+
+    /// `digests.json`, written whole (temp file + rename) at shutdown.
+    fn save_digests(&self, tallies: Vec<Saved>) -> BoxFuture<'_, Result<(), OutboxError>> {
+        self.blocking(move |j| {
+            if tallies.is_empty() {
+                return Ok(());
+            }
+            let tmp = j.dir.join("digests.json.tmp");
+            fs::write(
+                &tmp,
+                serde_json::to_vec(&tallies).map_err(io::Error::other)?,
+            )?;
+            fs::rename(&tmp, j.dir.join("digests.json"))
+        })
+    }
+
+    fn take_digests(&self) -> Vec<Saved> {
+        let path = self.inner.lock().dir.join("digests.json");
+        let Ok(text) = fs::read(&path) else {
+            return Vec::new();
+        };
+        let _ = fs::remove_file(&path);
+        serde_json::from_slice(&text).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring unreadable digest tallies");
+            Vec::new()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -354,5 +388,27 @@ mod tests {
         let text = fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap();
         let letter: DeadLetter = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(letter.reason, "invalid_payload");
+    }
+
+    #[tokio::test]
+    async fn digest_tallies_are_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = FileOutbox::open(dir.path(), false).unwrap();
+        let saved = Saved {
+            tree: "t".to_owned(),
+            category: "errors".to_owned(),
+            tally: super::super::digest::Tally {
+                count: 4,
+                first_at: 1,
+                last_at: 2,
+                samples: vec!["x".to_owned()],
+                request_id: None,
+            },
+            due: 3,
+        };
+        outbox.save_digests(vec![saved.clone()]).await.unwrap();
+        let outbox = FileOutbox::open(dir.path(), false).unwrap();
+        assert_eq!(outbox.take_digests(), [saved]);
+        assert!(outbox.take_digests().is_empty());
     }
 }

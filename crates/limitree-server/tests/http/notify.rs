@@ -88,13 +88,23 @@ struct Relay {
 }
 
 async fn relay(mock: &MockServer, notify: &str, rest: &str) -> Relay {
-    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000_000);
+    relay_in(tempfile::tempdir().unwrap(), clock, mock, notify, rest).await
+}
+
+/// [`relay`] on a given data dir and clock (a restart keeps both).
+async fn relay_in(
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    mock: &MockServer,
+    notify: &str,
+    rest: &str,
+) -> Relay {
     let text = format!(
         "[notify]\ndata_dir = {:?}\ndefault_webhook = \"${{HOOK}}\"\nfsync = false\n{notify}\n{rest}",
         dir.path().display().to_string()
     );
     let config = Config::from_toml_str(&text, "test.toml").expect("valid test config");
-    let clock = ManualClock::new(1_700_000_000_000_000);
     let hook = format!("{}/hook", mock.uri());
     let state = AppState::with_clock(&config, Arc::new(clock.clone()), move |var| {
         (var == "HOOK").then(|| hook.clone())
@@ -455,6 +465,27 @@ async fn suppressed_notifications_answer_429_and_come_back_as_one_digest() {
     assert_eq!(check["levels"][0]["remaining"], 1);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(recorder.hits.lock().len(), 3, "one digest only");
+}
+
+#[tokio::test]
+async fn suppression_tallies_survive_a_graceful_restart() {
+    let recorder = Recorder::new(slack_ok());
+    let mock = mock_slack(&recorder).await;
+    let settings = "digest_interval = \"20ms\"\npace = \"10ms\"";
+    let relay = relay(&mock, settings, SHORT_POLICY).await;
+    for i in 0..4 {
+        relay.notify("errors", &format!("n{i}")).await;
+    }
+    eventually("the two admitted", || recorder.hits.lock().len() == 2).await;
+    let Relay { server, clock, dir } = relay;
+    server.stop().await.unwrap();
+
+    let relay = relay_in(dir, clock, &mock, settings, SHORT_POLICY).await;
+    relay.clock.advance(Duration::from_secs(61));
+    eventually("the digest", || recorder.hits.lock().len() == 3).await;
+    let digest = recorder.texts()[2].clone();
+    assert!(digest.starts_with("2 `errors` notifications"), "{digest}");
+    assert!(digest.contains("first: n2; then: n3"), "{digest}");
 }
 
 /// 200 notifications over 20 categories against the built-in policy (global
