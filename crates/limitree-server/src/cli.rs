@@ -1,8 +1,9 @@
-//! The `limitree` command line: `serve`, `check`, `config check`.
+//! The `limitree` command line: `serve`, `check`, `notify`, `config check`.
 //!
-//! Exit codes: `0` success (and, for `check`, allowed); `1` a check was denied
-//! (or the server failed to run); `2` a usage error or a check that got no
-//! answer; `64` (EX_USAGE) an invalid config file.
+//! Exit codes: `0` success (and, for `check`, allowed; for `notify`, queued);
+//! `1` a check was denied or a notification suppressed (or the server failed
+//! to run); `2` a usage error or a request that got no answer; `64` (EX_USAGE)
+//! an invalid config file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,6 +48,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a running server whether a request may go ahead.
     Check(CheckArgs),
+    /// Send a Slack notification through a running server's relay.
+    Notify(NotifyArgs),
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -87,6 +90,26 @@ pub struct CheckArgs {
     pub descriptors: Vec<(String, String)>,
 }
 
+/// `limitree notify`.
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The server.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub url: String,
+    /// The tree (default: the server's `[notify] tree`, or its only tree).
+    #[arg(long, value_name = "TREE")]
+    pub tree: Option<String>,
+    /// The category: picks the Slack webhook and the limit.
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: String,
+    /// Print the server's JSON answer instead of a line.
+    #[arg(long)]
+    pub json: bool,
+    /// The message text.
+    #[arg(value_name = "TEXT")]
+    pub text: String,
+}
+
 /// `limitree config …`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -115,6 +138,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
+        Command::Notify(args) => notify(args),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
     }
 }
@@ -228,6 +252,48 @@ fn check(args: CheckArgs) -> ExitCode {
     }
 }
 
+fn notify(args: NotifyArgs) -> ExitCode {
+    let body = client::NotifyBody {
+        tree: args.tree,
+        category: args.category,
+        text: args.text,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("limitree notify: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_CHECK_ERROR);
+        }
+    };
+    match runtime.block_on(client::notify(&args.url, &body)) {
+        Ok(answer) => {
+            if args.json {
+                println!("{}", answer.raw);
+            } else if let Some(id) = &answer.id {
+                println!("queued {id}");
+            } else {
+                let mut line = format!("suppressed ({})", answer.reply.reason);
+                if let Some(retry) = answer.reply.retry_after_ms {
+                    let _ = write!(line, ": retry in {}", client::human_millis(retry));
+                }
+                println!("{line}; it will be counted in the category's digest");
+            }
+            if answer.id.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_DENIED)
+            }
+        }
+        Err(e) => {
+            eprintln!("limitree notify: {e}");
+            ExitCode::from(EXIT_CHECK_ERROR)
+        }
+    }
+}
+
 fn config_check(file: &Path) -> ExitCode {
     match load_config(Some(file)) {
         Ok(config) => {
@@ -255,6 +321,24 @@ pub fn describe(config: &Config) -> String {
         format_duration(limitree::clock::duration_to_micros(s.sweep_interval)),
     );
     let _ = writeln!(out, "store: {}", config.store.as_str());
+    // Route keys only: webhook values may be literal URLs, which are secrets.
+    let n = &config.notify;
+    let routes: Vec<&str> = n.routes.keys().map(String::as_str).collect();
+    let _ = writeln!(
+        out,
+        "notify: data_dir {}, default route {}, routes [{}], queue_capacity {}, pace {} (burst {}), timeout {}",
+        n.data_dir.display(),
+        if n.default_webhook.is_some() {
+            "set"
+        } else {
+            "none"
+        },
+        routes.join(", "),
+        n.queue_capacity,
+        format_duration(limitree::clock::duration_to_micros(n.pace)),
+        n.burst,
+        format_duration(limitree::clock::duration_to_micros(n.timeout)),
+    );
     if config.default_policy {
         let _ = writeln!(out, "policy: no [[trees]]; the built-in default policy");
     }

@@ -1,5 +1,5 @@
-//! The HTTP client behind `limitree check`: post one check, and render the
-//! answer for a person.
+//! The HTTP client behind `limitree check` and `limitree notify`: post one
+//! request, and render the answer for a person.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -111,10 +111,77 @@ struct Problem {
     detail: String,
 }
 
+/// What `limitree notify` sends.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyBody {
+    /// The tree, when named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
+    /// The category (route and limit).
+    pub category: String,
+    /// The message.
+    pub text: String,
+}
+
+/// A notify's answer: queued (with its id) or suppressed.
+#[derive(Debug, Clone)]
+pub struct NotifyAnswer {
+    /// The notification's id, when it was queued (202).
+    pub id: Option<String>,
+    /// The decision (for a 429, the denied check).
+    pub reply: CheckReply,
+    /// As sent by the server (for `--json`).
+    pub raw: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Accepted {
+    id: String,
+    #[serde(flatten)]
+    reply: CheckReply,
+}
+
+/// Posts `body` to `<base>/v1/notify`. A 429 (suppressed) is an answer, not an error.
+pub async fn notify(base: &str, body: &NotifyBody) -> Result<NotifyAnswer, ClientError> {
+    let (status, text) = post(base, "/v1/notify", body, &[429]).await?;
+    let parsed = if status == 202 {
+        serde_json::from_str::<Accepted>(&text)
+            .ok()
+            .map(|a| (Some(a.id), a.reply))
+    } else {
+        serde_json::from_str::<CheckReply>(&text)
+            .ok()
+            .map(|reply| (None, reply))
+    };
+    match parsed {
+        Some((id, reply)) => Ok(NotifyAnswer {
+            id,
+            reply,
+            raw: text,
+        }),
+        None => Err(ClientError::Unexpected { status, body: text }),
+    }
+}
+
 /// Posts `body` to `<base>/v1/check`.
 pub async fn check(base: &str, body: &CheckBody) -> Result<Answer, ClientError> {
+    let (status, text) = post(base, "/v1/check", body, &[]).await?;
+    match serde_json::from_str(&text) {
+        Ok(reply) => Ok(Answer { reply, raw: text }),
+        Err(_) => Err(ClientError::Unexpected { status, body: text }),
+    }
+}
+
+/// Posts `body` as JSON to `<base><path>`; returns the status and body of a
+/// success (or of a status in `also`), else the problem as an error.
+async fn post(
+    base: &str,
+    path: &str,
+    body: &impl Serialize,
+    also: &[u16],
+) -> Result<(u16, String), ClientError> {
     let base = base.trim_end_matches('/');
-    let url = reqwest::Url::parse(&format!("{base}/v1/check"))
+    let url = reqwest::Url::parse(&format!("{base}{path}"))
         .map_err(|_| ClientError::BadUrl(base.to_owned()))?;
     let unreachable = |e: reqwest::Error| ClientError::Unreachable {
         url: base.to_owned(),
@@ -132,14 +199,8 @@ pub async fn check(base: &str, body: &CheckBody) -> Result<Answer, ClientError> 
         .get(reqwest::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     let text = response.text().await.map_err(unreachable)?;
-    if status.is_success() {
-        return match serde_json::from_str(&text) {
-            Ok(reply) => Ok(Answer { reply, raw: text }),
-            Err(_) => Err(ClientError::Unexpected {
-                status: status.as_u16(),
-                body: text,
-            }),
-        };
+    if status.is_success() || also.contains(&status.as_u16()) {
+        return Ok((status.as_u16(), text));
     }
     match serde_json::from_str::<Problem>(&text) {
         Ok(problem) if is_problem => Err(ClientError::Problem {

@@ -13,6 +13,11 @@
 //! [[trees]]                   # the policy; see the limitree library
 //! name = "notifications"
 //! # …
+//!
+//! [notify]                    # the Slack relay; see crate::notify::config
+//! default_webhook = "${SLACK_WEBHOOK_URL}"
+//! [notify.routes]
+//! errors = "${SLACK_ERRORS_WEBHOOK}"
 //! ```
 //!
 //! Every section is optional; a file without `[[trees]]` runs the built-in
@@ -28,6 +33,8 @@ use limitree::Policy;
 use limitree::policy::parse_duration;
 use serde::Deserialize;
 
+use crate::notify::config::NotifyConfig;
+
 /// Where the server listens unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 /// Largest accepted request body: a check is a few hundred bytes; this leaves
@@ -39,7 +46,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Top-level keys a config file may hold.
-const TOP_LEVEL_KEYS: [&str; 3] = ["server", "store", "trees"];
+const TOP_LEVEL_KEYS: [&str; 4] = ["server", "store", "trees", "notify"];
 
 /// A whole, validated server config.
 #[derive(Debug, Clone)]
@@ -54,6 +61,8 @@ pub struct Config {
     pub policy: Policy,
     /// Whether `policy` is the built-in default (the file had no `[[trees]]`).
     pub default_policy: bool,
+    /// The `[notify]` section (the Slack relay).
+    pub notify: NotifyConfig,
 }
 
 /// The `[server]` section.
@@ -135,6 +144,7 @@ impl Config {
             store: StoreKind::Memory,
             policy: Policy::default_notifications(),
             default_policy: true,
+            notify: NotifyConfig::default(),
         }
     }
 
@@ -159,7 +169,7 @@ impl Config {
         for key in table.keys() {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
                 errors.push(format!(
-                    "{source}: unknown top-level key `{key}`; expected one of: [server], [store], [[trees]]"
+                    "{source}: unknown top-level key `{key}`; expected one of: [server], [store], [[trees]], [notify]"
                 ));
             }
         }
@@ -183,14 +193,26 @@ impl Config {
             },
         };
 
-        match (server, store, policy) {
-            (Some(server), Some(store), Some(policy)) if errors.is_empty() => Ok(Config {
-                source: source.to_owned(),
-                server,
-                store,
-                policy,
-                default_policy,
-            }),
+        let mut notify = match table.remove("notify") {
+            None => Some(NotifyConfig::default()),
+            Some(value) => NotifyConfig::parse(value, source, &mut errors),
+        };
+
+        if let (Some(server), Some(policy), Some(notify)) = (&server, &policy, &mut notify) {
+            notify.check_against(server, policy, source, &mut errors);
+        }
+
+        match (server, store, policy, notify) {
+            (Some(server), Some(store), Some(policy), Some(notify)) if errors.is_empty() => {
+                Ok(Config {
+                    source: source.to_owned(),
+                    server,
+                    store,
+                    policy,
+                    default_policy,
+                    notify,
+                })
+            }
             _ => Err(ConfigErrors(errors)),
         }
     }
@@ -275,7 +297,7 @@ fn parse_store(value: toml::Value, source: &str, errors: &mut Vec<String>) -> Op
 
 /// A toml error on one line: deserializing a detached `Value` has no source
 /// snippet to show, only the message.
-fn toml_message(e: &toml::de::Error) -> String {
+pub(crate) fn toml_message(e: &toml::de::Error) -> String {
     e.message().trim_end().to_owned()
 }
 

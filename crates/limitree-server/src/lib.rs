@@ -5,12 +5,14 @@
 //! answers over the wire, so every rate-limit rule lives in one place.
 //!
 //! # Layout
-//! - [`config`]: the server's config file (`[server]`, `[store]`, `[[trees]]`),
+//! - [`config`]: the server's config file (`[server]`, `[store]`, `[[trees]]`, `[notify]`),
 //!   validated all at once so `config check` can list every problem.
 //! - [`server`]: [`server::run`] — serve a listener until a shutdown signal,
 //!   owning the background tasks (idle-bucket sweep).
 //! - [`http`]: the axum router, one module per endpoint, plus the one place
 //!   errors become HTTP statuses ([`http::problem`]).
+//! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, outbox,
+//!   paced delivery with retries and dead letters, suppression digests.
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
 //! - [`client`]: the HTTP client behind `limitree check`.
 //! - [`cli`]: the `limitree` command line (the only place `anyhow` is used).
@@ -21,5 +23,6 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod notify;
 pub mod server;
 pub mod telemetry;

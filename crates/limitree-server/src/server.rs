@@ -2,7 +2,8 @@
 //!
 //! The caller hands in the bound socket and the shutdown signal, so the binary
 //! passes SIGTERM/SIGINT and a test passes a channel, and tests can bind
-//! `127.0.0.1:0`. Background work (the idle-bucket sweep) runs in a
+//! `127.0.0.1:0`. Background work (the idle-bucket sweep, the Slack relay's
+//! delivery workers and digest loop) runs in a
 //! [`TaskTracker`] and stops through a [`CancellationToken`]: nothing is left
 //! running, detached, after [`run`] returns.
 
@@ -48,6 +49,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
+
+    // Opens the outbox and resends what it holds before anything is accepted.
+    state
+        .notify
+        .start(&tracker, &cancel)
+        .map_err(std::io::Error::other)?;
 
     tracker.spawn(sweep(
         Arc::clone(state.limiter.store()),

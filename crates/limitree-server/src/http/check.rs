@@ -136,7 +136,7 @@ pub async fn check(
 /// sends unless told otherwise — are accepted, so the README's one-line curl
 /// works; any other declared type (a multipart form, XML, text) is refused,
 /// since such a body is not what the client meant to send.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -161,7 +161,11 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Reads at most `limit` bytes, refusing early when `Content-Length` already
 /// says the body is too large.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -286,7 +290,7 @@ fn cost(value: &Value) -> Result<u64, String> {
     Err(format!("`cost` must be a whole number; got {n}"))
 }
 
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -299,7 +303,7 @@ fn type_name(value: &Value) -> &'static str {
 
 /// serde_json's message without its trailing " at line L column C", which
 /// [`ApiError::MalformedJson`] states itself.
-fn strip_position(e: &serde_json::Error) -> String {
+pub(crate) fn strip_position(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
         Some(at) => text[..at].to_owned(),

@@ -1,6 +1,7 @@
 //! The HTTP JSON API: one module per endpoint, one for headers, one for errors.
 //!
 //! - [`check`]: `POST /v1/check`.
+//! - [`notify`]: `POST /v1/notify` (the Slack relay) and `GET /metrics`.
 //! - [`health`]: `GET /healthz`, `GET /readyz`.
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
@@ -9,6 +10,7 @@
 pub mod check;
 pub mod headers;
 pub mod health;
+pub mod notify;
 pub mod problem;
 pub mod request_id;
 
@@ -17,10 +19,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
-use limitree::{Limiter, MemoryStore, Store};
+use limitree::{Clock, Limiter, MemoryStore, Store, SystemClock};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::{Config, StoreKind};
+use crate::notify::Relay;
 
 /// What every handler shares. Cheap to clone (the limiter is `Arc`s inside).
 #[derive(Debug, Clone)]
@@ -29,17 +32,34 @@ pub struct AppState {
     pub limiter: Limiter,
     /// `[server] max_body_bytes`: bodies past this get 413 before being buffered.
     pub max_body_bytes: usize,
+    /// The Slack relay behind `POST /v1/notify`.
+    pub notify: Relay,
 }
 
 impl AppState {
-    /// The state for a validated config: its policy in the store it names.
+    /// The state for a validated config: its policy in the store it names,
+    /// and the relay with webhooks from the process environment.
     pub fn from_config(config: &Config) -> AppState {
+        AppState::with_clock(config, Arc::new(SystemClock::new()), |var| {
+            std::env::var(var).ok()
+        })
+    }
+
+    /// [`AppState::from_config`] on a given clock (a manual one in tests)
+    /// and environment (webhook URLs for `${VAR}` references).
+    pub fn with_clock(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> AppState {
         let policy = Arc::new(config.policy.clone());
         let store: Arc<dyn Store> = match config.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new(&policy)),
+            StoreKind::Memory => Arc::new(MemoryStore::with_clock(&policy, Arc::clone(&clock))),
         };
+        let limiter = Limiter::new(policy, store);
         AppState {
-            limiter: Limiter::new(policy, store),
+            notify: Relay::new(&config.notify, limiter.clone(), clock, env),
+            limiter,
             max_body_bytes: config.server.max_body_bytes,
         }
     }
@@ -50,6 +70,11 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/check", post(check::check).fallback(problem::post_only))
+        .route(
+            "/v1/notify",
+            post(notify::notify).fallback(problem::post_only),
+        )
+        .route("/metrics", get(notify::metrics).fallback(problem::get_only))
         .route("/healthz", get(health::healthz).fallback(problem::get_only))
         .route("/readyz", get(health::readyz).fallback(problem::get_only))
         .fallback(problem::not_found)

@@ -8,6 +8,8 @@
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use limitree::{ChainError, CheckError, StoreError};
+
+use crate::notify::NotifyError;
 use serde::Serialize;
 
 /// The media type of every error body.
@@ -42,7 +44,9 @@ pub enum ApiError {
     #[error("the body could not be read: {0}")]
     BodyRead(String),
     /// No route has this path.
-    #[error("no endpoint at `{0}`; the API has POST /v1/check, GET /healthz and GET /readyz")]
+    #[error(
+        "no endpoint at `{0}`; the API has POST /v1/check, POST /v1/notify, GET /healthz, GET /readyz and GET /metrics"
+    )]
     NotFound(String),
     /// The route exists but not with this method.
     #[error("{method} is not allowed on `{path}`; use {allowed}")]
@@ -61,6 +65,9 @@ pub enum ApiError {
     /// The store is not ready (`/readyz`).
     #[error("the store is not ready: {0}")]
     NotReady(StoreError),
+    /// A notification could not be accepted (no route, queue full, outbox failed).
+    #[error(transparent)]
+    Notify(NotifyError),
     /// A handler panicked: a bug, reported without details.
     #[error("the server failed while handling this request; it has been logged")]
     Internal,
@@ -138,6 +145,29 @@ impl ApiError {
                 ),
             },
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready"),
+            ApiError::Notify(e) => match e {
+                NotifyError::NoRoute(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no-route",
+                    "No Slack webhook configured",
+                ),
+                NotifyError::QueueFull { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue-full",
+                    "Notification queue full",
+                ),
+                NotifyError::Outbox(_) | NotifyError::NotStarted => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "outbox-unavailable",
+                    "Notification outbox unavailable",
+                ),
+                // `From` turns these into `ApiError::Check`.
+                NotifyError::Check(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal server error",
+                ),
+            },
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -173,6 +203,16 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+impl From<NotifyError> for ApiError {
+    /// A limiter failure while notifying is answered exactly as a check's.
+    fn from(e: NotifyError) -> Self {
+        match e {
+            NotifyError::Check(e) => ApiError::Check(e),
+            other => ApiError::Notify(other),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use limitree::store::BoxFuture;
 use limitree::{Chain, ChainOutcome, Limiter, Mode, Store, StoreError};
 use limitree_server::config::Config;
 use limitree_server::http::AppState;
+use limitree_server::notify::Relay;
 use serde_json::Value;
 
 use crate::support::TestServer;
@@ -97,8 +98,15 @@ impl Store for DownStore {
 #[tokio::test]
 async fn a_failing_store_is_503_problem_json() {
     let config = Config::builtin();
+    let limiter = Limiter::new(Arc::new(config.policy.clone()), Arc::new(DownStore));
     let state = AppState {
-        limiter: Limiter::new(Arc::new(config.policy.clone()), Arc::new(DownStore)),
+        notify: Relay::new(
+            &config.notify,
+            limiter.clone(),
+            Arc::new(limitree::SystemClock::new()),
+            |_| None,
+        ),
+        limiter,
         max_body_bytes: config.server.max_body_bytes,
     };
     let server = TestServer::with_state(state, &config).await;

@@ -6,5 +6,7 @@ mod check;
 mod cli;
 mod errors;
 mod health;
+mod notify;
+mod notify_restart;
 mod shutdown;
 mod support;

@@ -1,0 +1,404 @@
+//! A webhook's worker: sends its queue in order, paced, and finishes each
+//! notification as delivered or dead-lettered.
+//!
+//! - Pacing: at most `burst` messages back to back, then one per `pace` (a
+//!   GCRA on tokio time, so paused-time tests drive it).
+//! - 429: Slack says when to come back (`Retry-After`); the worker waits that
+//!   long and sends the same message again. It is Slack's pacing, not a
+//!   failure, so it does not use up attempts.
+//! - 5xx, 408, timeouts, connection errors: exponential backoff with jitter,
+//!   up to `max_attempts`, then a dead letter.
+//! - Any other answer (`invalid_payload`, `no_service`, `channel_not_found`,
+//!   `channel_is_archived`, `action_prohibited`, other 4xx): sending again
+//!   would get the same answer, so it is dead-lettered with Slack's reason.
+//!
+//! The message stays at the head of the queue (and in the outbox) until it is
+//! finished, so a shutdown in between leaves it for the next start. An
+//! in-flight call is never cut short by shutdown (its `timeout` bounds it):
+//! cutting it would leave Slack's answer unknown and risk a duplicate.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::Rng as _;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::Shared;
+use super::outbox::{DeadLetter, Kind, Notification};
+
+/// Longest `Retry-After` honoured as given; a larger (or absurd) value is cut
+/// to this so one answer cannot park a webhook for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Wait after a 429 that gave no usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Most characters of a Slack answer kept as a dead letter's reason.
+const MAX_REASON_CHARS: usize = 200;
+
+/// Pacing: a GCRA over tokio time. `tat` is the theoretical arrival time of the
+/// next message; one may go when `now >= tat - (burst - 1) * pace`.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    pace: Duration,
+    burst: u32,
+    tat: Instant,
+}
+
+impl Pacer {
+    /// A full burst is available from `now`.
+    pub fn new(pace: Duration, burst: u32, now: Instant) -> Pacer {
+        Pacer {
+            pace,
+            burst: burst.max(1),
+            tat: now,
+        }
+    }
+
+    /// When the next message may go.
+    pub fn ready_at(&self) -> Instant {
+        let tolerance = self.pace * (self.burst - 1);
+        self.tat.checked_sub(tolerance).unwrap_or(self.tat)
+    }
+
+    /// A message went at `now`.
+    pub fn sent(&mut self, now: Instant) {
+        self.tat = self.tat.max(now) + self.pace;
+    }
+}
+
+/// The backoff before retry `attempt` (1 = the first retry): `initial · 2^(attempt-1)`
+/// up to `max`, then a random point in its upper half ("equal jitter"), so
+/// retries from many relays do not line up yet still grow.
+pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = initial
+        .checked_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .unwrap_or(max)
+        .min(max);
+    let half = exp / 2;
+    half + rand::rng().random_range(Duration::ZERO..=exp - half)
+}
+
+/// What one webhook call came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// 2xx.
+    Delivered,
+    /// 429: wait this long.
+    RateLimited(Duration),
+    /// Worth trying again (5xx, 408, timeout, connection error).
+    Transient(String),
+    /// Slack refused it for good.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Slack's error (`invalid_payload`, …) or the status line.
+        reason: String,
+    },
+}
+
+/// Classifies a webhook's answer.
+pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Attempt {
+    let body = body.trim();
+    match status {
+        200..=299 => Attempt::Delivered,
+        429 => Attempt::RateLimited(
+            retry_after
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
+                .min(MAX_RETRY_AFTER),
+        ),
+        408 | 500..=599 => Attempt::Transient(if body.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {}", truncate(body))
+        }),
+        _ => Attempt::Refused {
+            status,
+            reason: if body.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                truncate(body)
+            },
+        },
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(MAX_REASON_CHARS).collect()
+}
+
+/// The worker of one webhook.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    at: usize,
+}
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<Shared>, at: usize) -> Worker {
+        Worker { shared, at }
+    }
+
+    /// Delivers until `cancel`, then for at most `[notify] drain` more (or
+    /// until the queue is empty).
+    pub(crate) async fn run(self, cancel: CancellationToken) {
+        let settings = &self.shared.settings;
+        let drain = settings.drain;
+        // Completes `drain` after the shutdown signal: the end of delivering.
+        let stop = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(drain).await;
+        };
+        let mut stop = std::pin::pin!(stop);
+        let queue = &self.shared.queues[self.at];
+        let mut pacer = Pacer::new(settings.pace, settings.burst, Instant::now());
+        loop {
+            let n = tokio::select! {
+                biased;
+                n = queue.next() => n,
+                () = cancel.cancelled(), if queue.is_empty() => break,
+                () = &mut stop => break,
+            };
+            let span = tracing::info_span!(
+                "deliver",
+                request_id = %n.request_id.as_deref().unwrap_or("-"),
+                id = %n.id,
+                category = %n.category,
+                kind = ?n.kind,
+            );
+            let finished = self
+                .deliver(&n, &mut pacer, stop.as_mut())
+                .instrument(span)
+                .await;
+            if !finished {
+                break;
+            }
+            queue.pop();
+            if n.kind == Kind::Digest {
+                self.shared.digests.finished(&(n.tree, n.category));
+            }
+        }
+        let left = queue.len();
+        if left > 0 {
+            tracing::info!(
+                left,
+                "stopped delivering; the rest stays in the outbox for the next start"
+            );
+        }
+    }
+
+    /// Sends `n` until it is finished (`true`) or `stop` fires while waiting
+    /// (`false`: it stays in the outbox).
+    async fn deliver(
+        &self,
+        n: &Notification,
+        pacer: &mut Pacer,
+        mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let shared = &self.shared;
+        let settings = &shared.settings;
+        let counters = &shared.webhook_counters[self.at];
+        let mut failures = 0u32;
+        let mut attempts = 0u32;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(pacer.ready_at()) => {}
+                () = stop.as_mut() => return false,
+            }
+            pacer.sent(Instant::now());
+            attempts += 1;
+            let wait = match self.call(n).await {
+                Attempt::Delivered => {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(attempts, "delivered");
+                    self.done(n).await;
+                    return true;
+                }
+                Attempt::RateLimited(wait) => {
+                    counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(wait = ?wait, "webhook rate-limited (429); waiting Retry-After");
+                    wait
+                }
+                Attempt::Transient(reason) => {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    failures += 1;
+                    if failures >= settings.max_attempts {
+                        let reason =
+                            format!("gave up after {failures} failed attempts; last: {reason}");
+                        self.dead_letter(n, reason, None, attempts).await;
+                        return true;
+                    }
+                    let wait = backoff(settings.backoff_initial, settings.backoff_max, failures);
+                    tracing::warn!(reason, wait = ?wait, failures, "delivery failed; retrying");
+                    wait
+                }
+                Attempt::Refused { status, reason } => {
+                    self.dead_letter(n, reason, Some(status), attempts).await;
+                    return true;
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.as_mut() => return false,
+            }
+        }
+    }
+
+    /// One webhook call. Errors are shown without their URL (reqwest puts it in
+    /// its messages; it is a secret).
+    async fn call(&self, n: &Notification) -> Attempt {
+        let shared = &self.shared;
+        let webhook = &shared.routes.webhooks()[self.at];
+        let response = shared
+            .client
+            .post(webhook.url().clone())
+            .json(&n.payload)
+            .timeout(shared.settings.timeout)
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => return Attempt::Transient(redacted(e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = match response.text().await {
+            Ok(body) => body,
+            Err(e) if (200..300).contains(&status) => {
+                // Slack took it; only its "ok" was lost.
+                tracing::debug!(error = redacted(e), "could not read the webhook's answer");
+                String::new()
+            }
+            Err(e) => return Attempt::Transient(redacted(e)),
+        };
+        classify(status, retry_after.as_deref(), &body)
+    }
+
+    async fn done(&self, n: &Notification) {
+        if let Some(outbox) = self.shared.outbox.get() {
+            if let Err(e) = outbox.done(n.id.clone()).await {
+                // It will be sent again on the next start: a duplicate, not a loss.
+                tracing::error!(error = %e, "could not mark the notification done");
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        n: &Notification,
+        reason: String,
+        status: Option<u16>,
+        attempts: u32,
+    ) {
+        let counters = &self.shared.webhook_counters[self.at];
+        counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(reason, status, attempts, "dead-lettered");
+        let letter = DeadLetter {
+            dead_at: self.shared.clock.now(),
+            reason,
+            status,
+            attempts,
+            webhook: self.shared.routes.webhooks()[self.at].label().to_owned(),
+            notification: n.clone(),
+        };
+        if let Some(outbox) = self.shared.outbox.get() {
+            if let Err(e) = outbox.dead_letter(letter).await {
+                tracing::error!(error = %e, "could not keep the dead letter; leaving it in the outbox");
+                return;
+            }
+        }
+        self.done(n).await;
+    }
+}
+
+/// A reqwest error's message and causes, without the URL.
+fn redacted(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut text = format!("{kind}: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_answers_are_classified() {
+        assert_eq!(classify(200, None, "ok"), Attempt::Delivered);
+        assert_eq!(
+            classify(429, Some("7"), "rate_limited"),
+            Attempt::RateLimited(Duration::from_secs(7))
+        );
+        assert_eq!(
+            classify(429, None, ""),
+            Attempt::RateLimited(DEFAULT_RETRY_AFTER)
+        );
+        assert_eq!(
+            classify(429, Some("99999999"), ""),
+            Attempt::RateLimited(MAX_RETRY_AFTER)
+        );
+        assert!(matches!(classify(503, None, ""), Attempt::Transient(_)));
+        for (status, reason) in [
+            (400, "invalid_payload"),
+            (403, "action_prohibited"),
+            (404, "no_service"),
+            (404, "channel_not_found"),
+            (410, "channel_is_archived"),
+        ] {
+            assert_eq!(
+                classify(status, None, reason),
+                Attempt::Refused {
+                    status,
+                    reason: reason.to_owned()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_up_to_the_bound() {
+        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..50 {
+            let first = backoff(initial, max, 1);
+            assert!(first >= Duration::from_millis(500) && first <= initial);
+            let fourth = backoff(initial, max, 4);
+            assert!(fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8));
+            assert!(backoff(initial, max, 30) <= max);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_allows_a_burst_then_one_per_pace() {
+        let start = Instant::now();
+        let pace = Duration::from_secs(1);
+        let mut pacer = Pacer::new(pace, 3, start);
+        let mut sent = Vec::new();
+        for _ in 0..6 {
+            tokio::time::sleep_until(pacer.ready_at()).await;
+            let now = Instant::now();
+            pacer.sent(now);
+            sent.push(now - start);
+        }
+        let secs: Vec<u64> = sent.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [0, 0, 0, 1, 2, 3]);
+    }
+}

@@ -1,0 +1,274 @@
+//! The relay across process lifetimes, with the real `limitree` binary: every
+//! accepted (202) notification arrives after a SIGTERM with a full queue
+//! (drained in part, the rest persisted and sent on the next start) and after
+//! a SIGKILL (persisted before the 202; sent again on start).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wiremock::MockServer;
+
+use crate::notify::{Recorder, eventually, mock_slack, slack_ok};
+
+const BIN: &str = env!("CARGO_BIN_EXE_limitree");
+
+/// A `limitree serve` child on a config file, killed on drop if still running.
+struct Served {
+    child: Child,
+    base: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(config: &Path, hook: &str) -> Served {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("HOOK", hook)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .expect("the server logs its listening line");
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on ".len()..];
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == '"')
+                    .unwrap_or(rest.len());
+                break rest[..end].to_owned();
+            }
+        };
+        Served { child, base, lines }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within 15s of the signal"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A relay with a small queue and slow pacing, so the queue fills at once and
+/// is still full when the signal comes.
+fn write_config(dir: &Path, trees: &str) -> std::path::PathBuf {
+    let path = dir.join("limitree.toml");
+    let text = format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+shutdown_grace = "5s"
+
+[notify]
+data_dir = {:?}
+default_webhook = "${{HOOK}}"
+queue_capacity = 8
+pace = "250ms"
+burst = 1
+drain = "300ms"
+fsync = false
+{trees}
+"#,
+        dir.join("data").display().to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ROOMY: &str = r#"
+[[trees]]
+name = "notifications"
+[[trees.levels]]
+name = "global"
+limit = 1000
+window = "1m"
+algorithm = "sliding_log"
+"#;
+
+/// Posts until the queue answers 503; returns the accepted texts.
+async fn fill(base: &str, run: &str) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut accepted = Vec::new();
+    for i in 0..50 {
+        let text = format!("{run} message {i}");
+        let response = client
+            .post(format!("{base}/v1/notify"))
+            .header("x-request-id", format!("{run}-{i}"))
+            .json(&json!({"category": format!("c{}", i % 3), "text": text}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            202 => accepted.push(text),
+            503 => return accepted,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    panic!("the queue never filled");
+}
+
+fn counts(recorder: &Recorder) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for text in recorder.texts() {
+        *counts.entry(text).or_default() += 1;
+    }
+    counts
+}
+
+async fn start_mock() -> (Recorder, MockServer, String) {
+    let recorder = Recorder::new(slack_ok());
+    let mock = mock_slack(&recorder).await;
+    let hook = format!("{}/hook", mock.uri());
+    (recorder, mock, hook)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
+    let (recorder, _mock, hook) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), ROOMY);
+
+    let mut first = Served::start(&config, &hook);
+    let accepted = fill(&first.base, "term").await;
+    assert!(accepted.len() >= 8, "{accepted:?}");
+    first.signal("TERM");
+    assert_eq!(first.wait().code(), Some(0));
+    let before = recorder.hits.lock().len();
+    assert!(
+        before < accepted.len(),
+        "the queue drained completely before the restart ({before}); the test proves nothing"
+    );
+
+    let second = Served::start(&config, &hook);
+    eventually("every accepted notification", || {
+        accepted.iter().all(|t| counts(&recorder).contains_key(t))
+    })
+    .await;
+    let counts = counts(&recorder);
+    for text in &accepted {
+        assert_eq!(counts[text], 1, "{text} arrived {} times", counts[text]);
+    }
+    assert_eq!(counts.len(), accepted.len());
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_nothing_accepted() {
+    let (recorder, _mock, hook) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), ROOMY);
+
+    let first = Served::start(&config, &hook);
+    let accepted = fill(&first.base, "kill").await;
+    first.signal("KILL");
+    drop(first);
+
+    let mut second = Served::start(&config, &hook);
+    eventually("every accepted notification", || {
+        accepted.iter().all(|t| counts(&recorder).contains_key(t))
+    })
+    .await;
+    // Only a message in flight at the kill (one per webhook) may come twice.
+    let counts = counts(&recorder);
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    assert!(duplicates <= 1, "{counts:?}");
+    assert_eq!(counts.len(), accepted.len());
+
+    // Delivery log lines carry the id of the request that caused them.
+    second.signal("TERM");
+    assert_eq!(second.wait().code(), Some(0));
+    let lines: Vec<String> = second.lines.try_iter().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("request_id=kill-") && l.contains("delivered")),
+        "no delivery line with its request id in {lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&hook)),
+        "the webhook URL was logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notify_command_queues_and_reports_suppression() {
+    let (recorder, _mock, hook) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let one_per_minute = ROOMY.replace("limit = 1000", "limit = 1");
+    let mut served = Served::start(&write_config(dir.path(), &one_per_minute), &hook);
+    let notify = |text: &str| {
+        Command::new(BIN)
+            .args([
+                "notify",
+                "--url",
+                &served.base,
+                "--category",
+                "errors",
+                text,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = notify("hello from the cli");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("queued "), "{stdout}");
+
+    let out = notify("one too many");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("suppressed (limited): retry in 1m"),
+        "{stdout}"
+    );
+
+    eventually("the cli's message", || {
+        recorder.texts() == ["hello from the cli"]
+    })
+    .await;
+    served.signal("TERM");
+    assert_eq!(served.wait().code(), Some(0));
+}
