@@ -19,7 +19,7 @@ pub struct State {
 
 /// (start of the window counting at `now`, its count). If the clock went
 /// backwards into an earlier window, the stored (later) window keeps counting.
-fn view(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, u64) {
+fn window_of(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, u64) {
     let start = now - now % spec.window;
     if start > s.start {
         (start, 0)
@@ -28,30 +28,52 @@ fn view(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, u64) {
     }
 }
 
-/// See [`crate::algo`].
-pub fn available(s: &State, now: Micros, spec: &LimitSpec) -> u64 {
-    spec.limit.saturating_sub(view(s, now, spec).1)
+/// A fixed-window bucket at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    now: Micros,
+    /// Start of the window counting at `now`.
+    start: Micros,
+    count: u64,
+    window: Micros,
+    limit: u64,
 }
 
-/// Everything comes back at the window's end.
-pub fn retry_after(s: &State, now: Micros, spec: &LimitSpec, _cost: u64) -> Micros {
-    let (start, _) = view(s, now, spec);
-    start + spec.window - now
+/// Looks at the bucket at `now`.
+pub fn view(s: &State, now: Micros, spec: &LimitSpec) -> View {
+    let (start, count) = window_of(s, now, spec);
+    View {
+        now,
+        start,
+        count,
+        window: spec.window,
+        limit: spec.limit,
+    }
 }
 
-/// Full at the window's end, if anything was taken in it.
-pub fn reset_after(s: &State, now: Micros, spec: &LimitSpec, charged: u64) -> Micros {
-    let (start, count) = view(s, now, spec);
-    if count + charged == 0 {
-        0
-    } else {
-        start + spec.window - now
+impl super::BucketView for View {
+    fn available(&self) -> u64 {
+        self.limit.saturating_sub(self.count)
+    }
+
+    /// Everything comes back at the window's end.
+    fn retry_after(&self, _cost: u64) -> Micros {
+        self.start + self.window - self.now
+    }
+
+    /// Full at the window's end, if anything was taken in it.
+    fn reset_after(&self, charged: u64) -> Micros {
+        if self.count + charged == 0 {
+            0
+        } else {
+            self.start + self.window - self.now
+        }
     }
 }
 
 /// Counts `cost` in the window of `now`.
 pub fn charge(s: &mut State, now: Micros, spec: &LimitSpec, cost: u64) {
-    let (start, count) = view(s, now, spec);
+    let (start, count) = window_of(s, now, spec);
     *s = State {
         start,
         count: count + cost,

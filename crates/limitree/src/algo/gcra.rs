@@ -17,27 +17,45 @@ pub struct State {
     pub tat: Micros,
 }
 
-/// See [`crate::algo`].
-pub fn available(s: &State, now: Micros, spec: &LimitSpec) -> u64 {
-    let t = spec.emission_interval();
-    let base = s.tat.max(now);
-    (now + spec.burst * t).saturating_sub(base) / t
+/// A gcra bucket at one instant, with the emission interval computed once.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    now: Micros,
+    tat: Micros,
+    interval: Micros,
+    burst: u64,
 }
 
-/// The earliest `t` with `tat + cost·T <= t + burst·T`.
-pub fn retry_after(s: &State, now: Micros, spec: &LimitSpec, cost: u64) -> Micros {
-    let t = spec.emission_interval();
-    (s.tat + cost * t).saturating_sub(spec.burst * t + now)
+/// Looks at the bucket at `now`.
+pub fn view(s: &State, now: Micros, spec: &LimitSpec) -> View {
+    View {
+        now,
+        tat: s.tat,
+        interval: spec.emission_interval(),
+        burst: spec.burst,
+    }
 }
 
-/// Full again at `tat` (after pushing it by the charged units).
-pub fn reset_after(s: &State, now: Micros, spec: &LimitSpec, charged: u64) -> Micros {
-    let tat = if charged > 0 {
-        s.tat.max(now) + charged * spec.emission_interval()
-    } else {
-        s.tat
-    };
-    tat.saturating_sub(now)
+impl super::BucketView for View {
+    fn available(&self) -> u64 {
+        let base = self.tat.max(self.now);
+        (self.now + self.burst * self.interval).saturating_sub(base) / self.interval
+    }
+
+    /// The earliest `t` with `tat + cost·T <= t + burst·T`.
+    fn retry_after(&self, cost: u64) -> Micros {
+        (self.tat + cost * self.interval).saturating_sub(self.burst * self.interval + self.now)
+    }
+
+    /// Full again at `tat` (after pushing it by the charged units).
+    fn reset_after(&self, charged: u64) -> Micros {
+        let tat = if charged > 0 {
+            self.tat.max(self.now) + charged * self.interval
+        } else {
+            self.tat
+        };
+        tat.saturating_sub(self.now)
+    }
 }
 
 /// Pushes `tat` by `cost` intervals.

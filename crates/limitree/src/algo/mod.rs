@@ -1,12 +1,14 @@
 //! The four algorithms, as pure functions of (state, now, spec, cost).
 //!
-//! Each algorithm module has the same five functions:
-//! - `available(state, now, spec)`: units that could be taken now;
-//! - `retry_after(state, now, spec, cost)`: for a `cost` that does not fit now but
-//!   fits the capacity, the exact wait until it fits if nothing else arrives —
-//!   rounded up, never early;
-//! - `reset_after(state, now, spec, charged)`: the wait until the bucket is full
-//!   again, after `charged` more units are taken now (0: as it stands);
+//! Each algorithm module has the same shape:
+//! - `view(state, now, spec)`: the bucket as seen at `now` (a [`BucketView`]),
+//!   which answers
+//!   - `available()`: units that could be taken now;
+//!   - `retry_after(cost)`: for a `cost` that does not fit now but fits the
+//!     capacity, the exact wait until it fits if nothing else arrives — rounded
+//!     up, never early;
+//!   - `reset_after(charged)`: the wait until the bucket is full again, after
+//!     `charged` more units are taken now (0: as it stands);
 //! - `charge(state, now, spec, cost)`: record `cost` units taken now;
 //! - `idle_at(state, spec)`: when the state becomes indistinguishable from a fresh
 //!   bucket (it can be dropped).
@@ -91,34 +93,55 @@ pub struct Verdict {
     pub insufficient: bool,
 }
 
+/// A bucket as seen at one instant, for one algorithm: the window arithmetic (and
+/// gcra's emission interval, a division) is done once when the view is taken, and
+/// every answer below reads from it.
+pub trait BucketView {
+    /// Units that could be taken now.
+    fn available(&self) -> u64;
+    /// Wait until `cost` fits, for `available < cost <= capacity`.
+    fn retry_after(&self, cost: u64) -> Micros;
+    /// Wait until the bucket is full, after `charged` units taken now.
+    fn reset_after(&self, charged: u64) -> Micros;
+}
+
+/// Calls `$body` with the view of `$state` at `$now`, whatever its algorithm.
+macro_rules! with_view {
+    ($state:expr, $now:expr, $spec:expr, |$v:ident| $body:expr) => {
+        match $state {
+            BucketState::SlidingLog(s) => {
+                let $v = sliding_log::view(s, $now, $spec);
+                $body
+            }
+            BucketState::SlidingWindow(s) => {
+                let $v = sliding_window::view(s, $now, $spec);
+                $body
+            }
+            BucketState::Gcra(s) => {
+                let $v = gcra::view(s, $now, $spec);
+                $body
+            }
+            BucketState::FixedWindow(s) => {
+                let $v = fixed_window::view(s, $now, $spec);
+                $body
+            }
+        }
+    };
+}
+
 /// Units that could be taken now.
 pub fn available(state: &BucketState, now: Micros, spec: &LimitSpec) -> u64 {
-    match state {
-        BucketState::SlidingLog(s) => sliding_log::available(s, now, spec),
-        BucketState::SlidingWindow(s) => sliding_window::available(s, now, spec),
-        BucketState::Gcra(s) => gcra::available(s, now, spec),
-        BucketState::FixedWindow(s) => fixed_window::available(s, now, spec),
-    }
+    with_view!(state, now, spec, |v| v.available())
 }
 
 /// Wait until `cost` fits, for `available < cost <= capacity`.
 pub fn retry_after(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> Micros {
-    match state {
-        BucketState::SlidingLog(s) => sliding_log::retry_after(s, now, spec, cost),
-        BucketState::SlidingWindow(s) => sliding_window::retry_after(s, now, spec, cost),
-        BucketState::Gcra(s) => gcra::retry_after(s, now, spec, cost),
-        BucketState::FixedWindow(s) => fixed_window::retry_after(s, now, spec, cost),
-    }
+    with_view!(state, now, spec, |v| v.retry_after(cost))
 }
 
 /// Wait until the bucket is full, after `charged` units taken now.
 pub fn reset_after(state: &BucketState, now: Micros, spec: &LimitSpec, charged: u64) -> Micros {
-    match state {
-        BucketState::SlidingLog(s) => sliding_log::reset_after(s, now, spec, charged),
-        BucketState::SlidingWindow(s) => sliding_window::reset_after(s, now, spec, charged),
-        BucketState::Gcra(s) => gcra::reset_after(s, now, spec, charged),
-        BucketState::FixedWindow(s) => fixed_window::reset_after(s, now, spec, charged),
-    }
+    with_view!(state, now, spec, |v| v.reset_after(charged))
 }
 
 /// Forgets what can no longer matter at `now` (sliding_log's expired entries),
@@ -155,21 +178,25 @@ pub fn idle_at(state: &BucketState, spec: &LimitSpec) -> Micros {
 /// not touched; call [`charge`] to record an admission.
 #[inline]
 pub fn decide(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> Verdict {
-    let available = available(state, now, spec);
-    let insufficient = cost > spec.capacity();
+    with_view!(state, now, spec, |v| verdict(&v, spec.capacity(), cost))
+}
+
+fn verdict(view: &impl BucketView, capacity: u64, cost: u64) -> Verdict {
+    let available = view.available();
+    let insufficient = cost > capacity;
     let allowed = !insufficient && cost <= available;
-    let reset_after_now = reset_after(state, now, spec, 0);
+    let reset_after_now = view.reset_after(0);
     Verdict {
         allowed,
         available,
         remaining: if allowed { available - cost } else { available },
         reset_after: if allowed {
-            reset_after(state, now, spec, cost)
+            view.reset_after(cost)
         } else {
             reset_after_now
         },
         reset_after_now,
-        retry_after: (!allowed && !insufficient).then(|| retry_after(state, now, spec, cost)),
+        retry_after: (!allowed && !insufficient).then(|| view.retry_after(cost)),
         insufficient,
     }
 }

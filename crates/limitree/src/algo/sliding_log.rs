@@ -51,38 +51,61 @@ fn used(s: &State, now: Micros, spec: &LimitSpec) -> u64 {
     s.total - gone
 }
 
-/// See [`crate::algo`].
-pub fn available(s: &State, now: Micros, spec: &LimitSpec) -> u64 {
-    spec.limit.saturating_sub(used(s, now, spec))
+/// A log at one instant, with the live units summed once.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    s: &'a State,
+    now: Micros,
+    window: Micros,
+    limit: u64,
+    used: u64,
 }
 
-/// The oldest live entries leave one by one; `cost` fits once enough have left.
-pub fn retry_after(s: &State, now: Micros, spec: &LimitSpec, cost: u64) -> Micros {
-    let must_free = (used(s, now, spec) + cost).saturating_sub(spec.limit);
-    let mut freed = 0;
-    for &(ts, units) in s
-        .entries
-        .iter()
-        .skip_while(|(ts, _)| expired(*ts, now, spec))
-    {
-        freed += units;
-        if freed >= must_free {
-            return (ts + spec.window).saturating_sub(now);
-        }
+/// Looks at the log at `now`.
+pub fn view<'a>(s: &'a State, now: Micros, spec: &LimitSpec) -> View<'a> {
+    View {
+        s,
+        now,
+        window: spec.window,
+        limit: spec.limit,
+        used: used(s, now, spec),
     }
-    // Unreachable for `cost <= limit`: every live entry leaving frees all units.
-    spec.window
 }
 
-/// Full again when the newest entry leaves the window.
-pub fn reset_after(s: &State, now: Micros, spec: &LimitSpec, charged: u64) -> Micros {
-    let newest = s.entries.back().map(|(ts, _)| *ts);
-    let newest = if charged > 0 {
-        Some(newest.map_or(now, |ts| ts.max(now)))
-    } else {
-        newest
-    };
-    newest.map_or(0, |ts| (ts + spec.window).saturating_sub(now))
+impl super::BucketView for View<'_> {
+    fn available(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    /// The oldest live entries leave one by one; `cost` fits once enough have left.
+    fn retry_after(&self, cost: u64) -> Micros {
+        let must_free = (self.used + cost).saturating_sub(self.limit);
+        let mut freed = 0;
+        let live = self
+            .s
+            .entries
+            .iter()
+            .skip_while(|(ts, _)| ts.saturating_add(self.window) <= self.now);
+        for &(ts, units) in live {
+            freed += units;
+            if freed >= must_free {
+                return (ts + self.window).saturating_sub(self.now);
+            }
+        }
+        // Unreachable for `cost <= limit`: every live entry leaving frees all units.
+        self.window
+    }
+
+    /// Full again when the newest entry leaves the window.
+    fn reset_after(&self, charged: u64) -> Micros {
+        let newest = self.s.entries.back().map(|(ts, _)| *ts);
+        let newest = if charged > 0 {
+            Some(newest.map_or(self.now, |ts| ts.max(self.now)))
+        } else {
+            newest
+        };
+        newest.map_or(0, |ts| (ts + self.window).saturating_sub(self.now))
+    }
 }
 
 /// Prunes what left the window and logs `cost` units at `now` (or at the newest

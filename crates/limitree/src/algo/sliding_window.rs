@@ -23,7 +23,7 @@ pub struct State {
 }
 
 /// The counts as seen from `now`: (window start, elapsed in it, prev, curr).
-fn view(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, Micros, u64, u64) {
+fn counts(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, Micros, u64, u64) {
     let w = spec.window;
     let start = now - now % w;
     if start == s.start {
@@ -39,58 +39,88 @@ fn view(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, Micros, u64, u64) 
     }
 }
 
-/// See [`crate::algo`].
-pub fn available(s: &State, now: Micros, spec: &LimitSpec) -> u64 {
-    let (_, e, prev, curr) = view(s, now, spec);
-    let w = u128::from(spec.window);
-    let room = (u128::from(spec.limit) * w)
-        .checked_sub(u128::from(prev) * (w - u128::from(e)) + u128::from(curr) * w);
-    room.map_or(0, |r| u64::try_from(r / w).unwrap_or(u64::MAX))
+/// A sliding-window bucket at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    now: Micros,
+    /// Start of the current window, and time elapsed in it.
+    start: Micros,
+    elapsed: Micros,
+    prev: u64,
+    curr: u64,
+    window: Micros,
+    limit: u64,
 }
 
-/// Within this window the estimate falls as `prev`'s weight shrinks; if that is not
-/// enough, at the next boundary `curr` becomes `prev` and decays in turn.
-pub fn retry_after(s: &State, now: Micros, spec: &LimitSpec, cost: u64) -> Micros {
-    let (start, _, prev, curr) = view(s, now, spec);
-    let w = u128::from(spec.window);
-    let limit = u128::from(spec.limit);
-    let (cost, prev, curr) = (u128::from(cost), u128::from(prev), u128::from(curr));
-    // This window: need prev·(W−e) <= (limit−cost−curr)·W, i.e. e >= W − ⌊x·W/prev⌋.
-    if limit >= cost + curr && prev > 0 {
-        let k = (limit - cost - curr) * w / prev;
-        if k > 0 {
-            let at = u128::from(start) + w - k.min(w);
-            return micros(at).saturating_sub(now);
+/// Looks at the bucket at `now`.
+pub fn view(s: &State, now: Micros, spec: &LimitSpec) -> View {
+    let (start, elapsed, prev, curr) = counts(s, now, spec);
+    View {
+        now,
+        start,
+        elapsed,
+        prev,
+        curr,
+        window: spec.window,
+        limit: spec.limit,
+    }
+}
+
+impl super::BucketView for View {
+    fn available(&self) -> u64 {
+        let w = u128::from(self.window);
+        let room = (u128::from(self.limit) * w).checked_sub(
+            u128::from(self.prev) * (w - u128::from(self.elapsed)) + u128::from(self.curr) * w,
+        );
+        room.map_or(0, |r| u64::try_from(r / w).unwrap_or(u64::MAX))
+    }
+
+    /// Within this window the estimate falls as `prev`'s weight shrinks; if that
+    /// is not enough, at the next boundary `curr` becomes `prev` and decays in turn.
+    fn retry_after(&self, cost: u64) -> Micros {
+        let w = u128::from(self.window);
+        let limit = u128::from(self.limit);
+        let (cost, prev, curr) = (
+            u128::from(cost),
+            u128::from(self.prev),
+            u128::from(self.curr),
+        );
+        // This window: need prev·(W−e) <= (limit−cost−curr)·W, i.e. e >= W − ⌊x·W/prev⌋.
+        if limit >= cost + curr && prev > 0 {
+            let k = (limit - cost - curr) * w / prev;
+            if k > 0 {
+                let at = u128::from(self.start) + w - k.min(w);
+                return micros(at).saturating_sub(self.now);
+            }
+        }
+        // Next window: prev' = curr, curr' = 0; need curr·(W−e') <= (limit−cost)·W.
+        let next = u128::from(self.start) + w;
+        let k = ((limit - cost) * w)
+            .checked_div(curr)
+            .map_or(w, |k| k.min(w));
+        micros(next + w - k).saturating_sub(self.now)
+    }
+
+    /// Full again once the estimate is zero: the end of the next window if the
+    /// current one has units, else the end of this one if the previous had any.
+    fn reset_after(&self, charged: u64) -> Micros {
+        if self.curr + charged > 0 {
+            self.start + 2 * self.window - self.now
+        } else if self.prev > 0 {
+            self.start + self.window - self.now
+        } else {
+            0
         }
     }
-    // Next window: prev' = curr, curr' = 0; need curr·(W−e') <= (limit−cost)·W.
-    let next = u128::from(start) + w;
-    let k = ((limit - cost) * w)
-        .checked_div(curr)
-        .map_or(w, |k| k.min(w));
-    micros(next + w - k).saturating_sub(now)
 }
 
 fn micros(v: u128) -> Micros {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
-/// Full again once the estimate is zero: the end of the next window if the current
-/// one has units, else the end of this one if the previous had any.
-pub fn reset_after(s: &State, now: Micros, spec: &LimitSpec, charged: u64) -> Micros {
-    let (start, _, prev, curr) = view(s, now, spec);
-    if curr + charged > 0 {
-        start + 2 * spec.window - now
-    } else if prev > 0 {
-        start + spec.window - now
-    } else {
-        0
-    }
-}
-
 /// Counts `cost` in the current window.
 pub fn charge(s: &mut State, now: Micros, spec: &LimitSpec, cost: u64) {
-    let (start, _, prev, curr) = view(s, now, spec);
+    let (start, _, prev, curr) = counts(s, now, spec);
     *s = State {
         start,
         curr: curr + cost,
