@@ -348,10 +348,12 @@ fn validate_override(
 
 fn positive(n: i64, field: &str, place: &str, problems: &mut Problems<'_>) -> Option<u64> {
     if n <= 0 {
-        problems.push(
-            place,
-            format!("`{field}` is {n}; it must be at least 1 (to stop all traffic, use `limit = 1` with a long window, or remove the route)"),
-        );
+        let hint = if field == "limit" {
+            " (a level that admits nothing is not a limit; to block traffic, do it before the limiter)"
+        } else {
+            ""
+        };
+        problems.push(place, format!("`{field}` is {n}; it must be at least 1{hint}"));
         return None;
     }
     let n = n.unsigned_abs();
