@@ -27,6 +27,7 @@ struct Served {
 impl Served {
     fn start(config: &Path, hook: &str) -> Served {
         let mut child = Command::new(BIN)
+            .env_remove("SLACK_WEBHOOK_URL")
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
@@ -241,6 +242,7 @@ async fn the_notify_command_queues_and_reports_suppression() {
     let mut served = Served::start(&write_config(dir.path(), &one_per_minute), &hook);
     let notify = |text: &str| {
         Command::new(BIN)
+            .env_remove("SLACK_WEBHOOK_URL")
             .args([
                 "notify",
                 "--url",
