@@ -38,6 +38,7 @@ use self::digest::Digests;
 use self::outbox::{FileOutbox, Kind, Notification, Outbox, OutboxError};
 use self::queue::Queue;
 use self::route::{NoRoute, Routes};
+use crate::lock::{DirLock, LockError};
 
 /// A notification as posted: what the handler validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +143,19 @@ pub(crate) struct Shared {
     pub(crate) digests: Digests,
     /// Set by [`Relay::start`]; the outbox is opened only when a route exists.
     pub(crate) outbox: OnceLock<Arc<dyn Outbox>>,
+    /// The lock on `[notify] data_dir`, held while the relay lives.
+    pub(crate) dir_lock: OnceLock<DirLock>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another server uses the data dir (or it cannot be locked).
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 impl Relay {
@@ -174,6 +188,7 @@ impl Relay {
                 counters: Counters::default(),
                 digests: Digests::new(config.digest_samples),
                 outbox: OnceLock::new(),
+                dir_lock: OnceLock::new(),
             }),
         }
     }
@@ -188,15 +203,18 @@ impl Relay {
         &self.shared.routes
     }
 
-    /// Opens the outbox in `[notify] data_dir` (when any webhook is
-    /// configured), queues what it still holds, and starts a worker per
+    /// Locks `[notify] data_dir` and opens the outbox there (when any webhook
+    /// is configured), queues what it still holds, and starts a worker per
     /// webhook and the digest loop in `tracker`. They stop, after draining for
     /// `[notify] drain`, once `cancel` fires.
+    ///
+    /// Fails with [`StartError::Lock`] when another process holds the data
+    /// dir (see [`crate::lock`]): two relays must not share one journal.
     pub fn start(
         &self,
         tracker: &TaskTracker,
         cancel: &CancellationToken,
-    ) -> Result<(), OutboxError> {
+    ) -> Result<(), StartError> {
         for problem in self.shared.routes.problems() {
             tracing::warn!("notify: {problem}");
         }
@@ -206,7 +224,11 @@ impl Relay {
             );
             return Ok(());
         }
-        let outbox = FileOutbox::open(&self.shared.settings.data_dir, self.shared.settings.fsync)?;
+        let dir = &self.shared.settings.data_dir;
+        let lock = DirLock::acquire(dir)?;
+        let outbox = FileOutbox::open(dir, self.shared.settings.fsync)?;
+        // Held as long as the relay lives.
+        let _ = self.shared.dir_lock.set(lock);
         self.start_with(Arc::new(outbox), tracker, cancel);
         Ok(())
     }
