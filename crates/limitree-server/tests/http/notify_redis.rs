@@ -323,3 +323,43 @@ fn a_relay_takes_over_what_a_crashed_one_held() {
         drop(slow);
     });
 }
+
+/// On a Cluster every key is in the `{P:notify}` slot, so the scripts (which
+/// also touch other consumers' lease keys) run there.
+#[tokio::test]
+async fn take_over_works_on_a_cluster() {
+    let cluster = crate::redis_support::cluster();
+    let prefix = unique_prefix("cluster");
+    let config = || {
+        RedisOutboxConfig::cluster(cluster.urls(), prefix.clone())
+            .with_timeout(Duration::from_secs(5))
+            .with_lease(Duration::from_millis(600), Duration::from_millis(150))
+    };
+    let a = RedisOutbox::connect(config()).await.unwrap();
+    a.append(note("k")).await.unwrap();
+    a.dead_letter(DeadLetter {
+        dead_at: 2,
+        reason: "no_service".to_owned(),
+        status: Some(404),
+        attempts: 1,
+        webhook: "default".to_owned(),
+        notification: note("k0"),
+    })
+    .await
+    .unwrap();
+    drop(a);
+
+    let b = RedisOutbox::connect(config()).await.unwrap();
+    let mut taken = b.pending();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while taken.is_empty() {
+        assert!(Instant::now() < deadline, "nothing was taken over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        taken = b.upkeep(true).await.unwrap();
+    }
+    assert_eq!(ids(&taken), ["k"]);
+    b.done("k".to_owned()).await.unwrap();
+    let node = cluster.node_for(&b.keys().outbox);
+    assert_eq!(node.command(&["XLEN", &b.keys().outbox]), "0");
+    assert_eq!(node.command(&["XLEN", &b.keys().dead]), "1");
+}
