@@ -2,8 +2,9 @@
 //!
 //! Exit codes: `0` success (and, for `check`, allowed; for `notify`, queued);
 //! `1` a check was denied or a notification suppressed (or the server failed
-//! to run); `2` a usage error or a request that got no answer; `64` (EX_USAGE)
-//! an invalid config file.
+//! to run, e.g. its data dir is held by another `limitree serve`: the config
+//! is valid, the machine's state is not, so not `64`); `2` a usage error or a
+//! request that got no answer; `64` (EX_USAGE) an invalid config file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -13,6 +13,7 @@
 //!   errors become HTTP statuses ([`http::problem`]).
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, outbox,
 //!   paced delivery with retries and dead letters, suppression digests.
+//! - [`lock`]: the exclusive lock on a data dir (one server per directory).
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
 //! - [`client`]: the HTTP client behind `limitree check`.
 //! - [`cli`]: the `limitree` command line (the only place `anyhow` is used).
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod lock;
 pub mod notify;
 pub mod server;
 pub mod telemetry;

@@ -20,6 +20,8 @@ pub mod deliver;
 pub mod digest;
 pub mod outbox;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis_outbox;
 pub mod route;
 
 use std::fmt::Write as _;
@@ -36,6 +38,7 @@ use self::digest::Digests;
 use self::outbox::{FileOutbox, Kind, Notification, Outbox, OutboxError};
 use self::queue::Queue;
 use self::route::{NoRoute, Routes};
+use crate::lock::{DirLock, LockError};
 
 /// A notification as posted: what the handler validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +143,19 @@ pub(crate) struct Shared {
     pub(crate) digests: Digests,
     /// Set by [`Relay::start`]; the outbox is opened only when a route exists.
     pub(crate) outbox: OnceLock<Arc<dyn Outbox>>,
+    /// The lock on `[notify] data_dir`, held while the relay lives.
+    pub(crate) dir_lock: OnceLock<DirLock>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another server uses the data dir (or it cannot be locked).
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 impl Relay {
@@ -172,6 +188,7 @@ impl Relay {
                 counters: Counters::default(),
                 digests: Digests::new(config.digest_samples),
                 outbox: OnceLock::new(),
+                dir_lock: OnceLock::new(),
             }),
         }
     }
@@ -186,15 +203,18 @@ impl Relay {
         &self.shared.routes
     }
 
-    /// Opens the outbox in `[notify] data_dir` (when any webhook is
-    /// configured), queues what it still holds, and starts a worker per
+    /// Locks `[notify] data_dir` and opens the outbox there (when any webhook
+    /// is configured), queues what it still holds, and starts a worker per
     /// webhook and the digest loop in `tracker`. They stop, after draining for
     /// `[notify] drain`, once `cancel` fires.
+    ///
+    /// Fails with [`StartError::Lock`] when another process holds the data
+    /// dir (see [`crate::lock`]): two relays must not share one journal.
     pub fn start(
         &self,
         tracker: &TaskTracker,
         cancel: &CancellationToken,
-    ) -> Result<(), OutboxError> {
+    ) -> Result<(), StartError> {
         for problem in self.shared.routes.problems() {
             tracing::warn!("notify: {problem}");
         }
@@ -204,7 +224,11 @@ impl Relay {
             );
             return Ok(());
         }
-        let outbox = FileOutbox::open(&self.shared.settings.data_dir, self.shared.settings.fsync)?;
+        let dir = &self.shared.settings.data_dir;
+        let lock = DirLock::acquire(dir)?;
+        let outbox = FileOutbox::open(dir, self.shared.settings.fsync)?;
+        // Held as long as the relay lives.
+        let _ = self.shared.dir_lock.set(lock);
         self.start_with(Arc::new(outbox), tracker, cancel);
         Ok(())
     }
@@ -217,19 +241,8 @@ impl Relay {
         cancel: &CancellationToken,
     ) {
         let shared = &self.shared;
-        let pending = outbox.pending();
-        let mut resent = 0usize;
-        let mut unroutable = 0usize;
-        for n in pending {
-            match shared.routes.route(&n.category) {
-                Ok(at) => {
-                    shared.queues[at].restore(n);
-                    resent += 1;
-                }
-                // Kept in the outbox until the route works again.
-                Err(_) => unroutable += 1,
-            }
-        }
+        // What has no route is kept in the outbox until the route works again.
+        let (resent, unroutable) = Relay::restore(shared, outbox.pending());
         if resent > 0 || unroutable > 0 {
             tracing::info!(
                 resent,
@@ -242,12 +255,42 @@ impl Relay {
             tracing::warn!("notify: the relay was started twice; keeping the first outbox");
             return;
         }
+        // The workers run in the server's tracker; `workers` only tells the
+        // upkeep loop when the last one has stopped delivering.
+        let workers = TaskTracker::new();
         for (at, webhook) in shared.routes.webhooks().iter().enumerate() {
             let worker = deliver::Worker::new(Arc::clone(shared), at);
             let span = tracing::info_span!("webhook", webhook = webhook.label());
-            tracker.spawn(worker.run(cancel.clone()).instrument(span));
+            tracker.spawn(workers.track_future(worker.run(cancel.clone()).instrument(span)));
         }
+        workers.close();
         tracker.spawn(digest_loop(Arc::clone(shared), cancel.clone()));
+        if let Some(every) = shared.outbox.get().and_then(|o| o.upkeep_every()) {
+            tracker.spawn(upkeep_loop(
+                Arc::clone(shared),
+                every,
+                workers,
+                cancel.clone(),
+            ));
+        }
+    }
+
+    /// Queues notifications read back from the outbox (at start, or taken
+    /// over from another instance); returns how many were queued and how many
+    /// have no route here (they stay in the outbox).
+    fn restore(shared: &Shared, pending: Vec<Notification>) -> (usize, usize) {
+        let mut resent = 0usize;
+        let mut unroutable = 0usize;
+        for n in pending {
+            match shared.routes.route(&n.category) {
+                Ok(at) => {
+                    shared.queues[at].restore(n);
+                    resent += 1;
+                }
+                Err(_) => unroutable += 1,
+            }
+        }
+        (resent, unroutable)
     }
 
     /// Decides, persists and queues one notification.
@@ -376,6 +419,48 @@ impl Relay {
             );
         }
         out
+    }
+}
+
+/// For a shared outbox: every `every`, renews this instance's claim and
+/// queues what it took over from instances that stopped; after `cancel` it only
+/// renews the claim, until the last worker has stopped, then releases what is
+/// left so another instance (or the next start) sends it without waiting.
+async fn upkeep_loop(
+    shared: Arc<Shared>,
+    every: std::time::Duration,
+    workers: TaskTracker,
+    cancel: CancellationToken,
+) {
+    let Some(outbox) = shared.outbox.get() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; the outbox has just read what was pending.
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = workers.wait() => break,
+            _ = ticks.tick() => {
+                let take_over = !cancel.is_cancelled();
+                match outbox.upkeep(take_over).await {
+                    Ok(taken) if taken.is_empty() => {}
+                    Ok(taken) => {
+                        let (resent, unroutable) = Relay::restore(&shared, taken);
+                        tracing::info!(
+                            resent,
+                            unroutable,
+                            "notify: took over notifications from an instance that stopped"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "notify: outbox upkeep failed"),
+                }
+            }
+        }
+    }
+    if let Err(e) = outbox.release().await {
+        tracing::warn!(error = %e, "notify: could not release the outbox claim");
     }
 }
 

@@ -3,8 +3,9 @@
 //! crash loses one (what is not done is sent again on start).
 //!
 //! [`Outbox`] is the seam: [`FileOutbox`] is the implementation for the memory
-//! store (a journal in the data dir); a Redis stream can implement the same four
-//! calls for the Redis store, where several instances share the queue.
+//! store (a journal in the data dir); `RedisOutbox` (feature `redis`) keeps
+//! them in a Redis stream for the Redis store, where several instances share
+//! the queue and use [`Outbox::upkeep`] to take over what a dead one left.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -12,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use limitree::Micros;
 use limitree::store::BoxFuture;
@@ -75,6 +77,16 @@ pub struct OutboxError {
     source: io::Error,
 }
 
+impl OutboxError {
+    /// An error of the outbox at `path` (a directory, or a Redis key).
+    pub fn new(path: impl Into<String>, source: io::Error) -> OutboxError {
+        OutboxError {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
 /// Durable record of accepted notifications.
 pub trait Outbox: Send + Sync + fmt::Debug {
     /// Records `n` durably; the relay answers 202 only after this returns `Ok`.
@@ -90,6 +102,24 @@ pub trait Outbox: Send + Sync + fmt::Debug {
     fn save_digests(&self, tallies: Vec<Saved>) -> BoxFuture<'_, Result<(), OutboxError>>;
     /// The tallies the last run saved, removed from storage.
     fn take_digests(&self) -> Vec<Saved>;
+
+    /// For an outbox shared by several instances: how often the relay calls
+    /// [`Outbox::upkeep`] (`None`, the default: never).
+    fn upkeep_every(&self) -> Option<Duration> {
+        None
+    }
+    /// Keeps this instance's claim on what it holds alive and, when
+    /// `take_over`, returns the notifications it took over from instances
+    /// that stopped (to deliver them as if read at start).
+    fn upkeep(&self, take_over: bool) -> BoxFuture<'_, Result<Vec<Notification>, OutboxError>> {
+        let _ = take_over;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Delivery has stopped for good (the relay calls it once its workers
+    /// have ended): what is still pending may go to other instances now.
+    fn release(&self) -> BoxFuture<'_, Result<(), OutboxError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// One journal line.

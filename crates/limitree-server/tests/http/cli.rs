@@ -14,11 +14,19 @@ struct Served {
     base: String,
     /// Every stderr line after the listening line.
     lines: mpsc::Receiver<String>,
+    /// Its working directory: whatever a relative path (such as the default
+    /// `./limitree-data`) would create lands here, not in the crate.
+    _cwd: tempfile::TempDir,
 }
 
 impl Served {
+    /// `limitree serve ARGS` in a fresh working directory and without the
+    /// developer's `SLACK_WEBHOOK_URL` (so no relay, and no data dir, starts).
     fn start(args: &[&str]) -> Served {
+        let cwd = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
+            .env_remove("SLACK_WEBHOOK_URL")
+            .current_dir(cwd.path())
             .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
@@ -51,11 +59,17 @@ impl Served {
                 break rest[..end].to_owned();
             }
         };
-        Served { child, base, lines }
+        Served {
+            child,
+            base,
+            lines,
+            _cwd: cwd,
+        }
     }
 
     fn check(&self, args: &[&str]) -> Output {
         Command::new(BIN)
+            .env_remove("SLACK_WEBHOOK_URL")
             .args(["check", "--url", &self.base])
             .args(args)
             .output()
@@ -157,6 +171,7 @@ fn check_against_nothing_exits_two() {
         .unwrap()
         .port();
     let out = Command::new(BIN)
+        .env_remove("SLACK_WEBHOOK_URL")
         .args(["check", "--url", &format!("http://127.0.0.1:{port}"), "a=b"])
         .output()
         .unwrap();
@@ -224,6 +239,7 @@ burst = 5
 "#,
     );
     let out = Command::new(BIN)
+        .env_remove("SLACK_WEBHOOK_URL")
         .args(["config", "check"])
         .arg(&path)
         .output()
@@ -265,6 +281,7 @@ algorithm = "sliding_log"
 "#,
     );
     let out = Command::new(BIN)
+        .env_remove("SLACK_WEBHOOK_URL")
         .args(["config", "check"])
         .arg(&path)
         .output()
@@ -290,6 +307,7 @@ algorithm = "sliding_log"
 
     // `serve` refuses the same file the same way.
     let serve = Command::new(BIN)
+        .env_remove("SLACK_WEBHOOK_URL")
         .arg("serve")
         .arg("--config")
         .arg(&path)

@@ -7,6 +7,15 @@ mod cli;
 mod errors;
 mod health;
 mod notify;
+#[cfg(feature = "redis")]
+mod notify_redis;
 mod notify_restart;
 mod shutdown;
 mod support;
+
+/// The library's Redis test support: `redis-server` processes this test
+/// binary starts on free loopback ports (and stops).
+#[cfg(feature = "redis")]
+#[path = "../../../limitree/tests/support/redis.rs"]
+#[allow(dead_code)]
+mod redis_support;

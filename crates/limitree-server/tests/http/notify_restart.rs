@@ -27,6 +27,7 @@ struct Served {
 impl Served {
     fn start(config: &Path, hook: &str) -> Served {
         let mut child = Command::new(BIN)
+            .env_remove("SLACK_WEBHOOK_URL")
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
@@ -241,6 +242,7 @@ async fn the_notify_command_queues_and_reports_suppression() {
     let mut served = Served::start(&write_config(dir.path(), &one_per_minute), &hook);
     let notify = |text: &str| {
         Command::new(BIN)
+            .env_remove("SLACK_WEBHOOK_URL")
             .args([
                 "notify",
                 "--url",
@@ -271,4 +273,41 @@ async fn the_notify_command_queues_and_reports_suppression() {
     .await;
     served.signal("TERM");
     assert_eq!(served.wait().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_exits_naming_the_holder() {
+    let (_recorder, _mock, hook) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), ROOMY);
+    let first = Served::start(&config, &hook);
+    let holder = first.child.id();
+    let lock = std::fs::read_to_string(dir.path().join("data").join("limitree.lock")).unwrap();
+    assert_eq!(lock.trim(), holder.to_string());
+
+    let second = Command::new(BIN)
+        .env_remove("SLACK_WEBHOOK_URL")
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("HOOK", &hook)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    // 1: the config is valid (64 is for invalid ones); the data dir is taken.
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in use by another limitree (pid {holder})")),
+        "{stderr}"
+    );
+    // The first one is untouched by the attempt.
+    let health = reqwest::get(format!("{}/healthz", first.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Once the holder is gone (even killed), the dir is free again.
+    first.signal("KILL");
+    drop(first);
+    let again = Served::start(&config, &hook);
+    drop(again);
 }

@@ -32,8 +32,17 @@ impl TestServer {
             .await
     }
 
+    /// `config` with an empty environment: `${VAR}` webhooks (the default
+    /// route's `SLACK_WEBHOOK_URL` included) resolve to nothing, so the
+    /// developer's exported variables neither start a relay nor create its
+    /// data dir in the crate.
     pub async fn with_config(config: Config) -> TestServer {
-        Self::with_state(AppState::from_config(&config), &config).await
+        let state = AppState::with_clock(
+            &config,
+            std::sync::Arc::new(limitree::SystemClock::new()),
+            |_| None,
+        );
+        Self::with_state(state, &config).await
     }
 
     /// A hand-built state (e.g. over a failing store) with `config`'s lifecycle.
