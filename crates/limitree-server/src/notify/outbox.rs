@@ -135,13 +135,19 @@ enum Record {
 ///
 /// Each line is written with one `write` call before the call returns, so a
 /// killed process loses nothing it acknowledged (the page cache outlives it);
-/// with `fsync` the line also survives a power cut. A torn last line can only
+/// with `fsync` the line also survives a power cut. fsyncs are group commits:
+/// a call writes its line under the journal lock, then waits for an fsync that
+/// started after its write; calls that arrive while one fsync runs share the
+/// next, so many concurrent appends cost one fsync, not one each. A torn last line can only
 /// be one that was never acknowledged, and is skipped on start. The journal
 /// is rewritten with only the pending notifications on start and whenever
 /// finished ones dominate it.
 #[derive(Debug, Clone)]
 pub struct FileOutbox {
     inner: Arc<Mutex<Journal>>,
+    /// Lines known durable (the `written` count the last fsync covered). Held
+    /// while an fsync runs, so callers queue behind it and share the next one.
+    synced: Arc<Mutex<u64>>,
 }
 
 #[derive(Debug)]
@@ -155,6 +161,10 @@ struct Journal {
     next_seq: u64,
     /// Lines in the journal file now.
     lines: usize,
+    /// Lines written since open (across rewrites): the group-commit clock.
+    written: u64,
+    /// The journal file, shared with fsyncs that run outside the journal lock.
+    sync_file: Arc<File>,
 }
 
 /// Journal lines before a rewrite is considered.
@@ -200,6 +210,7 @@ impl FileOutbox {
             Err(e) => return Err(err(e)),
         }
         let file = rewrite(dir, live.values(), fsync).map_err(err)?;
+        let sync_file = Arc::new(file.try_clone().map_err(err)?);
         Ok(FileOutbox {
             inner: Arc::new(Mutex::new(Journal {
                 dir: dir.to_owned(),
@@ -209,21 +220,36 @@ impl FileOutbox {
                 live,
                 seq_of,
                 next_seq,
+                written: 0,
+                sync_file,
             })),
+            synced: Arc::new(Mutex::new(0)),
         })
     }
 
-    /// Runs `f` on the journal off the async threads (it writes and may fsync).
+    /// Runs `f` on the journal off the async threads, then (with `fsync`)
+    /// returns only once an fsync has covered every line written so far.
     fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Journal) -> io::Result<T> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, OutboxError>> {
         let inner = Arc::clone(&self.inner);
+        let synced = Arc::clone(&self.synced);
         Box::pin(async move {
             let task = tokio::task::spawn_blocking(move || {
                 let mut journal = inner.lock();
                 let dir = journal.dir.display().to_string();
-                f(&mut journal).map_err(|source| OutboxError { path: dir, source })
+                let fail = |source| OutboxError {
+                    path: dir.clone(),
+                    source,
+                };
+                let value = f(&mut journal).map_err(fail)?;
+                let (fsync, ticket) = (journal.fsync, journal.written);
+                drop(journal);
+                if fsync {
+                    sync_through(&inner, &synced, ticket).map_err(fail)?;
+                }
+                Ok(value)
             });
             match task.await {
                 Ok(result) => result,
@@ -236,21 +262,42 @@ impl FileOutbox {
     }
 }
 
+/// Returns once the lines up to `ticket` are durable: if an fsync since they
+/// were written has already covered them, at once; otherwise after one fsync
+/// that covers every line written by now (this caller's and those of everyone
+/// who queued behind the previous fsync).
+fn sync_through(journal: &Mutex<Journal>, synced: &Mutex<u64>, ticket: u64) -> io::Result<()> {
+    let mut durable = synced.lock();
+    if *durable >= ticket {
+        return Ok(());
+    }
+    let (upto, file) = {
+        let j = journal.lock();
+        (j.written, Arc::clone(&j.sync_file))
+    };
+    file.sync_data()?;
+    *durable = upto;
+    Ok(())
+}
+
 impl Journal {
+    /// Appends one line (one `write` call); the caller's fsync comes after the
+    /// journal lock is released (see [`sync_through`]).
     fn write_line(&mut self, record: &Record) -> io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        if self.fsync {
-            self.file.sync_data()?;
-        }
         self.lines += 1;
+        self.written += 1;
         Ok(())
     }
 
+    /// A rewrite fsyncs the new journal itself (with `fsync`), so lines written
+    /// to the old file need no further fsync: their effect is in the new one.
     fn compact_if_worth_it(&mut self) -> io::Result<()> {
         if self.lines >= COMPACT_MIN_LINES && self.lines > 4 * self.live.len() {
             self.file = rewrite(&self.dir, self.live.values(), self.fsync)?;
+            self.sync_file = Arc::new(self.file.try_clone()?);
             self.lines = self.live.len();
         }
         Ok(())
@@ -395,6 +442,44 @@ mod tests {
         // The rewrite dropped the finished and torn lines.
         let text = fs::read_to_string(dir.path().join("outbox.jsonl")).unwrap();
         assert_eq!(text.lines().count(), 2);
+    }
+
+    /// Concurrent appends with fsync share fsyncs (group commit) and every one
+    /// that returned is in the journal, across compactions too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_fsynced_appends_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = FileOutbox::open(dir.path(), true).unwrap();
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let outbox = outbox.clone();
+            calls.spawn(async move {
+                let id = format!("n{i}");
+                outbox.append(note(&id)).await.unwrap();
+                if i % 2 == 0 {
+                    outbox.done(id).await.unwrap();
+                }
+            });
+        }
+        while let Some(result) = calls.join_next().await {
+            result.unwrap();
+        }
+        let durable = *outbox.synced.lock();
+        assert_eq!(
+            durable,
+            outbox.inner.lock().written,
+            "the last fsync covered every line"
+        );
+        drop(outbox);
+        let reopened = FileOutbox::open(dir.path(), true).unwrap();
+        let mut ids: Vec<String> = reopened.pending().into_iter().map(|n| n.id).collect();
+        ids.sort();
+        let mut expected: Vec<String> = (0..200)
+            .filter(|i| i % 2 == 1)
+            .map(|i| format!("n{i}"))
+            .collect();
+        expected.sort();
+        assert_eq!(ids, expected);
     }
 
     #[tokio::test]

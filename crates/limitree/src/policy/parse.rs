@@ -353,7 +353,10 @@ fn positive(n: i64, field: &str, place: &str, problems: &mut Problems<'_>) -> Op
         } else {
             ""
         };
-        problems.push(place, format!("`{field}` is {n}; it must be at least 1{hint}"));
+        problems.push(
+            place,
+            format!("`{field}` is {n}; it must be at least 1{hint}"),
+        );
         return None;
     }
     let n = n.unsigned_abs();
