@@ -43,7 +43,10 @@ pub mod keys;
 use arrayvec::ArrayVec;
 use tokio::sync::OnceCell;
 
-pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisConfig, RedisTarget};
+pub use config::{
+    DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisConfig, RedisTarget, check_url, redact_url,
+    url_with_password,
+};
 
 use self::connection::Connection;
 use super::{BoxFuture, Store, StoreError};
