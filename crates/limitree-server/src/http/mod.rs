@@ -17,10 +17,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
-use limitree::{Limiter, MemoryStore, Store};
+use limitree::Limiter;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 
 /// What every handler shares. Cheap to clone (the limiter is `Arc`s inside).
 #[derive(Debug, Clone)]
@@ -33,11 +33,13 @@ pub struct AppState {
 
 impl AppState {
     /// The state for a validated config: its policy in the store it names.
+    ///
+    /// # Panics
+    /// If the store refuses settings the config validated (a bug).
     pub fn from_config(config: &Config) -> AppState {
         let policy = Arc::new(config.policy.clone());
-        let store: Arc<dyn Store> = match config.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new(&policy)),
-        };
+        let store = crate::store::build(&config.store, &policy)
+            .unwrap_or_else(|e| panic!("{}: [store]: {e}", config.source));
         AppState {
             limiter: Limiter::new(policy, store),
             max_body_bytes: config.server.max_body_bytes,

@@ -275,7 +275,7 @@ algorithm = "sliding_log"
     for needle in [
         "unknown top-level key `colour`",
         "[server] shutdown_grace",
-        "redis store is not built",
+        "[store] url: kind = \"redis\" needs",
         "tree `api`",
         "level `per_user`",
     ] {
