@@ -41,11 +41,16 @@ impl std::fmt::Debug for RedisTarget {
 
 /// `url` with the password (if any) replaced by `***`, for logs and messages:
 /// `redis://user:secret@host:6379` → `redis://user:***@host:6379`. Works on
-/// text that does not parse as a URL too (it only looks at the part between
-/// `://` and the last `@` before the path).
+/// text that does not parse as a URL too: it looks at the part between `://`
+/// and the last `@` before the path, and without a `://` hides everything
+/// before the last `@`.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+        // Not a URL: hide everything before an `@`, which may be a password.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]),
+            None => url.to_owned(),
+        };
     };
     let rest = &url[scheme_end..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -192,7 +197,8 @@ mod tests {
             ("redis://:s3cret@host:1/0", "redis://:***@host:1/0"),
             ("rediss://me:p@ss:w@host", "rediss://me:***@host"),
             ("redis://user@host", "redis://user@host"),
-            ("not a url :x@y", "not a url :x@y"),
+            ("not a url :x@y", "***@y"),
+            ("redis//:pw@host", "***@host"),
             ("redis://:pw@host/db?x=a@b", "redis://:***@host/db?x=a@b"),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
