@@ -6,22 +6,30 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_limitree");
+pub const BIN: &str = env!("CARGO_BIN_EXE_limitree");
 
 /// A `limitree serve` child, killed on drop if still running.
-struct Served {
+pub struct Served {
     child: Child,
-    base: String,
+    pub base: String,
+    /// The stderr lines up to and including the listening line.
+    pub early: Vec<String>,
     /// Every stderr line after the listening line.
-    lines: mpsc::Receiver<String>,
+    pub lines: mpsc::Receiver<String>,
 }
 
 impl Served {
-    fn start(args: &[&str]) -> Served {
+    pub fn start(args: &[&str]) -> Served {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts `limitree serve ARGS` with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -38,11 +46,13 @@ impl Served {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut early = Vec::new();
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = lines
                 .recv_timeout(left)
                 .expect("the server logs its listening line");
+            early.push(line.clone());
             if let Some(at) = line.find("listening on http://") {
                 let rest = &line[at + "listening on ".len()..];
                 let end = rest
@@ -51,7 +61,12 @@ impl Served {
                 break rest[..end].to_owned();
             }
         };
-        Served { child, base, lines }
+        Served {
+            child,
+            base,
+            early,
+            lines,
+        }
     }
 
     fn check(&self, args: &[&str]) -> Output {
@@ -62,7 +77,7 @@ impl Served {
             .unwrap()
     }
 
-    fn terminate(&mut self) -> ExitStatus {
+    pub fn terminate(&mut self) -> ExitStatus {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -91,7 +106,7 @@ impl Drop for Served {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -184,7 +199,7 @@ fn json_logs_carry_the_request_span() {
     assert_eq!(finished["span"]["tree"], "notifications");
 }
 
-fn write_config(name: &str, text: &str) -> PathBuf {
+pub fn write_config(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("limitree-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);

@@ -6,5 +6,13 @@ mod check;
 mod cli;
 mod errors;
 mod health;
+#[cfg(feature = "redis")]
+mod redis;
+/// Real `redis-server` processes on free loopback ports (the library's test
+/// support, shared rather than copied).
+#[cfg(feature = "redis")]
+#[path = "../../../limitree/tests/support/redis.rs"]
+#[allow(dead_code)]
+mod redis_support;
 mod shutdown;
 mod support;
