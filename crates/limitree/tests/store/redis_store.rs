@@ -112,6 +112,23 @@ window = "1s"
     clock.advance(Duration::from_secs(1));
     assert!(decide(&store, &policy, &[], 3, Mode::Commit).await.allowed);
     assert_eq!(server.command(&["ZCARD", &key]), "1");
+    // The units beyond one per entry are counted beside the log (so no call
+    // reads the whole log), with the log's TTL.
+    let units = format!("{key}:u");
+    assert_eq!(server.command(&["GET", &units]), "2");
+    let pttl = |k: &str| server.command(&["PTTL", k]).parse::<i64>().unwrap();
+    let (log_ttl, units_ttl) = (pttl(&key), pttl(&units));
+    assert!(
+        log_ttl > 0 && (log_ttl - units_ttl).abs() < 1_000,
+        "{log_ttl} {units_ttl}"
+    );
+    let o = decide(&store, &policy, &[], 2, Mode::Commit).await;
+    assert_eq!((o.allowed, o.levels[0].remaining), (false, 1));
+    // When that entry leaves the window, so do its extra units.
+    clock.advance(Duration::from_secs(1));
+    let o = decide(&store, &policy, &[], 1, Mode::Commit).await;
+    assert_eq!((o.allowed, o.levels[0].remaining), (true, 3));
+    assert_eq!(server.command(&["EXISTS", &units]), "0");
 }
 
 /// Keys sit under the tree's hash tag, carry a TTL, and escape values.

@@ -227,70 +227,107 @@ algos.sw = sw
 -- unique and two admissions in the same microsecond never collapse into one.
 -- Live entries each hold at least one unit and their units never exceed the
 -- limit, so a bucket holds at most `limit` entries once pruned.
+--
+-- Nothing here reads the whole log: the units in use are ZCARD (one per entry)
+-- plus the units beyond the first of multi-unit entries, kept in a string key
+-- "<key>:u" that exists only while such an entry is live (same hash tag, same
+-- TTL). So a decision costs O(log n) — pruning, counting and looking up the
+-- newest entry and the entry whose leaving frees room — instead of O(limit).
+-- Only a denial while a multi-unit entry is live walks the log.
 local sl = {}
+local function sl_units(member)
+  return tonumber(string.match(member, ':(%d+)$')) or 1
+end
 function sl.load(key, now, spec)
+  local ukey = key .. ':u'
+  local extra = tonumber(redis.call('GET', ukey)) or 0
+  local cutoff = int(now - spec.window)
   -- Expired entries (ts + window <= now) can no longer change any answer: drop
   -- them first, as the memory store prunes under its lock (algo::prune), so a
-  -- bucket that only sees denials does not re-read them on every call.
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - spec.window))
-  local raw = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  local entries, used = {}, 0
-  for i = 1, #raw, 2 do
-    local units = tonumber(string.match(raw[i], ':(%d+)$')) or 1
-    entries[#entries + 1] = { ts = tonumber(raw[i + 1]), units = units }
-    used = used + units
+  -- bucket that only sees denials does not keep them.
+  if extra > 0 then
+    local before = extra
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff)) do
+      extra = extra - (sl_units(member) - 1)
+    end
+    if extra ~= before then
+      if extra > 0 then
+        redis.call('SET', ukey, int(extra), 'KEEPTTL')
+      else
+        redis.call('DEL', ukey)
+      end
+    end
   end
-  return { key = key, entries = entries, used = used, live = 1 }
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  local count = redis.call('ZCARD', key)
+  local newest = nil
+  if count > 0 then
+    newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+  end
+  return {
+    key = key, ukey = ukey, count = count, extra = extra,
+    used = count + extra, newest = newest,
+  }
 end
 function sl.available(s, _, spec)
   return sub0(spec.limit, s.used)
 end
+-- The oldest live entries leave one by one; `cost` fits once the units left
+-- free enough. With one unit per entry that is the must_free-th oldest.
 function sl.retry_after(s, now, spec, cost)
   local must_free = sub0(s.used + cost, spec.limit)
+  if s.count == 0 then return spec.window end
+  if s.extra == 0 then
+    local index = math.max(must_free, 1)
+    if index > s.count then return spec.window end
+    local e = redis.call('ZRANGE', s.key, index - 1, index - 1, 'WITHSCORES')
+    return sub0(tonumber(e[2]) + spec.window, now)
+  end
+  local raw = redis.call('ZRANGE', s.key, 0, -1, 'WITHSCORES')
   local freed = 0
-  for i = s.live, #s.entries do
-    local e = s.entries[i]
-    freed = freed + e.units
+  for i = 1, #raw, 2 do
+    freed = freed + sl_units(raw[i])
     if freed >= must_free then
-      return sub0(e.ts + spec.window, now)
+      return sub0(tonumber(raw[i + 1]) + spec.window, now)
     end
   end
   return spec.window
 end
-local function sl_newest(s)
-  local last = s.entries[#s.entries]
-  return last and last.ts
-end
 function sl.reset_after(s, now, spec, charged)
-  local newest = sl_newest(s)
+  local newest = s.newest
   if charged > 0 then
     newest = math.max(newest or now, now)
   end
   if not newest then return 0 end
   return sub0(newest + spec.window, now)
 end
-function sl.charge(s, now, spec, cost)
+function sl.charge(s, now, _, cost)
   if cost == 0 then return s end
   -- At the newest entry's time if the clock went backwards (as the Rust log).
-  local ts = math.max(sl_newest(s) or now, now)
+  local ts = math.max(s.newest or now, now)
   local n = redis.call('ZCOUNT', s.key, int(ts), int(ts))
   local member = int(ts) .. '-' .. n
-  if cost ~= 1 then member = member .. ':' .. int(cost) end
+  if cost ~= 1 then
+    member = member .. ':' .. int(cost)
+    s.extra = s.extra + cost - 1
+    redis.call('SET', s.ukey, int(s.extra))
+  end
   redis.call('ZADD', s.key, int(ts), member)
-  s.entries[#s.entries + 1] = { ts = ts, units = cost }
+  s.count = s.count + 1
   s.used = s.used + cost
+  s.newest = ts
   return s
 end
 function sl.idle_at(s, spec)
-  local newest = sl_newest(s)
-  if not newest then return 0 end
-  return newest + spec.window
+  if not s.newest then return 0 end
+  return s.newest + spec.window
 end
-function sl.save(key, _, ttl)
+function sl.save(key, s, ttl)
   if ttl then
     redis.call('PEXPIRE', key, ttl)
+    if s.extra > 0 then redis.call('PEXPIRE', s.ukey, ttl) end
   else
-    redis.call('DEL', key)
+    redis.call('DEL', key, s.ukey)
   end
 end
 algos.sl = sl
