@@ -216,12 +216,31 @@ fn main() {
     let mut seeds = Vec::new();
     let mut ceil_64 = Vec::new();
     let mut ceil_1 = Vec::new();
+    let mut notes = Vec::new();
     println!(
         "| run | limitree (decisions/s) | seed EVAL (decisions/s) | ratio | redis-benchmark -c 64 -P 1 | -c 1 -P 64 | errors (limitree/seed) |"
     );
     println!("|---|---|---|---|---|---|---|");
     for run in 0..runs {
+        server.command(&["CONFIG", "RESETSTAT"]);
         let (o, o_err) = runtime.block_on(limitree(&url, run, secs));
+        let stats = server.command(&["INFO", "commandstats"]);
+        if let Some(line) = stats.lines().find(|l| l.starts_with("cmdstat_evalsha:")) {
+            let field = |name: &str| -> f64 {
+                line.split([':', ','])
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            let calls = field("calls");
+            notes.push(format!(
+                "run {}: {calls:.0} script calls, {:.1} decisions per call, {:.1} us of Redis time per call ({:.2} us per decision)",
+                run + 1,
+                o * secs as f64 / calls,
+                field("usec_per_call"),
+                field("usec") / (o * secs as f64),
+            ));
+        }
         let (s, s_err) = runtime.block_on(seed(&url, run, secs));
         let c64 = ceiling(port, &sha, 64, 1);
         let c1 = ceiling(port, &sha, 1, 64);
@@ -241,6 +260,10 @@ fn main() {
         "| median | {o:.0} | {s:.0} | {:.2}x | {c64:.0} | {c1:.0} | |",
         o / s
     );
+    println!();
+    for note in &notes {
+        println!("{note}");
+    }
     println!(
         "\nlimitree / seed (a): {:.2}x; limitree / ceiling (b): {:.0}% of -c 64 -P 1, {:.0}% of -c 1 -P 64",
         o / s,

@@ -1,22 +1,28 @@
--- limitree: decide one chain atomically, all-or-nothing (see store/redis/mod.rs).
+-- limitree: decide a batch of chains, each atomically and all-or-nothing, in
+-- one script call (see store/redis/mod.rs and batch.rs).
 --
 -- This is `MemoryStore::decide_chain` + `ChainOutcome::combine` in Lua, with the
 -- four algorithms of `algo/*.rs` transcribed function by function. Every number
 -- is an integer below 2^53 (the policy guarantees it), so Lua's doubles hold them
 -- exactly; integer division goes through `idiv`, never a bare `/`.
 --
--- KEYS[i]  the bucket of level i of the chain, root first (one hash tag: one slot)
--- ARGV[1]  mode: "c" commit, "d" dry run, "p" peek
--- ARGV[2]  cost (a peek probes with 1 and charges nothing)
--- ARGV[3]  now in microseconds, or "" to read Redis TIME (production)
--- ARGV[4]  TTL slack in milliseconds: 0 in production; tests on a manual clock
+-- The decisions of a batch run one after the other at the same `now`, each
+-- seeing what the ones before it charged: exactly as if they had been separate
+-- calls in the same microsecond. A bucket's state is loaded once per batch and
+-- kept up to date as decisions charge it (every charge is written at once).
+--
+-- KEYS     every bucket the batch touches, once (one tree: one hash tag, one slot)
+-- ARGV[1]  now in microseconds, or "" to read Redis TIME (production)
+-- ARGV[2]  TTL slack in milliseconds: 0 in production; tests on a manual clock
 --          pass a large value so keys never expire in real time before their
 --          state goes idle in test time
--- ARGV[5 + 5(i-1) ..] per level: algorithm (sl|sw|gc|fw), limit, window, burst,
---          shadow (1|0)
+-- ARGV[3]  number of decisions; then per decision: mode ("c" commit, "d" dry
+--          run, "p" peek), cost (a peek probes with 1 and charges nothing),
+--          number of levels, then per level, root first: index into KEYS,
+--          algorithm (sl|sw|gc|fw), limit, window, burst, shadow (1|0)
 --
--- Returns { now, then per level: allowed, available, remaining, reset_after,
--- reset_after_now, retry_after (-1: none), insufficient, charged }.
+-- Returns { now, then per decision, per level: allowed, available, remaining,
+-- reset_after, reset_after_now, retry_after (-1: none), insufficient, charged }.
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -266,7 +272,7 @@ function sl.load(key, now, spec)
   end
   return {
     key = key, ukey = ukey, count = count, extra = extra,
-    used = count + extra, newest = newest,
+    used = count + extra, newest = newest, ranks = {},
   }
 end
 function sl.available(s, _, spec)
@@ -280,8 +286,14 @@ function sl.retry_after(s, now, spec, cost)
   if s.extra == 0 then
     local index = math.max(must_free, 1)
     if index > s.count then return spec.window end
-    local e = redis.call('ZRANGE', s.key, index - 1, index - 1, 'WITHSCORES')
-    return sub0(tonumber(e[2]) + spec.window, now)
+    -- Charges only append (at or after the newest time), so the time at a
+    -- rank stays valid for the rest of the batch.
+    local ts = s.ranks[index]
+    if not ts then
+      ts = tonumber(redis.call('ZRANGE', s.key, index - 1, index - 1, 'WITHSCORES')[2])
+      s.ranks[index] = ts
+    end
+    return sub0(ts + spec.window, now)
   end
   local raw = redis.call('ZRANGE', s.key, 0, -1, 'WITHSCORES')
   local freed = 0
@@ -338,77 +350,90 @@ local function b(x)
   return 0
 end
 
-local mode = ARGV[1]
-local cost = tonumber(ARGV[2])
 local now
-if ARGV[3] == '' then
+if ARGV[1] == '' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
-  now = tonumber(ARGV[3])
+  now = tonumber(ARGV[1])
 end
-local slack = tonumber(ARGV[4])
-local probe = cost
-if mode == 'p' then probe = 1 end
-
--- Evaluate every level (nothing charged yet).
-local levels = {}
-local admitted = true
-for i = 1, #KEYS do
-  local a = 5 + (i - 1) * 5
-  local spec = {
-    limit = tonumber(ARGV[a + 1]),
-    window = tonumber(ARGV[a + 2]),
-    burst = tonumber(ARGV[a + 3]),
-  }
-  local code = ARGV[a]
-  local alg = algos[code]
-  local shadow = ARGV[a + 4] == '1'
-  local s = alg.load(KEYS[i], now, spec)
-  local capacity = spec.limit
-  if code == 'gc' then capacity = spec.burst end
-  local available = alg.available(s, now, spec)
-  local insufficient = probe > capacity
-  local allowed = (not insufficient) and probe <= available
-  local reset_now = alg.reset_after(s, now, spec, 0)
-  local v = {
-    alg = alg, spec = spec, state = s, allowed = allowed, available = available,
-    remaining = available, reset_after = reset_now, reset_now = reset_now,
-    retry_after = -1, insufficient = insufficient,
-  }
-  if allowed then
-    v.remaining = available - probe
-    v.reset_after = alg.reset_after(s, now, spec, probe)
-  elseif not insufficient then
-    v.retry_after = alg.retry_after(s, now, spec, probe)
-  end
-  -- ChainOutcome::combine: a non-shadow level without room denies the chain.
-  if not allowed and not shadow then admitted = false end
-  levels[i] = v
-end
-
--- Charge every level with room, only if the chain is admitted and committing
--- (a shadow level without room is not charged).
+local slack = tonumber(ARGV[2])
+local states = {} -- by KEYS index: each bucket loaded once per batch
 local out = { now }
-for i, v in ipairs(levels) do
-  local charged = admitted and v.allowed and mode == 'c'
-  if charged then
-    local s = v.alg.charge(v.state, now, v.spec, cost)
-    local ttl = nil
-    local idle_in = v.alg.idle_at(s, v.spec) - now
-    if idle_in > 0 or slack > 0 then
-      -- Rounded up: a key never vanishes before its state is idle.
-      ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+local a = 4
+
+for _ = 1, tonumber(ARGV[3]) do
+  local mode = ARGV[a]
+  local cost = tonumber(ARGV[a + 1])
+  local n = tonumber(ARGV[a + 2])
+  a = a + 3
+  local probe = cost
+  if mode == 'p' then probe = 1 end
+
+  -- Evaluate every level (nothing charged yet).
+  local levels = {}
+  local admitted = true
+  for i = 1, n do
+    local k = tonumber(ARGV[a])
+    local code = ARGV[a + 1]
+    local spec = {
+      limit = tonumber(ARGV[a + 2]),
+      window = tonumber(ARGV[a + 3]),
+      burst = tonumber(ARGV[a + 4]),
+    }
+    local shadow = ARGV[a + 5] == '1'
+    a = a + 6
+    local alg = algos[code]
+    local s = states[k]
+    if not s then
+      s = alg.load(KEYS[k], now, spec)
+      states[k] = s
     end
-    v.alg.save(KEYS[i], s, ttl)
+    local capacity = spec.limit
+    if code == 'gc' then capacity = spec.burst end
+    local available = alg.available(s, now, spec)
+    local insufficient = probe > capacity
+    local allowed = (not insufficient) and probe <= available
+    local reset_now = alg.reset_after(s, now, spec, 0)
+    local v = {
+      k = k, alg = alg, spec = spec, state = s, allowed = allowed,
+      available = available, remaining = available, reset_after = reset_now,
+      reset_now = reset_now, retry_after = -1, insufficient = insufficient,
+    }
+    if allowed then
+      v.remaining = available - probe
+      v.reset_after = alg.reset_after(s, now, spec, probe)
+    elseif not insufficient then
+      v.retry_after = alg.retry_after(s, now, spec, probe)
+    end
+    -- ChainOutcome::combine: a non-shadow level without room denies the chain.
+    if not allowed and not shadow then admitted = false end
+    levels[i] = v
   end
-  out[#out + 1] = b(v.allowed)
-  out[#out + 1] = v.available
-  out[#out + 1] = v.remaining
-  out[#out + 1] = v.reset_after
-  out[#out + 1] = v.reset_now
-  out[#out + 1] = v.retry_after
-  out[#out + 1] = b(v.insufficient)
-  out[#out + 1] = b(charged)
+
+  -- Charge every level with room, only if the chain is admitted and committing
+  -- (a shadow level without room is not charged).
+  for _, v in ipairs(levels) do
+    local charged = admitted and v.allowed and mode == 'c'
+    if charged then
+      local s = v.alg.charge(v.state, now, v.spec, cost)
+      states[v.k] = s
+      local ttl = nil
+      local idle_in = v.alg.idle_at(s, v.spec) - now
+      if idle_in > 0 or slack > 0 then
+        -- Rounded up: a key never vanishes before its state is idle.
+        ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+      end
+      v.alg.save(KEYS[v.k], s, ttl)
+    end
+    out[#out + 1] = b(v.allowed)
+    out[#out + 1] = v.available
+    out[#out + 1] = v.remaining
+    out[#out + 1] = v.reset_after
+    out[#out + 1] = v.reset_now
+    out[#out + 1] = v.retry_after
+    out[#out + 1] = b(v.insufficient)
+    out[#out + 1] = b(charged)
+  end
 end
 return out

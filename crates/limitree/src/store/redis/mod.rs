@@ -1,18 +1,24 @@
 //! The Redis store: many limitree instances share buckets in one Redis (standalone
 //! or Cluster), with the same decisions as the memory store.
 //!
-//! # One script per decision
-//! A chain is decided by **one** Lua script call (`decide.lua`, run with EVALSHA;
-//! the `redis` crate's [`redis::Script`] loads it again on `NOSCRIPT` after a
-//! restart or `SCRIPT FLUSH`). Redis runs a script to completion before any other
-//! command, so evaluating every level, applying the all-or-nothing rule and
-//! charging happen with nothing in between: two instances can never both see room
-//! and both charge it. Checking in one round trip and charging in another (what
-//! limitador does) over-admits under concurrency. The script mirrors
-//! [`MemoryStore::decide_chain`](super::MemoryStore::decide_chain) and
+//! # One script call decides a chain (or a batch of chains)
+//! A chain is decided inside **one** Lua script call (`decide.lua`, run with
+//! EVALSHA; the `redis` crate's [`redis::Script`] loads it again on `NOSCRIPT`
+//! after a restart or `SCRIPT FLUSH`). Redis runs a script to completion before
+//! any other command, so evaluating every level, applying the all-or-nothing
+//! rule and charging happen with nothing in between: two instances can never
+//! both see room and both charge it. Checking in one round trip and charging in
+//! another (what limitador does) over-admits under concurrency. The script
+//! mirrors [`MemoryStore::decide_chain`](super::MemoryStore::decide_chain) and
 //! [`ChainOutcome::combine`] exactly; it returns each level's verdict and the
 //! outcome is built here by the same `combine`, which also cross-checks which
 //! levels the script charged.
+//!
+//! Decisions for the same tree that arrive while a call for it is in flight
+//! go together in the next call ([`batch`]): the script decides them one after
+//! the other at the same `now`, each atomically and exactly as if it had been
+//! a call of its own, while Redis pays the cost of a call (and of loading a
+//! shared bucket such as a global level) once per batch.
 //!
 //! # Time
 //! `now` is read from Redis `TIME` inside the script: one clock for every
@@ -36,6 +42,7 @@
 //! was built with [`RedisStore::lazy`], and remade (with backoff) when it drops,
 //! so a store outlives Redis restarts.
 
+mod batch;
 mod config;
 mod connection;
 pub mod keys;
@@ -48,6 +55,7 @@ pub use config::{
     url_with_password,
 };
 
+use self::batch::Batcher;
 use self::connection::Connection;
 use super::{BoxFuture, Store, StoreError};
 use crate::algo::Verdict;
@@ -73,6 +81,18 @@ pub struct RedisStore {
     /// Redis is unreachable.
     connection: OnceCell<Connection>,
     script: redis::Script,
+    /// Concurrent decisions of a tree share a script call (see [`batch`]).
+    batcher: Batcher<Prepared>,
+}
+
+/// One decision as the script wants it: its buckets' keys and its arguments.
+#[derive(Debug)]
+struct Prepared {
+    keys: ArrayVec<String, MAX_LEVELS>,
+    mode: &'static str,
+    cost: u64,
+    /// Per level: algorithm code, limit, window, burst, shadow.
+    levels: ArrayVec<(&'static str, u64, u64, u64, u8), MAX_LEVELS>,
 }
 
 impl RedisStore {
@@ -91,6 +111,7 @@ impl RedisStore {
             config,
             connection: OnceCell::new(),
             script: redis::Script::new(DECIDE_LUA),
+            batcher: Batcher::default(),
         })
     }
 
@@ -151,40 +172,95 @@ impl RedisStore {
             return Ok(ChainOutcome::combine(mode, &[], &[]).0);
         }
 
-        let mut invocation = self.script.prepare_invoke();
-        for link in &chain.links {
-            invocation.key(keys::bucket_key(
-                &self.config.key_prefix,
-                &chain.tree.name,
-                link,
-            ));
-        }
-        let mode_code = match mode {
-            Mode::Commit => "c",
-            Mode::DryRun => "d",
-            Mode::Peek => "p",
+        let prepared = Prepared {
+            keys: chain
+                .links
+                .iter()
+                .map(|link| keys::bucket_key(&self.config.key_prefix, &chain.tree.name, link))
+                .collect(),
+            mode: match mode {
+                Mode::Commit => "c",
+                Mode::DryRun => "d",
+                Mode::Peek => "p",
+            },
+            cost,
+            levels: chain
+                .links
+                .iter()
+                .map(|link| {
+                    let spec = link.spec;
+                    (
+                        keys::algorithm_code(spec.algorithm),
+                        spec.limit,
+                        spec.window,
+                        spec.burst,
+                        u8::from(link.level.shadow),
+                    )
+                })
+                .collect(),
         };
-        invocation.arg(mode_code).arg(cost);
+        let reply = self
+            .batcher
+            .submit(&chain.tree.name, prepared, |batch| self.call(batch))
+            .await?;
+        outcome_from_reply(mode, &inputs, &reply)
+    }
+
+    /// One script call deciding `batch` in order; one reply per decision, each
+    /// shaped like a single decision's (`now`, then 8 numbers per level).
+    async fn call(&self, batch: Vec<Prepared>) -> Result<Vec<Vec<i64>>, StoreError> {
+        let mut invocation = self.script.prepare_invoke();
         match &self.config.clock_override {
             Some(clock) => invocation.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
             None => invocation.arg("").arg(0),
         };
-        for link in &chain.links {
-            let spec = link.spec;
+        invocation.arg(batch.len());
+        // Each bucket goes to the script once, however many decisions touch it.
+        let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
+        for decision in &batch {
             invocation
-                .arg(keys::algorithm_code(spec.algorithm))
-                .arg(spec.limit)
-                .arg(spec.window)
-                .arg(spec.burst)
-                .arg(u8::from(link.level.shadow));
+                .arg(decision.mode)
+                .arg(decision.cost)
+                .arg(decision.levels.len());
+            for (key, &(code, limit, window, burst, shadow)) in
+                decision.keys.iter().zip(&decision.levels)
+            {
+                let next = indexes.len() + 1;
+                let index = *indexes.entry(key.as_str()).or_insert_with(|| {
+                    invocation.key(key.as_str());
+                    next
+                });
+                invocation
+                    .arg(index)
+                    .arg(code)
+                    .arg(limit)
+                    .arg(window)
+                    .arg(burst)
+                    .arg(shadow);
+            }
         }
-
         let mut connection = self.connection().await?;
         let reply: Vec<i64> = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(|e| self.error(&e))?;
-        outcome_from_reply(mode, &inputs, &reply)
+        let now = *reply.first().ok_or_else(|| {
+            StoreError::Unavailable("the decision script returned nothing".to_owned())
+        })?;
+        let mut rest = &reply[1..];
+        let mut replies = Vec::with_capacity(batch.len());
+        for decision in &batch {
+            let n = decision.levels.len() * FIELDS_PER_LEVEL;
+            if rest.len() < n {
+                break;
+            }
+            let mut one = Vec::with_capacity(n + 1);
+            one.push(now);
+            one.extend_from_slice(&rest[..n]);
+            replies.push(one);
+            rest = &rest[n..];
+        }
+        Ok(replies)
     }
 }
 
