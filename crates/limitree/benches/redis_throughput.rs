@@ -241,6 +241,10 @@ fn main() {
                 field("usec") / (o * secs as f64),
             ));
         }
+        if std::env::var_os("LIMITREE_BENCH_ONLY_LIMITREE").is_some() {
+            println!("| {} | {o:.0} | | | | | {o_err}/ |", run + 1);
+            continue;
+        }
         let (s, s_err) = runtime.block_on(seed(&url, run, secs));
         let c64 = ceiling(port, &sha, 64, 1);
         let c1 = ceiling(port, &sha, 1, 64);
@@ -253,6 +257,9 @@ fn main() {
         seeds.push(s);
         ceil_64.push(c64);
         ceil_1.push(c1);
+    }
+    if seeds.is_empty() {
+        return;
     }
     let (o, s) = (median(&mut ours), median(&mut seeds));
     let (c64, c1) = (median(&mut ceil_64), median(&mut ceil_1));

@@ -16,10 +16,12 @@
 -- ARGV[2]  TTL slack in milliseconds: 0 in production; tests on a manual clock
 --          pass a large value so keys never expire in real time before their
 --          state goes idle in test time
--- ARGV[3]  number of decisions; then per decision: mode ("c" commit, "d" dry
+-- ARGV[3]  number of buckets (#KEYS); then per bucket, in KEYS order: algorithm
+--          (sl|sw|gc|fw), limit, window, burst, shadow (1|0) of its level
+-- then     number of decisions; then per decision: mode ("c" commit, "d" dry
 --          run, "p" peek), cost (a peek probes with 1 and charges nothing),
---          number of levels, then per level, root first: index into KEYS,
---          algorithm (sl|sw|gc|fw), limit, window, burst, shadow (1|0)
+--          number of levels, then per level, root first: its bucket's index
+--          into KEYS
 --
 -- Returns { now, then per decision, per level: allowed, available, remaining,
 -- reset_after, reset_after_now, retry_after (-1: none), insufficient, charged }.
@@ -358,11 +360,31 @@ else
   now = tonumber(ARGV[1])
 end
 local slack = tonumber(ARGV[2])
+
+-- Each bucket's level, parsed once per batch.
+local buckets = {}
+local a = 4
+for k = 1, tonumber(ARGV[3]) do
+  local code = ARGV[a]
+  local spec = {
+    limit = tonumber(ARGV[a + 1]),
+    window = tonumber(ARGV[a + 2]),
+    burst = tonumber(ARGV[a + 3]),
+  }
+  local capacity = spec.limit
+  if code == 'gc' then capacity = spec.burst end
+  buckets[k] = {
+    alg = algos[code], spec = spec, shadow = ARGV[a + 4] == '1', capacity = capacity,
+  }
+  a = a + 5
+end
+
 local states = {} -- by KEYS index: each bucket loaded once per batch
 local out = { now }
-local a = 4
+local decisions = tonumber(ARGV[a])
+a = a + 1
 
-for _ = 1, tonumber(ARGV[3]) do
+for _ = 1, decisions do
   local mode = ARGV[a]
   local cost = tonumber(ARGV[a + 1])
   local n = tonumber(ARGV[a + 2])
@@ -375,22 +397,14 @@ for _ = 1, tonumber(ARGV[3]) do
   local admitted = true
   for i = 1, n do
     local k = tonumber(ARGV[a])
-    local code = ARGV[a + 1]
-    local spec = {
-      limit = tonumber(ARGV[a + 2]),
-      window = tonumber(ARGV[a + 3]),
-      burst = tonumber(ARGV[a + 4]),
-    }
-    local shadow = ARGV[a + 5] == '1'
-    a = a + 6
-    local alg = algos[code]
+    a = a + 1
+    local bucket = buckets[k]
+    local alg, spec, shadow, capacity = bucket.alg, bucket.spec, bucket.shadow, bucket.capacity
     local s = states[k]
     if not s then
       s = alg.load(KEYS[k], now, spec)
       states[k] = s
     end
-    local capacity = spec.limit
-    if code == 'gc' then capacity = spec.burst end
     local available = alg.available(s, now, spec)
     local insufficient = probe > capacity
     local allowed = (not insufficient) and probe <= available

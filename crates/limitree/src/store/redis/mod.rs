@@ -214,29 +214,36 @@ impl RedisStore {
             Some(clock) => invocation.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
             None => invocation.arg("").arg(0),
         };
-        invocation.arg(batch.len());
-        // Each bucket goes to the script once, however many decisions touch it.
+        // Each bucket (and its level's limits) goes to the script once, however
+        // many decisions touch it; decisions then name buckets by index.
         let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
+        let mut buckets = Vec::new();
+        for decision in &batch {
+            for (key, level) in decision.keys.iter().zip(&decision.levels) {
+                if !indexes.contains_key(key.as_str()) {
+                    indexes.insert(key.as_str(), buckets.len() + 1);
+                    buckets.push((key.as_str(), level));
+                }
+            }
+        }
+        invocation.arg(buckets.len());
+        for &(key, &(code, limit, window, burst, shadow)) in &buckets {
+            invocation
+                .key(key)
+                .arg(code)
+                .arg(limit)
+                .arg(window)
+                .arg(burst)
+                .arg(shadow);
+        }
+        invocation.arg(batch.len());
         for decision in &batch {
             invocation
                 .arg(decision.mode)
                 .arg(decision.cost)
                 .arg(decision.levels.len());
-            for (key, &(code, limit, window, burst, shadow)) in
-                decision.keys.iter().zip(&decision.levels)
-            {
-                let next = indexes.len() + 1;
-                let index = *indexes.entry(key.as_str()).or_insert_with(|| {
-                    invocation.key(key.as_str());
-                    next
-                });
-                invocation
-                    .arg(index)
-                    .arg(code)
-                    .arg(limit)
-                    .arg(window)
-                    .arg(burst)
-                    .arg(shadow);
+            for key in &decision.keys {
+                invocation.arg(indexes[key.as_str()]);
             }
         }
         let mut connection = self.connection().await?;
