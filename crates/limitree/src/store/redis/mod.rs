@@ -40,7 +40,9 @@
 //! [`StoreError::Timeout`]; connection and server errors become
 //! [`StoreError::Unavailable`]. The connection is made on first use if the store
 //! was built with [`RedisStore::lazy`], and remade (with backoff) when it drops,
-//! so a store outlives Redis restarts.
+//! so a store outlives Redis restarts. A connection that has stayed silent for
+//! ten timeouts (at least 1 s) is dropped and made again too: a peer that
+//! vanished without a reset never makes it fail.
 
 mod batch;
 mod config;
@@ -48,7 +50,9 @@ mod connection;
 pub mod keys;
 
 use arrayvec::ArrayVec;
-use tokio::sync::OnceCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
 
 pub use config::{
     DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisConfig, RedisTarget, check_url, redact_url,
@@ -70,6 +74,13 @@ const DECIDE_LUA: &str = include_str!("decide.lua");
 /// clock: test time and Redis' expiry clock are unrelated.
 const TEST_TTL_SLACK_MS: u64 = 24 * 3600 * 1000;
 
+/// How long Redis may stay silent (every call timing out, no reply at all)
+/// before the connection is considered dead and remade: ten timeouts, at least
+/// a second.
+fn silence_limit(timeout: std::time::Duration) -> std::time::Duration {
+    (timeout * 10).max(std::time::Duration::from_secs(1))
+}
+
 /// Numbers the script returns per level.
 const FIELDS_PER_LEVEL: usize = 8;
 
@@ -78,8 +89,15 @@ const FIELDS_PER_LEVEL: usize = 8;
 pub struct RedisStore {
     config: RedisConfig,
     /// Set on the first successful connection; retried on the next call while
-    /// Redis is unreachable.
-    connection: OnceCell<Connection>,
+    /// Redis is unreachable; dropped (and so remade) when it has gone silent.
+    connection: parking_lot::Mutex<Option<Connection>>,
+    /// One connection attempt at a time; the others wait for its result.
+    connecting: tokio::sync::Mutex<()>,
+    /// When the store was built: the origin of `last_reply`.
+    started: Instant,
+    /// Milliseconds after `started` of the last reply from Redis (or of the
+    /// last reconnection): see [`RedisStore::note_timeout`].
+    last_reply: AtomicU64,
     script: redis::Script,
     /// Concurrent decisions of a tree share a script call (see [`batch`]).
     batcher: Batcher<Prepared>,
@@ -109,7 +127,10 @@ impl RedisStore {
         config.validate().map_err(StoreError::Unavailable)?;
         Ok(RedisStore {
             config,
-            connection: OnceCell::new(),
+            connection: parking_lot::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+            last_reply: AtomicU64::new(0),
             script: redis::Script::new(DECIDE_LUA),
             batcher: Batcher::default(),
         })
@@ -121,11 +142,19 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<Connection, StoreError> {
-        self.connection
-            .get_or_try_init(|| Connection::open(&self.config))
+        if let Some(connection) = self.connection.lock().clone() {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.connection.lock().clone() {
+            return Ok(connection);
+        }
+        let connection = Connection::open(&self.config)
             .await
-            .cloned()
-            .map_err(|e| self.error(&e))
+            .map_err(|e| self.error(&e))?;
+        self.note_reply();
+        *self.connection.lock() = Some(connection.clone());
+        Ok(connection)
     }
 
     /// Runs `f` within the configured timeout.
@@ -133,9 +162,52 @@ impl RedisStore {
         &self,
         f: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.config.timeout, f).await {
+        let result = match tokio::time::timeout(self.config.timeout, f).await {
             Ok(result) => result,
             Err(_) => Err(self.timeout_error()),
+        };
+        match &result {
+            Ok(_) => self.note_reply(),
+            Err(StoreError::Timeout(_)) => self.note_timeout(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn note_reply(&self) {
+        self.last_reply
+            .store(self.millis_since_start(), Ordering::Relaxed);
+    }
+
+    /// A call timed out. The client reconnects by itself when a connection
+    /// *fails*, but a connection whose peer vanished without a reset (a host
+    /// gone, a partition, a NAT forgetting it) just stays silent: every call
+    /// would time out until the kernel gives up on it, many minutes later. So
+    /// once nothing at all has come back for [`silence_limit`], the connection
+    /// is dropped and the next call makes a new one; the clock restarts, so
+    /// this happens at most once per `silence_limit` (a Redis that is only
+    /// slow, answering some calls, keeps its connection).
+    fn note_timeout(&self) {
+        let now = self.millis_since_start();
+        let last = self.last_reply.load(Ordering::Relaxed);
+        let limit =
+            u64::try_from(silence_limit(self.config.timeout).as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= limit
+            && self
+                .last_reply
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            && self.connection.lock().take().is_some()
+        {
+            tracing::warn!(
+                silent_ms = now - last,
+                "no reply from Redis for {} ms; dropping the connection and reconnecting",
+                now - last
+            );
         }
     }
 
