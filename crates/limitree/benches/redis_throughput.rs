@@ -157,11 +157,17 @@ fn ceiling(port: u16, sha: &str, connections: u32, pipeline: u32) -> f64 {
         .output()
         .expect("redis-benchmark runs (apt-get install redis-tools)");
     let text = String::from_utf8_lossy(&out.stdout);
+    // Progress lines end in \r; the last line is the figure.
     text.split(['\r', '\n'])
-        .filter_map(|l| l.split(": ").nth(1))
-        .filter_map(|rest| rest.split(" requests per second").next())
-        .filter_map(|n| n.trim().parse::<f64>().ok())
-        .last()
+        .rev()
+        .find_map(|l| {
+            let rest = l.split(": ").nth(1)?;
+            rest.split(" requests per second")
+                .next()?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no figure in redis-benchmark output: {text}"))
 }
 

@@ -13,6 +13,7 @@ pub struct Served {
     child: Child,
     pub base: String,
     /// The stderr lines up to and including the listening line.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub early: Vec<String>,
     /// Every stderr line after the listening line.
     pub lines: mpsc::Receiver<String>,
