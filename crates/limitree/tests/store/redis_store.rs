@@ -326,6 +326,12 @@ async fn memory_per_bucket_is_small() {
                 "(sliding_log with 100 entries {hundred} B: {} B per admission)",
                 (hundred - one) / 99
             ));
+            // A multi-unit admission also keeps the units counter beside the log.
+            store.decide(&chain, 2, Mode::Commit).await.unwrap();
+            report.push(format!(
+                "(while a multi-unit entry is live: + {} B for {key}:u)",
+                usage(&format!("{key}:u"))
+            ));
         } else {
             assert!(one < 150, "{alg}: {one} bytes per bucket ({key})");
         }
