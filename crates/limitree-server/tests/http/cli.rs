@@ -30,6 +30,8 @@ impl Served {
             .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
+            // `--redis` may come from the environment: not from the tester's.
+            .env_remove("LIMITREE_REDIS_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

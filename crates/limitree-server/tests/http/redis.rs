@@ -72,7 +72,8 @@ async fn wait_for_status(server: &TestServer, path: &str, status: u16, within: D
     }
 }
 
-/// Three `limitree serve --redis URL` processes on one Redis, 5,000 concurrent
+/// Three `limitree serve --redis URL` processes on one Redis (one of them given
+/// the URL as `LIMITREE_REDIS_URL`), 5,000 concurrent
 /// checks over 20 categories at the default policy spread over them: exactly
 /// 100 admitted, no category above 10, and a peek shows the denials consumed
 /// nothing.
@@ -82,14 +83,15 @@ async fn three_processes_on_one_redis_admit_exactly_the_limit() {
     // The default 100 ms timeout, as deployed: batching keeps the 5,000 checks
     // well inside it even in debug builds on two cores. (A timed-out call would
     // answer store_unavailable, which the reasons check below reports.)
-    let servers: Vec<Served> = (0..3)
-        .map(|_| {
-            Served::start_with_env(
-                &["--redis", &redis.url(), "--http", "127.0.0.1:0"],
-                &[QUIET],
-            )
-        })
+    let url = redis.url();
+    let mut servers: Vec<Served> = (0..2)
+        .map(|_| Served::start_with_env(&["--redis", &url, "--http", "127.0.0.1:0"], &[QUIET]))
         .collect();
+    // The third takes the URL from the environment instead of the flag.
+    servers.push(Served::start_with_env(
+        &["--http", "127.0.0.1:0"],
+        &[QUIET, ("LIMITREE_REDIS_URL", &url)],
+    ));
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
