@@ -15,10 +15,10 @@
 //! levels the script charged.
 //!
 //! Decisions for the same tree that arrive while a call for it is in flight
-//! go together in the next call ([`batch`]): the script decides them one after
-//! the other at the same `now`, each atomically and exactly as if it had been
-//! a call of its own, while Redis pays the cost of a call (and of loading a
-//! shared bucket such as a global level) once per batch.
+//! go together in the next call (see `batch.rs`): the script decides them one
+//! after the other at the same `now`, each atomically and exactly as if it had
+//! been a call of its own, while Redis pays the cost of a call (and of loading
+//! a shared bucket such as a global level) once per batch.
 //!
 //! # Time
 //! `now` is read from Redis `TIME` inside the script: one clock for every
