@@ -484,3 +484,50 @@ async fn a_cluster_decides_exactly() {
     assert_eq!(level(&peek, "global")["remaining"], 90, "{peek}");
     assert_eq!(level(&peek, "category")["remaining"], 10, "{peek}");
 }
+
+/// The binary, started while Redis is down: it serves (denying, by the default
+/// on_error, within the timeout), is not ready, and stops cleanly on SIGTERM
+/// without waiting on Redis.
+#[tokio::test]
+async fn the_binary_starts_and_stops_while_redis_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut served = Served::start(&["--redis", &url, "--http", "127.0.0.1:0"]);
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let reply: Value = client
+            .post(format!("{}/v1/check", served.base))
+            .json(&json!({"descriptors": {"category": "errors"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() <= TIMEOUT + MARGIN,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(reply["reason"], "store_unavailable", "{reply}");
+        assert_eq!(reply["allowed"], false);
+    }
+    let ready = client
+        .get(format!("{}/readyz", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let stopping = Instant::now();
+    assert_eq!(served.terminate().code(), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopping.elapsed()
+    );
+}
