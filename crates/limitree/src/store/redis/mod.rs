@@ -20,6 +20,8 @@
 //! been a call of its own, while Redis pays the cost of a call (and of loading
 //! a shared bucket such as a global level) once per batch.
 //!
+//! Needs Redis 6.0 or later (the script uses `SET … KEEPTTL`); tested on 7.0.
+//!
 //! # Time
 //! `now` is read from Redis `TIME` inside the script: one clock for every
 //! instance, so windows and retry times agree however far the instances' clocks
