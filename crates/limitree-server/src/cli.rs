@@ -153,7 +153,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(url) = &args.redis {
         if let Err(e) = config.store.use_redis_url(url) {
             eprintln!("error: {e}");
-            eprintln!("limitree: the Redis URL is invalid; nothing was started");
+            eprintln!("limitree: --redis cannot be used as given; nothing was started");
             return ExitCode::from(EXIT_CONFIG);
         }
     }
