@@ -66,6 +66,16 @@ pub struct ServeArgs {
     /// HTTP listen address; overrides `[server] http` (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Keep buckets in Redis at URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`,
+    /// `rediss://` for TLS), shared with every instance using it; overrides
+    /// `[store]` kind and url (its other keys still apply).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "LIMITREE_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub redis: Option<String>,
 }
 
 /// `limitree check`.
@@ -164,6 +174,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     if let Some(http) = args.http {
         config.server.http = http;
+    }
+    if let Some(url) = &args.redis {
+        if let Err(e) = config.store.use_redis_url(url) {
+            eprintln!("error: {e}");
+            eprintln!("limitree: --redis cannot be used as given; nothing was started");
+            return ExitCode::from(EXIT_CONFIG);
+        }
     }
     for warning in config.policy.warnings() {
         tracing::warn!("{}: {warning}", config.source);
@@ -321,7 +338,12 @@ pub fn describe(config: &Config) -> String {
         format_duration(limitree::clock::duration_to_micros(s.shutdown_grace)),
         format_duration(limitree::clock::duration_to_micros(s.sweep_interval)),
     );
-    let _ = writeln!(out, "store: {}", config.store.as_str());
+    let _ = match config.store.kind {
+        crate::config::StoreKind::Memory => writeln!(out, "store: memory"),
+        crate::config::StoreKind::Redis => {
+            writeln!(out, "store: redis, {}", config.store.redis.describe())
+        }
+    };
     // Route keys only: webhook values may be literal URLs, which are secrets.
     let n = &config.notify;
     let routes: Vec<&str> = n.routes.keys().map(String::as_str).collect();

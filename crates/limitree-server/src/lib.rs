@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`config`]: the server's config file (`[server]`, `[store]`, `[[trees]]`, `[notify]`),
 //!   validated all at once so `config check` can list every problem.
+//! - [`store`]: the store a config names (memory, or Redis behind the failure
+//!   policy).
 //! - [`server`]: [`server::run`] — serve a listener until a shutdown signal,
 //!   owning the background tasks (idle-bucket sweep).
 //! - [`http`]: the axum router, one module per endpoint, plus the one place
@@ -27,4 +29,5 @@ pub mod http;
 pub mod lock;
 pub mod notify;
 pub mod server;
+pub mod store;
 pub mod telemetry;

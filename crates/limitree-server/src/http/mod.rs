@@ -19,10 +19,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
-use limitree::{Clock, Limiter, MemoryStore, Store, SystemClock};
+use limitree::{Clock, Limiter, SystemClock};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::notify::Relay;
 
 /// What every handler shares. Cheap to clone (the limiter is `Arc`s inside).
@@ -39,6 +39,9 @@ pub struct AppState {
 impl AppState {
     /// The state for a validated config: its policy in the store it names,
     /// and the relay with webhooks from the process environment.
+    ///
+    /// # Panics
+    /// If the store refuses settings the config validated (a bug).
     pub fn from_config(config: &Config) -> AppState {
         AppState::with_clock(config, Arc::new(SystemClock::new()), |var| {
             std::env::var(var).ok()
@@ -53,9 +56,8 @@ impl AppState {
         env: impl Fn(&str) -> Option<String>,
     ) -> AppState {
         let policy = Arc::new(config.policy.clone());
-        let store: Arc<dyn Store> = match config.store {
-            StoreKind::Memory => Arc::new(MemoryStore::with_clock(&policy, Arc::clone(&clock))),
-        };
+        let store = crate::store::build(&config.store, &policy, Arc::clone(&clock))
+            .unwrap_or_else(|e| panic!("{}: [store]: {e}", config.source));
         let limiter = Limiter::new(policy, store);
         AppState {
             notify: Relay::new(&config.notify, limiter.clone(), clock, env),

@@ -6,14 +6,17 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_limitree");
+pub const BIN: &str = env!("CARGO_BIN_EXE_limitree");
 
 /// A `limitree serve` child, killed on drop if still running.
-struct Served {
+pub struct Served {
     child: Child,
-    base: String,
+    pub base: String,
+    /// The stderr lines up to and including the listening line.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub early: Vec<String>,
     /// Every stderr line after the listening line.
-    lines: mpsc::Receiver<String>,
+    pub lines: mpsc::Receiver<String>,
     /// Its working directory: whatever a relative path (such as the default
     /// `./limitree-data`) would create lands here, not in the crate.
     _cwd: tempfile::TempDir,
@@ -22,7 +25,12 @@ struct Served {
 impl Served {
     /// `limitree serve ARGS` in a fresh working directory and without the
     /// developer's `SLACK_WEBHOOK_URL` (so no relay, and no data dir, starts).
-    fn start(args: &[&str]) -> Served {
+    pub fn start(args: &[&str]) -> Served {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Served::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         let cwd = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
             .env_remove("SLACK_WEBHOOK_URL")
@@ -30,6 +38,9 @@ impl Served {
             .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
+            // `--redis` may come from the environment: not from the tester's.
+            .env_remove("LIMITREE_REDIS_URL")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -46,11 +57,13 @@ impl Served {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut early = Vec::new();
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = lines
                 .recv_timeout(left)
                 .expect("the server logs its listening line");
+            early.push(line.clone());
             if let Some(at) = line.find("listening on http://") {
                 let rest = &line[at + "listening on ".len()..];
                 let end = rest
@@ -62,6 +75,7 @@ impl Served {
         Served {
             child,
             base,
+            early,
             lines,
             _cwd: cwd,
         }
@@ -76,7 +90,7 @@ impl Served {
             .unwrap()
     }
 
-    fn terminate(&mut self) -> ExitStatus {
+    pub fn terminate(&mut self) -> ExitStatus {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -105,7 +119,7 @@ impl Drop for Served {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -199,7 +213,7 @@ fn json_logs_carry_the_request_span() {
     assert_eq!(finished["span"]["tree"], "notifications");
 }
 
-fn write_config(name: &str, text: &str) -> PathBuf {
+pub fn write_config(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("limitree-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
@@ -292,7 +306,7 @@ algorithm = "sliding_log"
     for needle in [
         "unknown top-level key `colour`",
         "[server] shutdown_grace",
-        "redis store is not built",
+        "[store] url: kind = \"redis\" needs",
         "tree `api`",
         "level `per_user`",
     ] {

@@ -10,12 +10,13 @@ mod notify;
 #[cfg(feature = "redis")]
 mod notify_redis;
 mod notify_restart;
-mod shutdown;
-mod support;
-
-/// The library's Redis test support: `redis-server` processes this test
-/// binary starts on free loopback ports (and stops).
+#[cfg(feature = "redis")]
+mod redis;
+/// Real `redis-server` processes on free loopback ports (the library's test
+/// support, shared rather than copied).
 #[cfg(feature = "redis")]
 #[path = "../../../limitree/tests/support/redis.rs"]
 #[allow(dead_code)]
 mod redis_support;
+mod shutdown;
+mod support;

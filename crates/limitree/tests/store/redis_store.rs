@@ -6,6 +6,7 @@
 //! `impl Harness for Standalone { fn store(..) { Arc::new(support::redis::store(Topology::Standalone, clock)) } }`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use limitree::store::redis::{RedisConfig, RedisStore, keys};
@@ -112,6 +113,23 @@ window = "1s"
     clock.advance(Duration::from_secs(1));
     assert!(decide(&store, &policy, &[], 3, Mode::Commit).await.allowed);
     assert_eq!(server.command(&["ZCARD", &key]), "1");
+    // The units beyond one per entry are counted beside the log (so no call
+    // reads the whole log), with the log's TTL.
+    let units = format!("{key}:u");
+    assert_eq!(server.command(&["GET", &units]), "2");
+    let pttl = |k: &str| server.command(&["PTTL", k]).parse::<i64>().unwrap();
+    let (log_ttl, units_ttl) = (pttl(&key), pttl(&units));
+    assert!(
+        log_ttl > 0 && (log_ttl - units_ttl).abs() < 1_000,
+        "{log_ttl} {units_ttl}"
+    );
+    let o = decide(&store, &policy, &[], 2, Mode::Commit).await;
+    assert_eq!((o.allowed, o.levels[0].remaining), (false, 1));
+    // When that entry leaves the window, so do its extra units.
+    clock.advance(Duration::from_secs(1));
+    let o = decide(&store, &policy, &[], 1, Mode::Commit).await;
+    assert_eq!((o.allowed, o.levels[0].remaining), (true, 3));
+    assert_eq!(server.command(&["EXISTS", &units]), "0");
 }
 
 /// Keys sit under the tree's hash tag, carry a TTL, and escape values.
@@ -308,6 +326,12 @@ async fn memory_per_bucket_is_small() {
                 "(sliding_log with 100 entries {hundred} B: {} B per admission)",
                 (hundred - one) / 99
             ));
+            // A multi-unit admission also keeps the units counter beside the log.
+            store.decide(&chain, 2, Mode::Commit).await.unwrap();
+            report.push(format!(
+                "(while a multi-unit entry is live: + {} B for {key}:u)",
+                usage(&format!("{key}:u"))
+            ));
         } else {
             assert!(one < 150, "{alg}: {one} bytes per bucket ({key})");
         }
@@ -411,4 +435,123 @@ async fn decisions_resume_after_a_redis_restart() {
     assert_eq!(outcome.levels[1].remaining, 1);
     store.check_ready().await.unwrap();
     drop(server);
+}
+
+/// A TCP proxy in front of a Redis whose existing connections can go silent
+/// (bytes read and dropped, nothing closed: a peer gone without a reset) while
+/// new connections still get through.
+struct SilencingProxy {
+    port: u16,
+    epoch: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Copies `from` to `to` until either closes, swallowing everything once the
+/// proxy's epoch has moved past `born`.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    born: u64,
+    epoch: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if epoch.load(Ordering::SeqCst) != born {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+impl SilencingProxy {
+    async fn start(target_port: u16) -> SilencingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let epoch = Arc::new(AtomicU64::new(0));
+        let current = Arc::clone(&epoch);
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                else {
+                    continue;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let (client_r, client_w) = client.into_split();
+                let (server_r, server_w) = server.into_split();
+                pipes.spawn(pipe(client_r, server_w, born, Arc::clone(&current)));
+                pipes.spawn(pipe(server_r, client_w, born, Arc::clone(&current)));
+            }
+        });
+        SilencingProxy { port, epoch, task }
+    }
+
+    /// Every connection made so far goes silent.
+    fn silence(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SilencingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A connection that goes silent (no reset, no close) is given up after ten
+/// timeouts (at least 1 s) and made again: decisions resume on their own,
+/// every call in between failing within the timeout.
+#[tokio::test]
+async fn a_silent_connection_is_replaced() {
+    let policy = policy(DEFAULT_LIKE);
+    let proxy = SilencingProxy::start(support::standalone().port()).await;
+    let timeout = Duration::from_millis(100);
+    let store = RedisStore::connect(
+        RedisConfig::standalone(format!("redis://127.0.0.1:{}", proxy.port))
+            .with_key_prefix(support::unique_prefix("silent"))
+            .with_timeout(timeout),
+    )
+    .await
+    .unwrap();
+    let errors = [("category", "errors")];
+    assert!(
+        decide(&store, &policy, &errors, 1, Mode::Commit)
+            .await
+            .allowed
+    );
+
+    proxy.silence();
+    let chain = policy.trees()[0].chain(&errors).unwrap();
+    let silenced = Instant::now();
+    let mut failures = 0;
+    let outcome = loop {
+        let started = Instant::now();
+        match store.decide(&chain, 1, Mode::Commit).await {
+            Ok(outcome) => break outcome,
+            Err(e) => {
+                failures += 1;
+                assert!(matches!(e, StoreError::Timeout(100)), "{e:?}");
+                assert!(started.elapsed() < timeout + Duration::from_millis(300));
+                assert!(
+                    silenced.elapsed() < Duration::from_secs(4),
+                    "still failing {:?} after the connection went silent",
+                    silenced.elapsed()
+                );
+            }
+        }
+    };
+    assert!(failures >= 5, "only {failures} failures: was it silenced?");
+    // The silenced call may or may not have reached Redis: 1 or 0 left.
+    assert!(
+        outcome.allowed || outcome.levels[1].remaining == 0,
+        "{outcome:?}"
+    );
+    store.check_ready().await.unwrap();
 }

@@ -12,7 +12,10 @@ pub const DEFAULT_KEY_PREFIX: &str = "limitree";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Which Redis deployment holds the buckets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output hides passwords ([`redact_url`]), so a store or config
+/// printed in a log or a panic message never shows one.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     /// One server (or a primary behind a proxy): `redis://[:password@]host:port[/db]`
     /// or `rediss://…` for TLS.
@@ -20,6 +23,75 @@ pub enum RedisTarget {
     /// A Redis Cluster, given one or more of its nodes' URLs (the client learns
     /// the rest and follows MOVED/ASK redirections).
     Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Standalone(url) => {
+                f.debug_tuple("Standalone").field(&redact_url(url)).finish()
+            }
+            RedisTarget::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(&urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+/// `url` with the password (if any) replaced by `***`, for logs and messages:
+/// `redis://user:secret@host:6379` → `redis://user:***@host:6379`. Works on
+/// text that does not parse as a URL too: it looks at the part between `://`
+/// and the last `@` before the path, and without a `://` hides everything
+/// before the last `@`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        // Not a URL: hide everything before an `@`, which may be a password.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]),
+            None => url.to_owned(),
+        };
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// Checks that `url` is a Redis URL the store can use (`redis://` or
+/// `rediss://`, a host, a numeric database). The message never repeats the URL
+/// (it may hold a password).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err("must start with redis:// (or rediss:// for TLS)".to_owned());
+    }
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| format!("not a usable Redis URL: {e}"))
+}
+
+/// `url` with `password` set as its password (percent-encoded as URLs need),
+/// keeping any user name. Fails if `url` does not parse or already has a
+/// password (it should come from one place only).
+pub fn url_with_password(url: &str, password: &str) -> Result<String, String> {
+    let mut parsed = redis::parse_redis_url(url).ok_or_else(|| "not a Redis URL".to_owned())?;
+    if parsed.password().is_some() {
+        return Err("the URL already holds a password".to_owned());
+    }
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| "this URL cannot hold a password".to_owned())?;
+    Ok(parsed.to_string())
 }
 
 /// Configuration of a [`super::RedisStore`].
@@ -88,8 +160,9 @@ impl RedisConfig {
         self
     }
 
-    /// Checks what can be checked without connecting.
-    pub(super) fn validate(&self) -> Result<(), String> {
+    /// Checks what can be checked without connecting: the key prefix, the
+    /// timeout and every URL ([`check_url`]).
+    pub fn validate(&self) -> Result<(), String> {
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
             return Err(format!(
                 "redis key_prefix `{}` must be non-empty and contain no `{{` or `}}` (it is part of a hash tag)",
@@ -99,11 +172,54 @@ impl RedisConfig {
         if self.timeout.is_zero() {
             return Err("redis timeout must be above zero".to_owned());
         }
-        match &self.target {
+        let urls = match &self.target {
             RedisTarget::Cluster(urls) if urls.is_empty() => {
-                Err("redis cluster needs at least one node URL".to_owned())
+                return Err("redis cluster needs at least one node URL".to_owned());
             }
-            _ => Ok(()),
+            RedisTarget::Cluster(urls) => urls.as_slice(),
+            RedisTarget::Standalone(url) => std::slice::from_ref(url),
+        };
+        for url in urls {
+            check_url(url).map_err(|e| format!("redis URL `{}`: {e}", redact_url(url)))?;
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:s3cret@host:1/0", "redis://:***@host:1/0"),
+            ("rediss://me:p@ss:w@host", "rediss://me:***@host"),
+            ("redis://user@host", "redis://user@host"),
+            ("not a url :x@y", "***@y"),
+            ("redis//:pw@host", "***@host"),
+            ("redis://:pw@host/db?x=a@b", "redis://:***@host/db?x=a@b"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let target = RedisTarget::Cluster(vec!["redis://:pw@a:1".to_owned()]);
+        assert!(!format!("{target:?}").contains("pw"));
+    }
+
+    #[test]
+    fn passwords_are_injected_encoded() {
+        let url = url_with_password("redis://host:6379/2", "p@ss word:").unwrap();
+        assert_eq!(url, "redis://:p%40ss%20word%3A@host:6379/2");
+        assert!(url_with_password("redis://:already@host", "x").is_err());
+        assert!(check_url(&url).is_ok());
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("rediss://example.com").is_ok());
+        assert!(check_url("http://example.com").is_err());
+        assert!(check_url("redis://host/notanumber").is_err());
     }
 }

@@ -1,22 +1,30 @@
--- limitree: decide one chain atomically, all-or-nothing (see store/redis/mod.rs).
+-- limitree: decide a batch of chains, each atomically and all-or-nothing, in
+-- one script call (see store/redis/mod.rs and batch.rs).
 --
 -- This is `MemoryStore::decide_chain` + `ChainOutcome::combine` in Lua, with the
 -- four algorithms of `algo/*.rs` transcribed function by function. Every number
 -- is an integer below 2^53 (the policy guarantees it), so Lua's doubles hold them
 -- exactly; integer division goes through `idiv`, never a bare `/`.
 --
--- KEYS[i]  the bucket of level i of the chain, root first (one hash tag: one slot)
--- ARGV[1]  mode: "c" commit, "d" dry run, "p" peek
--- ARGV[2]  cost (a peek probes with 1 and charges nothing)
--- ARGV[3]  now in microseconds, or "" to read Redis TIME (production)
--- ARGV[4]  TTL slack in milliseconds: 0 in production; tests on a manual clock
+-- The decisions of a batch run one after the other at the same `now`, each
+-- seeing what the ones before it charged: exactly as if they had been separate
+-- calls in the same microsecond. A bucket's state is loaded once per batch and
+-- kept up to date as decisions charge it (every charge is written at once).
+--
+-- KEYS     every bucket the batch touches, once (one tree: one hash tag, one slot)
+-- ARGV[1]  now in microseconds, or "" to read Redis TIME (production)
+-- ARGV[2]  TTL slack in milliseconds: 0 in production; tests on a manual clock
 --          pass a large value so keys never expire in real time before their
 --          state goes idle in test time
--- ARGV[5 + 5(i-1) ..] per level: algorithm (sl|sw|gc|fw), limit, window, burst,
---          shadow (1|0)
+-- ARGV[3]  number of buckets (#KEYS); then per bucket, in KEYS order: algorithm
+--          (sl|sw|gc|fw), limit, window, burst, shadow (1|0) of its level
+-- then     number of decisions; then per decision: mode ("c" commit, "d" dry
+--          run, "p" peek), cost (a peek probes with 1 and charges nothing),
+--          number of levels, then per level, root first: its bucket's index
+--          into KEYS
 --
--- Returns { now, then per level: allowed, available, remaining, reset_after,
--- reset_after_now, retry_after (-1: none), insufficient, charged }.
+-- Returns { now, then per decision, per level: allowed, available, remaining,
+-- reset_after, reset_after_now, retry_after (-1: none), insufficient, charged }.
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -227,70 +235,113 @@ algos.sw = sw
 -- unique and two admissions in the same microsecond never collapse into one.
 -- Live entries each hold at least one unit and their units never exceed the
 -- limit, so a bucket holds at most `limit` entries once pruned.
+--
+-- Nothing here reads the whole log: the units in use are ZCARD (one per entry)
+-- plus the units beyond the first of multi-unit entries, kept in a string key
+-- "<key>:u" that exists only while such an entry is live (same hash tag, same
+-- TTL). So a decision costs O(log n) — pruning, counting and looking up the
+-- newest entry and the entry whose leaving frees room — instead of O(limit).
+-- Only a denial while a multi-unit entry is live walks the log.
 local sl = {}
+local function sl_units(member)
+  return tonumber(string.match(member, ':(%d+)$')) or 1
+end
 function sl.load(key, now, spec)
+  local ukey = key .. ':u'
+  local extra = tonumber(redis.call('GET', ukey)) or 0
+  local cutoff = int(now - spec.window)
   -- Expired entries (ts + window <= now) can no longer change any answer: drop
   -- them first, as the memory store prunes under its lock (algo::prune), so a
-  -- bucket that only sees denials does not re-read them on every call.
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - spec.window))
-  local raw = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-  local entries, used = {}, 0
-  for i = 1, #raw, 2 do
-    local units = tonumber(string.match(raw[i], ':(%d+)$')) or 1
-    entries[#entries + 1] = { ts = tonumber(raw[i + 1]), units = units }
-    used = used + units
+  -- bucket that only sees denials does not keep them.
+  if extra > 0 then
+    local before = extra
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff)) do
+      extra = extra - (sl_units(member) - 1)
+    end
+    if extra ~= before then
+      if extra > 0 then
+        redis.call('SET', ukey, int(extra), 'KEEPTTL')
+      else
+        redis.call('DEL', ukey)
+      end
+    end
   end
-  return { key = key, entries = entries, used = used, live = 1 }
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  local count = redis.call('ZCARD', key)
+  local newest = nil
+  if count > 0 then
+    newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+  end
+  return {
+    key = key, ukey = ukey, count = count, extra = extra,
+    used = count + extra, newest = newest, ranks = {},
+  }
 end
 function sl.available(s, _, spec)
   return sub0(spec.limit, s.used)
 end
+-- The oldest live entries leave one by one; `cost` fits once the units left
+-- free enough. With one unit per entry that is the must_free-th oldest.
 function sl.retry_after(s, now, spec, cost)
   local must_free = sub0(s.used + cost, spec.limit)
+  if s.count == 0 then return spec.window end
+  if s.extra == 0 then
+    local index = math.max(must_free, 1)
+    if index > s.count then return spec.window end
+    -- Charges only append (at or after the newest time), so the time at a
+    -- rank stays valid for the rest of the batch.
+    local ts = s.ranks[index]
+    if not ts then
+      ts = tonumber(redis.call('ZRANGE', s.key, index - 1, index - 1, 'WITHSCORES')[2])
+      s.ranks[index] = ts
+    end
+    return sub0(ts + spec.window, now)
+  end
+  local raw = redis.call('ZRANGE', s.key, 0, -1, 'WITHSCORES')
   local freed = 0
-  for i = s.live, #s.entries do
-    local e = s.entries[i]
-    freed = freed + e.units
+  for i = 1, #raw, 2 do
+    freed = freed + sl_units(raw[i])
     if freed >= must_free then
-      return sub0(e.ts + spec.window, now)
+      return sub0(tonumber(raw[i + 1]) + spec.window, now)
     end
   end
   return spec.window
 end
-local function sl_newest(s)
-  local last = s.entries[#s.entries]
-  return last and last.ts
-end
 function sl.reset_after(s, now, spec, charged)
-  local newest = sl_newest(s)
+  local newest = s.newest
   if charged > 0 then
     newest = math.max(newest or now, now)
   end
   if not newest then return 0 end
   return sub0(newest + spec.window, now)
 end
-function sl.charge(s, now, spec, cost)
+function sl.charge(s, now, _, cost)
   if cost == 0 then return s end
   -- At the newest entry's time if the clock went backwards (as the Rust log).
-  local ts = math.max(sl_newest(s) or now, now)
+  local ts = math.max(s.newest or now, now)
   local n = redis.call('ZCOUNT', s.key, int(ts), int(ts))
   local member = int(ts) .. '-' .. n
-  if cost ~= 1 then member = member .. ':' .. int(cost) end
+  if cost ~= 1 then
+    member = member .. ':' .. int(cost)
+    s.extra = s.extra + cost - 1
+    redis.call('SET', s.ukey, int(s.extra))
+  end
   redis.call('ZADD', s.key, int(ts), member)
-  s.entries[#s.entries + 1] = { ts = ts, units = cost }
+  s.count = s.count + 1
   s.used = s.used + cost
+  s.newest = ts
   return s
 end
 function sl.idle_at(s, spec)
-  local newest = sl_newest(s)
-  if not newest then return 0 end
-  return newest + spec.window
+  if not s.newest then return 0 end
+  return s.newest + spec.window
 end
-function sl.save(key, _, ttl)
+function sl.save(key, s, ttl)
   if ttl then
     redis.call('PEXPIRE', key, ttl)
+    if s.extra > 0 then redis.call('PEXPIRE', s.ukey, ttl) end
   else
-    redis.call('DEL', key)
+    redis.call('DEL', key, s.ukey)
   end
 end
 algos.sl = sl
@@ -301,77 +352,102 @@ local function b(x)
   return 0
 end
 
-local mode = ARGV[1]
-local cost = tonumber(ARGV[2])
 local now
-if ARGV[3] == '' then
+if ARGV[1] == '' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
-  now = tonumber(ARGV[3])
+  now = tonumber(ARGV[1])
 end
-local slack = tonumber(ARGV[4])
-local probe = cost
-if mode == 'p' then probe = 1 end
+local slack = tonumber(ARGV[2])
 
--- Evaluate every level (nothing charged yet).
-local levels = {}
-local admitted = true
-for i = 1, #KEYS do
-  local a = 5 + (i - 1) * 5
+-- Each bucket's level, parsed once per batch.
+local buckets = {}
+local a = 4
+for k = 1, tonumber(ARGV[3]) do
+  local code = ARGV[a]
   local spec = {
     limit = tonumber(ARGV[a + 1]),
     window = tonumber(ARGV[a + 2]),
     burst = tonumber(ARGV[a + 3]),
   }
-  local code = ARGV[a]
-  local alg = algos[code]
-  local shadow = ARGV[a + 4] == '1'
-  local s = alg.load(KEYS[i], now, spec)
   local capacity = spec.limit
   if code == 'gc' then capacity = spec.burst end
-  local available = alg.available(s, now, spec)
-  local insufficient = probe > capacity
-  local allowed = (not insufficient) and probe <= available
-  local reset_now = alg.reset_after(s, now, spec, 0)
-  local v = {
-    alg = alg, spec = spec, state = s, allowed = allowed, available = available,
-    remaining = available, reset_after = reset_now, reset_now = reset_now,
-    retry_after = -1, insufficient = insufficient,
+  buckets[k] = {
+    alg = algos[code], spec = spec, shadow = ARGV[a + 4] == '1', capacity = capacity,
   }
-  if allowed then
-    v.remaining = available - probe
-    v.reset_after = alg.reset_after(s, now, spec, probe)
-  elseif not insufficient then
-    v.retry_after = alg.retry_after(s, now, spec, probe)
-  end
-  -- ChainOutcome::combine: a non-shadow level without room denies the chain.
-  if not allowed and not shadow then admitted = false end
-  levels[i] = v
+  a = a + 5
 end
 
--- Charge every level with room, only if the chain is admitted and committing
--- (a shadow level without room is not charged).
+local states = {} -- by KEYS index: each bucket loaded once per batch
 local out = { now }
-for i, v in ipairs(levels) do
-  local charged = admitted and v.allowed and mode == 'c'
-  if charged then
-    local s = v.alg.charge(v.state, now, v.spec, cost)
-    local ttl = nil
-    local idle_in = v.alg.idle_at(s, v.spec) - now
-    if idle_in > 0 or slack > 0 then
-      -- Rounded up: a key never vanishes before its state is idle.
-      ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+local decisions = tonumber(ARGV[a])
+a = a + 1
+
+for _ = 1, decisions do
+  local mode = ARGV[a]
+  local cost = tonumber(ARGV[a + 1])
+  local n = tonumber(ARGV[a + 2])
+  a = a + 3
+  local probe = cost
+  if mode == 'p' then probe = 1 end
+
+  -- Evaluate every level (nothing charged yet).
+  local levels = {}
+  local admitted = true
+  for i = 1, n do
+    local k = tonumber(ARGV[a])
+    a = a + 1
+    local bucket = buckets[k]
+    local alg, spec, shadow, capacity = bucket.alg, bucket.spec, bucket.shadow, bucket.capacity
+    local s = states[k]
+    if not s then
+      s = alg.load(KEYS[k], now, spec)
+      states[k] = s
     end
-    v.alg.save(KEYS[i], s, ttl)
+    local available = alg.available(s, now, spec)
+    local insufficient = probe > capacity
+    local allowed = (not insufficient) and probe <= available
+    local reset_now = alg.reset_after(s, now, spec, 0)
+    local v = {
+      k = k, alg = alg, spec = spec, state = s, allowed = allowed,
+      available = available, remaining = available, reset_after = reset_now,
+      reset_now = reset_now, retry_after = -1, insufficient = insufficient,
+    }
+    if allowed then
+      v.remaining = available - probe
+      v.reset_after = alg.reset_after(s, now, spec, probe)
+    elseif not insufficient then
+      v.retry_after = alg.retry_after(s, now, spec, probe)
+    end
+    -- ChainOutcome::combine: a non-shadow level without room denies the chain.
+    if not allowed and not shadow then admitted = false end
+    levels[i] = v
   end
-  out[#out + 1] = b(v.allowed)
-  out[#out + 1] = v.available
-  out[#out + 1] = v.remaining
-  out[#out + 1] = v.reset_after
-  out[#out + 1] = v.reset_now
-  out[#out + 1] = v.retry_after
-  out[#out + 1] = b(v.insufficient)
-  out[#out + 1] = b(charged)
+
+  -- Charge every level with room, only if the chain is admitted and committing
+  -- (a shadow level without room is not charged).
+  for _, v in ipairs(levels) do
+    local charged = admitted and v.allowed and mode == 'c'
+    if charged then
+      local s = v.alg.charge(v.state, now, v.spec, cost)
+      states[v.k] = s
+      local ttl = nil
+      local idle_in = v.alg.idle_at(s, v.spec) - now
+      if idle_in > 0 or slack > 0 then
+        -- Rounded up: a key never vanishes before its state is idle.
+        ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+      end
+      v.alg.save(KEYS[v.k], s, ttl)
+    end
+    out[#out + 1] = b(v.allowed)
+    out[#out + 1] = v.available
+    out[#out + 1] = v.remaining
+    out[#out + 1] = v.reset_after
+    out[#out + 1] = v.reset_now
+    out[#out + 1] = v.retry_after
+    out[#out + 1] = b(v.insufficient)
+    out[#out + 1] = b(charged)
+  end
 end
 return out

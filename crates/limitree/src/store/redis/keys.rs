@@ -16,6 +16,10 @@
 //! - Each descriptor value is written as `<byte length>:<value>`: values may hold
 //!   any byte, including `:` and `,`, and the length prefix keeps `["a,b"]`,
 //!   `["a", "b"]` and `["a:1:b"]` apart.
+//! - A sliding_log bucket with a multi-unit entry in its window also has
+//!   `<bucket key>:u`, the units beyond one per entry (so a decision never reads
+//!   the whole log; see `decide.lua`). It cannot be another bucket's key: after
+//!   the algorithm code comes either nothing or `:<digits>:`.
 
 use std::fmt::Write as _;
 

@@ -1,18 +1,26 @@
 //! The Redis store: many limitree instances share buckets in one Redis (standalone
 //! or Cluster), with the same decisions as the memory store.
 //!
-//! # One script per decision
-//! A chain is decided by **one** Lua script call (`decide.lua`, run with EVALSHA;
-//! the `redis` crate's [`redis::Script`] loads it again on `NOSCRIPT` after a
-//! restart or `SCRIPT FLUSH`). Redis runs a script to completion before any other
-//! command, so evaluating every level, applying the all-or-nothing rule and
-//! charging happen with nothing in between: two instances can never both see room
-//! and both charge it. Checking in one round trip and charging in another (what
-//! limitador does) over-admits under concurrency. The script mirrors
-//! [`MemoryStore::decide_chain`](super::MemoryStore::decide_chain) and
+//! # One script call decides a chain (or a batch of chains)
+//! A chain is decided inside **one** Lua script call (`decide.lua`, run with
+//! EVALSHA; the `redis` crate's [`redis::Script`] loads it again on `NOSCRIPT`
+//! after a restart or `SCRIPT FLUSH`). Redis runs a script to completion before
+//! any other command, so evaluating every level, applying the all-or-nothing
+//! rule and charging happen with nothing in between: two instances can never
+//! both see room and both charge it. Checking in one round trip and charging in
+//! another (what limitador does) over-admits under concurrency. The script
+//! mirrors [`MemoryStore::decide_chain`](super::MemoryStore::decide_chain) and
 //! [`ChainOutcome::combine`] exactly; it returns each level's verdict and the
 //! outcome is built here by the same `combine`, which also cross-checks which
 //! levels the script charged.
+//!
+//! Decisions for the same tree that arrive while a call for it is in flight
+//! go together in the next call (see `batch.rs`): the script decides them one
+//! after the other at the same `now`, each atomically and exactly as if it had
+//! been a call of its own, while Redis pays the cost of a call (and of loading
+//! a shared bucket such as a global level) once per batch.
+//!
+//! Needs Redis 6.0 or later (the script uses `SET … KEEPTTL`); tested on 7.0.
 //!
 //! # Time
 //! `now` is read from Redis `TIME` inside the script: one clock for every
@@ -34,17 +42,26 @@
 //! [`StoreError::Timeout`]; connection and server errors become
 //! [`StoreError::Unavailable`]. The connection is made on first use if the store
 //! was built with [`RedisStore::lazy`], and remade (with backoff) when it drops,
-//! so a store outlives Redis restarts.
+//! so a store outlives Redis restarts. A connection that has stayed silent for
+//! ten timeouts (at least 1 s) is dropped and made again too: a peer that
+//! vanished without a reset never makes it fail.
 
+mod batch;
 mod config;
 mod connection;
 pub mod keys;
 
 use arrayvec::ArrayVec;
-use tokio::sync::OnceCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use config::{DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisConfig, RedisTarget};
+use tokio::time::Instant;
 
+pub use config::{
+    DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT, RedisConfig, RedisTarget, check_url, redact_url,
+    url_with_password,
+};
+
+use self::batch::Batcher;
 use self::connection::Connection;
 use super::{BoxFuture, Store, StoreError};
 use crate::algo::Verdict;
@@ -59,6 +76,13 @@ const DECIDE_LUA: &str = include_str!("decide.lua");
 /// clock: test time and Redis' expiry clock are unrelated.
 const TEST_TTL_SLACK_MS: u64 = 24 * 3600 * 1000;
 
+/// How long Redis may stay silent (every call timing out, no reply at all)
+/// before the connection is considered dead and remade: ten timeouts, at least
+/// a second.
+fn silence_limit(timeout: std::time::Duration) -> std::time::Duration {
+    (timeout * 10).max(std::time::Duration::from_secs(1))
+}
+
 /// Numbers the script returns per level.
 const FIELDS_PER_LEVEL: usize = 8;
 
@@ -67,9 +91,28 @@ const FIELDS_PER_LEVEL: usize = 8;
 pub struct RedisStore {
     config: RedisConfig,
     /// Set on the first successful connection; retried on the next call while
-    /// Redis is unreachable.
-    connection: OnceCell<Connection>,
+    /// Redis is unreachable; dropped (and so remade) when it has gone silent.
+    connection: parking_lot::Mutex<Option<Connection>>,
+    /// One connection attempt at a time; the others wait for its result.
+    connecting: tokio::sync::Mutex<()>,
+    /// When the store was built: the origin of `last_reply`.
+    started: Instant,
+    /// Milliseconds after `started` of the last reply from Redis (or of the
+    /// last reconnection): see [`RedisStore::note_timeout`].
+    last_reply: AtomicU64,
     script: redis::Script,
+    /// Concurrent decisions of a tree share a script call (see [`batch`]).
+    batcher: Batcher<Prepared>,
+}
+
+/// One decision as the script wants it: its buckets' keys and its arguments.
+#[derive(Debug)]
+struct Prepared {
+    keys: ArrayVec<String, MAX_LEVELS>,
+    mode: &'static str,
+    cost: u64,
+    /// Per level: algorithm code, limit, window, burst, shadow.
+    levels: ArrayVec<(&'static str, u64, u64, u64, u8), MAX_LEVELS>,
 }
 
 impl RedisStore {
@@ -86,8 +129,12 @@ impl RedisStore {
         config.validate().map_err(StoreError::Unavailable)?;
         Ok(RedisStore {
             config,
-            connection: OnceCell::new(),
+            connection: parking_lot::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+            last_reply: AtomicU64::new(0),
             script: redis::Script::new(DECIDE_LUA),
+            batcher: Batcher::default(),
         })
     }
 
@@ -97,11 +144,19 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<Connection, StoreError> {
-        self.connection
-            .get_or_try_init(|| Connection::open(&self.config))
+        if let Some(connection) = self.connection.lock().clone() {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.connection.lock().clone() {
+            return Ok(connection);
+        }
+        let connection = Connection::open(&self.config)
             .await
-            .cloned()
-            .map_err(|e| self.error(&e))
+            .map_err(|e| self.error(&e))?;
+        self.note_reply();
+        *self.connection.lock() = Some(connection.clone());
+        Ok(connection)
     }
 
     /// Runs `f` within the configured timeout.
@@ -109,9 +164,52 @@ impl RedisStore {
         &self,
         f: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.config.timeout, f).await {
+        let result = match tokio::time::timeout(self.config.timeout, f).await {
             Ok(result) => result,
             Err(_) => Err(self.timeout_error()),
+        };
+        match &result {
+            Ok(_) => self.note_reply(),
+            Err(StoreError::Timeout(_)) => self.note_timeout(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn note_reply(&self) {
+        self.last_reply
+            .store(self.millis_since_start(), Ordering::Relaxed);
+    }
+
+    /// A call timed out. The client reconnects by itself when a connection
+    /// *fails*, but a connection whose peer vanished without a reset (a host
+    /// gone, a partition, a NAT forgetting it) just stays silent: every call
+    /// would time out until the kernel gives up on it, many minutes later. So
+    /// once nothing at all has come back for [`silence_limit`], the connection
+    /// is dropped and the next call makes a new one; the clock restarts, so
+    /// this happens at most once per `silence_limit` (a Redis that is only
+    /// slow, answering some calls, keeps its connection).
+    fn note_timeout(&self) {
+        let now = self.millis_since_start();
+        let last = self.last_reply.load(Ordering::Relaxed);
+        let limit =
+            u64::try_from(silence_limit(self.config.timeout).as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= limit
+            && self
+                .last_reply
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            && self.connection.lock().take().is_some()
+        {
+            tracing::warn!(
+                silent_ms = now - last,
+                "no reply from Redis for {} ms; dropping the connection and reconnecting",
+                now - last
+            );
         }
     }
 
@@ -148,40 +246,102 @@ impl RedisStore {
             return Ok(ChainOutcome::combine(mode, &[], &[]).0);
         }
 
-        let mut invocation = self.script.prepare_invoke();
-        for link in &chain.links {
-            invocation.key(keys::bucket_key(
-                &self.config.key_prefix,
-                &chain.tree.name,
-                link,
-            ));
-        }
-        let mode_code = match mode {
-            Mode::Commit => "c",
-            Mode::DryRun => "d",
-            Mode::Peek => "p",
+        let prepared = Prepared {
+            keys: chain
+                .links
+                .iter()
+                .map(|link| keys::bucket_key(&self.config.key_prefix, &chain.tree.name, link))
+                .collect(),
+            mode: match mode {
+                Mode::Commit => "c",
+                Mode::DryRun => "d",
+                Mode::Peek => "p",
+            },
+            cost,
+            levels: chain
+                .links
+                .iter()
+                .map(|link| {
+                    let spec = link.spec;
+                    (
+                        keys::algorithm_code(spec.algorithm),
+                        spec.limit,
+                        spec.window,
+                        spec.burst,
+                        u8::from(link.level.shadow),
+                    )
+                })
+                .collect(),
         };
-        invocation.arg(mode_code).arg(cost);
+        let reply = self
+            .batcher
+            .submit(&chain.tree.name, prepared, |batch| self.call(batch))
+            .await?;
+        outcome_from_reply(mode, &inputs, &reply)
+    }
+
+    /// One script call deciding `batch` in order; one reply per decision, each
+    /// shaped like a single decision's (`now`, then 8 numbers per level).
+    async fn call(&self, batch: Vec<Prepared>) -> Result<Vec<Vec<i64>>, StoreError> {
+        let mut invocation = self.script.prepare_invoke();
         match &self.config.clock_override {
             Some(clock) => invocation.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
             None => invocation.arg("").arg(0),
         };
-        for link in &chain.links {
-            let spec = link.spec;
-            invocation
-                .arg(keys::algorithm_code(spec.algorithm))
-                .arg(spec.limit)
-                .arg(spec.window)
-                .arg(spec.burst)
-                .arg(u8::from(link.level.shadow));
+        // Each bucket (and its level's limits) goes to the script once, however
+        // many decisions touch it; decisions then name buckets by index.
+        let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
+        let mut buckets = Vec::new();
+        for decision in &batch {
+            for (key, level) in decision.keys.iter().zip(&decision.levels) {
+                if !indexes.contains_key(key.as_str()) {
+                    indexes.insert(key.as_str(), buckets.len() + 1);
+                    buckets.push((key.as_str(), level));
+                }
+            }
         }
-
+        invocation.arg(buckets.len());
+        for &(key, &(code, limit, window, burst, shadow)) in &buckets {
+            invocation
+                .key(key)
+                .arg(code)
+                .arg(limit)
+                .arg(window)
+                .arg(burst)
+                .arg(shadow);
+        }
+        invocation.arg(batch.len());
+        for decision in &batch {
+            invocation
+                .arg(decision.mode)
+                .arg(decision.cost)
+                .arg(decision.levels.len());
+            for key in &decision.keys {
+                invocation.arg(indexes[key.as_str()]);
+            }
+        }
         let mut connection = self.connection().await?;
         let reply: Vec<i64> = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(|e| self.error(&e))?;
-        outcome_from_reply(mode, &inputs, &reply)
+        let now = *reply.first().ok_or_else(|| {
+            StoreError::Unavailable("the decision script returned nothing".to_owned())
+        })?;
+        let mut rest = &reply[1..];
+        let mut replies = Vec::with_capacity(batch.len());
+        for decision in &batch {
+            let n = decision.levels.len() * FIELDS_PER_LEVEL;
+            if rest.len() < n {
+                break;
+            }
+            let mut one = Vec::with_capacity(n + 1);
+            one.push(now);
+            one.extend_from_slice(&rest[..n]);
+            replies.push(one);
+            rest = &rest[n..];
+        }
+        Ok(replies)
     }
 }
 

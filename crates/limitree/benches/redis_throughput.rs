@@ -1,0 +1,286 @@
+//! Decisions per second through Redis with 64 concurrent callers on one
+//! multiplexed connection, on the default policy (tree `notifications`: global
+//! 100 per 30m and 10 per 30m per category, sliding_log; 20 categories), side
+//! by side in one run against one `redis-server` this bench starts on a free
+//! loopback port:
+//!
+//! - `limitree`: [`RedisStore::decide`] (EVALSHA of `decide.lua`);
+//! - `seed`: the baseline, one EVAL per decision of the seed's two-sorted-set
+//!   script (ZREMRANGEBYSCORE + ZCARD on the global and the category set, ZADD
+//!   to both if both have room), time from the client;
+//! - `ceiling`: `redis-benchmark -c 64 -P 1 EVALSHA <sha of "return 1"> 0`
+//!   (64 connections, one command in flight each: the 64 callers' shape) and
+//!   `-c 1 -P 64` (one connection with 64 pipelined: the multiplexed
+//!   connection's shape) — what Redis itself can do with a trivial script.
+//!
+//! As in production, the default policy saturates after 100 admissions per 30
+//! minutes: the steady state measured is (mostly) denials, for both scripts.
+//!
+//! Prints a Markdown table with the median of the runs.
+//! Run: `cargo bench -p limitree --features redis --bench redis_throughput`
+//! (`LIMITREE_BENCH_RUNS`, default 3; `LIMITREE_BENCH_SECS` per measurement,
+//! default 3).
+
+#[path = "../tests/support/redis.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use limitree::store::redis::{RedisConfig, RedisStore};
+use limitree::{Mode, Policy, Store};
+
+const CALLERS: usize = 64;
+const CATEGORIES: usize = 20;
+
+/// The seed's script: both sets pruned and counted; both charged only if both
+/// have room.
+const SEED_LUA: &str = r#"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], 0, now - window)
+local g = redis.call('ZCARD', KEYS[1])
+local c = redis.call('ZCARD', KEYS[2])
+if g < tonumber(ARGV[3]) and c < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
+  redis.call('ZADD', KEYS[2], now, ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], window)
+  redis.call('PEXPIRE', KEYS[2], window)
+  return 1
+end
+return 0
+"#;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `CALLERS` copies of `decide` for `secs`; decisions per second, errors.
+async fn measure<F, Fut>(secs: u64, decide: F) -> (f64, u64)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let decide = Arc::new(decide);
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..CALLERS {
+        let (decide, done, errors) = (decide.clone(), done.clone(), errors.clone());
+        tasks.spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                if decide(caller, i).await {
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    (
+        done.load(Ordering::Relaxed) as f64 / elapsed,
+        errors.load(Ordering::Relaxed),
+    )
+}
+
+async fn limitree(url: &str, run: usize, secs: u64) -> (f64, u64) {
+    let policy = Arc::new(Policy::default_notifications());
+    let config = RedisConfig::standalone(url)
+        .with_key_prefix(format!("bench-limitree-{run}"))
+        .with_timeout(Duration::from_secs(5));
+    let store = Arc::new(RedisStore::connect(config).await.expect("connects"));
+    measure(secs, move |caller, i| {
+        let (store, policy) = (store.clone(), policy.clone());
+        async move {
+            let category = format!("c{}", (caller as u64 + i) % CATEGORIES as u64);
+            let descriptors = [("category", category.as_str())];
+            let chain = policy.trees()[0].chain(&descriptors).expect("a chain");
+            store.decide(&chain, 1, Mode::Commit).await.is_ok()
+        }
+    })
+    .await
+}
+
+async fn seed(url: &str, run: usize, secs: u64) -> (f64, u64) {
+    let client = redis::Client::open(url).expect("a url");
+    let connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let member = Arc::new(AtomicU64::new(0));
+    measure(secs, move |caller, i| {
+        let mut connection = connection.clone();
+        let member = member.clone();
+        async move {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let category = (caller as u64 + i) % CATEGORIES as u64;
+            let reply: redis::RedisResult<i64> = redis::cmd("EVAL")
+                .arg(SEED_LUA)
+                .arg(2)
+                .arg(format!("{{seed-{run}}}:global"))
+                .arg(format!("{{seed-{run}}}:category:c{category}"))
+                .arg(now_ms)
+                .arg(1_800_000)
+                .arg(100)
+                .arg(10)
+                .arg(member.fetch_add(1, Ordering::Relaxed))
+                .query_async(&mut connection)
+                .await;
+            reply.is_ok()
+        }
+    })
+    .await
+}
+
+/// `redis-benchmark … EVALSHA <sha> 0`: requests per second.
+fn ceiling(port: u16, sha: &str, connections: u32, pipeline: u32) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", &connections.to_string(), "-n", "200000"])
+        .args(["-P", &pipeline.to_string(), "-q", "EVALSHA", sha, "0"])
+        .output()
+        .expect("redis-benchmark runs (apt-get install redis-tools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Progress lines end in \r; the last line is the figure.
+    text.split(['\r', '\n'])
+        .rev()
+        .find_map(|l| {
+            let rest = l.split(": ").nth(1)?;
+            rest.split(" requests per second")
+                .next()?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no figure in redis-benchmark output: {text}"))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn first_line(command: &str, args: &[&str]) -> String {
+    Command::new(command)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to filter here.
+    let runs = env_or("LIMITREE_BENCH_RUNS", 3) as usize;
+    let secs = env_or("LIMITREE_BENCH_SECS", 3);
+    let server = support::RedisServer::start(&[]);
+    let url = server.url();
+    let port = server.port();
+    let sha = server.command(&["SCRIPT", "LOAD", "return 1"]);
+    let version = server
+        .command(&["INFO", "server"])
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:").map(str::to_owned))
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    println!(
+        "machine: nproc {}, {cpu}, redis {version}, load average {}",
+        first_line("nproc", &[]),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!("{runs} runs of {secs} s per measurement, {CALLERS} concurrent callers\n");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut ours = Vec::new();
+    let mut seeds = Vec::new();
+    let mut ceil_64 = Vec::new();
+    let mut ceil_1 = Vec::new();
+    let mut notes = Vec::new();
+    println!(
+        "| run | limitree (decisions/s) | seed EVAL (decisions/s) | ratio | redis-benchmark -c 64 -P 1 | -c 1 -P 64 | errors (limitree/seed) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for run in 0..runs {
+        server.command(&["CONFIG", "RESETSTAT"]);
+        let (o, o_err) = runtime.block_on(limitree(&url, run, secs));
+        let stats = server.command(&["INFO", "commandstats"]);
+        if let Some(line) = stats.lines().find(|l| l.starts_with("cmdstat_evalsha:")) {
+            let field = |name: &str| -> f64 {
+                line.split([':', ','])
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            let calls = field("calls");
+            notes.push(format!(
+                "run {}: {calls:.0} script calls, {:.1} decisions per call, {:.1} us of Redis time per call ({:.2} us per decision)",
+                run + 1,
+                o * secs as f64 / calls,
+                field("usec_per_call"),
+                field("usec") / (o * secs as f64),
+            ));
+        }
+        if std::env::var_os("LIMITREE_BENCH_ONLY_LIMITREE").is_some() {
+            println!("| {} | {o:.0} | | | | | {o_err}/ |", run + 1);
+            continue;
+        }
+        let (s, s_err) = runtime.block_on(seed(&url, run, secs));
+        let c64 = ceiling(port, &sha, 64, 1);
+        let c1 = ceiling(port, &sha, 1, 64);
+        println!(
+            "| {} | {o:.0} | {s:.0} | {:.2}x | {c64:.0} | {c1:.0} | {o_err}/{s_err} |",
+            run + 1,
+            o / s
+        );
+        ours.push(o);
+        seeds.push(s);
+        ceil_64.push(c64);
+        ceil_1.push(c1);
+    }
+    if seeds.is_empty() {
+        return;
+    }
+    let (o, s) = (median(&mut ours), median(&mut seeds));
+    let (c64, c1) = (median(&mut ceil_64), median(&mut ceil_1));
+    println!(
+        "| median | {o:.0} | {s:.0} | {:.2}x | {c64:.0} | {c1:.0} | |",
+        o / s
+    );
+    println!();
+    for note in &notes {
+        println!("{note}");
+    }
+    println!(
+        "\nlimitree / seed (a): {:.2}x; limitree / ceiling (b): {:.0}% of -c 64 -P 1, {:.0}% of -c 1 -P 64",
+        o / s,
+        100.0 * o / c64,
+        100.0 * o / c1
+    );
+}
