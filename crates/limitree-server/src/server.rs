@@ -50,10 +50,11 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
 
-    // Opens the outbox and resends what it holds before anything is accepted.
+    // Opens the outbox and resends what it holds before anything is accepted
+    // (the Redis outbox connects in the background; see `Relay::start_any`).
     state
         .notify
-        .start(&tracker, &cancel)
+        .start_any(&tracker, &cancel)
         .map_err(std::io::Error::other)?;
 
     tracker.spawn(sweep(

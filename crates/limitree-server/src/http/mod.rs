@@ -59,8 +59,28 @@ impl AppState {
         let store = crate::store::build(&config.store, &policy, Arc::clone(&clock))
             .unwrap_or_else(|e| panic!("{}: [store]: {e}", config.source));
         let limiter = Limiter::new(policy, store);
+        let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
+        #[cfg(feature = "redis")]
+        if config.store.kind == crate::config::StoreKind::Redis {
+            use crate::config::RedisNodes;
+            use crate::notify::redis_outbox::RedisOutboxConfig;
+            // The same Redis and key prefix as the buckets (validated above).
+            let redis = &config.store.redis;
+            if let Ok(urls) = redis.urls_with_password() {
+                let outbox = match redis.nodes {
+                    Some(RedisNodes::Cluster(_)) => {
+                        RedisOutboxConfig::cluster(urls, redis.key_prefix.clone())
+                    }
+                    _ => RedisOutboxConfig::standalone(
+                        urls.into_iter().next().unwrap_or_default(),
+                        redis.key_prefix.clone(),
+                    ),
+                };
+                notify.use_redis_outbox(outbox);
+            }
+        }
         AppState {
-            notify: Relay::new(&config.notify, limiter.clone(), clock, env),
+            notify,
             limiter,
             max_body_bytes: config.server.max_body_bytes,
         }

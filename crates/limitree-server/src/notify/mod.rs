@@ -145,6 +145,10 @@ pub(crate) struct Shared {
     pub(crate) outbox: OnceLock<Arc<dyn Outbox>>,
     /// The lock on `[notify] data_dir`, held while the relay lives.
     pub(crate) dir_lock: OnceLock<DirLock>,
+    /// With the Redis store: the outbox lives in a Redis stream instead of the
+    /// data dir, so any instance can finish what a crashed one accepted.
+    #[cfg(feature = "redis")]
+    pub(crate) redis_outbox: OnceLock<redis_outbox::RedisOutboxConfig>,
 }
 
 /// Why the relay could not start.
@@ -189,6 +193,8 @@ impl Relay {
                 digests: Digests::new(config.digest_samples),
                 outbox: OnceLock::new(),
                 dir_lock: OnceLock::new(),
+                #[cfg(feature = "redis")]
+                redis_outbox: OnceLock::new(),
             }),
         }
     }
@@ -231,6 +237,71 @@ impl Relay {
         let _ = self.shared.dir_lock.set(lock);
         self.start_with(Arc::new(outbox), tracker, cancel);
         Ok(())
+    }
+
+    /// Keeps the outbox in Redis (a stream under `{<key_prefix>:notify}`)
+    /// instead of the data dir: what the server does with the Redis store, so
+    /// the instances sharing limits also share what they accepted. Takes
+    /// effect at start; a second call is ignored.
+    #[cfg(feature = "redis")]
+    pub fn use_redis_outbox(&self, config: redis_outbox::RedisOutboxConfig) {
+        let _ = self.shared.redis_outbox.set(config);
+    }
+
+    /// Starts the relay as [`Relay::start`] does, but over the Redis outbox when
+    /// one was chosen ([`Relay::use_redis_outbox`]): connecting to it is
+    /// retried with backoff in `tracker` until it succeeds or `cancel` fires,
+    /// and until then `POST /v1/notify` answers 503 (nothing is accepted that
+    /// could not be persisted).
+    pub fn start_any(
+        &self,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Result<(), StartError> {
+        #[cfg(feature = "redis")]
+        if let Some(config) = self.shared.redis_outbox.get().cloned() {
+            if self.shared.routes.webhooks().is_empty() {
+                return self.start(tracker, cancel);
+            }
+            let (relay, tracker_for_task, cancel_for_task) =
+                (self.clone(), tracker.clone(), cancel.clone());
+            tracker.spawn(async move {
+                relay
+                    .connect_redis_outbox(config, &tracker_for_task, &cancel_for_task)
+                    .await;
+            });
+            return Ok(());
+        }
+        self.start(tracker, cancel)
+    }
+
+    #[cfg(feature = "redis")]
+    async fn connect_redis_outbox(
+        &self,
+        config: redis_outbox::RedisOutboxConfig,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+    ) {
+        let mut wait = std::time::Duration::from_millis(200);
+        loop {
+            match redis_outbox::RedisOutbox::connect(config.clone()).await {
+                Ok(outbox) => {
+                    tracing::info!("notify: the outbox is a Redis stream");
+                    self.start_with(Arc::new(outbox), tracker, cancel);
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "notify: the Redis outbox is unreachable; POST /v1/notify answers 503 until it is"
+                ),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(std::time::Duration::from_secs(10));
+        }
     }
 
     /// [`Relay::start`] over a given outbox (another kind of outbox, or a test's).

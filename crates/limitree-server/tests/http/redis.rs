@@ -531,3 +531,75 @@ async fn the_binary_starts_and_stops_while_redis_is_down() {
         stopping.elapsed()
     );
 }
+
+/// With the Redis store the relay's outbox is a Redis stream, not the data dir:
+/// an accepted notification is delivered, and nothing is left pending in
+/// Redis or written to the data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_on_the_redis_store_keeps_its_outbox_in_redis() {
+    use crate::notify::{Recorder, eventually, mock_slack, slack_ok};
+
+    let redis = redis_support::standalone();
+    let prefix = redis_support::unique_prefix("relay");
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new(slack_ok());
+    let mock = mock_slack(&recorder).await;
+    let text = format!(
+        "[store]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n[notify]\ndata_dir = {:?}\ndefault_webhook = \"${{HOOK}}\"\n",
+        redis.url(),
+        dir.path().display().to_string()
+    );
+    let config = limitree_server::config::Config::from_toml_str(&text, "test.toml").unwrap();
+    let hook = format!("{}/hook", mock.uri());
+    let state = limitree_server::http::AppState::with_clock(
+        &config,
+        Arc::new(limitree::SystemClock::new()),
+        move |var| (var == "HOOK").then(|| hook.clone()),
+    );
+    let server = TestServer::with_state(state, &config).await;
+
+    // The outbox connects in the background; until then notify answers 503.
+    let started = Instant::now();
+    let accepted = loop {
+        let response = server
+            .client
+            .post(server.url("/v1/notify"))
+            .json(&json!({"category": "errors", "text": "via redis"}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 202 {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert_eq!(response.status(), 503, "before the outbox is up");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the Redis outbox never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(accepted["levels"][1]["remaining"], 9);
+    eventually("the webhook call", || recorder.texts() == ["via redis"]).await;
+
+    let stream = format!("{{{prefix}:notify}}:outbox");
+    assert_eq!(
+        redis.command(&["EXISTS", &stream]).trim(),
+        "1",
+        "the outbox stream"
+    );
+    // Marked done (XACK + XDEL) right after Slack answered.
+    eventually("the entry to leave the stream", || {
+        redis.command(&["XLEN", &stream]).trim() == "0"
+    })
+    .await;
+    assert_eq!(
+        redis
+            .command(&["EXISTS", &format!("{{{prefix}:notify}}:dead")])
+            .trim(),
+        "0"
+    );
+    assert!(
+        !dir.path().join("outbox.jsonl").exists(),
+        "no file outbox with the Redis store"
+    );
+}
