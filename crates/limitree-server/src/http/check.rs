@@ -127,6 +127,7 @@ pub async fn check(
     // The tree actually decided (it may have been left to the default).
     span.record("tree", decision.tree.as_str());
     tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
+    state.checks.record(&decision);
     let headers = headers::for_decision(&decision);
     Ok((headers, Json(CheckReply::from(decision))).into_response())
 }

@@ -1,7 +1,8 @@
 //! The HTTP JSON API: one module per endpoint, one for headers, one for errors.
 //!
 //! - [`check`]: `POST /v1/check`.
-//! - [`notify`]: `POST /v1/notify` (the Slack relay) and `GET /metrics`.
+//! - [`notify`]: `POST /v1/notify` (the Slack relay).
+//! - [`metrics`]: `GET /metrics` (Prometheus text).
 //! - [`health`]: `GET /healthz`, `GET /readyz`.
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
@@ -10,6 +11,7 @@
 pub mod check;
 pub mod headers;
 pub mod health;
+pub mod metrics;
 pub mod notify;
 pub mod problem;
 pub mod request_id;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The Slack relay behind `POST /v1/notify`.
     pub notify: Relay,
+    /// Check decisions counted for `GET /metrics`.
+    pub checks: Arc<metrics::CheckCounters>,
 }
 
 impl AppState {
@@ -80,6 +84,7 @@ impl AppState {
             }
         }
         AppState {
+            checks: Arc::new(metrics::CheckCounters::new(limiter.policy())),
             notify,
             limiter,
             max_body_bytes: config.server.max_body_bytes,
@@ -96,7 +101,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/notify",
             post(notify::notify).fallback(problem::post_only),
         )
-        .route("/metrics", get(notify::metrics).fallback(problem::get_only))
+        .route(
+            "/metrics",
+            get(metrics::metrics).fallback(problem::get_only),
+        )
         .route("/healthz", get(health::healthz).fallback(problem::get_only))
         .route("/readyz", get(health::readyz).fallback(problem::get_only))
         .fallback(problem::not_found)

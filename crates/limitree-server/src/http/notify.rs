@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -87,16 +87,6 @@ pub async fn notify(
                 .into_response())
         }
     }
-}
-
-/// `GET /metrics`: the relay's counters, Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.notify.render_metrics().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
 }
 
 /// Parses and validates a notify body, collecting every problem.

@@ -100,6 +100,9 @@ async fn a_failing_store_is_503_problem_json() {
     let config = Config::builtin();
     let limiter = Limiter::new(Arc::new(config.policy.clone()), Arc::new(DownStore));
     let state = AppState {
+        checks: Arc::new(limitree_server::http::metrics::CheckCounters::new(
+            &config.policy,
+        )),
         notify: Relay::new(
             &config.notify,
             limiter.clone(),
@@ -142,4 +145,35 @@ async fn a_failing_store_is_503_problem_json() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// `/metrics` counts check decisions per tree and reason (series fixed by the
+/// policy, whatever clients send).
+#[tokio::test]
+async fn metrics_count_check_decisions_by_reason() {
+    let server = TestServer::start().await;
+    for _ in 0..11 {
+        server.check("errors", 1).await;
+    }
+    server.check("errors", 11).await;
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"limitree_check_decisions_total{tree="notifications",reason="ok"} 10"#,
+        r#"limitree_check_decisions_total{tree="notifications",reason="limited"} 1"#,
+        r#"limitree_check_decisions_total{tree="notifications",reason="insufficient_capacity"} 1"#,
+        r#"limitree_check_decisions_total{tree="notifications",reason="store_unavailable"} 0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
 }
