@@ -527,10 +527,13 @@ async fn end_to_end_200_over_20_categories_on_the_default_policy() {
     let hits = recorder.hits.lock().clone();
     let span = hits[99].at - hits[0].at;
     assert!(span >= pace * 99 * 9 / 10, "100 messages in {span:?}");
-    for pair in hits.windows(2) {
-        let gap = pair[1].at - pair[0].at;
-        assert!(gap >= pace / 3, "a gap of {gap:?}");
-    }
+    // Arrival times at the mock jitter with scheduling (a late arrival makes
+    // the next gap short); without pacing nearly every gap would be tiny.
+    let short = hits
+        .windows(2)
+        .filter(|pair| pair[1].at - pair[0].at < pace / 3)
+        .count();
+    assert!(short <= 5, "{short} of 99 gaps under {:?}", pace / 3);
 
     // After the window, every category's digest comes, charged through the limiter.
     relay.clock.advance(Duration::from_secs(30 * 60));
