@@ -66,12 +66,9 @@ use std::io;
 use std::time::Duration;
 
 use limitree::store::BoxFuture;
-use limitree::store::redis::{RedisConfig, RedisTarget};
+use limitree::store::redis::{Connection, RedisConfig, RedisTarget};
 use parking_lot::Mutex;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::Script;
 
 use super::digest::Saved;
 use super::outbox::{DeadLetter, Notification, Outbox, OutboxError};
@@ -336,15 +333,18 @@ impl RedisOutbox {
         })?;
         let keys = Keys::new(&config.key_prefix);
         let where_ = keys.outbox.clone();
-        let connection = tokio::time::timeout(config.timeout, Connection::open(&config))
-            .await
-            .map_err(|_| {
-                OutboxError::new(
-                    where_.clone(),
-                    io::Error::new(io::ErrorKind::TimedOut, "connecting to redis timed out"),
-                )
-            })?
-            .map_err(|e| OutboxError::new(where_.clone(), io::Error::other(e)))?;
+        let connection = tokio::time::timeout(
+            config.timeout,
+            Connection::open(&config.target, config.timeout),
+        )
+        .await
+        .map_err(|_| {
+            OutboxError::new(
+                where_.clone(),
+                io::Error::new(io::ErrorKind::TimedOut, "connecting to redis timed out"),
+            )
+        })?
+        .map_err(|e| OutboxError::new(where_.clone(), io::Error::other(e)))?;
         let consumer = format!(
             "{}-{}",
             std::process::id(),
@@ -567,66 +567,5 @@ impl Outbox for RedisOutbox {
                 .await?;
             Ok(())
         })
-    }
-}
-
-/// A standalone server through a reconnecting multiplexed connection, or a
-/// Cluster through the cluster client.
-#[derive(Clone)]
-enum Connection {
-    Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl Connection {
-    async fn open(config: &RedisOutboxConfig) -> redis::RedisResult<Connection> {
-        match &config.target {
-            RedisTarget::Standalone(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let manager_config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.timeout))
-                    .set_response_timeout(Some(config.timeout))
-                    .set_number_of_retries(2)
-                    .set_max_delay(config.timeout);
-                Ok(Connection::Standalone(
-                    ConnectionManager::new_with_config(client, manager_config).await?,
-                ))
-            }
-            RedisTarget::Cluster(urls) => {
-                let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
-                    .connection_timeout(config.timeout)
-                    .response_timeout(config.timeout)
-                    .build()?;
-                Ok(Connection::Cluster(client.get_async_connection().await?))
-            }
-        }
-    }
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Connection::Standalone(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Connection::Standalone(c) => c.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Connection::Standalone(c) => c.get_db(),
-            Connection::Cluster(c) => c.get_db(),
-        }
     }
 }

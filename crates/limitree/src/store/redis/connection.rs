@@ -3,18 +3,21 @@
 //!
 //! Both multiplex: every concurrent decision of an instance shares one socket
 //! per node and their commands are pipelined, so a busy instance does not open
-//! a connection per request.
+//! a connection per request. Public so that other Redis users of a deployment
+//! (the server's relay outbox) connect the same way.
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use super::config::{RedisConfig, RedisTarget};
+use std::time::Duration;
+
+use super::config::RedisTarget;
 
 /// A cheap-to-clone connection to wherever the buckets live.
 #[derive(Clone)]
-pub(super) enum Connection {
+pub enum Connection {
     /// Reconnects by itself (with backoff) after the server drops it.
     Standalone(ConnectionManager),
     /// Follows MOVED/ASK and refreshes the slot map by itself.
@@ -31,25 +34,26 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects as `config` says. The caller bounds the wait.
-    pub(super) async fn open(config: &RedisConfig) -> redis::RedisResult<Connection> {
-        match &config.target {
+    /// Connects to `target`, each connection attempt and response bounded by
+    /// `timeout`. The caller bounds the whole wait.
+    pub async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Connection> {
+        match target {
             RedisTarget::Standalone(url) => {
                 let client = redis::Client::open(url.as_str())?;
                 let manager_config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.timeout))
-                    .set_response_timeout(Some(config.timeout))
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
                     // Retry the (re)connection a few times quickly; callers never
                     // wait past their own deadline anyway.
                     .set_number_of_retries(2)
-                    .set_max_delay(config.timeout);
+                    .set_max_delay(timeout);
                 let manager = ConnectionManager::new_with_config(client, manager_config).await?;
                 Ok(Connection::Standalone(manager))
             }
             RedisTarget::Cluster(urls) => {
                 let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
-                    .connection_timeout(config.timeout)
-                    .response_timeout(config.timeout)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
                     .build()?;
                 Ok(Connection::Cluster(client.get_async_connection().await?))
             }

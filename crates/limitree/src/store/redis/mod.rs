@@ -62,7 +62,7 @@ pub use config::{
 };
 
 use self::batch::Batcher;
-use self::connection::Connection;
+pub use self::connection::Connection;
 use super::{BoxFuture, Store, StoreError};
 use crate::algo::Verdict;
 use crate::chain::Chain;
@@ -151,7 +151,7 @@ impl RedisStore {
         if let Some(connection) = self.connection.lock().clone() {
             return Ok(connection);
         }
-        let connection = Connection::open(&self.config)
+        let connection = Connection::open(&self.config.target, self.config.timeout)
             .await
             .map_err(|e| self.error(&e))?;
         self.note_reply();
