@@ -1,17 +1,14 @@
 //! `POST /v1/check`: one rate-limit question, one decision.
 //!
-//! The body is read and validated here by hand rather than through axum's
-//! `Json` extractor: its rejections are plain text and say little, while a
-//! client deserves a problem+json that names the field and how to fix it.
-//! A denied check is still `200`: the decision *is* the answer.
+//! The body is read and validated by hand (see [`super::body`]) so every
+//! problem is reported with the field and the fix. A denied check is still `200`: the decision *is* the answer.
 
 use std::collections::BTreeMap;
-use std::pin::pin;
 
 use axum::Json;
-use axum::body::{Body, HttpBody};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use limitree::clock::micros_to_millis_ceil;
 use limitree::{CheckRequest, Decision, MAX_COST};
@@ -19,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::body::{json_object, read_body, require_json, type_name};
 use super::headers;
 use super::problem::ApiError;
 
@@ -132,75 +130,9 @@ pub async fn check(
     Ok((headers, Json(CheckReply::from(decision))).into_response())
 }
 
-/// The body is always read as JSON. A missing Content-Type, `application/json`,
-/// any `+json` type, and `application/x-www-form-urlencoded` — what `curl -d`
-/// sends unless told otherwise — are accepted, so the README's one-line curl
-/// works; any other declared type (a multipart form, XML, text) is refused,
-/// since such a body is not what the client meant to send.
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or("");
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let accepted = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-        || essence == "application/x-www-form-urlencoded";
-    if accepted {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type `{text}` is not accepted; the body must be JSON: send it as `Content-Type: application/json`"
-        )))
-    }
-}
-
-/// Reads at most `limit` bytes, refusing early when `Content-Length` already
-/// says the body is too large.
-pub(crate) async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    let mut body = pin!(body);
-    let mut bytes = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                return Err(ApiError::BodyTooLarge { limit });
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
-}
-
 /// Parses and validates a check body, collecting every problem.
 pub fn parse(bytes: &[u8]) -> Result<CheckBody, ApiError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson {
-        message: strip_position(&e),
-        line: e.line(),
-        column: e.column(),
-    })?;
-    let Value::Object(object) = value else {
-        return Err(ApiError::InvalidBody(vec![format!(
-            "the body must be a JSON object such as {{\"descriptors\": {{\"category\": \"errors\"}}}}; got {}",
-            type_name(&value)
-        )]));
-    };
+    let object = json_object(bytes, r#"{"descriptors": {"category": "errors"}}"#)?;
 
     let mut problems = Vec::new();
     let mut body = CheckBody {
@@ -289,27 +221,6 @@ fn cost(value: &Value) -> Result<u64, String> {
         return Err(format!("`cost` {n} is larger than the maximum {MAX_COST}"));
     }
     Err(format!("`cost` must be a whole number; got {n}"))
-}
-
-pub(crate) fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// serde_json's message without its trailing " at line L column C", which
-/// [`ApiError::MalformedJson`] states itself.
-pub(crate) fn strip_position(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text[..at].to_owned(),
-        None => text,
-    }
 }
 
 #[cfg(test)]

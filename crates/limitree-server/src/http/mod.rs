@@ -1,5 +1,6 @@
 //! The HTTP JSON API: one module per endpoint, one for headers, one for errors.
 //!
+//! - [`body`]: Content-Type, size cap and JSON parsing shared by the POST endpoints.
 //! - [`check`]: `POST /v1/check`.
 //! - [`notify`]: `POST /v1/notify` (the Slack relay).
 //! - [`metrics`]: `GET /metrics` (Prometheus text).
@@ -8,6 +9,7 @@
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
 //! - [`problem`]: every error → status + `application/problem+json`.
 
+pub mod body;
 pub mod check;
 pub mod headers;
 pub mod health;

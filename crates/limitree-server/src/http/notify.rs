@@ -16,7 +16,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
-use super::check::{CheckReply, read_body, require_json, strip_position, type_name};
+use super::body::{json_object, read_body, require_json, type_name};
+use super::check::CheckReply;
 use super::headers;
 use super::problem::ApiError;
 use super::request_id::RequestId;
@@ -91,17 +92,7 @@ pub async fn notify(
 
 /// Parses and validates a notify body, collecting every problem.
 pub fn parse(bytes: &[u8], max_text_chars: usize) -> Result<Submission, ApiError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson {
-        message: strip_position(&e),
-        line: e.line(),
-        column: e.column(),
-    })?;
-    let Value::Object(object) = value else {
-        return Err(ApiError::InvalidBody(vec![format!(
-            "the body must be a JSON object such as {{\"category\": \"errors\", \"text\": \"disk full\"}}; got {}",
-            type_name(&value)
-        )]));
-    };
+    let object = json_object(bytes, r#"{"category": "errors", "text": "disk full"}"#)?;
     let mut problems = Vec::new();
     let mut tree = None;
     let mut category = None;
