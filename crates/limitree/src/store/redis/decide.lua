@@ -248,6 +248,13 @@ local sl = {}
 local function sl_units(member)
   return tonumber(string.match(member, ':(%d+)$')) or 1
 end
+-- A member's admission time: its score, which every member starts with
+-- (cheaper than WITHSCORES, which has Redis print the score as a double and
+-- this script parse it back). Arguments below are strings for the same reason:
+-- a number argument costs a "%.14g" printf.
+local function sl_ts(member)
+  return tonumber(string.match(member, '^(%d+)%-'))
+end
 function sl.load(key, now, spec)
   local ukey = key .. ':u'
   local extra = tonumber(redis.call('GET', ukey)) or 0
@@ -272,7 +279,7 @@ function sl.load(key, now, spec)
   local count = redis.call('ZCARD', key)
   local newest = nil
   if count > 0 then
-    newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+    newest = sl_ts(redis.call('ZRANGE', key, '-1', '-1')[1])
   end
   return {
     key = key, ukey = ukey, count = count, extra = extra,
@@ -294,7 +301,8 @@ function sl.retry_after(s, now, spec, cost)
     -- rank stays valid for the rest of the batch.
     local ts = s.ranks[index]
     if not ts then
-      ts = tonumber(redis.call('ZRANGE', s.key, index - 1, index - 1, 'WITHSCORES')[2])
+      local rank = int(index - 1)
+      ts = sl_ts(redis.call('ZRANGE', s.key, rank, rank)[1])
       s.ranks[index] = ts
     end
     return sub0(ts + spec.window, now)
