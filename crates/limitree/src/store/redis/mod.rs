@@ -3,7 +3,7 @@
 //!
 //! # One script call decides a chain (or a batch of chains)
 //! A chain is decided inside **one** Lua script call (`decide.lua`, run with
-//! EVALSHA; the `redis` crate's [`redis::Script`] loads it again on `NOSCRIPT`
+//! EVALSHA; `RedisStore::call` loads it again with [`redis::Script`] on `NOSCRIPT`
 //! after a restart or `SCRIPT FLUSH`). Redis runs a script to completion before
 //! any other command, so evaluating every level, applying the all-or-nothing
 //! rule and charging happen with nothing in between: two instances can never
@@ -285,11 +285,6 @@ impl RedisStore {
     /// shaped like a single decision's (`now`, then [`FIELDS_PER_LEVEL`] numbers per
     /// level).
     async fn call(&self, batch: Vec<Prepared>) -> Result<Vec<Vec<i64>>, StoreError> {
-        let mut invocation = self.script.prepare_invoke();
-        match &self.config.clock_override {
-            Some(clock) => invocation.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
-            None => invocation.arg("").arg(0),
-        };
         // Each bucket (and its level's limits) goes to the script once, however
         // many decisions touch it; decisions then name buckets by index.
         let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
@@ -302,31 +297,44 @@ impl RedisStore {
                 }
             }
         }
-        invocation.arg(buckets.len());
-        for &(key, &(code, limit, window, burst, shadow)) in &buckets {
-            invocation
-                .key(key)
-                .arg(code)
-                .arg(limit)
-                .arg(window)
-                .arg(burst)
-                .arg(shadow);
+        // EVALSHA written straight into one command buffer (a
+        // `redis::ScriptInvocation` allocates a buffer per argument and then
+        // copies them all); NOSCRIPT is handled below as it would.
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash()).arg(buckets.len());
+        for &(key, _) in &buckets {
+            cmd.arg(key);
         }
-        invocation.arg(batch.len());
+        match &self.config.clock_override {
+            Some(clock) => cmd.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
+            None => cmd.arg("").arg(0),
+        };
+        cmd.arg(buckets.len());
+        for &(_, &(code, limit, window, burst, shadow)) in &buckets {
+            cmd.arg(code).arg(limit).arg(window).arg(burst).arg(shadow);
+        }
+        cmd.arg(batch.len());
         for decision in &batch {
-            invocation
-                .arg(decision.mode)
+            cmd.arg(decision.mode)
                 .arg(decision.cost)
                 .arg(decision.levels.len());
             for key in &decision.keys {
-                invocation.arg(indexes[key.as_str()]);
+                cmd.arg(indexes[key.as_str()]);
             }
         }
         let mut connection = self.connection().await?;
-        let reply: Vec<i64> = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| self.error(&e))?;
+        let reply: Vec<i64> = match cmd.query_async(&mut connection).await {
+            // After a Redis restart or SCRIPT FLUSH: load the script, call again.
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script
+                    .load_async(&mut connection)
+                    .await
+                    .map_err(|e| self.error(&e))?;
+                cmd.query_async(&mut connection).await
+            }
+            reply => reply,
+        }
+        .map_err(|e| self.error(&e))?;
         let now = *reply.first().ok_or_else(|| {
             StoreError::Unavailable("the decision script returned nothing".to_owned())
         })?;
