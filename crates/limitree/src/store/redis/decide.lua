@@ -23,8 +23,10 @@
 --          number of levels, then per level, root first: its bucket's index
 --          into KEYS
 --
--- Returns { now, then per decision, per level: allowed, available, remaining,
--- reset_after, reset_after_now, retry_after (-1: none), insufficient, charged }.
+-- Returns { now, then per decision, per level: flags (1 allowed, 2
+-- insufficient, 4 charged, added up), available, reset_after, reset_after_now,
+-- retry_after (-1: none) }. `remaining` is not sent: it is available minus the
+-- probed cost when allowed, available otherwise (the client derives it).
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -246,6 +248,13 @@ local sl = {}
 local function sl_units(member)
   return tonumber(string.match(member, ':(%d+)$')) or 1
 end
+-- A member's admission time: its score, which every member starts with
+-- (cheaper than WITHSCORES, which has Redis print the score as a double and
+-- this script parse it back). Arguments below are strings for the same reason:
+-- a number argument costs a "%.14g" printf.
+local function sl_ts(member)
+  return tonumber(string.match(member, '^(%d+)%-'))
+end
 function sl.load(key, now, spec)
   local ukey = key .. ':u'
   local extra = tonumber(redis.call('GET', ukey)) or 0
@@ -270,7 +279,7 @@ function sl.load(key, now, spec)
   local count = redis.call('ZCARD', key)
   local newest = nil
   if count > 0 then
-    newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+    newest = sl_ts(redis.call('ZRANGE', key, '-1', '-1')[1])
   end
   return {
     key = key, ukey = ukey, count = count, extra = extra,
@@ -292,7 +301,8 @@ function sl.retry_after(s, now, spec, cost)
     -- rank stays valid for the rest of the batch.
     local ts = s.ranks[index]
     if not ts then
-      ts = tonumber(redis.call('ZRANGE', s.key, index - 1, index - 1, 'WITHSCORES')[2])
+      local rank = int(index - 1)
+      ts = sl_ts(redis.call('ZRANGE', s.key, rank, rank)[1])
       s.ranks[index] = ts
     end
     return sub0(ts + spec.window, now)
@@ -347,11 +357,6 @@ end
 algos.sl = sl
 
 ------------------------------------------------------------------- the chain
-local function b(x)
-  if x then return 1 end
-  return 0
-end
-
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -381,8 +386,13 @@ end
 
 local states = {} -- by KEYS index: each bucket loaded once per batch
 local out = { now }
+local o = 1 -- #out, kept by hand
 local decisions = tonumber(ARGV[a])
 a = a + 1
+
+-- Per level of the current decision, root first: reused by every decision of
+-- the batch rather than building a table per level.
+local lk, lallowed, lavailable, lreset, lreset_now, lretry, linsufficient = {}, {}, {}, {}, {}, {}, {}
 
 for _ = 1, decisions do
   local mode = ARGV[a]
@@ -393,61 +403,62 @@ for _ = 1, decisions do
   if mode == 'p' then probe = 1 end
 
   -- Evaluate every level (nothing charged yet).
-  local levels = {}
   local admitted = true
   for i = 1, n do
     local k = tonumber(ARGV[a])
     a = a + 1
     local bucket = buckets[k]
-    local alg, spec, shadow, capacity = bucket.alg, bucket.spec, bucket.shadow, bucket.capacity
+    local alg, spec = bucket.alg, bucket.spec
     local s = states[k]
     if not s then
       s = alg.load(KEYS[k], now, spec)
       states[k] = s
     end
     local available = alg.available(s, now, spec)
-    local insufficient = probe > capacity
+    local insufficient = probe > bucket.capacity
     local allowed = (not insufficient) and probe <= available
     local reset_now = alg.reset_after(s, now, spec, 0)
-    local v = {
-      k = k, alg = alg, spec = spec, state = s, allowed = allowed,
-      available = available, remaining = available, reset_after = reset_now,
-      reset_now = reset_now, retry_after = -1, insufficient = insufficient,
-    }
+    lk[i], lallowed[i], lavailable[i], linsufficient[i] = k, allowed, available, insufficient
+    lreset_now[i], lreset[i], lretry[i] = reset_now, reset_now, -1
     if allowed then
-      v.remaining = available - probe
-      v.reset_after = alg.reset_after(s, now, spec, probe)
+      lreset[i] = alg.reset_after(s, now, spec, probe)
     elseif not insufficient then
-      v.retry_after = alg.retry_after(s, now, spec, probe)
+      lretry[i] = alg.retry_after(s, now, spec, probe)
     end
     -- ChainOutcome::combine: a non-shadow level without room denies the chain.
-    if not allowed and not shadow then admitted = false end
-    levels[i] = v
+    if not allowed and not bucket.shadow then admitted = false end
   end
 
   -- Charge every level with room, only if the chain is admitted and committing
   -- (a shadow level without room is not charged).
-  for _, v in ipairs(levels) do
-    local charged = admitted and v.allowed and mode == 'c'
+  local committing = admitted and mode == 'c'
+  for i = 1, n do
+    local allowed = lallowed[i]
+    local charged = committing and allowed
     if charged then
-      local s = v.alg.charge(v.state, now, v.spec, cost)
-      states[v.k] = s
+      local k = lk[i]
+      local bucket = buckets[k]
+      local alg, spec = bucket.alg, bucket.spec
+      local s = alg.charge(states[k], now, spec, cost)
+      states[k] = s
       local ttl = nil
-      local idle_in = v.alg.idle_at(s, v.spec) - now
+      local idle_in = alg.idle_at(s, spec) - now
       if idle_in > 0 or slack > 0 then
         -- Rounded up: a key never vanishes before its state is idle.
         ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
       end
-      v.alg.save(KEYS[v.k], s, ttl)
+      alg.save(KEYS[k], s, ttl)
     end
-    out[#out + 1] = b(v.allowed)
-    out[#out + 1] = v.available
-    out[#out + 1] = v.remaining
-    out[#out + 1] = v.reset_after
-    out[#out + 1] = v.reset_now
-    out[#out + 1] = v.retry_after
-    out[#out + 1] = b(v.insufficient)
-    out[#out + 1] = b(charged)
+    local flags = 0
+    if allowed then flags = 1 end
+    if linsufficient[i] then flags = flags + 2 end
+    if charged then flags = flags + 4 end
+    out[o + 1] = flags
+    out[o + 2] = lavailable[i]
+    out[o + 3] = lreset[i]
+    out[o + 4] = lreset_now[i]
+    out[o + 5] = lretry[i]
+    o = o + 5
   end
 end
 return out

@@ -3,7 +3,7 @@
 //!
 //! # One script call decides a chain (or a batch of chains)
 //! A chain is decided inside **one** Lua script call (`decide.lua`, run with
-//! EVALSHA; the `redis` crate's [`redis::Script`] loads it again on `NOSCRIPT`
+//! EVALSHA; `RedisStore::call` loads it again with [`redis::Script`] on `NOSCRIPT`
 //! after a restart or `SCRIPT FLUSH`). Redis runs a script to completion before
 //! any other command, so evaluating every level, applying the all-or-nothing
 //! rule and charging happen with nothing in between: two instances can never
@@ -83,8 +83,9 @@ fn silence_limit(timeout: std::time::Duration) -> std::time::Duration {
     (timeout * 10).max(std::time::Duration::from_secs(1))
 }
 
-/// Numbers the script returns per level.
-const FIELDS_PER_LEVEL: usize = 8;
+/// Numbers the script returns per level: flags (1 allowed, 2 insufficient,
+/// 4 charged), available, reset_after, reset_after_now, retry_after.
+const FIELDS_PER_LEVEL: usize = 5;
 
 /// A [`Store`] whose buckets live in Redis. See the module docs.
 #[derive(Debug)]
@@ -277,17 +278,13 @@ impl RedisStore {
             .batcher
             .submit(&chain.tree.name, prepared, |batch| self.call(batch))
             .await?;
-        outcome_from_reply(mode, &inputs, &reply)
+        outcome_from_reply(mode, cost, &inputs, &reply)
     }
 
     /// One script call deciding `batch` in order; one reply per decision, each
-    /// shaped like a single decision's (`now`, then 8 numbers per level).
+    /// shaped like a single decision's (`now`, then [`FIELDS_PER_LEVEL`] numbers per
+    /// level).
     async fn call(&self, batch: Vec<Prepared>) -> Result<Vec<Vec<i64>>, StoreError> {
-        let mut invocation = self.script.prepare_invoke();
-        match &self.config.clock_override {
-            Some(clock) => invocation.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
-            None => invocation.arg("").arg(0),
-        };
         // Each bucket (and its level's limits) goes to the script once, however
         // many decisions touch it; decisions then name buckets by index.
         let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
@@ -300,31 +297,44 @@ impl RedisStore {
                 }
             }
         }
-        invocation.arg(buckets.len());
-        for &(key, &(code, limit, window, burst, shadow)) in &buckets {
-            invocation
-                .key(key)
-                .arg(code)
-                .arg(limit)
-                .arg(window)
-                .arg(burst)
-                .arg(shadow);
+        // EVALSHA written straight into one command buffer (a
+        // `redis::ScriptInvocation` allocates a buffer per argument and then
+        // copies them all); NOSCRIPT is handled below as it would.
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash()).arg(buckets.len());
+        for &(key, _) in &buckets {
+            cmd.arg(key);
         }
-        invocation.arg(batch.len());
+        match &self.config.clock_override {
+            Some(clock) => cmd.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
+            None => cmd.arg("").arg(0),
+        };
+        cmd.arg(buckets.len());
+        for &(_, &(code, limit, window, burst, shadow)) in &buckets {
+            cmd.arg(code).arg(limit).arg(window).arg(burst).arg(shadow);
+        }
+        cmd.arg(batch.len());
         for decision in &batch {
-            invocation
-                .arg(decision.mode)
+            cmd.arg(decision.mode)
                 .arg(decision.cost)
                 .arg(decision.levels.len());
             for key in &decision.keys {
-                invocation.arg(indexes[key.as_str()]);
+                cmd.arg(indexes[key.as_str()]);
             }
         }
         let mut connection = self.connection().await?;
-        let reply: Vec<i64> = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| self.error(&e))?;
+        let reply: Vec<i64> = match cmd.query_async(&mut connection).await {
+            // After a Redis restart or SCRIPT FLUSH: load the script, call again.
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script
+                    .load_async(&mut connection)
+                    .await
+                    .map_err(|e| self.error(&e))?;
+                cmd.query_async(&mut connection).await
+            }
+            reply => reply,
+        }
+        .map_err(|e| self.error(&e))?;
         let now = *reply.first().ok_or_else(|| {
             StoreError::Unavailable("the decision script returned nothing".to_owned())
         })?;
@@ -350,6 +360,7 @@ impl RedisStore {
 /// charged exactly the levels `combine` says must be charged.
 fn outcome_from_reply(
     mode: Mode,
+    cost: u64,
     inputs: &[LevelInput],
     reply: &[i64],
 ) -> Result<ChainOutcome, StoreError> {
@@ -367,18 +378,31 @@ fn outcome_from_reply(
     let as_u64 = |v: i64| u64::try_from(v).map_err(|_| malformed());
     let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
     let mut charged = 0u32;
+    // What the script probed each level with (a peek probes with 1).
+    let probe = if mode == Mode::Peek { 1 } else { cost };
     for (i, f) in per_level.chunks_exact(FIELDS_PER_LEVEL).enumerate() {
+        let flags = f[0];
+        if !(0..8).contains(&flags) {
+            return Err(malformed());
+        }
+        let allowed = flags & 1 != 0;
+        let available = as_u64(f[1])?;
         let verdict = Verdict {
-            allowed: f[0] == 1,
-            available: as_u64(f[1])?,
-            remaining: as_u64(f[2])?,
-            reset_after: as_u64(f[3])?,
-            reset_after_now: as_u64(f[4])?,
-            retry_after: if f[5] < 0 { None } else { Some(as_u64(f[5])?) },
-            insufficient: f[6] == 1,
+            allowed,
+            available,
+            // As algo::evaluate: the probe comes off only when allowed.
+            remaining: if allowed {
+                available.checked_sub(probe).ok_or_else(malformed)?
+            } else {
+                available
+            },
+            reset_after: as_u64(f[2])?,
+            reset_after_now: as_u64(f[3])?,
+            retry_after: if f[4] < 0 { None } else { Some(as_u64(f[4])?) },
+            insufficient: flags & 2 != 0,
         };
         verdicts.push(verdict);
-        if f[7] == 1 {
+        if flags & 4 != 0 {
             charged |= 1 << i;
         }
     }
