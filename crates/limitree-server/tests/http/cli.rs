@@ -90,23 +90,37 @@ impl Served {
             .unwrap()
     }
 
-    pub fn terminate(&mut self) -> ExitStatus {
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends signal `name` (`TERM`, `KILL`, …).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        self.terminate_wait()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait()
     }
 
     /// Waits (bounded) for the child to exit after a signal.
-    fn terminate_wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "no exit within 10s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "no exit within 15s of the signal"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -379,5 +393,5 @@ fn sigterm_lets_an_in_flight_request_finish() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"allowed\":true"), "{response}");
-    assert_eq!(served.terminate_wait().code(), Some(0));
+    assert_eq!(served.wait().code(), Some(0));
 }

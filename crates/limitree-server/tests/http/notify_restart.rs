@@ -4,93 +4,19 @@
 //! a SIGKILL (persisted before the 202; sent again on start).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::json;
 use wiremock::MockServer;
 
+use crate::cli::{BIN, Served};
 use crate::notify::{Recorder, eventually, mock_slack, slack_ok};
 
-const BIN: &str = env!("CARGO_BIN_EXE_limitree");
-
-/// A `limitree serve` child on a config file, killed on drop if still running.
-struct Served {
-    child: Child,
-    base: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start(config: &Path, hook: &str) -> Served {
-        let mut child = Command::new(BIN)
-            .env_remove("SLACK_WEBHOOK_URL")
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env("HOOK", hook)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let base = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
-                .recv_timeout(left)
-                .expect("the server logs its listening line");
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on ".len()..];
-                let end = rest
-                    .find(|c: char| c.is_whitespace() || c == '"')
-                    .unwrap_or(rest.len());
-                break rest[..end].to_owned();
-            }
-        };
-        Served { child, base, lines }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within 15s of the signal"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `limitree serve --config CONFIG` with `HOOK` (the mock's URL) in its
+/// environment.
+fn serve(config: &Path, hook: &str) -> Served {
+    Served::start_with_env(&["--config", config.to_str().unwrap()], &[("HOOK", hook)])
 }
 
 /// A relay with a small queue and slow pacing, so the queue fills at once and
@@ -172,7 +98,7 @@ async fn sigterm_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), ROOMY);
 
-    let mut first = Served::start(&config, &hook);
+    let mut first = serve(&config, &hook);
     let accepted = fill(&first.base, "term").await;
     assert!(accepted.len() >= 8, "{accepted:?}");
     first.signal("TERM");
@@ -183,7 +109,7 @@ async fn sigterm_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
         "the queue drained completely before the restart ({before}); the test proves nothing"
     );
 
-    let second = Served::start(&config, &hook);
+    let second = serve(&config, &hook);
     eventually("every accepted notification", || {
         accepted.iter().all(|t| counts(&recorder).contains_key(t))
     })
@@ -202,12 +128,12 @@ async fn sigkill_loses_nothing_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), ROOMY);
 
-    let first = Served::start(&config, &hook);
+    let first = serve(&config, &hook);
     let accepted = fill(&first.base, "kill").await;
     first.signal("KILL");
     drop(first);
 
-    let mut second = Served::start(&config, &hook);
+    let mut second = serve(&config, &hook);
     eventually("every accepted notification", || {
         accepted.iter().all(|t| counts(&recorder).contains_key(t))
     })
@@ -239,7 +165,7 @@ async fn the_notify_command_queues_and_reports_suppression() {
     let (recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
     let one_per_minute = ROOMY.replace("limit = 1000", "limit = 1");
-    let mut served = Served::start(&write_config(dir.path(), &one_per_minute), &hook);
+    let mut served = serve(&write_config(dir.path(), &one_per_minute), &hook);
     let notify = |text: &str| {
         Command::new(BIN)
             .env_remove("SLACK_WEBHOOK_URL")
@@ -280,8 +206,8 @@ async fn a_second_server_on_the_same_data_dir_exits_naming_the_holder() {
     let (_recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), ROOMY);
-    let first = Served::start(&config, &hook);
-    let holder = first.child.id();
+    let first = serve(&config, &hook);
+    let holder = first.pid();
     let lock = std::fs::read_to_string(dir.path().join("data").join("limitree.lock")).unwrap();
     assert_eq!(lock.trim(), holder.to_string());
 
@@ -308,6 +234,6 @@ async fn a_second_server_on_the_same_data_dir_exits_naming_the_holder() {
     // Once the holder is gone (even killed), the dir is free again.
     first.signal("KILL");
     drop(first);
-    let again = Served::start(&config, &hook);
+    let again = serve(&config, &hook);
     drop(again);
 }
