@@ -171,6 +171,53 @@ fn ceiling(port: u16, sha: &str, connections: u32, pipeline: u32) -> f64 {
         .unwrap_or_else(|| panic!("no figure in redis-benchmark output: {text}"))
 }
 
+/// CPU seconds (user + system) this process has used so far, all threads.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds (user + system) the Redis server has used so far.
+fn redis_cpu(server: &support::RedisServer) -> f64 {
+    let info = server.command(&["INFO", "cpu"]);
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    field("used_cpu_user") + field("used_cpu_sys")
+}
+
+/// Runs `f`, returning its result and the CPU microseconds the client and
+/// Redis spent per decision, given `f`'s decisions per second over `secs`.
+fn with_cpu<T>(
+    server: &support::RedisServer,
+    secs: u64,
+    f: impl FnOnce() -> (f64, T),
+) -> ((f64, T), (f64, f64)) {
+    let (client0, redis0) = (own_cpu(), redis_cpu(server));
+    let result = f();
+    let (client1, redis1) = (own_cpu(), redis_cpu(server));
+    let decisions = result.0 * secs as f64;
+    (
+        result,
+        (
+            (client1 - client0) * 1e6 / decisions,
+            (redis1 - redis0) * 1e6 / decisions,
+        ),
+    )
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -229,7 +276,9 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for run in 0..runs {
         server.command(&["CONFIG", "RESETSTAT"]);
-        let (o, o_err) = runtime.block_on(limitree(&url, run, secs));
+        let ((o, o_err), (o_client, o_redis)) = with_cpu(&server, secs, || {
+            runtime.block_on(limitree(&url, run, secs))
+        });
         let stats = server.command(&["INFO", "commandstats"]);
         if let Some(line) = stats.lines().find(|l| l.starts_with("cmdstat_evalsha:")) {
             let field = |name: &str| -> f64 {
@@ -249,9 +298,18 @@ fn main() {
         }
         if std::env::var_os("LIMITREE_BENCH_ONLY_LIMITREE").is_some() {
             println!("| {} | {o:.0} | | | | | {o_err}/ |", run + 1);
+            notes.push(format!(
+                "run {}: CPU per decision: limitree client {o_client:.2} us + Redis {o_redis:.2} us",
+                run + 1
+            ));
             continue;
         }
-        let (s, s_err) = runtime.block_on(seed(&url, run, secs));
+        let ((s, s_err), (s_client, s_redis)) =
+            with_cpu(&server, secs, || runtime.block_on(seed(&url, run, secs)));
+        notes.push(format!(
+            "run {}: CPU per decision: limitree client {o_client:.2} us + Redis {o_redis:.2} us; seed client {s_client:.2} us + Redis {s_redis:.2} us",
+            run + 1
+        ));
         let c64 = ceiling(port, &sha, 64, 1);
         let c1 = ceiling(port, &sha, 1, 64);
         println!(
