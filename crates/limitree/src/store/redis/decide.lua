@@ -23,10 +23,14 @@
 --          number of levels, then per level, root first: its bucket's index
 --          into KEYS
 --
--- Returns { now, then per decision, per level: flags (1 allowed, 2
--- insufficient, 4 charged, added up), available, reset_after, reset_after_now,
--- retry_after (-1: none) }. `remaining` is not sent: it is available minus the
--- probed cost when allowed, available otherwise (the client derives it).
+-- Returns one string of space-separated integers: now, then per decision,
+-- per level: flags (1 allowed, 2 insufficient, 4 charged, added up),
+-- available, reset_after, reset_after_now, retry_after (-1: none). One string
+-- rather than a table of numbers: Redis and the client then handle one reply
+-- object per batch instead of one per number, and a level's numbers are
+-- printed once for every decision that sees the same state (see `memo`).
+-- `remaining` is not sent: it is available minus the probed cost when
+-- allowed, available otherwise (the client derives it).
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -366,16 +370,19 @@ else
 end
 local slack = tonumber(ARGV[2])
 
+-- String arguments parsed once per batch: most repeat (bucket indexes, costs).
+local N = setmetatable({}, { __index = function(t, s)
+  local v = tonumber(s)
+  t[s] = v
+  return v
+end })
+
 -- Each bucket's level, parsed once per batch.
 local buckets = {}
 local a = 4
-for k = 1, tonumber(ARGV[3]) do
+for k = 1, N[ARGV[3]] do
   local code = ARGV[a]
-  local spec = {
-    limit = tonumber(ARGV[a + 1]),
-    window = tonumber(ARGV[a + 2]),
-    burst = tonumber(ARGV[a + 3]),
-  }
+  local spec = { limit = N[ARGV[a + 1]], window = N[ARGV[a + 2]], burst = N[ARGV[a + 3]] }
   local capacity = spec.limit
   if code == 'gc' then capacity = spec.burst end
   buckets[k] = {
@@ -384,20 +391,27 @@ for k = 1, tonumber(ARGV[3]) do
   a = a + 5
 end
 
+-- The flags of a level as printed in the reply.
+local FLAGS = { [0] = ' 0', ' 1', ' 2', ' 3', ' 4', ' 5', ' 6', ' 7' }
+
 local states = {} -- by KEYS index: each bucket loaded once per batch
-local out = { now }
+-- By KEYS index, while the bucket's state is unchanged: its verdict for a
+-- probe, with the reply's numbers already printed. In a saturated batch most
+-- decisions see buckets no earlier decision of the batch charged.
+local memo = {}
+local out = { string.format('%d', now) }
 local o = 1 -- #out, kept by hand
-local decisions = tonumber(ARGV[a])
+local decisions = N[ARGV[a]]
 a = a + 1
 
--- Per level of the current decision, root first: reused by every decision of
--- the batch rather than building a table per level.
-local lk, lallowed, lavailable, lreset, lreset_now, lretry, linsufficient = {}, {}, {}, {}, {}, {}, {}
+-- Per level of the current decision, root first: the bucket and its verdict
+-- (reused by every decision of the batch rather than a table per level).
+local lk, lm = {}, {}
 
 for _ = 1, decisions do
   local mode = ARGV[a]
-  local cost = tonumber(ARGV[a + 1])
-  local n = tonumber(ARGV[a + 2])
+  local cost = N[ARGV[a + 1]]
+  local n = N[ARGV[a + 2]]
   a = a + 3
   local probe = cost
   if mode == 'p' then probe = 1 end
@@ -405,42 +419,56 @@ for _ = 1, decisions do
   -- Evaluate every level (nothing charged yet).
   local admitted = true
   for i = 1, n do
-    local k = tonumber(ARGV[a])
+    local k = N[ARGV[a]]
     a = a + 1
-    local bucket = buckets[k]
-    local alg, spec = bucket.alg, bucket.spec
-    local s = states[k]
-    if not s then
-      s = alg.load(KEYS[k], now, spec)
-      states[k] = s
+    local m = memo[k]
+    if not m or m.probe ~= probe then
+      local bucket = buckets[k]
+      local alg, spec = bucket.alg, bucket.spec
+      local s = states[k]
+      if not s then
+        s = alg.load(KEYS[k], now, spec)
+        states[k] = s
+      end
+      local available = alg.available(s, now, spec)
+      local insufficient = probe > bucket.capacity
+      local allowed = (not insufficient) and probe <= available
+      local reset_now = alg.reset_after(s, now, spec, 0)
+      local reset, retry = reset_now, -1
+      if allowed then
+        reset = alg.reset_after(s, now, spec, probe)
+      elseif not insufficient then
+        retry = alg.retry_after(s, now, spec, probe)
+      end
+      local flags = 0
+      if allowed then flags = 1 end
+      if insufficient then flags = flags + 2 end
+      m = {
+        probe = probe, allowed = allowed, flags = flags,
+        denies = not allowed and not bucket.shadow,
+        rest = string.format(' %d %d %d %d', available, reset, reset_now, retry),
+      }
+      memo[k] = m
     end
-    local available = alg.available(s, now, spec)
-    local insufficient = probe > bucket.capacity
-    local allowed = (not insufficient) and probe <= available
-    local reset_now = alg.reset_after(s, now, spec, 0)
-    lk[i], lallowed[i], lavailable[i], linsufficient[i] = k, allowed, available, insufficient
-    lreset_now[i], lreset[i], lretry[i] = reset_now, reset_now, -1
-    if allowed then
-      lreset[i] = alg.reset_after(s, now, spec, probe)
-    elseif not insufficient then
-      lretry[i] = alg.retry_after(s, now, spec, probe)
-    end
+    lk[i], lm[i] = k, m
     -- ChainOutcome::combine: a non-shadow level without room denies the chain.
-    if not allowed and not bucket.shadow then admitted = false end
+    if m.denies then admitted = false end
   end
 
   -- Charge every level with room, only if the chain is admitted and committing
   -- (a shadow level without room is not charged).
   local committing = admitted and mode == 'c'
   for i = 1, n do
-    local allowed = lallowed[i]
-    local charged = committing and allowed
-    if charged then
+    local m = lm[i]
+    local flags = m.flags
+    if committing and m.allowed then
+      flags = flags + 4
       local k = lk[i]
       local bucket = buckets[k]
       local alg, spec = bucket.alg, bucket.spec
       local s = alg.charge(states[k], now, spec, cost)
       states[k] = s
+      memo[k] = nil
       local ttl = nil
       local idle_in = alg.idle_at(s, spec) - now
       if idle_in > 0 or slack > 0 then
@@ -449,16 +477,9 @@ for _ = 1, decisions do
       end
       alg.save(KEYS[k], s, ttl)
     end
-    local flags = 0
-    if allowed then flags = 1 end
-    if linsufficient[i] then flags = flags + 2 end
-    if charged then flags = flags + 4 end
-    out[o + 1] = flags
-    out[o + 2] = lavailable[i]
-    out[o + 3] = lreset[i]
-    out[o + 4] = lreset_now[i]
-    out[o + 5] = lretry[i]
-    o = o + 5
+    out[o + 1] = FLAGS[flags]
+    out[o + 2] = m.rest
+    o = o + 2
   end
 end
-return out
+return table.concat(out)

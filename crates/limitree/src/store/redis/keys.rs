@@ -21,8 +21,6 @@
 //!   the whole log; see `decide.lua`). It cannot be another bucket's key: after
 //!   the algorithm code comes either nothing or `:<digits>:`.
 
-use std::fmt::Write as _;
-
 use crate::chain::Link;
 use crate::policy::Algorithm;
 
@@ -42,17 +40,48 @@ pub fn tree_tag(key_prefix: &str, tree: &str) -> String {
 }
 
 /// The key of the bucket `link` selects in `tree`.
+///
+/// Built once per decision on the hot path, so it is sized up front and
+/// written without the formatting machinery.
 pub fn bucket_key(key_prefix: &str, tree: &str, link: &Link<'_>) -> String {
-    let mut key = tree_tag(key_prefix, tree);
+    let level = link.level.name.as_str();
+    let code = algorithm_code(link.spec.algorithm);
+    let values: usize = link.values.iter().map(|v| v.len() + 22).sum();
+    let mut key = String::with_capacity(key_prefix.len() + tree.len() + level.len() + 8 + values);
+    key.push('{');
+    key.push_str(key_prefix);
     key.push(':');
-    key.push_str(&link.level.name);
+    key.push_str(tree);
+    key.push_str("}:");
+    key.push_str(level);
     key.push(':');
-    key.push_str(algorithm_code(link.spec.algorithm));
+    key.push_str(code);
     for value in &link.values {
-        // Writing to a String cannot fail.
-        let _ = write!(key, ":{}:{value}", value.len());
+        key.push(':');
+        push_decimal(&mut key, value.len());
+        key.push(':');
+        key.push_str(value);
     }
     key
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +125,15 @@ algorithm = "gcra"
         assert_eq!(
             key(&[("a", "x"), ("b", "yz")]),
             "{limitree:t}:global:sl {limitree:t}:pair:gc:1:x:2:yz"
+        );
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        let long = "v".repeat(256);
+        assert_eq!(
+            key(&[("a", "0123456789"), ("b", &long)]),
+            format!("{{limitree:t}}:global:sl {{limitree:t}}:pair:gc:10:0123456789:256:{long}")
         );
     }
 

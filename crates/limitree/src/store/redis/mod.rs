@@ -103,7 +103,7 @@ pub struct RedisStore {
     last_reply: AtomicU64,
     script: redis::Script,
     /// Concurrent decisions of a tree share a script call (see [`batch`]).
-    batcher: Batcher<Prepared>,
+    batcher: Batcher<Box<Prepared>>,
 }
 
 /// One decision as the script wants it: its buckets' keys and its arguments.
@@ -232,22 +232,12 @@ impl RedisStore {
         cost: u64,
         mode: Mode,
     ) -> Result<ChainOutcome, StoreError> {
-        let inputs: ArrayVec<LevelInput, MAX_LEVELS> = chain
-            .links
-            .iter()
-            .map(|link| LevelInput {
-                level_index: link.level_index,
-                shadow: link.level.shadow,
-                overflow: false,
-                limit: link.spec.limit,
-                window: link.spec.window,
-            })
-            .collect();
         if chain.links.is_empty() {
             return Ok(ChainOutcome::combine(mode, &[], &[]).0);
         }
-
-        let prepared = Prepared {
+        // Boxed: the decision travels through the batch queue (and this future
+        // is boxed and moved at every layer), so it moves as one pointer.
+        let prepared = Box::new(Prepared {
             keys: chain
                 .links
                 .iter()
@@ -273,18 +263,37 @@ impl RedisStore {
                     )
                 })
                 .collect(),
-        };
+        });
         let reply = self
             .batcher
-            .submit(&chain.tree.name, prepared, |batch| self.call(batch))
+            .submit(&chain.tree.name, prepared, |batch| {
+                // Only a leader makes the call; boxing it keeps every
+                // caller's future small.
+                Box::pin(self.call(batch))
+            })
             .await?;
+        let inputs: ArrayVec<LevelInput, MAX_LEVELS> = chain
+            .links
+            .iter()
+            .map(|link| LevelInput {
+                level_index: link.level_index,
+                shadow: link.level.shadow,
+                overflow: false,
+                limit: link.spec.limit,
+                window: link.spec.window,
+            })
+            .collect();
         outcome_from_reply(mode, cost, &inputs, &reply)
     }
 
     /// One script call deciding `batch` in order; one reply per decision, each
     /// shaped like a single decision's (`now`, then [`FIELDS_PER_LEVEL`] numbers per
     /// level).
-    async fn call(&self, batch: Vec<Prepared>) -> Result<Vec<Vec<i64>>, StoreError> {
+    #[expect(
+        clippy::vec_box,
+        reason = "decisions arrive boxed through the batch queue; unboxing would copy each"
+    )]
+    async fn call(&self, batch: Vec<Box<Prepared>>) -> Result<Vec<Vec<i64>>, StoreError> {
         // Each bucket (and its level's limits) goes to the script once, however
         // many decisions touch it; decisions then name buckets by index.
         let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
@@ -300,8 +309,13 @@ impl RedisStore {
         // EVALSHA written straight into one command buffer (a
         // `redis::ScriptInvocation` allocates a buffer per argument and then
         // copies them all); NOSCRIPT is handled below as it would.
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash()).arg(buckets.len());
+        let levels: usize = batch.iter().map(|d| d.levels.len()).sum();
+        let key_bytes: usize = buckets.iter().map(|(key, _)| key.len()).sum();
+        let args = 6 + buckets.len() * 6 + batch.len() * 3 + levels;
+        let mut cmd = redis::Cmd::with_capacity(args, key_bytes + args * 12);
+        cmd.arg("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(buckets.len());
         for &(key, _) in &buckets {
             cmd.arg(key);
         }
@@ -323,7 +337,7 @@ impl RedisStore {
             }
         }
         let mut connection = self.connection().await?;
-        let reply: Vec<i64> = match cmd.query_async(&mut connection).await {
+        let reply: Vec<u8> = match cmd.query_async(&mut connection).await {
             // After a Redis restart or SCRIPT FLUSH: load the script, call again.
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.script
@@ -335,6 +349,7 @@ impl RedisStore {
             reply => reply,
         }
         .map_err(|e| self.error(&e))?;
+        let reply = parse_numbers(&reply)?;
         let now = *reply.first().ok_or_else(|| {
             StoreError::Unavailable("the decision script returned nothing".to_owned())
         })?;
@@ -353,6 +368,36 @@ impl RedisStore {
         }
         Ok(replies)
     }
+}
+
+/// The script's reply: integers separated by single spaces (see `decide.lua`).
+fn parse_numbers(reply: &[u8]) -> Result<Vec<i64>, StoreError> {
+    let malformed = || {
+        StoreError::Unavailable(format!(
+            "the decision script returned something other than numbers: {:?}",
+            String::from_utf8_lossy(&reply[..reply.len().min(80)])
+        ))
+    };
+    let mut numbers = Vec::with_capacity(reply.len() / 4 + 1);
+    for field in reply.split(|&b| b == b' ') {
+        let (negative, digits) = match field.split_first() {
+            Some((b'-', digits)) => (true, digits),
+            _ => (false, field),
+        };
+        if digits.is_empty() || digits.len() > 18 {
+            return Err(malformed());
+        }
+        let mut value: i64 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return Err(malformed());
+            }
+            // At most 18 digits: cannot overflow.
+            value = value * 10 + i64::from(d - b'0');
+        }
+        numbers.push(if negative { -value } else { value });
+    }
+    Ok(numbers)
 }
 
 /// Builds the outcome from the script's per-level numbers with the same
@@ -445,5 +490,36 @@ impl Store for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::parse_numbers;
+
+    #[rstest]
+    #[case::one("5", vec![5])]
+    #[case::several("1795839179412915 0 -1 1800000000", vec![1_795_839_179_412_915, 0, -1, 1_800_000_000])]
+    #[case::largest_printed("999999999999999999", vec![999_999_999_999_999_999])]
+    fn parses_the_script_reply(#[case] reply: &str, #[case] expected: Vec<i64>) {
+        assert_eq!(parse_numbers(reply.as_bytes()), Ok(expected));
+    }
+
+    #[rstest]
+    #[case::empty("")]
+    #[case::double_space("1  2")]
+    #[case::trailing_space("1 2 ")]
+    #[case::lone_minus("1 -")]
+    #[case::not_a_number("1 OK")]
+    #[case::float("1.5")]
+    #[case::too_long("1234567890123456789")]
+    fn rejects_anything_else(#[case] reply: &str) {
+        let err = parse_numbers(reply.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("other than numbers"),
+            "unexpected error: {err}"
+        );
     }
 }
