@@ -113,15 +113,14 @@ window = "1s"
     clock.advance(Duration::from_secs(1));
     assert!(decide(&store, &policy, &[], 3, Mode::Commit).await.allowed);
     assert_eq!(server.command(&["ZCARD", &key]), "1");
-    // The units beyond one per entry are counted beside the log (so no call
-    // reads the whole log), with the log's TTL.
-    let units = format!("{key}:u");
-    assert_eq!(server.command(&["GET", &units]), "2");
+    // The units beyond one per entry are counted in the log's summary (so no
+    // call reads the whole log), which has the log's TTL.
+    let summary = format!("{key}:m");
     let pttl = |k: &str| server.command(&["PTTL", k]).parse::<i64>().unwrap();
-    let (log_ttl, units_ttl) = (pttl(&key), pttl(&units));
+    let (log_ttl, summary_ttl) = (pttl(&key), pttl(&summary));
     assert!(
-        log_ttl > 0 && (log_ttl - units_ttl).abs() < 1_000,
-        "{log_ttl} {units_ttl}"
+        log_ttl > 0 && (log_ttl - summary_ttl).abs() < 1_000,
+        "{log_ttl} {summary_ttl}"
     );
     let o = decide(&store, &policy, &[], 2, Mode::Commit).await;
     assert_eq!((o.allowed, o.levels[0].remaining), (false, 1));
@@ -129,7 +128,67 @@ window = "1s"
     clock.advance(Duration::from_secs(1));
     let o = decide(&store, &policy, &[], 1, Mode::Commit).await;
     assert_eq!((o.allowed, o.levels[0].remaining), (true, 3));
-    assert_eq!(server.command(&["EXISTS", &units]), "0");
+    assert_eq!(server.command(&["EXISTS", &format!("{key}:u")]), "0");
+}
+
+/// A sliding log whose summary is missing — written by limitree 0.1 (units
+/// counted in `<key>:u`), or the summary evicted or damaged — is read back
+/// from the log itself, with the same decisions.
+#[rstest::rstest]
+#[case::written_by_0_1("0.1")]
+#[case::summary_deleted("deleted")]
+#[case::summary_damaged("damaged")]
+#[tokio::test]
+async fn a_sliding_log_without_its_summary_is_rebuilt(#[case] how: &str) {
+    let policy = policy(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "log"
+limit = 5
+window = "1s"
+"#,
+    );
+    let clock = ManualClock::new(T0);
+    let store = support::store(Topology::Standalone, clock.clone());
+    let key = format!("{}:log:sl", keys::tree_tag(&store.config().key_prefix, "t"));
+    let summary = format!("{key}:m");
+    let server = support::standalone();
+    let ms = |n: i64| (T0 as i64 + n * 1_000).to_string();
+    match how {
+        "0.1" => {
+            // One unit at T0-500ms, three units at T0-400ms, as 0.1 wrote them.
+            let (a, b) = (ms(-500), ms(-400));
+            server.command(&["ZADD", &key, &a, &format!("{a}-0"), &b, &format!("{b}-0:3")]);
+            server.command(&["SET", &format!("{key}:u"), "2"]);
+        }
+        _ => {
+            clock.set(T0 - 500_000);
+            assert!(decide(&store, &policy, &[], 1, Mode::Commit).await.allowed);
+            clock.set(T0 - 400_000);
+            assert!(decide(&store, &policy, &[], 3, Mode::Commit).await.allowed);
+            clock.set(T0);
+            if how == "deleted" {
+                server.command(&["DEL", &summary]);
+            } else {
+                server.command(&["SET", &summary, "not a summary"]);
+            }
+        }
+    }
+    let peek = decide(&store, &policy, &[], 0, Mode::Peek).await;
+    assert_eq!(peek.levels[0].remaining, 1, "{how}: {peek:?}");
+    let o = decide(&store, &policy, &[], 2, Mode::Commit).await;
+    assert!(!o.allowed, "{how}: {o:?}");
+    // The oldest entry leaves 500 ms from now; then the 2 units fit.
+    assert_eq!(o.retry_after, Some(500_000), "{how}");
+    assert!(decide(&store, &policy, &[], 1, Mode::Commit).await.allowed);
+    assert_eq!(server.command(&["EXISTS", &format!("{key}:u")]), "0");
+    assert_eq!(server.command(&["STRLEN", &summary]), "28");
+    // Both old entries leave; only the last admission stays.
+    clock.advance(Duration::from_millis(600));
+    let peek = decide(&store, &policy, &[], 0, Mode::Peek).await;
+    assert_eq!(peek.levels[0].remaining, 4, "{how}: {peek:?}");
 }
 
 /// Keys sit under the tree's hash tag, carry a TTL, and escape values.
@@ -316,23 +375,25 @@ async fn memory_per_bucket_is_small() {
         let key = keys::bucket_key("limitree", &tree.name, &chain.links[0]);
         store.decide(&chain, 1, Mode::Commit).await.unwrap();
         let one = usage(&key);
-        report.push(format!("{alg} {one} B"));
         if alg == "sliding_log" {
+            // The log and its summary (see decide.lua).
+            let summary = usage(&format!("{key}:m"));
+            report.push(format!("{alg} {one} B + {summary} B summary"));
+            assert!(summary < 150, "{alg}: {summary} bytes for {key}:m");
             for _ in 1..100 {
                 store.decide(&chain, 1, Mode::Commit).await.unwrap();
             }
             let hundred = usage(&key);
+            let per_admission = (hundred - one) / 99;
             report.push(format!(
-                "(sliding_log with 100 entries {hundred} B: {} B per admission)",
-                (hundred - one) / 99
+                "(sliding_log with 100 entries {hundred} B: {per_admission} B per admission)"
             ));
-            // A multi-unit admission also keeps the units counter beside the log.
+            assert!(per_admission < 64, "{per_admission} bytes per admission");
+            // A multi-unit admission is one entry; its units live in the summary.
             store.decide(&chain, 2, Mode::Commit).await.unwrap();
-            report.push(format!(
-                "(while a multi-unit entry is live: + {} B for {key}:u)",
-                usage(&format!("{key}:u"))
-            ));
+            assert_eq!(server.command(&["EXISTS", &format!("{key}:u")]), "0");
         } else {
+            report.push(format!("{alg} {one} B"));
             assert!(one < 150, "{alg}: {one} bytes per bucket ({key})");
         }
     }

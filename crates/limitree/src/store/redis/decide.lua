@@ -16,8 +16,10 @@
 -- ARGV[2]  TTL slack in milliseconds: 0 in production; tests on a manual clock
 --          pass a large value so keys never expire in real time before their
 --          state goes idle in test time
--- ARGV[3]  number of buckets (#KEYS); then per bucket, in KEYS order: algorithm
---          (sl|sw|gc|fw), limit, window, burst, shadow (1|0) of its level
+-- ARGV[3]  number of levels the batch touches; then per level: algorithm
+--          (sl|sw|gc|fw), limit, window, burst, shadow (1|0) (an override's
+--          limits count as a level of their own)
+-- then     per bucket, in KEYS order: the index of its level among those
 -- then     number of decisions; then per decision: mode ("c" commit, "d" dry
 --          run, "p" peek), cost (a peek probes with 1 and charges nothing),
 --          number of levels, then per level, root first: its bucket's index
@@ -242,53 +244,84 @@ algos.sw = sw
 -- Live entries each hold at least one unit and their units never exceed the
 -- limit, so a bucket holds at most `limit` entries once pruned.
 --
--- Nothing here reads the whole log: the units in use are ZCARD (one per entry)
--- plus the units beyond the first of multi-unit entries, kept in a string key
--- "<key>:u" that exists only while such an entry is live (same hash tag, same
--- TTL). So a decision costs O(log n) — pruning, counting and looking up the
--- newest entry and the entry whose leaving frees room — instead of O(limit).
--- Only a denial while a multi-unit entry is live walks the log.
+-- Beside it, "<key>:m" summarises the log so that a decision need not touch the
+-- set at all unless an entry has expired or one is added: entries, units beyond
+-- one per entry, oldest and newest admission time, and entries at the newest
+-- time (the next n), packed in 28 bytes: the counts as 32-bit integers (all
+-- at most `limit`), the times as doubles (integers below 2^53, exact).
+-- `struct` unpacks them in C; parsing text in Lua would cost about what the
+-- four set commands it replaces do. Same TTL as the set. A missing or
+-- malformed summary (a bucket written by limitree 0.1, which kept the extra
+-- units in "<key>:u", or a summary evicted apart from its set) is rebuilt from
+-- the set; a summary whose set vanished is corrected at the next expiry.
 local sl = {}
+local SL_META = '<I4I4ddI4'
+local SL_META_LEN = 28
 local function sl_units(member)
   return tonumber(string.match(member, ':(%d+)$')) or 1
 end
 -- A member's admission time: its score, which every member starts with
--- (cheaper than WITHSCORES, which has Redis print the score as a double and
--- this script parse it back). Arguments below are strings for the same reason:
+-- (cheaper than WITHSCORES, which has Redis print the score as a double for
+-- this script to parse back). Arguments below are strings for the same reason:
 -- a number argument costs a "%.14g" printf.
 local function sl_ts(member)
   return tonumber(string.match(member, '^(%d+)%-'))
 end
+-- Reads count, extra, oldest, newest and seq back from the set itself.
+local function sl_rebuild(s)
+  local count, extra, oldest, newest, seq = 0, 0, 0, 0, 0
+  for _, member in ipairs(redis.call('ZRANGE', s.key, 0, -1)) do
+    local ts = sl_ts(member)
+    if count == 0 then oldest = ts end
+    if ts == newest then seq = seq + 1 else newest, seq = ts, 1 end
+    count = count + 1
+    extra = extra + sl_units(member) - 1
+  end
+  s.count, s.extra, s.oldest, s.newest, s.seq = count, extra, oldest, newest, seq
+end
+local function sl_write_meta(s, ...)
+  redis.call('SET', s.mkey, struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq), ...)
+end
 function sl.load(key, now, spec)
-  local ukey = key .. ':u'
-  local extra = tonumber(redis.call('GET', ukey)) or 0
-  local cutoff = int(now - spec.window)
-  -- Expired entries (ts + window <= now) can no longer change any answer: drop
-  -- them first, as the memory store prunes under its lock (algo::prune), so a
-  -- bucket that only sees denials does not keep them.
-  if extra > 0 then
-    local before = extra
-    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cutoff)) do
-      extra = extra - (sl_units(member) - 1)
-    end
-    if extra ~= before then
-      if extra > 0 then
-        redis.call('SET', ukey, int(extra), 'KEEPTTL')
+  local s = { key = key, mkey = key .. ':m', ranks = {} }
+  local cutoff = now - spec.window
+  local v = redis.call('GET', s.mkey)
+  if v and #v == SL_META_LEN then
+    s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SL_META, v)
+    if s.count > 0 and s.oldest <= cutoff then
+      -- Expired entries (ts + window <= now) can no longer change any answer:
+      -- drop them first, as the memory store prunes under its lock
+      -- (algo::prune), so a bucket that only sees denials does not keep them.
+      local cut = int(cutoff)
+      if s.extra > 0 then
+        for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cut)) do
+          s.extra = s.extra - (sl_units(member) - 1)
+        end
+      end
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', cut)
+      s.count = redis.call('ZCARD', key)
+      if s.count > 0 then
+        s.oldest = sl_ts(redis.call('ZRANGE', key, 0, 0)[1])
+        sl_write_meta(s, 'KEEPTTL')
       else
-        redis.call('DEL', ukey)
+        s.extra, s.oldest, s.newest, s.seq = 0, 0, 0, 0
+        redis.call('DEL', s.mkey)
       end
     end
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
+    sl_rebuild(s)
+    -- 0.1's side key: its units are counted from the members now.
+    redis.call('DEL', key .. ':u')
+    if s.count > 0 then
+      local pttl = redis.call('PTTL', key)
+      if pttl > 0 then sl_write_meta(s, 'PX', pttl) else sl_write_meta(s) end
+    else
+      redis.call('DEL', s.mkey)
+    end
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
-  local count = redis.call('ZCARD', key)
-  local newest = nil
-  if count > 0 then
-    newest = sl_ts(redis.call('ZRANGE', key, '-1', '-1')[1])
-  end
-  return {
-    key = key, ukey = ukey, count = count, extra = extra,
-    used = count + extra, newest = newest, ranks = {},
-  }
+  s.used = s.count + s.extra
+  return s
 end
 function sl.available(s, _, spec)
   return sub0(spec.limit, s.used)
@@ -301,6 +334,7 @@ function sl.retry_after(s, now, spec, cost)
   if s.extra == 0 then
     local index = math.max(must_free, 1)
     if index > s.count then return spec.window end
+    if index == 1 then return sub0(s.oldest + spec.window, now) end
     -- Charges only append (at or after the newest time), so the time at a
     -- rank stays valid for the rest of the batch.
     local ts = s.ranks[index]
@@ -311,12 +345,12 @@ function sl.retry_after(s, now, spec, cost)
     end
     return sub0(ts + spec.window, now)
   end
-  local raw = redis.call('ZRANGE', s.key, 0, -1, 'WITHSCORES')
+  local raw = redis.call('ZRANGE', s.key, 0, -1)
   local freed = 0
-  for i = 1, #raw, 2 do
-    freed = freed + sl_units(raw[i])
+  for _, member in ipairs(raw) do
+    freed = freed + sl_units(member)
     if freed >= must_free then
-      return sub0(tonumber(raw[i + 1]) + spec.window, now)
+      return sub0(sl_ts(member) + spec.window, now)
     end
   end
   return spec.window
@@ -324,38 +358,42 @@ end
 function sl.reset_after(s, now, spec, charged)
   local newest = s.newest
   if charged > 0 then
-    newest = math.max(newest or now, now)
+    newest = math.max(newest, now)
+  elseif s.count == 0 then
+    return 0
   end
-  if not newest then return 0 end
   return sub0(newest + spec.window, now)
 end
 function sl.charge(s, now, _, cost)
   if cost == 0 then return s end
   -- At the newest entry's time if the clock went backwards (as the Rust log).
-  local ts = math.max(s.newest or now, now)
-  local n = redis.call('ZCOUNT', s.key, int(ts), int(ts))
+  local ts, n = now, 0
+  if s.count > 0 then
+    if s.newest >= now then ts, n = s.newest, s.seq end
+  else
+    s.oldest = now
+  end
   local member = int(ts) .. '-' .. n
   if cost ~= 1 then
     member = member .. ':' .. int(cost)
     s.extra = s.extra + cost - 1
-    redis.call('SET', s.ukey, int(s.extra))
   end
   redis.call('ZADD', s.key, int(ts), member)
   s.count = s.count + 1
   s.used = s.used + cost
-  s.newest = ts
+  s.newest, s.seq = ts, n + 1
   return s
 end
 function sl.idle_at(s, spec)
-  if not s.newest then return 0 end
+  if s.count == 0 then return 0 end
   return s.newest + spec.window
 end
 function sl.save(key, s, ttl)
   if ttl then
     redis.call('PEXPIRE', key, ttl)
-    if s.extra > 0 then redis.call('PEXPIRE', s.ukey, ttl) end
+    sl_write_meta(s, 'PX', ttl)
   else
-    redis.call('DEL', key, s.ukey)
+    redis.call('DEL', key, s.mkey)
   end
 end
 algos.sl = sl
@@ -377,18 +415,23 @@ local N = setmetatable({}, { __index = function(t, s)
   return v
 end })
 
--- Each bucket's level, parsed once per batch.
-local buckets = {}
+-- Each level, parsed once per batch; then each bucket's level.
+local levels = {}
 local a = 4
-for k = 1, N[ARGV[3]] do
+for l = 1, N[ARGV[3]] do
   local code = ARGV[a]
   local spec = { limit = N[ARGV[a + 1]], window = N[ARGV[a + 2]], burst = N[ARGV[a + 3]] }
   local capacity = spec.limit
   if code == 'gc' then capacity = spec.burst end
-  buckets[k] = {
+  levels[l] = {
     alg = algos[code], spec = spec, shadow = ARGV[a + 4] == '1', capacity = capacity,
   }
   a = a + 5
+end
+local buckets = {}
+for k = 1, #KEYS do
+  buckets[k] = levels[N[ARGV[a]]]
+  a = a + 1
 end
 
 -- The flags of a level as printed in the reply.

@@ -294,24 +294,41 @@ impl RedisStore {
         reason = "decisions arrive boxed through the batch queue; unboxing would copy each"
     )]
     async fn call(&self, batch: Vec<Box<Prepared>>) -> Result<Vec<Vec<i64>>, StoreError> {
-        // Each bucket (and its level's limits) goes to the script once, however
-        // many decisions touch it; decisions then name buckets by index.
+        // Each bucket goes to the script once, however many decisions touch it,
+        // and each level's limits once, however many buckets it has; buckets
+        // then name their level and decisions their buckets by index (1-based,
+        // as Lua counts).
+        type Level = (&'static str, u64, u64, u64, u8);
         let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
-        let mut buckets = Vec::new();
+        let mut buckets: Vec<(&str, usize)> = Vec::new();
+        let mut levels: Vec<&Level> = Vec::new();
+        let mut chains: Vec<ArrayVec<usize, MAX_LEVELS>> = Vec::with_capacity(batch.len());
         for decision in &batch {
+            let mut chain = ArrayVec::new();
             for (key, level) in decision.keys.iter().zip(&decision.levels) {
-                if !indexes.contains_key(key.as_str()) {
-                    indexes.insert(key.as_str(), buckets.len() + 1);
-                    buckets.push((key.as_str(), level));
-                }
+                let next = buckets.len() + 1;
+                let index = *indexes.entry_ref(key.as_str()).or_insert_with(|| {
+                    // Few distinct levels per batch: a scan beats hashing.
+                    let level_index = match levels.iter().position(|l| *l == level) {
+                        Some(i) => i + 1,
+                        None => {
+                            levels.push(level);
+                            levels.len()
+                        }
+                    };
+                    buckets.push((key.as_str(), level_index));
+                    next
+                });
+                chain.push(index);
             }
+            chains.push(chain);
         }
         // EVALSHA written straight into one command buffer (a
         // `redis::ScriptInvocation` allocates a buffer per argument and then
         // copies them all); NOSCRIPT is handled below as it would.
-        let levels: usize = batch.iter().map(|d| d.levels.len()).sum();
+        let links: usize = chains.iter().map(ArrayVec::len).sum();
         let key_bytes: usize = buckets.iter().map(|(key, _)| key.len()).sum();
-        let args = 6 + buckets.len() * 6 + batch.len() * 3 + levels;
+        let args = 6 + levels.len() * 5 + buckets.len() * 2 + batch.len() * 3 + links;
         let mut cmd = redis::Cmd::with_capacity(args, key_bytes + args * 12);
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
@@ -323,17 +340,18 @@ impl RedisStore {
             Some(clock) => cmd.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
             None => cmd.arg("").arg(0),
         };
-        cmd.arg(buckets.len());
-        for &(_, &(code, limit, window, burst, shadow)) in &buckets {
+        cmd.arg(levels.len());
+        for &&(code, limit, window, burst, shadow) in &levels {
             cmd.arg(code).arg(limit).arg(window).arg(burst).arg(shadow);
         }
+        for &(_, level_index) in &buckets {
+            cmd.arg(level_index);
+        }
         cmd.arg(batch.len());
-        for decision in &batch {
-            cmd.arg(decision.mode)
-                .arg(decision.cost)
-                .arg(decision.levels.len());
-            for key in &decision.keys {
-                cmd.arg(indexes[key.as_str()]);
+        for (decision, chain) in batch.iter().zip(&chains) {
+            cmd.arg(decision.mode).arg(decision.cost).arg(chain.len());
+            for &index in chain {
+                cmd.arg(index);
             }
         }
         let mut connection = self.connection().await?;
