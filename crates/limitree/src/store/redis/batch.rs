@@ -113,7 +113,7 @@ impl<D> Batcher<D> {
         };
         // Leading. Whatever happens from here (even this future being dropped
         // mid-call), the guard passes the lead on.
-        let (decision, _lead) = match queued {
+        let (decision, lead) = match queued {
             Ok(decision) => (decision, Lead::new(&self.queues, tree)),
             Err(replied) => match replied.await {
                 Ok(Signal::Done(result)) => return result,
@@ -137,7 +137,11 @@ impl<D> Batcher<D> {
             replies.push(waiter.reply);
         }
         let sent = decisions.len();
-        let results = match call(decisions).await {
+        let answered = call(decisions).await;
+        // Redis has answered: the next call may go out now, while this caller
+        // hands out the replies.
+        drop(lead);
+        let results = match answered {
             Ok(results) if results.len() == sent => results,
             Ok(results) => {
                 let e = StoreError::Unavailable(format!(
