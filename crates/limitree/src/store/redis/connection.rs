@@ -9,7 +9,8 @@
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use std::time::Duration;
 
@@ -33,13 +34,25 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// `TCP_NODELAY` on: a decision is a small request waiting for its answer, and
+/// with Nagle's algorithm a request written while the previous one is
+/// unacknowledged would wait for that acknowledgement (Redis sets it on its side
+/// for the same reason).
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
 impl Connection {
     /// Connects to `target`, each connection attempt and response bounded by
     /// `timeout`. The caller bounds the whole wait.
     pub async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Connection> {
         match target {
             RedisTarget::Standalone(url) => {
-                let client = redis::Client::open(url.as_str())?;
+                let info = url
+                    .as_str()
+                    .into_connection_info()?
+                    .set_tcp_settings(tcp_settings());
+                let client = redis::Client::open(info)?;
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
@@ -52,6 +65,7 @@ impl Connection {
             }
             RedisTarget::Cluster(urls) => {
                 let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                    .tcp_settings(tcp_settings())
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .build()?;
