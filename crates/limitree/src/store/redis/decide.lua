@@ -20,19 +20,22 @@
 --          (sl|sw|gc|fw), limit, window, burst, shadow (1|0) (an override's
 --          limits count as a level of their own)
 -- then     per bucket, in KEYS order: the index of its level among those
--- then     number of decisions; then per decision: mode ("c" commit, "d" dry
---          run, "p" peek), cost (a peek probes with 1 and charges nothing),
---          number of levels, then per level, root first: its bucket's index
---          into KEYS
+-- then     the decisions, packed one after the other (see DECISION): mode ("c"
+--          commit, "d" dry run, "p" peek), cost (a peek probes with 1 and
+--          charges nothing), number of levels, then per level, root first, its
+--          bucket's index into KEYS. One argument rather than five or more per
+--          decision: each argument costs Redis a parse and an object, and the
+--          script a Lua string.
 --
--- Returns one string of space-separated integers: now, then per decision,
--- per level: flags (1 allowed, 2 insufficient, 4 charged, added up),
--- available, reset_after, reset_after_now, retry_after (-1: none). One string
--- rather than a table of numbers: Redis and the client then handle one reply
--- object per batch instead of one per number, and a level's numbers are
--- printed once for every decision that sees the same state (see `memo`).
--- `remaining` is not sent: it is available minus the probed cost when
--- allowed, available otherwise (the client derives it).
+-- Returns one binary string: now (a little-endian double), then per decision,
+-- per level: a flags byte (1 allowed, 2 insufficient, 4 charged, added up) and
+-- available, reset_after, reset_after_now, retry_after (-1: none) as
+-- little-endian doubles (all integers below 2^53, so exact). Packed rather
+-- than printed: printing a number costs Lua a sprintf, and one string is one
+-- reply object for Redis and the client. A level's numbers are packed once
+-- for every decision that sees the same state (see `mrest`). `remaining` is
+-- not sent: it is available minus the probed cost when allowed, available
+-- otherwise (the client derives it).
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -283,7 +286,11 @@ local function sl_write_meta(s, ...)
   redis.call('SET', s.mkey, struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq), ...)
 end
 function sl.load(key, now, spec)
-  local s = { key = key, mkey = key .. ':m', ranks = {} }
+  -- Every field up front: a table grown field by field is rehashed as it grows.
+  local s = {
+    key = key, mkey = key .. ':m', count = 0, extra = 0, oldest = 0, newest = 0, seq = 0,
+    used = 0, ranks = false,
+  }
   local cutoff = now - spec.window
   local v = redis.call('GET', s.mkey)
   if v and #v == SL_META_LEN then
@@ -308,7 +315,7 @@ function sl.load(key, now, spec)
         redis.call('DEL', s.mkey)
       end
     end
-  else
+  elseif redis.call('EXISTS', key) == 1 then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
     sl_rebuild(s)
     -- 0.1's side key: its units are counted from the members now.
@@ -319,6 +326,8 @@ function sl.load(key, now, spec)
     else
       redis.call('DEL', s.mkey)
     end
+  elseif v then
+    redis.call('DEL', s.mkey) -- a damaged summary of an empty log
   end
   s.used = s.count + s.extra
   return s
@@ -337,11 +346,16 @@ function sl.retry_after(s, now, spec, cost)
     if index == 1 then return sub0(s.oldest + spec.window, now) end
     -- Charges only append (at or after the newest time), so the time at a
     -- rank stays valid for the rest of the batch.
-    local ts = s.ranks[index]
+    local ranks = s.ranks
+    if not ranks then -- false until a rank is looked up
+      ranks = {}
+      s.ranks = ranks
+    end
+    local ts = ranks[index]
     if not ts then
       local rank = int(index - 1)
       ts = sl_ts(redis.call('ZRANGE', s.key, rank, rank)[1])
-      s.ranks[index] = ts
+      ranks[index] = ts
     end
     return sub0(ts + spec.window, now)
   end
@@ -415,6 +429,13 @@ local N = setmetatable({}, { __index = function(t, s)
   return v
 end })
 
+-- One decision in the decisions argument: mode ("c", "d" or "p"), cost (a
+-- double: exact below 2^53, and any cost above a level's capacity is answered
+-- the same), number of levels, then 8 bucket indexes (unused ones 0), all
+-- little-endian.
+local DECISION = '<c1dBHHHHHHHH'
+local DECISION_LEN = 26
+
 -- Each level, parsed once per batch; then each bucket's level.
 local levels = {}
 local a = 4
@@ -434,38 +455,34 @@ for k = 1, #KEYS do
   a = a + 1
 end
 
--- The flags of a level as printed in the reply.
-local FLAGS = { [0] = ' 0', ' 1', ' 2', ' 3', ' 4', ' 5', ' 6', ' 7' }
+-- The flags byte of a level in the reply.
+local FLAGS = {}
+for f = 0, 7 do FLAGS[f] = string.char(f) end
 
 local states = {} -- by KEYS index: each bucket loaded once per batch
 -- By KEYS index, while the bucket's state is unchanged: its verdict for a
--- probe, with the reply's numbers already printed. In a saturated batch most
--- decisions see buckets no earlier decision of the batch charged.
-local memo = {}
-local out = { string.format('%d', now) }
+-- probe, with the reply's numbers already packed. In a saturated batch most
+-- decisions see buckets no earlier decision of the batch charged. Parallel
+-- arrays rather than a table per verdict: tables are what costs here.
+local mprobe, mallowed, mflags, mdenies, mrest = {}, {}, {}, {}, {}
+local out = { struct.pack('<d', now) }
 local o = 1 -- #out, kept by hand
-local decisions = N[ARGV[a]]
-a = a + 1
 
--- Per level of the current decision, root first: the bucket and its verdict
--- (reused by every decision of the batch rather than a table per level).
-local lk, lm = {}, {}
+-- Per level of the current decision, root first: its bucket.
+local lk = {}
 
-for _ = 1, decisions do
-  local mode = ARGV[a]
-  local cost = N[ARGV[a + 1]]
-  local n = N[ARGV[a + 2]]
-  a = a + 3
+local blob = ARGV[a]
+for pos = 1, #blob, DECISION_LEN do
+  local mode, cost, n, k1, k2, k3, k4, k5, k6, k7, k8 = struct.unpack(DECISION, blob, pos)
+  lk[1], lk[2], lk[3], lk[4], lk[5], lk[6], lk[7], lk[8] = k1, k2, k3, k4, k5, k6, k7, k8
   local probe = cost
   if mode == 'p' then probe = 1 end
 
   -- Evaluate every level (nothing charged yet).
   local admitted = true
   for i = 1, n do
-    local k = N[ARGV[a]]
-    a = a + 1
-    local m = memo[k]
-    if not m or m.probe ~= probe then
+    local k = lk[i]
+    if mprobe[k] ~= probe then
       local bucket = buckets[k]
       local alg, spec = bucket.alg, bucket.spec
       local s = states[k]
@@ -486,32 +503,28 @@ for _ = 1, decisions do
       local flags = 0
       if allowed then flags = 1 end
       if insufficient then flags = flags + 2 end
-      m = {
-        probe = probe, allowed = allowed, flags = flags,
-        denies = not allowed and not bucket.shadow,
-        rest = string.format(' %d %d %d %d', available, reset, reset_now, retry),
-      }
-      memo[k] = m
+      mprobe[k], mallowed[k], mflags[k] = probe, allowed, flags
+      mdenies[k] = not allowed and not bucket.shadow
+      mrest[k] = struct.pack('<dddd', available, reset, reset_now, retry)
     end
-    lk[i], lm[i] = k, m
     -- ChainOutcome::combine: a non-shadow level without room denies the chain.
-    if m.denies then admitted = false end
+    if mdenies[k] then admitted = false end
   end
 
   -- Charge every level with room, only if the chain is admitted and committing
   -- (a shadow level without room is not charged).
   local committing = admitted and mode == 'c'
   for i = 1, n do
-    local m = lm[i]
-    local flags = m.flags
-    if committing and m.allowed then
+    local k = lk[i]
+    local flags = mflags[k]
+    local rest = mrest[k]
+    if committing and mallowed[k] then
       flags = flags + 4
-      local k = lk[i]
       local bucket = buckets[k]
       local alg, spec = bucket.alg, bucket.spec
       local s = alg.charge(states[k], now, spec, cost)
       states[k] = s
-      memo[k] = nil
+      mprobe[k] = nil
       local ttl = nil
       local idle_in = alg.idle_at(s, spec) - now
       if idle_in > 0 or slack > 0 then
@@ -521,7 +534,7 @@ for _ = 1, decisions do
       alg.save(KEYS[k], s, ttl)
     end
     out[o + 1] = FLAGS[flags]
-    out[o + 2] = m.rest
+    out[o + 2] = rest
     o = o + 2
   end
 end

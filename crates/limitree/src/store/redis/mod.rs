@@ -87,6 +87,17 @@ fn silence_limit(timeout: std::time::Duration) -> std::time::Duration {
 /// 4 charged), available, reset_after, reset_after_now, retry_after.
 const FIELDS_PER_LEVEL: usize = 5;
 
+/// Bytes per level in the script's reply: a flags byte and four doubles.
+const LEVEL_REPLY_LEN: usize = 1 + 4 * 8;
+
+/// Bytes per decision in the script's decisions argument: mode, cost (a
+/// double), number of levels, and a `u16` bucket index per possible level.
+const DECISION_LEN: usize = 1 + 8 + 1 + 2 * MAX_LEVELS;
+const _: () = assert!(
+    MAX_LEVELS == 8,
+    "decide.lua's DECISION format holds 8 bucket indexes"
+);
+
 /// A [`Store`] whose buckets live in Redis. See the module docs.
 #[derive(Debug)]
 pub struct RedisStore {
@@ -326,10 +337,10 @@ impl RedisStore {
         // EVALSHA written straight into one command buffer (a
         // `redis::ScriptInvocation` allocates a buffer per argument and then
         // copies them all); NOSCRIPT is handled below as it would.
-        let links: usize = chains.iter().map(ArrayVec::len).sum();
         let key_bytes: usize = buckets.iter().map(|(key, _)| key.len()).sum();
-        let args = 6 + levels.len() * 5 + buckets.len() * 2 + batch.len() * 3 + links;
-        let mut cmd = redis::Cmd::with_capacity(args, key_bytes + args * 12);
+        let args = 7 + levels.len() * 5 + buckets.len() * 2;
+        let mut cmd =
+            redis::Cmd::with_capacity(args, key_bytes + args * 12 + batch.len() * DECISION_LEN);
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
             .arg(buckets.len());
@@ -347,13 +358,21 @@ impl RedisStore {
         for &(_, level_index) in &buckets {
             cmd.arg(level_index);
         }
-        cmd.arg(batch.len());
+        // The decisions as one packed argument (see DECISION in decide.lua).
+        let mut decisions = Vec::with_capacity(batch.len() * DECISION_LEN);
         for (decision, chain) in batch.iter().zip(&chains) {
-            cmd.arg(decision.mode).arg(decision.cost).arg(chain.len());
-            for &index in chain {
-                cmd.arg(index);
+            decisions.push(decision.mode.as_bytes()[0]);
+            // Exact below 2^53; any cost above a level's capacity (at most
+            // MAX_LIMIT) is answered the same, so rounding beyond is harmless.
+            decisions.extend_from_slice(&(decision.cost as f64).to_le_bytes());
+            decisions.push(u8::try_from(chain.len()).map_err(|_| too_big())?);
+            for slot in 0..MAX_LEVELS {
+                let index = chain.get(slot).copied().unwrap_or(0);
+                let index = u16::try_from(index).map_err(|_| too_big())?;
+                decisions.extend_from_slice(&index.to_le_bytes());
             }
         }
+        cmd.arg(decisions);
         let mut connection = self.connection().await?;
         let reply: Vec<u8> = match cmd.query_async(&mut connection).await {
             // After a Redis restart or SCRIPT FLUSH: load the script, call again.
@@ -367,55 +386,58 @@ impl RedisStore {
             reply => reply,
         }
         .map_err(|e| self.error(&e))?;
-        let reply = parse_numbers(&reply)?;
-        let now = *reply.first().ok_or_else(|| {
-            StoreError::Unavailable("the decision script returned nothing".to_owned())
-        })?;
-        let mut rest = &reply[1..];
-        let mut replies = Vec::with_capacity(batch.len());
-        for decision in &batch {
-            let n = decision.levels.len() * FIELDS_PER_LEVEL;
-            if rest.len() < n {
-                break;
-            }
-            let mut one = Vec::with_capacity(n + 1);
-            one.push(now);
-            one.extend_from_slice(&rest[..n]);
-            replies.push(one);
-            rest = &rest[n..];
-        }
-        Ok(replies)
+        decode_reply(&reply, batch.iter().map(|d| d.levels.len()))
     }
 }
 
-/// The script's reply: integers separated by single spaces (see `decide.lua`).
-fn parse_numbers(reply: &[u8]) -> Result<Vec<i64>, StoreError> {
+fn too_big() -> StoreError {
+    StoreError::Unavailable("a batch too large to encode for the decision script".to_owned())
+}
+
+/// Splits the script's packed reply (see `decide.lua`) into one reply per
+/// decision, each `now` and then [`FIELDS_PER_LEVEL`] numbers per level, for
+/// decisions of `levels` levels each.
+fn decode_reply(
+    reply: &[u8],
+    levels: impl ExactSizeIterator<Item = usize>,
+) -> Result<Vec<Vec<i64>>, StoreError> {
     let malformed = || {
         StoreError::Unavailable(format!(
-            "the decision script returned something other than numbers: {:?}",
-            String::from_utf8_lossy(&reply[..reply.len().min(80)])
+            "the decision script returned {} bytes that do not decode as its reply",
+            reply.len()
         ))
     };
-    let mut numbers = Vec::with_capacity(reply.len() / 4 + 1);
-    for field in reply.split(|&b| b == b' ') {
-        let (negative, digits) = match field.split_first() {
-            Some((b'-', digits)) => (true, digits),
-            _ => (false, field),
-        };
-        if digits.is_empty() || digits.len() > 18 {
+    let number = |bytes: &[u8]| -> Result<i64, StoreError> {
+        let bytes: [u8; 8] = bytes.try_into().map_err(|_| malformed())?;
+        let value = f64::from_le_bytes(bytes);
+        // The script sends integers below 2^53 only: anything else is damage.
+        if value.fract() != 0.0 || value.abs() > 9_007_199_254_740_992.0 {
             return Err(malformed());
         }
-        let mut value: i64 = 0;
-        for &d in digits {
-            if !d.is_ascii_digit() {
-                return Err(malformed());
+        Ok(value as i64)
+    };
+    let (head, mut rest) = reply.split_at_checked(8).ok_or_else(malformed)?;
+    let now = number(head)?;
+    let mut replies = Vec::with_capacity(levels.len());
+    for n in levels {
+        let (mine, tail) = rest
+            .split_at_checked(n * LEVEL_REPLY_LEN)
+            .ok_or_else(malformed)?;
+        let mut one = Vec::with_capacity(1 + n * FIELDS_PER_LEVEL);
+        one.push(now);
+        for level in mine.chunks_exact(LEVEL_REPLY_LEN) {
+            one.push(i64::from(level[0]));
+            for field in level[1..].chunks_exact(8) {
+                one.push(number(field)?);
             }
-            // At most 18 digits: cannot overflow.
-            value = value * 10 + i64::from(d - b'0');
         }
-        numbers.push(if negative { -value } else { value });
+        replies.push(one);
+        rest = tail;
     }
-    Ok(numbers)
+    if !rest.is_empty() {
+        return Err(malformed());
+    }
+    Ok(replies)
 }
 
 /// Builds the outcome from the script's per-level numbers with the same
@@ -515,28 +537,52 @@ impl Store for RedisStore {
 mod tests {
     use rstest::rstest;
 
-    use super::parse_numbers;
+    use super::{LEVEL_REPLY_LEN, decode_reply};
 
-    #[rstest]
-    #[case::one("5", vec![5])]
-    #[case::several("1795839179412915 0 -1 1800000000", vec![1_795_839_179_412_915, 0, -1, 1_800_000_000])]
-    #[case::largest_printed("999999999999999999", vec![999_999_999_999_999_999])]
-    fn parses_the_script_reply(#[case] reply: &str, #[case] expected: Vec<i64>) {
-        assert_eq!(parse_numbers(reply.as_bytes()), Ok(expected));
+    fn level(flags: u8, numbers: [f64; 4]) -> Vec<u8> {
+        let mut out = vec![flags];
+        for n in numbers {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out
+    }
+
+    fn reply(now: f64, levels: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = now.to_le_bytes().to_vec();
+        for l in levels {
+            out.extend_from_slice(l);
+        }
+        out
+    }
+
+    #[test]
+    fn splits_the_script_reply_per_decision() {
+        let now = 1_795_839_179_412_915.0;
+        let a = level(5, [9.0, 1_800_000_000.0, 0.0, -1.0]);
+        let b = level(0, [0.0, 17.0, 17.0, 1_799_999_999.0]);
+        let bytes = reply(now, &[a.clone(), b.clone(), a]);
+        let decoded = decode_reply(&bytes, [2, 1].into_iter()).unwrap();
+        let now = 1_795_839_179_412_915;
+        assert_eq!(
+            decoded,
+            vec![
+                vec![now, 5, 9, 1_800_000_000, 0, -1, 0, 0, 17, 17, 1_799_999_999],
+                vec![now, 5, 9, 1_800_000_000, 0, -1],
+            ]
+        );
     }
 
     #[rstest]
-    #[case::empty("")]
-    #[case::double_space("1  2")]
-    #[case::trailing_space("1 2 ")]
-    #[case::lone_minus("1 -")]
-    #[case::not_a_number("1 OK")]
-    #[case::float("1.5")]
-    #[case::too_long("1234567890123456789")]
-    fn rejects_anything_else(#[case] reply: &str) {
-        let err = parse_numbers(reply.as_bytes()).unwrap_err();
+    #[case::empty(Vec::new(), vec![1])]
+    #[case::a_level_short(reply(1.0, &[level(1, [1.0; 4])])[..8 + LEVEL_REPLY_LEN - 1].to_vec(), vec![1])]
+    #[case::bytes_left_over(reply(1.0, &[level(1, [1.0; 4]), level(1, [1.0; 4])]), vec![1])]
+    #[case::not_an_integer(reply(1.0, &[level(1, [1.5, 1.0, 1.0, 1.0])]), vec![1])]
+    #[case::not_a_number(reply(1.0, &[level(1, [f64::NAN, 1.0, 1.0, 1.0])]), vec![1])]
+    #[case::too_large(reply(1.0, &[level(1, [1e300, 1.0, 1.0, 1.0])]), vec![1])]
+    fn rejects_anything_else(#[case] bytes: Vec<u8>, #[case] levels: Vec<usize>) {
+        let err = decode_reply(&bytes, levels.into_iter()).unwrap_err();
         assert!(
-            err.to_string().contains("other than numbers"),
+            err.to_string().contains("do not decode"),
             "unexpected error: {err}"
         );
     }
