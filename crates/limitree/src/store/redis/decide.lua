@@ -16,16 +16,16 @@
 -- ARGV[2]  TTL slack in milliseconds: 0 in production; tests on a manual clock
 --          pass a large value so keys never expire in real time before their
 --          state goes idle in test time
--- ARGV[3]  number of levels the batch touches; then per level: algorithm
---          (sl|sw|gc|fw), limit, window, burst, shadow (1|0) (an override's
---          limits count as a level of their own)
--- then     per bucket, in KEYS order: the index of its level among those
--- then     the decisions, packed one after the other (see DECISION): mode ("c"
+-- ARGV[3]  the levels the batch touches, packed one after the other (see
+--          LEVEL): algorithm (sl|sw|gc|fw), limit, window, burst, shadow (an
+--          override's limits count as a level of their own)
+-- ARGV[4]  per bucket, in KEYS order, the index of its level among those (u16)
+-- ARGV[5]  the decisions, packed one after the other (see DECISION): mode ("c"
 --          commit, "d" dry run, "p" peek), cost (a peek probes with 1 and
 --          charges nothing), number of levels, then per level, root first, its
---          bucket's index into KEYS. One argument rather than five or more per
---          decision: each argument costs Redis a parse and an object, and the
---          script a Lua string.
+--          bucket's index into KEYS. Packed rather than one argument per
+--          number: each argument costs Redis a parse and an object, and the
+--          script a Lua string to convert (strtod).
 --
 -- Returns one binary string: now (a little-endian double), then per decision,
 -- per level: a flags byte (1 allowed, 2 insufficient, 4 charged, added up) and
@@ -64,7 +64,9 @@ local function sub0(a, b)
   return 0
 end
 
--- Each algorithm: load(key, now, spec) -> state; available(s, now, spec);
+-- Each algorithm is built by algos.<code>() the first time a batch uses it (a
+-- batch pays for the closures of the algorithms it uses, not of all four):
+-- load(key, now, spec) -> state; available(s, now, spec);
 -- retry_after(s, now, spec, cost); reset_after(s, now, spec, charged);
 -- charge(s, now, spec, cost) -> state; save(key, s, now, spec, ttl);
 -- idle_at(s, spec). Same names and meaning as algo/mod.rs.
@@ -90,154 +92,160 @@ end
 
 ---------------------------------------------------------------- fixed_window
 -- State "start:count" (algo/fixed_window.rs).
-local fw = {}
-function fw.load(key)
-  local v = redis.call('GET', key)
-  if not v then return { start = 0, count = 0 } end
-  local f = fields(v)
-  return { start = f[1], count = f[2] }
+function algos.fw()
+  local fw = {}
+  function fw.load(key)
+    local v = redis.call('GET', key)
+    if not v then return { start = 0, count = 0 } end
+    local f = fields(v)
+    return { start = f[1], count = f[2] }
+  end
+  local function fw_view(s, now, spec)
+    local start = now - imod(now, spec.window)
+    if start > s.start then return start, 0 end
+    return s.start, s.count
+  end
+  function fw.available(s, now, spec)
+    local _, count = fw_view(s, now, spec)
+    return sub0(spec.limit, count)
+  end
+  function fw.retry_after(s, now, spec, _)
+    local start = fw_view(s, now, spec)
+    return start + spec.window - now
+  end
+  function fw.reset_after(s, now, spec, charged)
+    local start, count = fw_view(s, now, spec)
+    if count + charged == 0 then return 0 end
+    return start + spec.window - now
+  end
+  function fw.charge(s, now, spec, cost)
+    local start, count = fw_view(s, now, spec)
+    return { start = start, count = count + cost }
+  end
+  function fw.idle_at(s, spec)
+    if s.count == 0 then return 0 end
+    return s.start + spec.window
+  end
+  function fw.save(key, s, ttl)
+    save_string(key, int(s.start) .. ':' .. int(s.count), ttl)
+  end
+  return fw
 end
-local function fw_view(s, now, spec)
-  local start = now - imod(now, spec.window)
-  if start > s.start then return start, 0 end
-  return s.start, s.count
-end
-function fw.available(s, now, spec)
-  local _, count = fw_view(s, now, spec)
-  return sub0(spec.limit, count)
-end
-function fw.retry_after(s, now, spec, _)
-  local start = fw_view(s, now, spec)
-  return start + spec.window - now
-end
-function fw.reset_after(s, now, spec, charged)
-  local start, count = fw_view(s, now, spec)
-  if count + charged == 0 then return 0 end
-  return start + spec.window - now
-end
-function fw.charge(s, now, spec, cost)
-  local start, count = fw_view(s, now, spec)
-  return { start = start, count = count + cost }
-end
-function fw.idle_at(s, spec)
-  if s.count == 0 then return 0 end
-  return s.start + spec.window
-end
-function fw.save(key, s, ttl)
-  save_string(key, int(s.start) .. ':' .. int(s.count), ttl)
-end
-algos.fw = fw
 
 ------------------------------------------------------------------------ gcra
 -- State "tat" (algo/gcra.rs).
-local gc = {}
-local function emission_interval(spec)
-  local l = math.max(spec.limit, 1)
-  return idiv(spec.window + l - 1, l)
-end
-function gc.load(key)
-  local v = redis.call('GET', key)
-  return { tat = tonumber(v) or 0 }
-end
-function gc.available(s, now, spec)
-  local t = emission_interval(spec)
-  local base = math.max(s.tat, now)
-  return idiv(sub0(now + spec.burst * t, base), t)
-end
-function gc.retry_after(s, now, spec, cost)
-  local t = emission_interval(spec)
-  return sub0(s.tat + cost * t, spec.burst * t + now)
-end
-function gc.reset_after(s, now, spec, charged)
-  local tat = s.tat
-  if charged > 0 then
-    tat = math.max(s.tat, now) + charged * emission_interval(spec)
+function algos.gc()
+  local gc = {}
+  local function emission_interval(spec)
+    local l = math.max(spec.limit, 1)
+    return idiv(spec.window + l - 1, l)
   end
-  return sub0(tat, now)
+  function gc.load(key)
+    local v = redis.call('GET', key)
+    return { tat = tonumber(v) or 0 }
+  end
+  function gc.available(s, now, spec)
+    local t = emission_interval(spec)
+    local base = math.max(s.tat, now)
+    return idiv(sub0(now + spec.burst * t, base), t)
+  end
+  function gc.retry_after(s, now, spec, cost)
+    local t = emission_interval(spec)
+    return sub0(s.tat + cost * t, spec.burst * t + now)
+  end
+  function gc.reset_after(s, now, spec, charged)
+    local tat = s.tat
+    if charged > 0 then
+      tat = math.max(s.tat, now) + charged * emission_interval(spec)
+    end
+    return sub0(tat, now)
+  end
+  function gc.charge(s, now, spec, cost)
+    return { tat = math.max(s.tat, now) + cost * emission_interval(spec) }
+  end
+  function gc.idle_at(s, _)
+    return s.tat
+  end
+  function gc.save(key, s, ttl)
+    save_string(key, int(s.tat), ttl)
+  end
+  return gc
 end
-function gc.charge(s, now, spec, cost)
-  return { tat = math.max(s.tat, now) + cost * emission_interval(spec) }
-end
-function gc.idle_at(s, _)
-  return s.tat
-end
-function gc.save(key, s, ttl)
-  save_string(key, int(s.tat), ttl)
-end
-algos.gc = gc
 
 -------------------------------------------------------------- sliding_window
 -- State "start:curr:prev" (algo/sliding_window.rs).
-local sw = {}
-function sw.load(key)
-  local v = redis.call('GET', key)
-  if not v then return { start = 0, curr = 0, prev = 0 } end
-  local f = fields(v)
-  return { start = f[1], curr = f[2], prev = f[3] }
-end
--- (window start, elapsed in it, prev, curr) as seen from now.
-local function sw_view(s, now, spec)
-  local w = spec.window
-  local start = now - imod(now, w)
-  if start == s.start then
-    return start, now - start, s.prev, s.curr
-  elseif start == s.start + w then
-    return start, now - start, s.curr, 0
-  elseif start > s.start then
-    return start, now - start, 0, 0
+function algos.sw()
+  local sw = {}
+  function sw.load(key)
+    local v = redis.call('GET', key)
+    if not v then return { start = 0, curr = 0, prev = 0 } end
+    local f = fields(v)
+    return { start = f[1], curr = f[2], prev = f[3] }
   end
-  return s.start, 0, s.prev, s.curr
-end
-function sw.available(s, now, spec)
-  local _, e, prev, curr = sw_view(s, now, spec)
-  local w = spec.window
-  -- limit·W − (prev·(W−e) + curr·W), kept as two terms each below 2^53.
-  if curr >= spec.limit then return 0 end
-  local room = (spec.limit - curr) * w - prev * (w - e)
-  if room < 0 then return 0 end
-  return idiv(room, w)
-end
-function sw.retry_after(s, now, spec, cost)
-  local start, _, prev, curr = sw_view(s, now, spec)
-  local w, limit = spec.window, spec.limit
-  if limit >= cost + curr and prev > 0 then
-    local k = idiv((limit - cost - curr) * w, prev)
-    if k > 0 then
-      return sub0(start + w - math.min(k, w), now)
+  -- (window start, elapsed in it, prev, curr) as seen from now.
+  local function sw_view(s, now, spec)
+    local w = spec.window
+    local start = now - imod(now, w)
+    if start == s.start then
+      return start, now - start, s.prev, s.curr
+    elseif start == s.start + w then
+      return start, now - start, s.curr, 0
+    elseif start > s.start then
+      return start, now - start, 0, 0
     end
+    return s.start, 0, s.prev, s.curr
   end
-  local nxt = start + w
-  local k = w
-  if curr > 0 then
-    k = math.min(idiv((limit - cost) * w, curr), w)
+  function sw.available(s, now, spec)
+    local _, e, prev, curr = sw_view(s, now, spec)
+    local w = spec.window
+    -- limit·W − (prev·(W−e) + curr·W), kept as two terms each below 2^53.
+    if curr >= spec.limit then return 0 end
+    local room = (spec.limit - curr) * w - prev * (w - e)
+    if room < 0 then return 0 end
+    return idiv(room, w)
   end
-  return sub0(nxt + w - k, now)
-end
-function sw.reset_after(s, now, spec, charged)
-  local start, _, prev, curr = sw_view(s, now, spec)
-  if curr + charged > 0 then
-    return start + 2 * spec.window - now
-  elseif prev > 0 then
-    return start + spec.window - now
+  function sw.retry_after(s, now, spec, cost)
+    local start, _, prev, curr = sw_view(s, now, spec)
+    local w, limit = spec.window, spec.limit
+    if limit >= cost + curr and prev > 0 then
+      local k = idiv((limit - cost - curr) * w, prev)
+      if k > 0 then
+        return sub0(start + w - math.min(k, w), now)
+      end
+    end
+    local nxt = start + w
+    local k = w
+    if curr > 0 then
+      k = math.min(idiv((limit - cost) * w, curr), w)
+    end
+    return sub0(nxt + w - k, now)
   end
-  return 0
-end
-function sw.charge(s, now, spec, cost)
-  local start, _, prev, curr = sw_view(s, now, spec)
-  return { start = start, curr = curr + cost, prev = prev }
-end
-function sw.idle_at(s, spec)
-  if s.curr > 0 then
-    return s.start + 2 * spec.window
-  elseif s.prev > 0 then
-    return s.start + spec.window
+  function sw.reset_after(s, now, spec, charged)
+    local start, _, prev, curr = sw_view(s, now, spec)
+    if curr + charged > 0 then
+      return start + 2 * spec.window - now
+    elseif prev > 0 then
+      return start + spec.window - now
+    end
+    return 0
   end
-  return 0
+  function sw.charge(s, now, spec, cost)
+    local start, _, prev, curr = sw_view(s, now, spec)
+    return { start = start, curr = curr + cost, prev = prev }
+  end
+  function sw.idle_at(s, spec)
+    if s.curr > 0 then
+      return s.start + 2 * spec.window
+    elseif s.prev > 0 then
+      return s.start + spec.window
+    end
+    return 0
+  end
+  function sw.save(key, s, ttl)
+    save_string(key, int(s.start) .. ':' .. int(s.curr) .. ':' .. int(s.prev), ttl)
+  end
+  return sw
 end
-function sw.save(key, s, ttl)
-  save_string(key, int(s.start) .. ':' .. int(s.curr) .. ':' .. int(s.prev), ttl)
-end
-algos.sw = sw
 
 ----------------------------------------------------------------- sliding_log
 -- A sorted set scored by admission time (algo/sliding_log.rs). Members are
@@ -257,160 +265,162 @@ algos.sw = sw
 -- malformed summary (a bucket written by limitree 0.1, which kept the extra
 -- units in "<key>:u", or a summary evicted apart from its set) is rebuilt from
 -- the set; a summary whose set vanished is corrected at the next expiry.
-local sl = {}
-local SL_META = '<I4I4ddI4'
-local SL_META_LEN = 28
-local function sl_units(member)
-  return tonumber(string.match(member, ':(%d+)$')) or 1
-end
--- A member's admission time: its score, which every member starts with
--- (cheaper than WITHSCORES, which has Redis print the score as a double for
--- this script to parse back). Arguments below are strings for the same reason:
--- a number argument costs a "%.14g" printf.
-local function sl_ts(member)
-  return tonumber(string.match(member, '^(%d+)%-'))
-end
--- Reads count, extra, oldest, newest and seq back from the set itself.
-local function sl_rebuild(s)
-  local count, extra, oldest, newest, seq = 0, 0, 0, 0, 0
-  for _, member in ipairs(redis.call('ZRANGE', s.key, 0, -1)) do
-    local ts = sl_ts(member)
-    if count == 0 then oldest = ts end
-    if ts == newest then seq = seq + 1 else newest, seq = ts, 1 end
-    count = count + 1
-    extra = extra + sl_units(member) - 1
+function algos.sl()
+  local sl = {}
+  local SL_META = '<I4I4ddI4'
+  local SL_META_LEN = 28
+  local function sl_units(member)
+    return tonumber(string.match(member, ':(%d+)$')) or 1
   end
-  s.count, s.extra, s.oldest, s.newest, s.seq = count, extra, oldest, newest, seq
-end
-local function sl_write_meta(s, ...)
-  redis.call('SET', s.mkey, struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq), ...)
-end
-function sl.load(key, now, spec)
-  -- Every field up front: a table grown field by field is rehashed as it grows.
-  local s = {
-    key = key, mkey = key .. ':m', count = 0, extra = 0, oldest = 0, newest = 0, seq = 0,
-    used = 0, ranks = false,
-  }
-  local cutoff = now - spec.window
-  local v = redis.call('GET', s.mkey)
-  if v and #v == SL_META_LEN then
-    s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SL_META, v)
-    if s.count > 0 and s.oldest <= cutoff then
-      -- Expired entries (ts + window <= now) can no longer change any answer:
-      -- drop them first, as the memory store prunes under its lock
-      -- (algo::prune), so a bucket that only sees denials does not keep them.
-      local cut = int(cutoff)
-      if s.extra > 0 then
-        for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cut)) do
-          s.extra = s.extra - (sl_units(member) - 1)
+  -- A member's admission time: its score, which every member starts with
+  -- (cheaper than WITHSCORES, which has Redis print the score as a double for
+  -- this script to parse back). Arguments below are strings for the same reason:
+  -- a number argument costs a "%.14g" printf.
+  local function sl_ts(member)
+    return tonumber(string.match(member, '^(%d+)%-'))
+  end
+  -- Reads count, extra, oldest, newest and seq back from the set itself.
+  local function sl_rebuild(s)
+    local count, extra, oldest, newest, seq = 0, 0, 0, 0, 0
+    for _, member in ipairs(redis.call('ZRANGE', s.key, 0, -1)) do
+      local ts = sl_ts(member)
+      if count == 0 then oldest = ts end
+      if ts == newest then seq = seq + 1 else newest, seq = ts, 1 end
+      count = count + 1
+      extra = extra + sl_units(member) - 1
+    end
+    s.count, s.extra, s.oldest, s.newest, s.seq = count, extra, oldest, newest, seq
+  end
+  local function sl_write_meta(s, ...)
+    redis.call('SET', s.mkey, struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq), ...)
+  end
+  function sl.load(key, now, spec)
+    -- Every field up front: a table grown field by field is rehashed as it grows.
+    local s = {
+      key = key, mkey = key .. ':m', count = 0, extra = 0, oldest = 0, newest = 0, seq = 0,
+      used = 0, ranks = false,
+    }
+    local cutoff = now - spec.window
+    local v = redis.call('GET', s.mkey)
+    if v and #v == SL_META_LEN then
+      s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SL_META, v)
+      if s.count > 0 and s.oldest <= cutoff then
+        -- Expired entries (ts + window <= now) can no longer change any answer:
+        -- drop them first, as the memory store prunes under its lock
+        -- (algo::prune), so a bucket that only sees denials does not keep them.
+        local cut = int(cutoff)
+        if s.extra > 0 then
+          for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', cut)) do
+            s.extra = s.extra - (sl_units(member) - 1)
+          end
+        end
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', cut)
+        s.count = redis.call('ZCARD', key)
+        if s.count > 0 then
+          s.oldest = sl_ts(redis.call('ZRANGE', key, 0, 0)[1])
+          sl_write_meta(s, 'KEEPTTL')
+        else
+          s.extra, s.oldest, s.newest, s.seq = 0, 0, 0, 0
+          redis.call('DEL', s.mkey)
         end
       end
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', cut)
-      s.count = redis.call('ZCARD', key)
+    elseif redis.call('EXISTS', key) == 1 then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
+      sl_rebuild(s)
+      -- 0.1's side key: its units are counted from the members now.
+      redis.call('DEL', key .. ':u')
       if s.count > 0 then
-        s.oldest = sl_ts(redis.call('ZRANGE', key, 0, 0)[1])
-        sl_write_meta(s, 'KEEPTTL')
+        local pttl = redis.call('PTTL', key)
+        if pttl > 0 then sl_write_meta(s, 'PX', pttl) else sl_write_meta(s) end
       else
-        s.extra, s.oldest, s.newest, s.seq = 0, 0, 0, 0
         redis.call('DEL', s.mkey)
       end
+    elseif v then
+      redis.call('DEL', s.mkey) -- a damaged summary of an empty log
     end
-  elseif redis.call('EXISTS', key) == 1 then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
-    sl_rebuild(s)
-    -- 0.1's side key: its units are counted from the members now.
-    redis.call('DEL', key .. ':u')
+    s.used = s.count + s.extra
+    return s
+  end
+  function sl.available(s, _, spec)
+    return sub0(spec.limit, s.used)
+  end
+  -- The oldest live entries leave one by one; `cost` fits once the units left
+  -- free enough. With one unit per entry that is the must_free-th oldest.
+  function sl.retry_after(s, now, spec, cost)
+    local must_free = sub0(s.used + cost, spec.limit)
+    if s.count == 0 then return spec.window end
+    if s.extra == 0 then
+      local index = math.max(must_free, 1)
+      if index > s.count then return spec.window end
+      if index == 1 then return sub0(s.oldest + spec.window, now) end
+      -- Charges only append (at or after the newest time), so the time at a
+      -- rank stays valid for the rest of the batch.
+      local ranks = s.ranks
+      if not ranks then -- false until a rank is looked up
+        ranks = {}
+        s.ranks = ranks
+      end
+      local ts = ranks[index]
+      if not ts then
+        local rank = int(index - 1)
+        ts = sl_ts(redis.call('ZRANGE', s.key, rank, rank)[1])
+        ranks[index] = ts
+      end
+      return sub0(ts + spec.window, now)
+    end
+    local raw = redis.call('ZRANGE', s.key, 0, -1)
+    local freed = 0
+    for _, member in ipairs(raw) do
+      freed = freed + sl_units(member)
+      if freed >= must_free then
+        return sub0(sl_ts(member) + spec.window, now)
+      end
+    end
+    return spec.window
+  end
+  function sl.reset_after(s, now, spec, charged)
+    local newest = s.newest
+    if charged > 0 then
+      newest = math.max(newest, now)
+    elseif s.count == 0 then
+      return 0
+    end
+    return sub0(newest + spec.window, now)
+  end
+  function sl.charge(s, now, _, cost)
+    if cost == 0 then return s end
+    -- At the newest entry's time if the clock went backwards (as the Rust log).
+    local ts, n = now, 0
     if s.count > 0 then
-      local pttl = redis.call('PTTL', key)
-      if pttl > 0 then sl_write_meta(s, 'PX', pttl) else sl_write_meta(s) end
+      if s.newest >= now then ts, n = s.newest, s.seq end
     else
-      redis.call('DEL', s.mkey)
+      s.oldest = now
     end
-  elseif v then
-    redis.call('DEL', s.mkey) -- a damaged summary of an empty log
+    local member = int(ts) .. '-' .. n
+    if cost ~= 1 then
+      member = member .. ':' .. int(cost)
+      s.extra = s.extra + cost - 1
+    end
+    redis.call('ZADD', s.key, int(ts), member)
+    s.count = s.count + 1
+    s.used = s.used + cost
+    s.newest, s.seq = ts, n + 1
+    return s
   end
-  s.used = s.count + s.extra
-  return s
-end
-function sl.available(s, _, spec)
-  return sub0(spec.limit, s.used)
-end
--- The oldest live entries leave one by one; `cost` fits once the units left
--- free enough. With one unit per entry that is the must_free-th oldest.
-function sl.retry_after(s, now, spec, cost)
-  local must_free = sub0(s.used + cost, spec.limit)
-  if s.count == 0 then return spec.window end
-  if s.extra == 0 then
-    local index = math.max(must_free, 1)
-    if index > s.count then return spec.window end
-    if index == 1 then return sub0(s.oldest + spec.window, now) end
-    -- Charges only append (at or after the newest time), so the time at a
-    -- rank stays valid for the rest of the batch.
-    local ranks = s.ranks
-    if not ranks then -- false until a rank is looked up
-      ranks = {}
-      s.ranks = ranks
-    end
-    local ts = ranks[index]
-    if not ts then
-      local rank = int(index - 1)
-      ts = sl_ts(redis.call('ZRANGE', s.key, rank, rank)[1])
-      ranks[index] = ts
-    end
-    return sub0(ts + spec.window, now)
+  function sl.idle_at(s, spec)
+    if s.count == 0 then return 0 end
+    return s.newest + spec.window
   end
-  local raw = redis.call('ZRANGE', s.key, 0, -1)
-  local freed = 0
-  for _, member in ipairs(raw) do
-    freed = freed + sl_units(member)
-    if freed >= must_free then
-      return sub0(sl_ts(member) + spec.window, now)
+  function sl.save(key, s, ttl)
+    if ttl then
+      redis.call('PEXPIRE', key, ttl)
+      sl_write_meta(s, 'PX', ttl)
+    else
+      redis.call('DEL', key, s.mkey)
     end
   end
-  return spec.window
+  return sl
 end
-function sl.reset_after(s, now, spec, charged)
-  local newest = s.newest
-  if charged > 0 then
-    newest = math.max(newest, now)
-  elseif s.count == 0 then
-    return 0
-  end
-  return sub0(newest + spec.window, now)
-end
-function sl.charge(s, now, _, cost)
-  if cost == 0 then return s end
-  -- At the newest entry's time if the clock went backwards (as the Rust log).
-  local ts, n = now, 0
-  if s.count > 0 then
-    if s.newest >= now then ts, n = s.newest, s.seq end
-  else
-    s.oldest = now
-  end
-  local member = int(ts) .. '-' .. n
-  if cost ~= 1 then
-    member = member .. ':' .. int(cost)
-    s.extra = s.extra + cost - 1
-  end
-  redis.call('ZADD', s.key, int(ts), member)
-  s.count = s.count + 1
-  s.used = s.used + cost
-  s.newest, s.seq = ts, n + 1
-  return s
-end
-function sl.idle_at(s, spec)
-  if s.count == 0 then return 0 end
-  return s.newest + spec.window
-end
-function sl.save(key, s, ttl)
-  if ttl then
-    redis.call('PEXPIRE', key, ttl)
-    sl_write_meta(s, 'PX', ttl)
-  else
-    redis.call('DEL', key, s.mkey)
-  end
-end
-algos.sl = sl
 
 ------------------------------------------------------------------- the chain
 local now
@@ -422,37 +432,40 @@ else
 end
 local slack = tonumber(ARGV[2])
 
--- String arguments parsed once per batch: most repeat (bucket indexes, costs).
-local N = setmetatable({}, { __index = function(t, s)
-  local v = tonumber(s)
-  t[s] = v
-  return v
-end })
-
 -- One decision in the decisions argument: mode ("c", "d" or "p"), cost (a
 -- double: exact below 2^53, and any cost above a level's capacity is answered
 -- the same), number of levels, then 8 bucket indexes (unused ones 0), all
 -- little-endian.
 local DECISION = '<c1dBHHHHHHHH'
 local DECISION_LEN = 26
+-- One level in the levels argument: algorithm code, limit, window, burst,
+-- shadow (1 or 0).
+local LEVEL = '<c2dddB'
+local LEVEL_LEN = 27
 
--- Each level, parsed once per batch; then each bucket's level.
+-- Each level the batch touches, with its algorithm built once.
+local made = {}
 local levels = {}
-local a = 4
-for l = 1, N[ARGV[3]] do
-  local code = ARGV[a]
-  local spec = { limit = N[ARGV[a + 1]], window = N[ARGV[a + 2]], burst = N[ARGV[a + 3]] }
-  local capacity = spec.limit
-  if code == 'gc' then capacity = spec.burst end
-  levels[l] = {
-    alg = algos[code], spec = spec, shadow = ARGV[a + 4] == '1', capacity = capacity,
+local packed = ARGV[3]
+for pos = 1, #packed, LEVEL_LEN do
+  local code, limit, window, burst, shadow = struct.unpack(LEVEL, packed, pos)
+  local alg = made[code]
+  if not alg then
+    alg = algos[code]()
+    made[code] = alg
+  end
+  local capacity = limit
+  if code == 'gc' then capacity = burst end
+  levels[#levels + 1] = {
+    alg = alg, spec = { limit = limit, window = window, burst = burst },
+    shadow = shadow == 1, capacity = capacity,
   }
-  a = a + 5
 end
+-- Each bucket's level (KEYS order), as u16 indexes into `levels`.
 local buckets = {}
+packed = ARGV[4]
 for k = 1, #KEYS do
-  buckets[k] = levels[N[ARGV[a]]]
-  a = a + 1
+  buckets[k] = levels[struct.unpack('<H', packed, 2 * k - 1)]
 end
 
 -- The flags byte of a level in the reply.
@@ -471,7 +484,7 @@ local o = 1 -- #out, kept by hand
 -- Per level of the current decision, root first: its bucket.
 local lk = {}
 
-local blob = ARGV[a]
+local blob = ARGV[5]
 for pos = 1, #blob, DECISION_LEN do
   local mode, cost, n, k1, k2, k3, k4, k5, k6, k7, k8 = struct.unpack(DECISION, blob, pos)
   lk[1], lk[2], lk[3], lk[4], lk[5], lk[6], lk[7], lk[8] = k1, k2, k3, k4, k5, k6, k7, k8

@@ -93,6 +93,10 @@ const LEVEL_REPLY_LEN: usize = 1 + 4 * 8;
 /// Bytes per decision in the script's decisions argument: mode, cost (a
 /// double), number of levels, and a `u16` bucket index per possible level.
 const DECISION_LEN: usize = 1 + 8 + 1 + 2 * MAX_LEVELS;
+/// Bytes per level in the script's levels argument: algorithm code, limit,
+/// window and burst as doubles, shadow.
+const LEVEL_LEN: usize = 2 + 3 * 8 + 1;
+
 const _: () = assert!(
     MAX_LEVELS == 8,
     "decide.lua's DECISION format holds 8 bucket indexes"
@@ -338,9 +342,13 @@ impl RedisStore {
         // `redis::ScriptInvocation` allocates a buffer per argument and then
         // copies them all); NOSCRIPT is handled below as it would.
         let key_bytes: usize = buckets.iter().map(|(key, _)| key.len()).sum();
-        let args = 7 + levels.len() * 5 + buckets.len() * 2;
-        let mut cmd =
-            redis::Cmd::with_capacity(args, key_bytes + args * 12 + batch.len() * DECISION_LEN);
+        let args = 8 + buckets.len();
+        let data = key_bytes
+            + 128
+            + levels.len() * LEVEL_LEN
+            + buckets.len() * 2
+            + batch.len() * DECISION_LEN;
+        let mut cmd = redis::Cmd::with_capacity(args, data);
         cmd.arg("EVALSHA")
             .arg(self.script.get_hash())
             .arg(buckets.len());
@@ -351,13 +359,23 @@ impl RedisStore {
             Some(clock) => cmd.arg(clock.now()).arg(TEST_TTL_SLACK_MS),
             None => cmd.arg("").arg(0),
         };
-        cmd.arg(levels.len());
+        // The levels and each bucket's level, packed (see LEVEL in decide.lua).
+        let mut packed = Vec::with_capacity(levels.len() * LEVEL_LEN);
         for &&(code, limit, window, burst, shadow) in &levels {
-            cmd.arg(code).arg(limit).arg(window).arg(burst).arg(shadow);
+            packed.extend_from_slice(code.as_bytes());
+            // Limits, windows and bursts are below 2^53 (the policy checks).
+            for n in [limit, window, burst] {
+                packed.extend_from_slice(&(n as f64).to_le_bytes());
+            }
+            packed.push(shadow);
         }
+        cmd.arg(packed);
+        let mut packed = Vec::with_capacity(buckets.len() * 2);
         for &(_, level_index) in &buckets {
-            cmd.arg(level_index);
+            let index = u16::try_from(level_index).map_err(|_| too_big())?;
+            packed.extend_from_slice(&index.to_le_bytes());
         }
+        cmd.arg(packed);
         // The decisions as one packed argument (see DECISION in decide.lua).
         let mut decisions = Vec::with_capacity(batch.len() * DECISION_LEN);
         for (decision, chain) in batch.iter().zip(&chains) {
