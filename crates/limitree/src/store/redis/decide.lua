@@ -20,8 +20,8 @@
 --          LEVEL): algorithm (sl|sw|gc|fw), limit, window, burst, shadow (an
 --          override's limits count as a level of their own)
 -- ARGV[4]  per bucket, in KEYS order, the index of its level among those (u16)
--- ARGV[5]  the decisions, packed one after the other (see DECISION): mode ("c"
---          commit, "d" dry run, "p" peek), cost (a peek probes with 1 and
+-- ARGV[5]  the decisions, packed one after the other (see MODE_PEEK): mode
+--          ("c" commit, "d" dry run, "p" peek), cost (a peek probes with 1 and
 --          charges nothing), number of levels, then per level, root first, its
 --          bucket's index into KEYS. Packed rather than one argument per
 --          number: each argument costs Redis a parse and an object, and the
@@ -432,12 +432,11 @@ else
 end
 local slack = tonumber(ARGV[2])
 
--- One decision in the decisions argument: mode ("c", "d" or "p"), cost (a
--- double: exact below 2^53, and any cost above a level's capacity is answered
--- the same), number of levels, then 8 bucket indexes (unused ones 0), all
--- little-endian.
-local DECISION = '<c1dBHHHHHHHH'
-local DECISION_LEN = 26
+-- One decision in the decisions argument: mode ("c", "d" or "p"), cost (u32:
+-- no level holds more than 10^9, so a larger cost is sent as 2^32-1 and answered
+-- the same), number of levels n, then n bucket indexes (u16), little-endian.
+-- Read with string.byte: struct.unpack interprets its format on every call.
+local MODE_PEEK, MODE_COMMIT = string.byte('p'), string.byte('c')
 -- One level in the levels argument: algorithm code, limit, window, burst,
 -- shadow (1 or 0).
 local LEVEL = '<c2dddB'
@@ -485,11 +484,18 @@ local o = 1 -- #out, kept by hand
 local lk = {}
 
 local blob = ARGV[5]
-for pos = 1, #blob, DECISION_LEN do
-  local mode, cost, n, k1, k2, k3, k4, k5, k6, k7, k8 = struct.unpack(DECISION, blob, pos)
-  lk[1], lk[2], lk[3], lk[4], lk[5], lk[6], lk[7], lk[8] = k1, k2, k3, k4, k5, k6, k7, k8
+local pos = 1
+while pos <= #blob do
+  local mode, c0, c1, c2, c3, n = string.byte(blob, pos, pos + 5)
+  local cost = c0 + 256 * (c1 + 256 * (c2 + 256 * c3))
+  pos = pos + 6
+  for i = 1, n do
+    local lo, hi = string.byte(blob, pos, pos + 1)
+    lk[i] = lo + 256 * hi
+    pos = pos + 2
+  end
   local probe = cost
-  if mode == 'p' then probe = 1 end
+  if mode == MODE_PEEK then probe = 1 end
 
   -- Evaluate every level (nothing charged yet).
   local admitted = true
@@ -526,7 +532,7 @@ for pos = 1, #blob, DECISION_LEN do
 
   -- Charge every level with room, only if the chain is admitted and committing
   -- (a shadow level without room is not charged).
-  local committing = admitted and mode == 'c'
+  local committing = admitted and mode == MODE_COMMIT
   for i = 1, n do
     local k = lk[i]
     local flags = mflags[k]

@@ -90,16 +90,17 @@ const FIELDS_PER_LEVEL: usize = 5;
 /// Bytes per level in the script's reply: a flags byte and four doubles.
 const LEVEL_REPLY_LEN: usize = 1 + 4 * 8;
 
-/// Bytes per decision in the script's decisions argument: mode, cost (a
-/// double), number of levels, and a `u16` bucket index per possible level.
-const DECISION_LEN: usize = 1 + 8 + 1 + 2 * MAX_LEVELS;
+/// Most bytes per decision in the script's decisions argument: mode, cost
+/// (u32), number of levels, and a `u16` bucket index per level.
+const DECISION_LEN: usize = 1 + 4 + 1 + 2 * MAX_LEVELS;
+
 /// Bytes per level in the script's levels argument: algorithm code, limit,
 /// window and burst as doubles, shadow.
 const LEVEL_LEN: usize = 2 + 3 * 8 + 1;
 
 const _: () = assert!(
-    MAX_LEVELS == 8,
-    "decide.lua's DECISION format holds 8 bucket indexes"
+    crate::policy::MAX_LIMIT < u32::MAX as u64,
+    "decide.lua reads costs as u32"
 );
 
 /// A [`Store`] whose buckets live in Redis. See the module docs.
@@ -376,16 +377,16 @@ impl RedisStore {
             packed.extend_from_slice(&index.to_le_bytes());
         }
         cmd.arg(packed);
-        // The decisions as one packed argument (see DECISION in decide.lua).
+        // The decisions as one packed argument (see MODE_PEEK in decide.lua).
         let mut decisions = Vec::with_capacity(batch.len() * DECISION_LEN);
         for (decision, chain) in batch.iter().zip(&chains) {
             decisions.push(decision.mode.as_bytes()[0]);
-            // Exact below 2^53; any cost above a level's capacity (at most
-            // MAX_LIMIT) is answered the same, so rounding beyond is harmless.
-            decisions.extend_from_slice(&(decision.cost as f64).to_le_bytes());
+            // No level holds more than MAX_LIMIT (< 2^32), so any larger cost
+            // is answered the same as u32::MAX.
+            let cost = u32::try_from(decision.cost).unwrap_or(u32::MAX);
+            decisions.extend_from_slice(&cost.to_le_bytes());
             decisions.push(u8::try_from(chain.len()).map_err(|_| too_big())?);
-            for slot in 0..MAX_LEVELS {
-                let index = chain.get(slot).copied().unwrap_or(0);
+            for &index in chain {
                 let index = u16::try_from(index).map_err(|_| too_big())?;
                 decisions.extend_from_slice(&index.to_le_bytes());
             }
