@@ -16,10 +16,13 @@
 //! - Each descriptor value is written as `<byte length>:<value>`: values may hold
 //!   any byte, including `:` and `,`, and the length prefix keeps `["a,b"]`,
 //!   `["a", "b"]` and `["a:1:b"]` apart.
-//! - A sliding_log bucket with a multi-unit entry in its window also has
-//!   `<bucket key>:u`, the units beyond one per entry (so a decision never reads
-//!   the whole log; see `decide.lua`). It cannot be another bucket's key: after
-//!   the algorithm code comes either nothing or `:<digits>:`.
+//! - A sliding_log bucket also has `<bucket key>:m`, a packed summary of its log
+//!   (entries, units beyond one per entry, oldest and newest time), so most
+//!   decisions read one small string instead of the sorted set; see
+//!   `decide.lua`. (limitree 0.1 kept the extra units in `<bucket key>:u`
+//!   instead; such a bucket is rebuilt from its log on first use.) Neither can be
+//!   another bucket's key: after the algorithm code comes either nothing or
+//!   `:<digits>:`.
 
 use crate::chain::Link;
 use crate::policy::Algorithm;
