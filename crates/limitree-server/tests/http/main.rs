@@ -18,5 +18,7 @@ mod redis;
 #[path = "../../../limitree/tests/support/redis.rs"]
 #[allow(dead_code)]
 mod redis_support;
+#[cfg(feature = "redis")]
+mod redis_tls;
 mod shutdown;
 mod support;

@@ -1,0 +1,136 @@
+//! `rediss://`: the server speaks TLS to a Redis that listens with TLS only,
+//! and verifies the certificate Redis presents.
+//!
+//! A CA and a certificate for `127.0.0.1` are made here (rcgen); `redis-server`
+//! gets them with `--tls-port`, `limitree serve` trusts the CA through
+//! `SSL_CERT_FILE` (read by the system trust store loader, as in production).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use serde_json::{Value, json};
+
+use crate::cli::Served;
+use crate::redis_support::RedisServer;
+
+/// Writes `ca.pem`, `redis.pem` and `redis.key` into `dir`: a CA, and a
+/// certificate for 127.0.0.1 it signed. Returns the CA's path.
+fn make_certificates(dir: &Path, name: &str) -> String {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("limitree test CA {name}"));
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(dir.join("redis.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
+    ca_path.to_string_lossy().into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn check(client: &reqwest::Client, base: &str) -> Value {
+    client
+        .post(format!("{base}/v1/check"))
+        .json(&json!({"descriptors": {"category": "errors"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn ready(client: &reqwest::Client, base: &str) -> u16 {
+    client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn rediss_connects_only_to_a_trusted_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certificates(dir.path(), "redis");
+    // Another CA, for an instance that must not trust this Redis.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = make_certificates(other.path(), "other");
+
+    let tls_port = free_port();
+    let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let (cert, key) = (file("redis.pem"), file("redis.key"));
+    let tls_port_s = tls_port.to_string();
+    // The plain port stays open for the test's own checks (PING, KEYS).
+    let redis = RedisServer::start(&[
+        "--tls-port",
+        &tls_port_s,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    // Trusting the CA: decisions are made in Redis, over TLS.
+    let mut trusted = Served::start_with_env(
+        &["--redis", &url, "--http", "127.0.0.1:0"],
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    let started = Instant::now();
+    while ready(&client, &trusted.base).await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "/readyz never answered 200 over rediss://"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = check(&client, &trusted.base).await;
+    assert_eq!(reply["allowed"], true, "{reply}");
+    assert_eq!(reply["reason"], "ok", "{reply}");
+    assert_eq!(reply["levels"][1]["remaining"], 9, "{reply}");
+    let keys = redis.command(&["KEYS", "{limitree:notifications}*"]);
+    assert!(keys.contains("category:sl:6:errors"), "keys: {keys}");
+    assert_eq!(trusted.terminate().code(), Some(0));
+
+    // Trusting another CA only: the handshake fails, so Redis is unavailable
+    // (the default on_error denies) and /readyz says not ready.
+    let mut untrusted = Served::start_with_env(
+        &["--redis", &url, "--http", "127.0.0.1:0"],
+        &[("SSL_CERT_FILE", &other_ca)],
+    );
+    let reply = check(&client, &untrusted.base).await;
+    assert_eq!(reply["allowed"], false, "{reply}");
+    assert_eq!(reply["reason"], "store_unavailable", "{reply}");
+    assert_eq!(ready(&client, &untrusted.base).await, 503);
+    assert_eq!(untrusted.terminate().code(), Some(0));
+    // Nothing more was recorded: the one admission above is all there is.
+    assert_eq!(
+        redis.command(&["ZCARD", "{limitree:notifications}:category:sl:6:errors"]),
+        "1"
+    );
+}
