@@ -66,7 +66,9 @@ end
 
 -- Each algorithm is built by algos.<code>() the first time a batch uses it (a
 -- batch pays for the closures of the algorithms it uses, not of all four):
--- load(key, now, spec) -> state; available(s, now, spec);
+-- suffix (of the key holding the state, which the batch reads up front);
+-- load(key, now, spec, value of key..suffix, key..suffix) -> state;
+-- available(s, now, spec);
 -- retry_after(s, now, spec, cost); reset_after(s, now, spec, charged);
 -- charge(s, now, spec, cost) -> state; save(key, s, now, spec, ttl);
 -- idle_at(s, spec). Same names and meaning as algo/mod.rs.
@@ -94,8 +96,8 @@ end
 -- State "start:count" (algo/fixed_window.rs).
 function algos.fw()
   local fw = {}
-  function fw.load(key)
-    local v = redis.call('GET', key)
+  fw.suffix = ''
+  function fw.load(_, _, _, v)
     if not v then return { start = 0, count = 0 } end
     local f = fields(v)
     return { start = f[1], count = f[2] }
@@ -140,8 +142,8 @@ function algos.gc()
     local l = math.max(spec.limit, 1)
     return idiv(spec.window + l - 1, l)
   end
-  function gc.load(key)
-    local v = redis.call('GET', key)
+  gc.suffix = ''
+  function gc.load(_, _, _, v)
     return { tat = tonumber(v) or 0 }
   end
   function gc.available(s, now, spec)
@@ -176,8 +178,8 @@ end
 -- State "start:curr:prev" (algo/sliding_window.rs).
 function algos.sw()
   local sw = {}
-  function sw.load(key)
-    local v = redis.call('GET', key)
+  sw.suffix = ''
+  function sw.load(_, _, _, v)
     if not v then return { start = 0, curr = 0, prev = 0 } end
     local f = fields(v)
     return { start = f[1], curr = f[2], prev = f[3] }
@@ -294,14 +296,14 @@ function algos.sl()
   local function sl_write_meta(s, ...)
     redis.call('SET', s.mkey, struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq), ...)
   end
-  function sl.load(key, now, spec)
+  sl.suffix = ':m'
+  function sl.load(key, now, spec, v, mkey)
     -- Every field up front: a table grown field by field is rehashed as it grows.
     local s = {
-      key = key, mkey = key .. ':m', count = 0, extra = 0, oldest = 0, newest = 0, seq = 0,
+      key = key, mkey = mkey, count = 0, extra = 0, oldest = 0, newest = 0, seq = 0,
       used = 0, ranks = false,
     }
     local cutoff = now - spec.window
-    local v = redis.call('GET', s.mkey)
     if v and #v == SL_META_LEN then
       s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SL_META, v)
       if s.count > 0 and s.oldest <= cutoff then
@@ -463,17 +465,21 @@ end
 -- Each bucket's level (KEYS order), as u16 indexes into `levels`.
 local buckets = {}
 packed = ARGV[4]
+-- Every bucket's state key (the key itself, or a sliding_log's summary), read
+-- with one MGET: each bucket of the batch is loaded, and none is written before
+-- it is loaded, so what this reads is what a GET at load time would.
+local names = {}
 for k = 1, #KEYS do
-  buckets[k] = levels[struct.unpack('<H', packed, 2 * k - 1)]
+  local lo, hi = string.byte(packed, 2 * k - 1, 2 * k)
+  local bucket = levels[lo + 256 * hi]
+  buckets[k] = bucket
+  names[k] = KEYS[k] .. bucket.alg.suffix
 end
-
--- The flags byte of a level in the reply.
-local FLAGS = {}
-for f = 0, 7 do FLAGS[f] = string.char(f) end
+local values = redis.call('MGET', unpack(names))
 
 local states = {} -- by KEYS index: each bucket loaded once per batch
 -- By KEYS index, while the bucket's state is unchanged: its verdict for a
--- probe, with the reply's numbers already packed. In a saturated batch most
+-- probe, with its level record for the reply (flags byte and numbers) packed. In a saturated batch most
 -- decisions see buckets no earlier decision of the batch charged. Parallel
 -- arrays rather than a table per verdict: tables are what costs here.
 local mprobe, mallowed, mflags, mdenies, mrest = {}, {}, {}, {}, {}
@@ -486,14 +492,16 @@ local lk = {}
 local blob = ARGV[5]
 local pos = 1
 while pos <= #blob do
-  local mode, c0, c1, c2, c3, n = string.byte(blob, pos, pos + 5)
+  -- The header and (most chains are that short) the first two indexes at once.
+  local mode, c0, c1, c2, c3, n, a0, a1, b0, b1 = string.byte(blob, pos, pos + 9)
   local cost = c0 + 256 * (c1 + 256 * (c2 + 256 * c3))
-  pos = pos + 6
-  for i = 1, n do
-    local lo, hi = string.byte(blob, pos, pos + 1)
+  if n >= 1 then lk[1] = a0 + 256 * a1 end
+  if n >= 2 then lk[2] = b0 + 256 * b1 end
+  for i = 3, n do
+    local lo, hi = string.byte(blob, pos + 4 + 2 * i, pos + 5 + 2 * i)
     lk[i] = lo + 256 * hi
-    pos = pos + 2
   end
+  pos = pos + 6 + 2 * n
   local probe = cost
   if mode == MODE_PEEK then probe = 1 end
 
@@ -506,7 +514,7 @@ while pos <= #blob do
       local alg, spec = bucket.alg, bucket.spec
       local s = states[k]
       if not s then
-        s = alg.load(KEYS[k], now, spec)
+        s = alg.load(KEYS[k], now, spec, values[k], names[k])
         states[k] = s
       end
       local available = alg.available(s, now, spec)
@@ -524,7 +532,7 @@ while pos <= #blob do
       if insufficient then flags = flags + 2 end
       mprobe[k], mallowed[k], mflags[k] = probe, allowed, flags
       mdenies[k] = not allowed and not bucket.shadow
-      mrest[k] = struct.pack('<dddd', available, reset, reset_now, retry)
+      mrest[k] = struct.pack('<Bdddd', flags, available, reset, reset_now, retry)
     end
     -- ChainOutcome::combine: a non-shadow level without room denies the chain.
     if mdenies[k] then admitted = false end
@@ -535,10 +543,10 @@ while pos <= #blob do
   local committing = admitted and mode == MODE_COMMIT
   for i = 1, n do
     local k = lk[i]
-    local flags = mflags[k]
-    local rest = mrest[k]
+    local level = mrest[k]
     if committing and mallowed[k] then
-      flags = flags + 4
+      -- The same numbers with the charged flag.
+      level = string.char(mflags[k] + 4) .. string.sub(level, 2)
       local bucket = buckets[k]
       local alg, spec = bucket.alg, bucket.spec
       local s = alg.charge(states[k], now, spec, cost)
@@ -552,9 +560,8 @@ while pos <= #blob do
       end
       alg.save(KEYS[k], s, ttl)
     end
-    out[o + 1] = FLAGS[flags]
-    out[o + 2] = rest
-    o = o + 2
+    out[o + 1] = level
+    o = o + 1
   end
 end
 return table.concat(out)
