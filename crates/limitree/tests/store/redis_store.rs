@@ -616,3 +616,84 @@ async fn a_silent_connection_is_replaced() {
     );
     store.check_ready().await.unwrap();
 }
+
+/// The Cluster node serving a tree dies and comes back (same port, same
+/// cluster identity): decisions for the tree fail within the timeout while it
+/// is gone and resume by themselves once it accepts writes again.
+#[tokio::test]
+async fn decisions_resume_after_a_cluster_node_restart() {
+    let policy = policy(DEFAULT_LIKE);
+    let mut cluster = support::RedisCluster::start();
+    let prefix = support::unique_prefix("cluster-outage");
+    let timeout = Duration::from_millis(100);
+    let store = RedisStore::connect(
+        RedisConfig::cluster(cluster.urls())
+            .with_key_prefix(prefix.clone())
+            .with_timeout(timeout),
+    )
+    .await
+    .unwrap();
+    let errors = [("category", "errors")];
+    assert!(
+        decide(&store, &policy, &errors, 1, Mode::Commit)
+            .await
+            .allowed
+    );
+
+    // The node holding the tree's slot; its cluster identity (nodes.conf) is
+    // kept so that it rejoins as itself.
+    let tag = keys::tree_tag(&prefix, "notifications");
+    let port = cluster.node_for(&tag).port();
+    let index = cluster.nodes.iter().position(|n| n.port() == port).unwrap();
+    let node = cluster.nodes.remove(index);
+    let value = |reply: String| reply.split_whitespace().nth(1).unwrap().to_owned();
+    let dir = value(node.command(&["CONFIG", "GET", "dir"]));
+    let file = value(node.command(&["CONFIG", "GET", "cluster-config-file"]));
+    let conf = std::env::temp_dir().join(format!("limitree-{prefix}-nodes.conf"));
+    std::fs::copy(std::path::Path::new(&dir).join(file), &conf).unwrap();
+    drop(node);
+
+    let chain = policy.trees()[0].chain(&errors).unwrap();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let result = store.decide(&chain, 1, Mode::Commit).await;
+        assert!(
+            result.is_err(),
+            "decided without the slot's node: {result:?}"
+        );
+        assert!(started.elapsed() < timeout + Duration::from_millis(300));
+    }
+
+    let conf_path = conf.clone();
+    let conf = conf.to_string_lossy().into_owned();
+    let node = support::RedisServer::start_on(
+        port,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &conf,
+            "--cluster-node-timeout",
+            "5000",
+        ],
+    );
+    let back = Instant::now();
+    let outcome = loop {
+        match store.decide(&chain, 1, Mode::Commit).await {
+            Ok(outcome) => break outcome,
+            // A restarted Cluster primary refuses writes for its first 2 s
+            // (Redis' CLUSTER_WRITABLE_DELAY, so that it cannot take writes
+            // before it knows the cluster's state); measured here: 2.02-2.05 s.
+            Err(e) => assert!(
+                back.elapsed() < Duration::from_secs(3),
+                "still failing 3 s after the node returned: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The node came back empty: the bucket starts over, the script reloaded.
+    assert!(outcome.allowed, "{outcome:?}");
+    assert_eq!(outcome.levels[1].remaining, 1);
+    drop(node);
+    let _ = std::fs::remove_file(conf_path);
+}

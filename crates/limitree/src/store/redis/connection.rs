@@ -64,8 +64,19 @@ impl Connection {
                 Ok(Connection::Standalone(manager))
             }
             RedisTarget::Cluster(urls) => {
+                let max_wait = u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(20);
                 let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
                     .tcp_settings(tcp_settings())
+                    // redis-rs waits at least 1.28 s before retrying a request
+                    // after a connection error: a node back from a restart would
+                    // stay unused for seconds. Every call is bounded by `timeout`
+                    // anyway, so retry soon (10, 20, 40 ms) and at most 3 times.
+                    .retries(3)
+                    .min_retry_wait(10)
+                    .max_retry_wait(max_wait)
+                    .retry_wait_formula(10, 2)
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .build()?;
