@@ -449,6 +449,36 @@ async fn concurrent_instances_admit_exactly_the_limit() {
 /// Redis dies and comes back on the same port: calls fail within the timeout
 /// while it is gone, and exact decisions resume (the script reloading itself on
 /// the fresh server) within 2 s of its return.
+/// Five decisions while Redis (or the slot's node) is gone: each fails, within
+/// the timeout and a margin.
+async fn assert_fails_fast(store: &RedisStore, chain: &limitree::Chain<'_>, timeout: Duration) {
+    for _ in 0..5 {
+        let started = Instant::now();
+        let result = store.decide(chain, 1, Mode::Commit).await;
+        assert!(result.is_err(), "decided without redis: {result:?}");
+        assert!(started.elapsed() < timeout + Duration::from_millis(300));
+    }
+}
+
+/// Decides until Redis answers again, at most `within` from now.
+async fn decide_once_back(
+    store: &RedisStore,
+    chain: &limitree::Chain<'_>,
+    within: Duration,
+) -> limitree::ChainOutcome {
+    let back = Instant::now();
+    loop {
+        match store.decide(chain, 1, Mode::Commit).await {
+            Ok(outcome) => return outcome,
+            Err(e) => assert!(
+                back.elapsed() < within,
+                "still failing {within:?} after redis returned: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn decisions_resume_after_a_redis_restart() {
     let policy = policy(DEFAULT_LIKE);
@@ -471,26 +501,11 @@ async fn decisions_resume_after_a_redis_restart() {
 
     drop(server);
     let chain = policy.trees()[0].chain(&errors).unwrap();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let result = store.decide(&chain, 1, Mode::Commit).await;
-        assert!(result.is_err(), "decided without redis: {result:?}");
-        assert!(started.elapsed() < timeout + Duration::from_millis(300));
-        assert!(store.check_ready().await.is_err());
-    }
+    assert_fails_fast(&store, &chain, timeout).await;
+    assert!(store.check_ready().await.is_err());
 
     let server = support::RedisServer::start_on(port, &[]);
-    let back = Instant::now();
-    let outcome = loop {
-        match store.decide(&chain, 1, Mode::Commit).await {
-            Ok(outcome) => break outcome,
-            Err(e) => assert!(
-                back.elapsed() < Duration::from_secs(2),
-                "still failing 2 s after redis returned: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let outcome = decide_once_back(&store, &chain, Duration::from_secs(2)).await;
     // A fresh server: the bucket starts over, and the script was loaded again.
     assert!(outcome.allowed);
     assert_eq!(outcome.levels[1].remaining, 1);
@@ -654,46 +669,16 @@ async fn decisions_resume_after_a_cluster_node_restart() {
     drop(node);
 
     let chain = policy.trees()[0].chain(&errors).unwrap();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let result = store.decide(&chain, 1, Mode::Commit).await;
-        assert!(
-            result.is_err(),
-            "decided without the slot's node: {result:?}"
-        );
-        assert!(started.elapsed() < timeout + Duration::from_millis(300));
-    }
+    assert_fails_fast(&store, &chain, timeout).await;
 
-    let conf_path = conf.clone();
-    let conf = conf.to_string_lossy().into_owned();
-    let node = support::RedisServer::start_on(
-        port,
-        &[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            &conf,
-            "--cluster-node-timeout",
-            "5000",
-        ],
-    );
-    let back = Instant::now();
-    let outcome = loop {
-        match store.decide(&chain, 1, Mode::Commit).await {
-            Ok(outcome) => break outcome,
-            // A restarted Cluster primary refuses writes for its first 2 s
-            // (Redis' CLUSTER_WRITABLE_DELAY, so that it cannot take writes
-            // before it knows the cluster's state); measured here: 2.02-2.05 s.
-            Err(e) => assert!(
-                back.elapsed() < Duration::from_secs(3),
-                "still failing 3 s after the node returned: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let node = support::RedisServer::start_cluster_node_on(port, &conf);
+    // A restarted Cluster primary refuses writes for its first 2 s (Redis'
+    // CLUSTER_WRITABLE_DELAY, so that it cannot take writes before it knows the
+    // cluster's state); measured here: 2.02-2.05 s.
+    let outcome = decide_once_back(&store, &chain, Duration::from_secs(3)).await;
     // The node came back empty: the bucket starts over, the script reloaded.
     assert!(outcome.allowed, "{outcome:?}");
     assert_eq!(outcome.levels[1].remaining, 1);
     drop(node);
-    let _ = std::fs::remove_file(conf_path);
+    let _ = std::fs::remove_file(conf);
 }

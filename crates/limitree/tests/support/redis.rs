@@ -209,20 +209,32 @@ pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
+/// The arguments that make a server a cluster node keeping its identity in
+/// `conf`.
+fn cluster_node_args(conf: &str) -> [&str; 6] {
+    [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        conf,
+        "--cluster-node-timeout",
+        "5000",
+    ]
+}
+
+impl RedisServer {
+    /// A cluster node on `port` with the identity (node id, slots) kept in
+    /// `conf`: a node of a [`RedisCluster`] started again after it died.
+    pub fn start_cluster_node_on(port: u16, conf: &std::path::Path) -> RedisServer {
+        let conf = conf.to_string_lossy();
+        RedisServer::start_on(port, &cluster_node_args(&conf))
+    }
+}
+
 impl RedisCluster {
     pub fn start() -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
-            .map(|i| {
-                let conf = format!("nodes-{i}.conf");
-                RedisServer::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &conf,
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
-            })
+            .map(|i| RedisServer::start(&cluster_node_args(&format!("nodes-{i}.conf"))))
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
