@@ -250,6 +250,11 @@ pub async fn cost_beyond_capacity_is_insufficient(h: &dyn Harness) {
     assert_eq!(o.reason, Reason::InsufficientCapacity);
     assert_eq!(o.retry_after, None);
     assert!(o.levels[1].insufficient && !o.levels[0].insufficient);
+    // Far beyond any level (the Redis store sends costs as u32): insufficient
+    // at every level, nothing charged.
+    let o = f.take(ERRORS, u64::MAX).await;
+    assert_eq!(o.reason, Reason::InsufficientCapacity);
+    assert!(o.levels.iter().all(|l| l.insufficient), "{o:?}");
     assert_eq!(Fixture::remaining(&f.peek(ERRORS).await), vec![100, 10]);
 }
 
