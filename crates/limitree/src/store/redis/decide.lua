@@ -479,10 +479,11 @@ local values = redis.call('MGET', unpack(names))
 
 local states = {} -- by KEYS index: each bucket loaded once per batch
 -- By KEYS index, while the bucket's state is unchanged: its verdict for a
--- probe, with its level record for the reply (flags byte and numbers) packed. In a saturated batch most
--- decisions see buckets no earlier decision of the batch charged. Parallel
--- arrays rather than a table per verdict: tables are what costs here.
-local mprobe, mallowed, mflags, mdenies, mrest = {}, {}, {}, {}, {}
+-- probe, with its level record for the reply (flags byte and numbers) packed.
+-- In a saturated batch most decisions see buckets no earlier decision of the
+-- batch charged. Parallel arrays rather than a table per verdict: tables are
+-- what costs here.
+local mprobe, mallowed, mdenies, mrest = {}, {}, {}, {}
 local out = { struct.pack('<d', now) }
 local o = 1 -- #out, kept by hand
 
@@ -530,7 +531,7 @@ while pos <= #blob do
       local flags = 0
       if allowed then flags = 1 end
       if insufficient then flags = flags + 2 end
-      mprobe[k], mallowed[k], mflags[k] = probe, allowed, flags
+      mprobe[k], mallowed[k] = probe, allowed
       mdenies[k] = not allowed and not bucket.shadow
       mrest[k] = struct.pack('<Bdddd', flags, available, reset, reset_now, retry)
     end
@@ -546,7 +547,7 @@ while pos <= #blob do
     local level = mrest[k]
     if committing and mallowed[k] then
       -- The same numbers with the charged flag.
-      level = string.char(mflags[k] + 4) .. string.sub(level, 2)
+      level = string.char(string.byte(level) + 4) .. string.sub(level, 2)
       local bucket = buckets[k]
       local alg, spec = bucket.alg, bucket.spec
       local s = alg.charge(states[k], now, spec, cost)

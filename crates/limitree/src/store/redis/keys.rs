@@ -24,6 +24,8 @@
 //!   another bucket's key: after the algorithm code comes either nothing or
 //!   `:<digits>:`.
 
+use std::fmt::Write as _;
+
 use crate::chain::Link;
 use crate::policy::Algorithm;
 
@@ -39,52 +41,40 @@ pub(super) fn algorithm_code(algorithm: Algorithm) -> &'static str {
 
 /// The hash tag every key of `tree` starts with: `{<key_prefix>:<tree>}`.
 pub fn tree_tag(key_prefix: &str, tree: &str) -> String {
-    format!("{{{key_prefix}:{tree}}}")
+    let mut tag = String::with_capacity(key_prefix.len() + tree.len() + 3);
+    push_tree_tag(&mut tag, key_prefix, tree);
+    tag
+}
+
+fn push_tree_tag(out: &mut String, key_prefix: &str, tree: &str) {
+    out.push('{');
+    out.push_str(key_prefix);
+    out.push(':');
+    out.push_str(tree);
+    out.push('}');
 }
 
 /// The key of the bucket `link` selects in `tree`.
 ///
-/// Built once per decision on the hot path, so it is sized up front and
-/// written without the formatting machinery.
+/// Built once per decision on the hot path, so it is sized up front rather
+/// than grown piece by piece.
 pub fn bucket_key(key_prefix: &str, tree: &str, link: &Link<'_>) -> String {
     let level = link.level.name.as_str();
     let code = algorithm_code(link.spec.algorithm);
-    let values: usize = link.values.iter().map(|v| v.len() + 22).sum();
+    // Per value: two colons and at most 3 digits of length (values are at most
+    // 256 bytes, checked by the chain).
+    let values: usize = link.values.iter().map(|v| v.len() + 5).sum();
     let mut key = String::with_capacity(key_prefix.len() + tree.len() + level.len() + 8 + values);
-    key.push('{');
-    key.push_str(key_prefix);
+    push_tree_tag(&mut key, key_prefix, tree);
     key.push(':');
-    key.push_str(tree);
-    key.push_str("}:");
     key.push_str(level);
     key.push(':');
     key.push_str(code);
     for value in &link.values {
-        key.push(':');
-        push_decimal(&mut key, value.len());
-        key.push(':');
-        key.push_str(value);
+        // Writing to a String cannot fail.
+        let _ = write!(key, ":{}:{value}", value.len());
     }
     key
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        // n % 10 < 10: the cast cannot truncate.
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
 }
 
 #[cfg(test)]

@@ -126,11 +126,15 @@ pub struct RedisStore {
 #[derive(Debug)]
 struct Prepared {
     keys: ArrayVec<String, MAX_LEVELS>,
-    mode: &'static str,
+    /// `c` commit, `d` dry run, `p` peek (as `decide.lua` reads it).
+    mode: u8,
     cost: u64,
-    /// Per level: algorithm code, limit, window, burst, shadow.
-    levels: ArrayVec<(&'static str, u64, u64, u64, u8), MAX_LEVELS>,
+    levels: ArrayVec<LevelArgs, MAX_LEVELS>,
 }
+
+/// A level as the script wants it: algorithm code, limit, window, burst,
+/// shadow.
+type LevelArgs = (&'static str, u64, u64, u64, u8);
 
 impl RedisStore {
     /// Connects now (within the configured timeout) and returns the store.
@@ -260,9 +264,9 @@ impl RedisStore {
                 .map(|link| keys::bucket_key(&self.config.key_prefix, &chain.tree.name, link))
                 .collect(),
             mode: match mode {
-                Mode::Commit => "c",
-                Mode::DryRun => "d",
-                Mode::Peek => "p",
+                Mode::Commit => b'c',
+                Mode::DryRun => b'd',
+                Mode::Peek => b'p',
             },
             cost,
             levels: chain
@@ -314,10 +318,9 @@ impl RedisStore {
         // and each level's limits once, however many buckets it has; buckets
         // then name their level and decisions their buckets by index (1-based,
         // as Lua counts).
-        type Level = (&'static str, u64, u64, u64, u8);
         let mut indexes: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
         let mut buckets: Vec<(&str, usize)> = Vec::new();
-        let mut levels: Vec<&Level> = Vec::new();
+        let mut levels: Vec<&LevelArgs> = Vec::new();
         let mut chains: Vec<ArrayVec<usize, MAX_LEVELS>> = Vec::with_capacity(batch.len());
         for decision in &batch {
             let mut chain = ArrayVec::new();
@@ -380,7 +383,7 @@ impl RedisStore {
         // The decisions as one packed argument (see MODE_PEEK in decide.lua).
         let mut decisions = Vec::with_capacity(batch.len() * DECISION_LEN);
         for (decision, chain) in batch.iter().zip(&chains) {
-            decisions.push(decision.mode.as_bytes()[0]);
+            decisions.push(decision.mode);
             // No level holds more than MAX_LIMIT (< 2^32), so any larger cost
             // is answered the same as u32::MAX.
             let cost = u32::try_from(decision.cost).unwrap_or(u32::MAX);
