@@ -17,11 +17,18 @@
 //! As in production, the default policy saturates after 100 admissions per 30
 //! minutes: the steady state measured is (mostly) denials, for both scripts.
 //!
+//! Where the processes run: by default `redis-server` gets the last CPU to
+//! itself and this process (its callers, and `redis-benchmark`, which it
+//! starts) the others, as when Redis is a server of its own. On a 2-CPU machine
+//! shared by both, the client's threads and Redis otherwise preempt each other
+//! and every wake-up crosses CPUs, which measures the scheduler more than
+//! either client. `LIMITREE_BENCH_PIN=0` measures them sharing every CPU.
+//!
 //! Prints a Markdown table with the median of the runs (for the ratio: the
 //! median of the per-run ratios, each run being measured side by side).
 //! Run: `cargo bench -p limitree --features redis --bench redis_throughput`
 //! (`LIMITREE_BENCH_RUNS`, default 3; `LIMITREE_BENCH_SECS` per measurement,
-//! default 3).
+//! default 3; `LIMITREE_BENCH_PIN`, default 1).
 
 #[path = "../tests/support/redis.rs"]
 #[allow(dead_code)]
@@ -228,6 +235,41 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Restricts process `pid` (every thread it has; threads it makes later inherit
+/// it) to `cpus` (a `taskset` list such as `0-2`). Says why if it could not.
+fn pin(pid: u32, cpus: &str) -> Result<(), String> {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .output()
+        .map_err(|e| format!("taskset: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Gives Redis the last CPU and this process the others (see the module
+/// docs); describes the placement for the report.
+fn place(server: &support::RedisServer) -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if env_or("LIMITREE_BENCH_PIN", 1) == 0 || cpus < 2 {
+        return format!("client and redis-server share all {cpus} CPUs");
+    }
+    let client = if cpus == 2 {
+        "0".to_owned()
+    } else {
+        format!("0-{}", cpus - 2)
+    };
+    let redis = (cpus - 1).to_string();
+    match pin(std::process::id(), &client).and_then(|()| pin(server.pid(), &redis)) {
+        Ok(()) => format!(
+            "client (and redis-benchmark) on CPU {client}, redis-server alone on CPU {redis}"
+        ),
+        Err(e) => format!("not pinned ({e}): client and redis-server share all {cpus} CPUs"),
+    }
+}
+
 fn first_line(command: &str, args: &[&str]) -> String {
     Command::new(command)
         .args(args)
@@ -241,6 +283,10 @@ fn main() {
     let runs = env_or("LIMITREE_BENCH_RUNS", 3) as usize;
     let secs = env_or("LIMITREE_BENCH_SECS", 3);
     let server = support::RedisServer::start(&[]);
+    // Before pinning, which narrows what nproc sees.
+    let nproc = first_line("nproc", &[]);
+    // Before the runtime starts its threads, which inherit this thread's CPUs.
+    let placement = place(&server);
     let url = server.url();
     let port = server.port();
     let sha = server.command(&["SCRIPT", "LOAD", "return 1"]);
@@ -259,11 +305,12 @@ fn main() {
         .unwrap_or_default();
     println!(
         "machine: nproc {}, {cpu}, redis {version}, load average {}",
-        first_line("nproc", &[]),
+        nproc,
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .trim()
     );
+    println!("{placement}");
     println!("{runs} runs of {secs} s per measurement, {CALLERS} concurrent callers\n");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

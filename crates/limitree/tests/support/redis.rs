@@ -184,6 +184,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id (the throughput bench pins it to a CPU).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
