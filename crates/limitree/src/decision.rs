@@ -109,7 +109,7 @@ pub struct ChainOutcome {
     pub levels: ArrayVec<LevelOutcome, MAX_LEVELS>,
 }
 
-/// Per-level input to [`combine`].
+/// Per-level input to [`ChainOutcome::combine`].
 #[derive(Debug, Clone, Copy)]
 pub struct LevelInput {
     /// Position of the level in its tree.

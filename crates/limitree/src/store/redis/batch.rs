@@ -7,11 +7,13 @@
 //! atomicity: `decide.lua` runs them one after the other at the same `now`, as
 //! if they were separate calls in the same microsecond.
 //!
-//! No background task: the caller that finds no call in flight for its tree
-//! *leads* — it takes the waiting decisions (its own first), makes the call and
-//! hands every caller its reply; then it passes the lead to the first caller
-//! still waiting. A lone caller therefore goes straight to Redis, and batches
-//! grow only as fast as Redis answers. Callers keep their own deadlines
+//! No background task: a caller that finds fewer than [`STEADY_IN_FLIGHT`]
+//! calls in flight for its tree (or fewer than [`MAX_IN_FLIGHT`] and a
+//! [`FULL_BATCH`] waiting) *leads* — it takes the waiting decisions (its own
+//! first), makes the call and hands every caller its reply; as soon as Redis
+//! answers, it passes the lead to the first caller still waiting. A lone caller
+//! therefore goes straight to Redis, and batches grow only as fast as Redis
+//! answers. Callers keep their own deadlines
 //! ([`super::RedisStore`] bounds every call): one that gives up while waiting is
 //! left out of the next call; if a leader gives up mid-call, the callers in its
 //! call get an error (their decisions may or may not have been made) and the
@@ -29,10 +31,22 @@ use crate::store::StoreError;
 /// script holds Redis.
 pub(super) const MAX_BATCH: usize = 64;
 
-/// Most script calls in flight per tree (per store): more than one lets Redis
-/// run a batch while the previous reply is on its way back and being handed
-/// out; more would only split the batches.
-pub(super) const MAX_IN_FLIGHT: usize = 2;
+/// Script calls in flight per tree (per store) that any batch may fill: more
+/// than one lets Redis run a batch while the previous reply is on its way back
+/// and being handed out.
+pub(super) const STEADY_IN_FLIGHT: usize = 2;
+
+/// Most script calls in flight per tree (per store). Calls beyond
+/// [`STEADY_IN_FLIGHT`] go only with at least [`FULL_BATCH`] decisions: when
+/// that many wait, Redis would otherwise sit idle while the client turns a
+/// reply around (waking the callers, making the next call), but a third call
+/// for every few decisions would only split the batches and pay each call's
+/// fixed cost more often (measured in BENCHMARKS.md: 3 or 4 unconditional calls
+/// were slower than 2, an extra call for 16 waiting decisions faster).
+pub(super) const MAX_IN_FLIGHT: usize = 3;
+
+/// Decisions a call beyond [`STEADY_IN_FLIGHT`] must carry.
+pub(super) const FULL_BATCH: usize = 16;
 
 /// What a waiting caller is told.
 #[derive(Debug)]
@@ -102,7 +116,8 @@ impl<D> Batcher<D> {
         let queued = {
             let mut queues = self.queues.lock();
             let queue = queues.entry_ref(tree).or_default();
-            if queue.leading >= MAX_IN_FLIGHT {
+            // This caller's decision and the waiting ones make the batch.
+            if !may_lead(queue.leading, queue.waiting.len() + 1) {
                 let (reply, replied) = oneshot::channel();
                 queue.waiting.push(Waiter { decision, reply });
                 Err(replied)
@@ -170,6 +185,12 @@ impl<D> Batcher<D> {
     }
 }
 
+/// Whether one more caller may lead (make a call) while `leading` do, with a
+/// batch of `batch` decisions.
+fn may_lead(leading: usize, batch: usize) -> bool {
+    leading < STEADY_IN_FLIGHT || (leading < MAX_IN_FLIGHT && batch >= FULL_BATCH)
+}
+
 fn abandoned() -> StoreError {
     StoreError::Unavailable(
         "the script call carrying this decision was abandoned (its caller timed out)".to_owned(),
@@ -205,7 +226,8 @@ impl<D> Drop for Lead<D> {
         let Some(queue) = queues.get_mut(&self.tree) else {
             return;
         };
-        while !queue.waiting.is_empty() {
+        // The lead passes on only if the waiting callers could take it anew.
+        while !queue.waiting.is_empty() && may_lead(queue.leading - 1, queue.waiting.len()) {
             let next = queue.waiting.remove(0);
             let lead = Lead::new(&self.queues, &self.tree);
             match next.reply.send(Signal::Lead(next.decision, lead)) {
@@ -272,8 +294,8 @@ mod tests {
         let batcher = Arc::new(Batcher::<i64>::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut stuck = Vec::new();
-        // MAX_IN_FLIGHT leaders whose calls never return, then give up.
-        for d in 0..MAX_IN_FLIGHT as i64 {
+        // Leaders whose calls never return, then give up.
+        for d in 0..STEADY_IN_FLIGHT as i64 {
             let batcher = Arc::clone(&batcher);
             stuck.push(tokio::spawn(async move {
                 tokio::time::timeout(
@@ -314,6 +336,64 @@ mod tests {
         assert_eq!(*seen.lock(), vec![vec![7]]);
         let fresh = batcher.submit("t", 8, |b| echo(&seen, b)).await.unwrap();
         assert_eq!(fresh, vec![8]);
+        assert!(batcher.queues.lock().is_empty());
+    }
+
+    /// Beyond the steady calls, one more goes only with a full batch; when a
+    /// call returns, its lead passes on only under the same rule.
+    #[tokio::test]
+    async fn an_extra_call_goes_only_with_a_full_batch() {
+        let batcher = Arc::new(Batcher::<i64>::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut submit = |d: i64| {
+            let (batcher, seen, gate) =
+                (Arc::clone(&batcher), Arc::clone(&seen), Arc::clone(&gate));
+            tasks.spawn(async move {
+                let reply = batcher
+                    .submit("t", d, |b| async move {
+                        seen.lock().push(b.clone());
+                        // Held until the test opens the gate.
+                        let _pass = gate.acquire().await;
+                        Ok(b.into_iter().map(|d| vec![d]).collect())
+                    })
+                    .await;
+                assert_eq!(reply, Ok(vec![d]));
+            });
+        };
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
+        for d in 0..STEADY_IN_FLIGHT as i64 {
+            submit(d);
+        }
+        settle().await;
+        assert_eq!(seen.lock().len(), STEADY_IN_FLIGHT);
+        // One decision short of a full batch: it waits.
+        for d in 0..FULL_BATCH as i64 - 1 {
+            submit(100 + d);
+        }
+        settle().await;
+        assert_eq!(seen.lock().len(), STEADY_IN_FLIGHT, "no extra call yet");
+        submit(999);
+        settle().await;
+        {
+            let seen = seen.lock();
+            assert_eq!(seen.len(), STEADY_IN_FLIGHT + 1, "a full batch went");
+            assert_eq!(seen[STEADY_IN_FLIGHT].len(), FULL_BATCH);
+        }
+        // A few more wait; when the calls return they are decided.
+        for d in 0..3 {
+            submit(200 + d);
+        }
+        settle().await;
+        gate.add_permits(1000);
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(
+            seen.lock().iter().map(Vec::len).sum::<usize>(),
+            STEADY_IN_FLIGHT + FULL_BATCH + 3
+        );
         assert!(batcher.queues.lock().is_empty());
     }
 }
