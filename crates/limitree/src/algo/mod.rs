@@ -181,7 +181,9 @@ pub fn decide(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> 
     with_view!(state, now, spec, |v| verdict(&v, spec.capacity(), cost))
 }
 
-fn verdict(view: &impl BucketView, capacity: u64, cost: u64) -> Verdict {
+/// The verdict of a bucket seen through `view` on a request of `cost`. Public
+/// for the Redis store, whose sliding_log view is a summary of the log.
+pub fn verdict(view: &impl BucketView, capacity: u64, cost: u64) -> Verdict {
     let available = view.available();
     let insufficient = cost > capacity;
     let allowed = !insufficient && cost <= available;

@@ -187,3 +187,74 @@ proptest! {
         prop_assume!(run(Topology::Cluster, &levels, start, &steps));
     }
 }
+
+/// Batches: concurrent decisions share script calls, and each must report the
+/// bucket as the decisions before it in the batch left it. On a frozen clock,
+/// the admitted decisions of each bucket, ordered by what they report left,
+/// must each have taken exactly their cost from the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_decisions_each_see_the_charges_before_them() {
+    let policy = Arc::new(
+        Policy::from_toml_str(
+            r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 60
+window = "1s"
+algorithm = "sliding_log"
+[[trees.levels]]
+name = "per_k"
+by = ["k"]
+limit = 20
+window = "1s"
+algorithm = "fixed_window"
+"#,
+            "batched",
+        )
+        .unwrap(),
+    );
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(support::store(Topology::Standalone, clock));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300u64 {
+        let (store, policy) = (Arc::clone(&store), Arc::clone(&policy));
+        tasks.spawn(async move {
+            let value = VALUES[(i % 3) as usize];
+            let descriptors = [("k", value)];
+            let chain = policy.trees()[0].chain(&descriptors).unwrap();
+            let cost = 1 + i % 3;
+            let outcome = store.decide(&chain, cost, Mode::Commit).await.unwrap();
+            (value, cost, outcome)
+        });
+    }
+    // Per bucket: (remaining reported, cost) of each admitted decision.
+    let mut global = Vec::new();
+    let mut per_k: std::collections::HashMap<&str, Vec<(u64, u64)>> = Default::default();
+    let mut denied = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (value, cost, outcome) = joined.unwrap();
+        if outcome.allowed {
+            global.push((outcome.levels[0].remaining, cost));
+            per_k
+                .entry(value)
+                .or_default()
+                .push((outcome.levels[1].remaining, cost));
+        } else {
+            denied += 1;
+        }
+    }
+    assert!(denied > 0, "the limits never bound");
+    for (name, limit, mut admitted) in [("global", 60, global)]
+        .into_iter()
+        .chain(per_k.into_iter().map(|(k, a)| (k, 20, a)))
+    {
+        admitted.sort_by_key(|&(remaining, _)| std::cmp::Reverse(remaining));
+        let mut left = limit;
+        for &(remaining, cost) in &admitted {
+            assert_eq!(remaining, left - cost, "{name}: {admitted:?}");
+            left = remaining;
+        }
+    }
+}

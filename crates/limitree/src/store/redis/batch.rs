@@ -50,31 +50,31 @@ pub(super) const FULL_BATCH: usize = 16;
 
 /// What a waiting caller is told.
 #[derive(Debug)]
-enum Signal<D> {
-    /// Its decision's reply (the per-level numbers, after the batch's `now`).
-    Done(Result<Vec<i64>, StoreError>),
+enum Signal<D, R> {
+    /// Its decision's reply.
+    Done(Result<R, StoreError>),
     /// Nobody is calling Redis for this tree any more: it leads now, with its
     /// decision handed back. The lead travels as a [`Lead`] so that it is
     /// passed on even if this caller gives up before reading the signal.
-    Lead(D, Lead<D>),
+    Lead(D, Lead<D, R>),
 }
 
 #[derive(Debug)]
-struct Waiter<D> {
+struct Waiter<D, R> {
     decision: D,
-    reply: oneshot::Sender<Signal<D>>,
+    reply: oneshot::Sender<Signal<D, R>>,
 }
 
 #[derive(Debug)]
-struct Queue<D> {
+struct Queue<D, R> {
     /// How many callers lead (are calling, or about to call, Redis); at most
     /// [`MAX_IN_FLIGHT`].
     leading: usize,
     /// Decisions not yet sent, oldest first.
-    waiting: Vec<Waiter<D>>,
+    waiting: Vec<Waiter<D, R>>,
 }
 
-impl<D> Default for Queue<D> {
+impl<D, R> Default for Queue<D, R> {
     fn default() -> Self {
         Queue {
             leading: 0,
@@ -83,15 +83,16 @@ impl<D> Default for Queue<D> {
     }
 }
 
-type Queues<D> = Arc<Mutex<HashMap<String, Queue<D>>>>;
+type Queues<D, R> = Arc<Mutex<HashMap<String, Queue<D, R>>>>;
 
-/// Per-tree queues of decisions `D` waiting for a script call.
+/// Per-tree queues of decisions `D` waiting for a script call that answers
+/// each with an `R`.
 #[derive(Debug)]
-pub(super) struct Batcher<D> {
-    queues: Queues<D>,
+pub(super) struct Batcher<D, R> {
+    queues: Queues<D, R>,
 }
 
-impl<D> Default for Batcher<D> {
+impl<D, R> Default for Batcher<D, R> {
     fn default() -> Self {
         Batcher {
             queues: Arc::new(Mutex::new(HashMap::new())),
@@ -99,7 +100,7 @@ impl<D> Default for Batcher<D> {
     }
 }
 
-impl<D> Batcher<D> {
+impl<D, R> Batcher<D, R> {
     /// Decides `decision` for `tree`, in a batch with the decisions of other
     /// callers of the same tree. `call` makes one script call for a batch and
     /// returns one reply per decision, in order.
@@ -108,10 +109,10 @@ impl<D> Batcher<D> {
         tree: &str,
         decision: D,
         call: F,
-    ) -> Result<Vec<i64>, StoreError>
+    ) -> Result<R, StoreError>
     where
         F: FnOnce(Vec<D>) -> Fut,
-        Fut: Future<Output = Result<Vec<Vec<i64>>, StoreError>>,
+        Fut: Future<Output = Result<Vec<R>, StoreError>>,
     {
         let queued = {
             let mut queues = self.queues.lock();
@@ -136,7 +137,7 @@ impl<D> Batcher<D> {
                 Err(_) => return Err(abandoned()),
             },
         };
-        let others: Vec<Waiter<D>> = {
+        let others: Vec<Waiter<D, R>> = {
             let mut queues = self.queues.lock();
             let queue = queues.entry_ref(tree).or_default();
             // Callers that gave up are left out: nobody would learn their answer.
@@ -200,15 +201,15 @@ fn abandoned() -> StoreError {
 /// Held by a leading caller: on drop, passes the lead to the first caller
 /// still waiting, or records that one caller fewer leads.
 #[derive(Debug)]
-struct Lead<D> {
-    queues: Queues<D>,
+struct Lead<D, R> {
+    queues: Queues<D, R>,
     tree: String,
     /// False once passed on (or for a lead that could not be delivered).
     armed: bool,
 }
 
-impl<D> Lead<D> {
-    fn new(queues: &Queues<D>, tree: &str) -> Self {
+impl<D, R> Lead<D, R> {
+    fn new(queues: &Queues<D, R>, tree: &str) -> Self {
         Lead {
             queues: Arc::clone(queues),
             tree: tree.to_owned(),
@@ -217,7 +218,7 @@ impl<D> Lead<D> {
     }
 }
 
-impl<D> Drop for Lead<D> {
+impl<D, R> Drop for Lead<D, R> {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -264,7 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_decisions_share_the_next_call_in_order() {
-        let batcher = Arc::new(Batcher::<i64>::default());
+        let batcher = Arc::new(Batcher::<i64, Vec<i64>>::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = tokio::task::JoinSet::new();
         for d in 0..200 {
@@ -291,7 +292,7 @@ mod tests {
     /// behind it are still decided, and the tree is not left without a leader.
     #[tokio::test]
     async fn a_leader_that_gives_up_passes_the_lead() {
-        let batcher = Arc::new(Batcher::<i64>::default());
+        let batcher = Arc::new(Batcher::<i64, Vec<i64>>::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut stuck = Vec::new();
         // Leaders whose calls never return, then give up.
@@ -343,7 +344,7 @@ mod tests {
     /// call returns, its lead passes on only under the same rule.
     #[tokio::test]
     async fn an_extra_call_goes_only_with_a_full_batch() {
-        let batcher = Arc::new(Batcher::<i64>::default());
+        let batcher = Arc::new(Batcher::<i64, Vec<i64>>::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let mut tasks = tokio::task::JoinSet::new();

@@ -28,14 +28,20 @@
 --          script a Lua string to convert (strtod).
 --
 -- Returns one binary string: now (a little-endian double), then per decision,
--- per level: a flags byte (1 allowed, 2 insufficient, 4 charged, added up) and
--- available, reset_after, reset_after_now, retry_after (-1: none) as
--- little-endian doubles (all integers below 2^53, so exact). Packed rather
--- than printed: printing a number costs Lua a sprintf, and one string is one
--- reply object for Redis and the client. A level's numbers are packed once
--- for every decision that sees the same state (see `mrest`). `remaining` is
--- not sent: it is available minus the probed cost when allowed, available
--- otherwise (the client derives it).
+-- per level, root first, a record of
+--   flags  one byte: 1 allowed, 2 insufficient, 4 charged, 8 a retry follows
+--   len    one byte: the length of the state that follows
+--   state  the bucket's state as this decision saw it, exactly as stored (the
+--          key's value, or a sliding_log's summary; empty: a fresh bucket)
+--   retry  (flags 8 only: a sliding_log denial) the wait until the probed cost
+--          fits, a little-endian double
+-- The script decides (and charges); the client computes each level's numbers
+-- (available, remaining, reset and retry times) from the state with the same
+-- algorithm code as the memory store (store/redis/reply.rs). Computing them
+-- here cost Redis more than deciding: the calls, then packing four doubles per
+-- level. Only a sliding_log's retry time needs the log itself, so it is
+-- computed here. A level's record is built once for every decision of the
+-- batch that sees the same state (see `mrest`).
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -68,10 +74,10 @@ end
 -- batch pays for the closures of the algorithms it uses, not of all four):
 -- suffix (of the key holding the state, which the batch reads up front);
 -- load(key, now, spec, value of key..suffix, key..suffix) -> state;
--- available(s, now, spec);
--- retry_after(s, now, spec, cost); reset_after(s, now, spec, charged);
--- charge(s, now, spec, cost) -> state; save(key, s, now, spec, ttl);
--- idle_at(s, spec). Same names and meaning as algo/mod.rs.
+-- available(s, now, spec); charge(s, now, spec, cost) -> state;
+-- save(key, s, ttl); idle_at(s, spec); sliding_log only: retry_after(s, now,
+-- spec, cost). Same names and meaning as algo/mod.rs. Every state carries
+-- `raw`, its encoding as stored ('' for a fresh bucket), for the reply.
 local algos = {}
 
 -- Splits "a:b:c" into numbers.
@@ -83,13 +89,15 @@ local function fields(v)
   return out
 end
 
--- Stores a string state with a TTL until it goes idle, or deletes it if idle.
+-- Stores a string state with a TTL until it goes idle, or deletes it if idle
+-- (idle is indistinguishable from fresh); returns what is stored now.
 local function save_string(key, value, ttl)
   if ttl then
     redis.call('SET', key, value, 'PX', ttl)
-  else
-    redis.call('DEL', key)
+    return value
   end
+  redis.call('DEL', key)
+  return ''
 end
 
 ---------------------------------------------------------------- fixed_window
@@ -98,9 +106,9 @@ function algos.fw()
   local fw = {}
   fw.suffix = ''
   function fw.load(_, _, _, v)
-    if not v then return { start = 0, count = 0 } end
+    if not v then return { start = 0, count = 0, raw = '' } end
     local f = fields(v)
-    return { start = f[1], count = f[2] }
+    return { start = f[1], count = f[2], raw = v }
   end
   local function fw_view(s, now, spec)
     local start = now - imod(now, spec.window)
@@ -111,15 +119,6 @@ function algos.fw()
     local _, count = fw_view(s, now, spec)
     return sub0(spec.limit, count)
   end
-  function fw.retry_after(s, now, spec, _)
-    local start = fw_view(s, now, spec)
-    return start + spec.window - now
-  end
-  function fw.reset_after(s, now, spec, charged)
-    local start, count = fw_view(s, now, spec)
-    if count + charged == 0 then return 0 end
-    return start + spec.window - now
-  end
   function fw.charge(s, now, spec, cost)
     local start, count = fw_view(s, now, spec)
     return { start = start, count = count + cost }
@@ -129,7 +128,7 @@ function algos.fw()
     return s.start + spec.window
   end
   function fw.save(key, s, ttl)
-    save_string(key, int(s.start) .. ':' .. int(s.count), ttl)
+    s.raw = save_string(key, int(s.start) .. ':' .. int(s.count), ttl)
   end
   return fw
 end
@@ -144,23 +143,12 @@ function algos.gc()
   end
   gc.suffix = ''
   function gc.load(_, _, _, v)
-    return { tat = tonumber(v) or 0 }
+    return { tat = tonumber(v) or 0, raw = v or '' }
   end
   function gc.available(s, now, spec)
     local t = emission_interval(spec)
     local base = math.max(s.tat, now)
     return idiv(sub0(now + spec.burst * t, base), t)
-  end
-  function gc.retry_after(s, now, spec, cost)
-    local t = emission_interval(spec)
-    return sub0(s.tat + cost * t, spec.burst * t + now)
-  end
-  function gc.reset_after(s, now, spec, charged)
-    local tat = s.tat
-    if charged > 0 then
-      tat = math.max(s.tat, now) + charged * emission_interval(spec)
-    end
-    return sub0(tat, now)
   end
   function gc.charge(s, now, spec, cost)
     return { tat = math.max(s.tat, now) + cost * emission_interval(spec) }
@@ -169,7 +157,7 @@ function algos.gc()
     return s.tat
   end
   function gc.save(key, s, ttl)
-    save_string(key, int(s.tat), ttl)
+    s.raw = save_string(key, int(s.tat), ttl)
   end
   return gc
 end
@@ -180,9 +168,9 @@ function algos.sw()
   local sw = {}
   sw.suffix = ''
   function sw.load(_, _, _, v)
-    if not v then return { start = 0, curr = 0, prev = 0 } end
+    if not v then return { start = 0, curr = 0, prev = 0, raw = '' } end
     local f = fields(v)
-    return { start = f[1], curr = f[2], prev = f[3] }
+    return { start = f[1], curr = f[2], prev = f[3], raw = v }
   end
   -- (window start, elapsed in it, prev, curr) as seen from now.
   local function sw_view(s, now, spec)
@@ -206,31 +194,6 @@ function algos.sw()
     if room < 0 then return 0 end
     return idiv(room, w)
   end
-  function sw.retry_after(s, now, spec, cost)
-    local start, _, prev, curr = sw_view(s, now, spec)
-    local w, limit = spec.window, spec.limit
-    if limit >= cost + curr and prev > 0 then
-      local k = idiv((limit - cost - curr) * w, prev)
-      if k > 0 then
-        return sub0(start + w - math.min(k, w), now)
-      end
-    end
-    local nxt = start + w
-    local k = w
-    if curr > 0 then
-      k = math.min(idiv((limit - cost) * w, curr), w)
-    end
-    return sub0(nxt + w - k, now)
-  end
-  function sw.reset_after(s, now, spec, charged)
-    local start, _, prev, curr = sw_view(s, now, spec)
-    if curr + charged > 0 then
-      return start + 2 * spec.window - now
-    elseif prev > 0 then
-      return start + spec.window - now
-    end
-    return 0
-  end
   function sw.charge(s, now, spec, cost)
     local start, _, prev, curr = sw_view(s, now, spec)
     return { start = start, curr = curr + cost, prev = prev }
@@ -244,7 +207,7 @@ function algos.sw()
     return 0
   end
   function sw.save(key, s, ttl)
-    save_string(key, int(s.start) .. ':' .. int(s.curr) .. ':' .. int(s.prev), ttl)
+    s.raw = save_string(key, int(s.start) .. ':' .. int(s.curr) .. ':' .. int(s.prev), ttl)
   end
   return sw
 end
@@ -293,19 +256,24 @@ function algos.sl()
     end
     s.count, s.extra, s.oldest, s.newest, s.seq = count, extra, oldest, newest, seq
   end
+  -- Writes the summary; it is the state the reply carries.
   local function sl_write_meta(s, ...)
-    redis.call('SET', s.mkey, struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq), ...)
+    s.raw = struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq)
+    redis.call('SET', s.mkey, s.raw, ...)
+  end
+  local function sl_del_meta(s)
+    redis.call('DEL', s.mkey)
+    s.raw = ''
   end
   sl.suffix = ':m'
   function sl.load(key, now, spec, v, mkey)
-    -- Every field up front: a table grown field by field is rehashed as it grows.
-    local s = {
-      key = key, mkey = mkey, count = 0, extra = 0, oldest = 0, newest = 0, seq = 0,
-      used = 0, ranks = false,
-    }
+    -- Every field up front, and no more than 8: a table grown field by field
+    -- is rehashed as it grows, and one of 9 fields takes twice the room.
+    local s = { key = key, mkey = mkey, count = 0, extra = 0, oldest = 0, newest = 0, seq = 0, raw = '' }
     local cutoff = now - spec.window
     if v and #v == SL_META_LEN then
       s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SL_META, v)
+      s.raw = v
       if s.count > 0 and s.oldest <= cutoff then
         -- Expired entries (ts + window <= now) can no longer change any answer:
         -- drop them first, as the memory store prunes under its lock
@@ -323,7 +291,7 @@ function algos.sl()
           sl_write_meta(s, 'KEEPTTL')
         else
           s.extra, s.oldest, s.newest, s.seq = 0, 0, 0, 0
-          redis.call('DEL', s.mkey)
+          sl_del_meta(s)
         end
       end
     elseif redis.call('EXISTS', key) == 1 then
@@ -335,21 +303,20 @@ function algos.sl()
         local pttl = redis.call('PTTL', key)
         if pttl > 0 then sl_write_meta(s, 'PX', pttl) else sl_write_meta(s) end
       else
-        redis.call('DEL', s.mkey)
+        sl_del_meta(s)
       end
     elseif v then
-      redis.call('DEL', s.mkey) -- a damaged summary of an empty log
+      sl_del_meta(s) -- a damaged summary of an empty log
     end
-    s.used = s.count + s.extra
     return s
   end
   function sl.available(s, _, spec)
-    return sub0(spec.limit, s.used)
+    return sub0(spec.limit, s.count + s.extra)
   end
   -- The oldest live entries leave one by one; `cost` fits once the units left
   -- free enough. With one unit per entry that is the must_free-th oldest.
   function sl.retry_after(s, now, spec, cost)
-    local must_free = sub0(s.used + cost, spec.limit)
+    local must_free = sub0(s.count + s.extra + cost, spec.limit)
     if s.count == 0 then return spec.window end
     if s.extra == 0 then
       local index = math.max(must_free, 1)
@@ -380,15 +347,6 @@ function algos.sl()
     end
     return spec.window
   end
-  function sl.reset_after(s, now, spec, charged)
-    local newest = s.newest
-    if charged > 0 then
-      newest = math.max(newest, now)
-    elseif s.count == 0 then
-      return 0
-    end
-    return sub0(newest + spec.window, now)
-  end
   function sl.charge(s, now, _, cost)
     if cost == 0 then return s end
     -- At the newest entry's time if the clock went backwards (as the Rust log).
@@ -405,7 +363,6 @@ function algos.sl()
     end
     redis.call('ZADD', s.key, int(ts), member)
     s.count = s.count + 1
-    s.used = s.used + cost
     s.newest, s.seq = ts, n + 1
     return s
   end
@@ -419,6 +376,7 @@ function algos.sl()
       sl_write_meta(s, 'PX', ttl)
     else
       redis.call('DEL', key, s.mkey)
+      s.raw = ''
     end
   end
   return sl
@@ -479,7 +437,7 @@ local values = redis.call('MGET', unpack(names))
 
 local states = {} -- by KEYS index: each bucket loaded once per batch
 -- By KEYS index, while the bucket's state is unchanged: its verdict for a
--- probe, with its level record for the reply (flags byte and numbers) packed.
+-- probe, with its level record for the reply (flags, state and retry time).
 -- In a saturated batch most decisions see buckets no earlier decision of the
 -- batch charged. Parallel arrays rather than a table per verdict: tables are
 -- what costs here.
@@ -521,19 +479,20 @@ while pos <= #blob do
       local available = alg.available(s, now, spec)
       local insufficient = probe > bucket.capacity
       local allowed = (not insufficient) and probe <= available
-      local reset_now = alg.reset_after(s, now, spec, 0)
-      local reset, retry = reset_now, -1
+      local raw = s.raw
+      local record
       if allowed then
-        reset = alg.reset_after(s, now, spec, probe)
-      elseif not insufficient then
-        retry = alg.retry_after(s, now, spec, probe)
+        record = string.char(1, #raw) .. raw
+      elseif insufficient then
+        record = string.char(2, #raw) .. raw
+      elseif alg.retry_after then
+        record = string.char(8, #raw) .. raw .. struct.pack('<d', alg.retry_after(s, now, spec, probe))
+      else
+        record = string.char(0, #raw) .. raw
       end
-      local flags = 0
-      if allowed then flags = 1 end
-      if insufficient then flags = flags + 2 end
       mprobe[k], mallowed[k] = probe, allowed
       mdenies[k] = not allowed and not bucket.shadow
-      mrest[k] = struct.pack('<Bdddd', flags, available, reset, reset_now, retry)
+      mrest[k] = record
     end
     -- ChainOutcome::combine: a non-shadow level without room denies the chain.
     if mdenies[k] then admitted = false end
@@ -546,7 +505,7 @@ while pos <= #blob do
     local k = lk[i]
     local level = mrest[k]
     if committing and mallowed[k] then
-      -- The same numbers with the charged flag.
+      -- The same record with the charged flag.
       level = string.char(string.byte(level) + 4) .. string.sub(level, 2)
       local bucket = buckets[k]
       local alg, spec = bucket.alg, bucket.spec

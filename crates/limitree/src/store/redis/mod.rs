@@ -50,6 +50,7 @@ mod batch;
 mod config;
 mod connection;
 pub mod keys;
+mod reply;
 
 use arrayvec::ArrayVec;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,11 +64,12 @@ pub use config::{
 
 use self::batch::Batcher;
 pub use self::connection::Connection;
+use self::reply::{CHARGED, DecisionReply, decode_reply, level_verdict};
 use super::{BoxFuture, Store, StoreError};
 use crate::algo::Verdict;
 use crate::chain::Chain;
 use crate::decision::{ChainOutcome, LevelInput, Mode};
-use crate::policy::MAX_LEVELS;
+use crate::policy::{LimitSpec, MAX_LEVELS};
 
 /// The decision script; see the module docs and the comments in the file.
 const DECIDE_LUA: &str = include_str!("decide.lua");
@@ -82,13 +84,6 @@ const TEST_TTL_SLACK_MS: u64 = 24 * 3600 * 1000;
 fn silence_limit(timeout: std::time::Duration) -> std::time::Duration {
     (timeout * 10).max(std::time::Duration::from_secs(1))
 }
-
-/// Numbers the script returns per level: flags (1 allowed, 2 insufficient,
-/// 4 charged), available, reset_after, reset_after_now, retry_after.
-const FIELDS_PER_LEVEL: usize = 5;
-
-/// Bytes per level in the script's reply: a flags byte and four doubles.
-const LEVEL_REPLY_LEN: usize = 1 + 4 * 8;
 
 /// Most bytes per decision in the script's decisions argument: mode, cost
 /// (u32), number of levels, and a `u16` bucket index per level.
@@ -119,7 +114,7 @@ pub struct RedisStore {
     last_reply: AtomicU64,
     script: redis::Script,
     /// Concurrent decisions of a tree share a script call (see [`batch`]).
-    batcher: Batcher<Box<Prepared>>,
+    batcher: Batcher<Box<Prepared>, DecisionReply>,
 }
 
 /// One decision as the script wants it: its buckets' keys and its arguments.
@@ -303,17 +298,16 @@ impl RedisStore {
                 window: link.spec.window,
             })
             .collect();
-        outcome_from_reply(mode, cost, &inputs, &reply)
+        let specs: ArrayVec<&LimitSpec, MAX_LEVELS> = chain.links.iter().map(|l| l.spec).collect();
+        outcome_from_reply(mode, cost, &inputs, &specs, &reply)
     }
 
-    /// One script call deciding `batch` in order; one reply per decision, each
-    /// shaped like a single decision's (`now`, then [`FIELDS_PER_LEVEL`] numbers per
-    /// level).
+    /// One script call deciding `batch` in order; one reply per decision.
     #[expect(
         clippy::vec_box,
         reason = "decisions arrive boxed through the batch queue; unboxing would copy each"
     )]
-    async fn call(&self, batch: Vec<Box<Prepared>>) -> Result<Vec<Vec<i64>>, StoreError> {
+    async fn call(&self, batch: Vec<Box<Prepared>>) -> Result<Vec<DecisionReply>, StoreError> {
         // Each bucket goes to the script once, however many decisions touch it,
         // and each level's limits once, however many buckets it has; buckets
         // then name their level and decisions their buckets by index (1-based,
@@ -416,102 +410,38 @@ fn too_big() -> StoreError {
     StoreError::Unavailable("a batch too large to encode for the decision script".to_owned())
 }
 
-/// Splits the script's packed reply (see `decide.lua`) into one reply per
-/// decision, each `now` and then [`FIELDS_PER_LEVEL`] numbers per level, for
-/// decisions of `levels` levels each.
-fn decode_reply(
-    reply: &[u8],
-    levels: impl ExactSizeIterator<Item = usize>,
-) -> Result<Vec<Vec<i64>>, StoreError> {
-    let malformed = || {
-        StoreError::Unavailable(format!(
-            "the decision script returned {} bytes that do not decode as its reply",
-            reply.len()
-        ))
-    };
-    let number = |bytes: &[u8]| -> Result<i64, StoreError> {
-        let bytes: [u8; 8] = bytes.try_into().map_err(|_| malformed())?;
-        let value = f64::from_le_bytes(bytes);
-        // The script sends integers below 2^53 only: anything else is damage.
-        if value.fract() != 0.0 || value.abs() > 9_007_199_254_740_992.0 {
-            return Err(malformed());
-        }
-        Ok(value as i64)
-    };
-    let (head, mut rest) = reply.split_at_checked(8).ok_or_else(malformed)?;
-    let now = number(head)?;
-    let mut replies = Vec::with_capacity(levels.len());
-    for n in levels {
-        let (mine, tail) = rest
-            .split_at_checked(n * LEVEL_REPLY_LEN)
-            .ok_or_else(malformed)?;
-        let mut one = Vec::with_capacity(1 + n * FIELDS_PER_LEVEL);
-        one.push(now);
-        for level in mine.chunks_exact(LEVEL_REPLY_LEN) {
-            one.push(i64::from(level[0]));
-            for field in level[1..].chunks_exact(8) {
-                one.push(number(field)?);
-            }
-        }
-        replies.push(one);
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        return Err(malformed());
-    }
-    Ok(replies)
-}
-
-/// Builds the outcome from the script's per-level numbers with the same
+/// Builds the outcome from the script's per-level records with the same
 /// [`ChainOutcome::combine`] the memory store uses, and checks that the script
 /// charged exactly the levels `combine` says must be charged.
 fn outcome_from_reply(
     mode: Mode,
     cost: u64,
     inputs: &[LevelInput],
-    reply: &[i64],
+    specs: &[&LimitSpec],
+    reply: &DecisionReply,
 ) -> Result<ChainOutcome, StoreError> {
-    let malformed = || {
-        StoreError::Unavailable(format!(
-            "the decision script returned {} numbers for {} levels",
-            reply.len(),
-            inputs.len()
-        ))
-    };
-    let per_level = reply.get(1..).ok_or_else(malformed)?;
-    if per_level.len() != inputs.len() * FIELDS_PER_LEVEL {
-        return Err(malformed());
-    }
-    let as_u64 = |v: i64| u64::try_from(v).map_err(|_| malformed());
     let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
     let mut charged = 0u32;
     // What the script probed each level with (a peek probes with 1).
     let probe = if mode == Mode::Peek { 1 } else { cost };
-    for (i, f) in per_level.chunks_exact(FIELDS_PER_LEVEL).enumerate() {
-        let flags = f[0];
-        if !(0..8).contains(&flags) {
-            return Err(malformed());
-        }
-        let allowed = flags & 1 != 0;
-        let available = as_u64(f[1])?;
-        let verdict = Verdict {
-            allowed,
-            available,
-            // As algo::evaluate: the probe comes off only when allowed.
-            remaining: if allowed {
-                available.checked_sub(probe).ok_or_else(malformed)?
-            } else {
-                available
-            },
-            reset_after: as_u64(f[2])?,
-            reset_after_now: as_u64(f[3])?,
-            retry_after: if f[4] < 0 { None } else { Some(as_u64(f[4])?) },
-            insufficient: flags & 2 != 0,
-        };
-        verdicts.push(verdict);
-        if flags & 4 != 0 {
+    let mut records = reply.records();
+    for (i, spec) in specs.iter().enumerate() {
+        let record = records.next().unwrap_or_else(|| {
+            Err(StoreError::Unavailable(format!(
+                "the decision script answered {i} of {} levels",
+                specs.len()
+            )))
+        })?;
+        verdicts.push(level_verdict(&record, reply.now, spec, probe)?);
+        if record.flags & CHARGED != 0 {
             charged |= 1 << i;
         }
+    }
+    if records.next().is_some() {
+        return Err(StoreError::Unavailable(format!(
+            "the decision script answered more than {} levels",
+            specs.len()
+        )));
     }
     let (outcome, charge) = ChainOutcome::combine(mode, inputs, &verdicts);
     if charge != charged {
@@ -552,60 +482,5 @@ impl Store for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use rstest::rstest;
-
-    use super::{LEVEL_REPLY_LEN, decode_reply};
-
-    fn level(flags: u8, numbers: [f64; 4]) -> Vec<u8> {
-        let mut out = vec![flags];
-        for n in numbers {
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        out
-    }
-
-    fn reply(now: f64, levels: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = now.to_le_bytes().to_vec();
-        for l in levels {
-            out.extend_from_slice(l);
-        }
-        out
-    }
-
-    #[test]
-    fn splits_the_script_reply_per_decision() {
-        let now = 1_795_839_179_412_915.0;
-        let a = level(5, [9.0, 1_800_000_000.0, 0.0, -1.0]);
-        let b = level(0, [0.0, 17.0, 17.0, 1_799_999_999.0]);
-        let bytes = reply(now, &[a.clone(), b.clone(), a]);
-        let decoded = decode_reply(&bytes, [2, 1].into_iter()).unwrap();
-        let now = 1_795_839_179_412_915;
-        assert_eq!(
-            decoded,
-            vec![
-                vec![now, 5, 9, 1_800_000_000, 0, -1, 0, 0, 17, 17, 1_799_999_999],
-                vec![now, 5, 9, 1_800_000_000, 0, -1],
-            ]
-        );
-    }
-
-    #[rstest]
-    #[case::empty(Vec::new(), vec![1])]
-    #[case::a_level_short(reply(1.0, &[level(1, [1.0; 4])])[..8 + LEVEL_REPLY_LEN - 1].to_vec(), vec![1])]
-    #[case::bytes_left_over(reply(1.0, &[level(1, [1.0; 4]), level(1, [1.0; 4])]), vec![1])]
-    #[case::not_an_integer(reply(1.0, &[level(1, [1.5, 1.0, 1.0, 1.0])]), vec![1])]
-    #[case::not_a_number(reply(1.0, &[level(1, [f64::NAN, 1.0, 1.0, 1.0])]), vec![1])]
-    #[case::too_large(reply(1.0, &[level(1, [1e300, 1.0, 1.0, 1.0])]), vec![1])]
-    fn rejects_anything_else(#[case] bytes: Vec<u8>, #[case] levels: Vec<usize>) {
-        let err = decode_reply(&bytes, levels.into_iter()).unwrap_err();
-        assert!(
-            err.to_string().contains("do not decode"),
-            "unexpected error: {err}"
-        );
     }
 }
