@@ -55,26 +55,30 @@ fn push_tree_tag(out: &mut String, key_prefix: &str, tree: &str) {
 }
 
 /// The key of the bucket `link` selects in `tree`.
-///
-/// Built once per decision on the hot path, so it is sized up front rather
-/// than grown piece by piece.
 pub fn bucket_key(key_prefix: &str, tree: &str, link: &Link<'_>) -> String {
+    let mut key = String::new();
+    push_bucket_key(&mut key, key_prefix, tree, link);
+    key
+}
+
+/// Appends [`bucket_key`] to `out`: on the hot path a decision's keys share one
+/// buffer, sized up front rather than grown piece by piece.
+pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, link: &Link<'_>) {
     let level = link.level.name.as_str();
     let code = algorithm_code(link.spec.algorithm);
     // Per value: two colons and at most 3 digits of length (values are at most
     // 256 bytes, checked by the chain).
     let values: usize = link.values.iter().map(|v| v.len() + 5).sum();
-    let mut key = String::with_capacity(key_prefix.len() + tree.len() + level.len() + 8 + values);
-    push_tree_tag(&mut key, key_prefix, tree);
-    key.push(':');
-    key.push_str(level);
-    key.push(':');
-    key.push_str(code);
+    out.reserve(key_prefix.len() + tree.len() + level.len() + 8 + values);
+    push_tree_tag(out, key_prefix, tree);
+    out.push(':');
+    out.push_str(level);
+    out.push(':');
+    out.push_str(code);
     for value in &link.values {
         // Writing to a String cannot fail.
-        let _ = write!(key, ":{}:{value}", value.len());
+        let _ = write!(out, ":{}:{value}", value.len());
     }
-    key
 }
 
 #[cfg(test)]

@@ -120,11 +120,22 @@ pub struct RedisStore {
 /// One decision as the script wants it: its buckets' keys and its arguments.
 #[derive(Debug)]
 struct Prepared {
-    keys: ArrayVec<String, MAX_LEVELS>,
+    /// Its buckets' keys, one after the other, each ending at `key_ends[i]`.
+    keys: String,
+    key_ends: ArrayVec<usize, MAX_LEVELS>,
     /// `c` commit, `d` dry run, `p` peek (as `decide.lua` reads it).
     mode: u8,
     cost: u64,
     levels: ArrayVec<LevelArgs, MAX_LEVELS>,
+}
+
+impl Prepared {
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.key_ends.iter().copied());
+        starts
+            .zip(&self.key_ends)
+            .map(|(start, &end)| &self.keys[start..end])
+    }
 }
 
 /// A level as the script wants it: algorithm code, limit, window, burst,
@@ -252,12 +263,15 @@ impl RedisStore {
         }
         // Boxed: the decision travels through the batch queue (and this future
         // is boxed and moved at every layer), so it moves as one pointer.
+        let mut keys = String::new();
+        let mut key_ends = ArrayVec::new();
+        for link in &chain.links {
+            keys::push_bucket_key(&mut keys, &self.config.key_prefix, &chain.tree.name, link);
+            key_ends.push(keys.len());
+        }
         let prepared = Box::new(Prepared {
-            keys: chain
-                .links
-                .iter()
-                .map(|link| keys::bucket_key(&self.config.key_prefix, &chain.tree.name, link))
-                .collect(),
+            keys,
+            key_ends,
             mode: match mode {
                 Mode::Commit => b'c',
                 Mode::DryRun => b'd',
@@ -318,9 +332,9 @@ impl RedisStore {
         let mut chains: Vec<ArrayVec<usize, MAX_LEVELS>> = Vec::with_capacity(batch.len());
         for decision in &batch {
             let mut chain = ArrayVec::new();
-            for (key, level) in decision.keys.iter().zip(&decision.levels) {
+            for (key, level) in decision.keys().zip(&decision.levels) {
                 let next = buckets.len() + 1;
-                let index = *indexes.entry_ref(key.as_str()).or_insert_with(|| {
+                let index = *indexes.entry_ref(key).or_insert_with(|| {
                     // Few distinct levels per batch: a scan beats hashing.
                     let level_index = match levels.iter().position(|l| *l == level) {
                         Some(i) => i + 1,
@@ -329,7 +343,7 @@ impl RedisStore {
                             levels.len()
                         }
                     };
-                    buckets.push((key.as_str(), level_index));
+                    buckets.push((key, level_index));
                     next
                 });
                 chain.push(index);
@@ -402,7 +416,7 @@ impl RedisStore {
             reply => reply,
         }
         .map_err(|e| self.error(&e))?;
-        decode_reply(&reply, batch.iter().map(|d| d.levels.len()))
+        decode_reply(reply, batch.iter().map(|d| d.levels.len()))
     }
 }
 

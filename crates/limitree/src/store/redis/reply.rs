@@ -9,6 +9,9 @@
 //! shares — most of a script call. Only a sliding_log denial's retry time needs
 //! the log itself; the script sends it.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use crate::algo::{self, BucketState, BucketView, Verdict};
 use crate::clock::Micros;
 use crate::policy::{Algorithm, LimitSpec};
@@ -27,11 +30,12 @@ const RETRY: u8 = 8;
 const SUMMARY_LEN: usize = 28;
 
 /// One decision's part of the reply: Redis' `now` and its levels' records,
-/// root first.
+/// root first (a range of the whole reply, which the batch's decisions share).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct DecisionReply {
     pub now: Micros,
-    records: Vec<u8>,
+    reply: Arc<Vec<u8>>,
+    records: Range<usize>,
 }
 
 /// One level's record.
@@ -88,22 +92,23 @@ fn next_record<'a>(bytes: &'a [u8], len: usize) -> Result<(LevelRecord<'a>, &'a 
 /// Splits the script's reply into one reply per decision, for decisions of
 /// `levels` levels each.
 pub(super) fn decode_reply(
-    reply: &[u8],
+    reply: Vec<u8>,
     levels: impl ExactSizeIterator<Item = usize>,
 ) -> Result<Vec<DecisionReply>, StoreError> {
+    let reply = Arc::new(reply);
     let len = reply.len();
     let (head, mut rest) = reply.split_at_checked(8).ok_or_else(|| malformed(len))?;
     let now = integer(head, len)?;
     let mut replies = Vec::with_capacity(levels.len());
     for n in levels {
-        let start = rest;
+        let start = len - rest.len();
         for _ in 0..n {
             rest = next_record(rest, len)?.1;
         }
-        let used = start.len() - rest.len();
         replies.push(DecisionReply {
             now,
-            records: start[..used].to_vec(),
+            reply: Arc::clone(&reply),
+            records: start..len - rest.len(),
         });
     }
     if !rest.is_empty() {
@@ -115,7 +120,7 @@ pub(super) fn decode_reply(
 impl DecisionReply {
     /// Its levels' records, root first (already checked by [`decode_reply`]).
     pub(super) fn records(&self) -> impl Iterator<Item = Result<LevelRecord<'_>, StoreError>> {
-        let mut rest = self.records.as_slice();
+        let mut rest = &self.reply[self.records.clone()];
         std::iter::from_fn(move || {
             if rest.is_empty() {
                 return None;
@@ -318,7 +323,7 @@ mod tests {
         let b = record(8, &summary(2, 0, 1.0, 2.0, 1), Some(17.0));
         let c = record(1, b"", None);
         let bytes = reply(NOW as f64, &[a.clone(), b.clone(), c.clone()]);
-        let decoded = decode_reply(&bytes, [2, 1].into_iter()).unwrap();
+        let decoded = decode_reply(bytes, [2, 1].into_iter()).unwrap();
         assert_eq!(decoded.len(), 2);
         assert!(decoded.iter().all(|d| d.now == NOW));
         let first: Vec<_> = decoded[0].records().map(Result::unwrap).collect();
@@ -343,7 +348,7 @@ mod tests {
     #[case::retry_negative(reply(1.0, &[record(8, b"", Some(-1.0))]), vec![1])]
     #[case::retry_too_large(reply(1.0, &[record(8, b"", Some(1e300))]), vec![1])]
     fn rejects_anything_else(#[case] bytes: Vec<u8>, #[case] levels: Vec<usize>) {
-        let err = decode_reply(&bytes, levels.into_iter()).unwrap_err();
+        let err = decode_reply(bytes, levels.into_iter()).unwrap_err();
         assert!(
             err.to_string().contains("do not decode"),
             "unexpected error: {err}"
