@@ -39,11 +39,12 @@ pub(super) const STEADY_IN_FLIGHT: usize = 2;
 /// Most script calls in flight per tree (per store). Calls beyond
 /// [`STEADY_IN_FLIGHT`] go only with at least [`FULL_BATCH`] decisions: when
 /// that many wait, Redis would otherwise sit idle while the client turns a
-/// reply around (waking the callers, making the next call), but a third call
+/// reply around (waking the callers, making the next call), but an extra call
 /// for every few decisions would only split the batches and pay each call's
 /// fixed cost more often (measured in BENCHMARKS.md: 3 or 4 unconditional calls
-/// were slower than 2, an extra call for 16 waiting decisions faster).
-pub(super) const MAX_IN_FLIGHT: usize = 3;
+/// were slower than 2; extra calls of 16 or more decisions, up to 4 calls,
+/// faster; allowing more than 4 changed nothing with 64 callers).
+pub(super) const MAX_IN_FLIGHT: usize = 4;
 
 /// Decisions a call beyond [`STEADY_IN_FLIGHT`] must carry.
 pub(super) const FULL_BATCH: usize = 16;
@@ -340,8 +341,9 @@ mod tests {
         assert!(batcher.queues.lock().is_empty());
     }
 
-    /// Beyond the steady calls, one more goes only with a full batch; when a
-    /// call returns, its lead passes on only under the same rule.
+    /// Beyond the steady calls, more go only with full batches, up to the
+    /// most in flight; when a call returns, its lead passes on only under the
+    /// same rule.
     #[tokio::test]
     async fn an_extra_call_goes_only_with_a_full_batch() {
         let batcher = Arc::new(Batcher::<i64, Vec<i64>>::default());
@@ -382,6 +384,21 @@ mod tests {
             assert_eq!(seen.len(), STEADY_IN_FLIGHT + 1, "a full batch went");
             assert_eq!(seen[STEADY_IN_FLIGHT].len(), FULL_BATCH);
         }
+        // Full batches keep going until MAX_IN_FLIGHT calls are out; then
+        // even a full batch waits.
+        let mut full_batches = 1;
+        for calls in STEADY_IN_FLIGHT + 2..=MAX_IN_FLIGHT + 1 {
+            for d in 0..FULL_BATCH as i64 {
+                submit(1000 * calls as i64 + d);
+            }
+            full_batches += 1;
+            settle().await;
+            assert_eq!(
+                seen.lock().len(),
+                calls.min(MAX_IN_FLIGHT),
+                "at most {MAX_IN_FLIGHT}"
+            );
+        }
         // A few more wait; when the calls return they are decided.
         for d in 0..3 {
             submit(200 + d);
@@ -393,7 +410,7 @@ mod tests {
         }
         assert_eq!(
             seen.lock().iter().map(Vec::len).sum::<usize>(),
-            STEADY_IN_FLIGHT + FULL_BATCH + 3
+            STEADY_IN_FLIGHT + full_batches * FULL_BATCH + 3
         );
         assert!(batcher.queues.lock().is_empty());
     }
