@@ -10,9 +10,11 @@
 //! both see room and both charge it. Checking in one round trip and charging in
 //! another (what limitador does) over-admits under concurrency. The script
 //! mirrors [`MemoryStore::decide_chain`](super::MemoryStore::decide_chain) and
-//! [`ChainOutcome::combine`] exactly; it returns each level's verdict and the
-//! outcome is built here by the same `combine`, which also cross-checks which
-//! levels the script charged.
+//! [`ChainOutcome::combine`] exactly. It returns, per level, what it found and
+//! the bucket's state as that decision saw it; each level's numbers are
+//! computed here from that state by the memory store's own algorithm code
+//! (`reply.rs`), and the outcome by the same `combine`, which also
+//! cross-checks which levels the script charged.
 //!
 //! Decisions for the same tree that arrive while a call for it is in flight
 //! go together in the next call (see `batch.rs`): the script decides them one
