@@ -230,6 +230,9 @@ end
 -- malformed summary (a bucket written by limitree 0.1, which kept the extra
 -- units in "<key>:u", or a summary evicted apart from its set) is rebuilt from
 -- the set; a summary whose set vanished is corrected at the next expiry.
+-- The summary key is not in KEYS: it shares its bucket's hash tag, so it is in
+-- the same slot on a Cluster (tested), and declaring it cost Redis 3-7 % more
+-- per decision (one more argument per bucket; BENCHMARKS.md).
 function algos.sl()
   local sl = {}
   local SL_META = '<I4I4ddI4'
