@@ -191,6 +191,34 @@ window = "1s"
     assert_eq!(peek.levels[0].remaining, 4, "{how}: {peek:?}");
 }
 
+/// A gcra bucket holding something else than a time (written by someone else)
+/// counts as fresh, in the script and in the numbers reported alike, and is
+/// overwritten by the next admission.
+#[tokio::test]
+async fn a_gcra_bucket_holding_no_number_counts_as_fresh() {
+    let policy = policy(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "rate"
+limit = 4
+window = "1s"
+algorithm = "gcra"
+"#,
+    );
+    let store = support::store(Topology::Standalone, ManualClock::new(T0));
+    let key = format!(
+        "{}:rate:gc",
+        keys::tree_tag(&store.config().key_prefix, "t")
+    );
+    let server = support::standalone();
+    server.command(&["SET", &key, "not a time"]);
+    let o = decide(&store, &policy, &[], 1, Mode::Commit).await;
+    assert_eq!((o.allowed, o.levels[0].remaining), (true, 3), "{o:?}");
+    assert_eq!(server.command(&["GET", &key]), (T0 + 250_000).to_string());
+}
+
 /// Keys sit under the tree's hash tag, carry a TTL, and escape values.
 #[tokio::test]
 async fn keys_are_tagged_escaped_and_expire() {

@@ -143,7 +143,11 @@ function algos.gc()
   end
   gc.suffix = ''
   function gc.load(_, _, _, v)
-    return { tat = tonumber(v) or 0, raw = v or '' }
+    local tat = tonumber(v)
+    -- Anything but a number (nothing, or a value someone else wrote) is a
+    -- fresh bucket, and is reported as one.
+    if not tat then return { tat = 0, raw = '' } end
+    return { tat = tat, raw = v }
   end
   function gc.available(s, now, spec)
     local t = emission_interval(spec)

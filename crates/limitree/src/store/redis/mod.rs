@@ -263,14 +263,15 @@ impl RedisStore {
         if chain.links.is_empty() {
             return Ok(ChainOutcome::combine(mode, &[], &[]).0);
         }
-        // Boxed: the decision travels through the batch queue (and this future
-        // is boxed and moved at every layer), so it moves as one pointer.
+        // One buffer for all the keys: one allocation per decision, not one per key.
         let mut keys = String::new();
         let mut key_ends = ArrayVec::new();
         for link in &chain.links {
             keys::push_bucket_key(&mut keys, &self.config.key_prefix, &chain.tree.name, link);
             key_ends.push(keys.len());
         }
+        // Boxed: the decision travels through the batch queue (and this future
+        // is boxed and moved at every layer), so it moves as one pointer.
         let prepared = Box::new(Prepared {
             keys,
             key_ends,
