@@ -69,9 +69,9 @@ pub use self::connection::Connection;
 use self::reply::{CHARGED, DecisionReply, decode_reply, level_verdict};
 use super::{BoxFuture, Store, StoreError};
 use crate::algo::Verdict;
-use crate::chain::Chain;
+use crate::chain::{Chain, Link};
 use crate::decision::{ChainOutcome, LevelInput, Mode};
-use crate::policy::{LimitSpec, MAX_LEVELS};
+use crate::policy::MAX_LEVELS;
 
 /// The decision script; see the module docs and the comments in the file.
 const DECIDE_LUA: &str = include_str!("decide.lua");
@@ -304,19 +304,7 @@ impl RedisStore {
                 Box::pin(self.call(batch))
             })
             .await?;
-        let inputs: ArrayVec<LevelInput, MAX_LEVELS> = chain
-            .links
-            .iter()
-            .map(|link| LevelInput {
-                level_index: link.level_index,
-                shadow: link.level.shadow,
-                overflow: false,
-                limit: link.spec.limit,
-                window: link.spec.window,
-            })
-            .collect();
-        let specs: ArrayVec<&LimitSpec, MAX_LEVELS> = chain.links.iter().map(|l| l.spec).collect();
-        outcome_from_reply(mode, cost, &inputs, &specs, &reply)
+        outcome_from_reply(mode, cost, &chain.links, &reply)
     }
 
     /// One script call deciding `batch` in order; one reply per decision.
@@ -433,23 +421,30 @@ fn too_big() -> StoreError {
 fn outcome_from_reply(
     mode: Mode,
     cost: u64,
-    inputs: &[LevelInput],
-    specs: &[&LimitSpec],
+    links: &[Link<'_>],
     reply: &DecisionReply,
 ) -> Result<ChainOutcome, StoreError> {
+    let mut inputs: ArrayVec<LevelInput, MAX_LEVELS> = ArrayVec::new();
     let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
     let mut charged = 0u32;
     // What the script probed each level with (a peek probes with 1).
     let probe = if mode == Mode::Peek { 1 } else { cost };
     let mut records = reply.records();
-    for (i, spec) in specs.iter().enumerate() {
+    for (i, link) in links.iter().enumerate() {
         let record = records.next().unwrap_or_else(|| {
             Err(StoreError::Unavailable(format!(
                 "the decision script answered {i} of {} levels",
-                specs.len()
+                links.len()
             )))
         })?;
-        verdicts.push(level_verdict(&record, reply.now, spec, probe)?);
+        inputs.push(LevelInput {
+            level_index: link.level_index,
+            shadow: link.level.shadow,
+            overflow: false,
+            limit: link.spec.limit,
+            window: link.spec.window,
+        });
+        verdicts.push(level_verdict(&record, reply.now, link.spec, probe)?);
         if record.flags & CHARGED != 0 {
             charged |= 1 << i;
         }
@@ -457,10 +452,10 @@ fn outcome_from_reply(
     if records.next().is_some() {
         return Err(StoreError::Unavailable(format!(
             "the decision script answered more than {} levels",
-            specs.len()
+            links.len()
         )));
     }
-    let (outcome, charge) = ChainOutcome::combine(mode, inputs, &verdicts);
+    let (outcome, charge) = ChainOutcome::combine(mode, &inputs, &verdicts);
     if charge != charged {
         // Cannot happen unless decide.lua and combine disagree: say so loudly
         // rather than hand back an answer that does not match what was recorded.
