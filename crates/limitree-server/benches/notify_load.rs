@@ -50,8 +50,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::post;
 use limitree::SystemClock;
+use limitree_server::app::App;
 use limitree_server::config::Config;
-use limitree_server::http::AppState;
 use limitree_server::server::{self, Lifecycle};
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
@@ -189,9 +189,11 @@ fn start_server(rt: &Runtime, hook: &str, fsync: bool) -> Server {
     );
     let config = Config::from_toml_str(&text, "notify_load.toml").expect("valid bench config");
     let hook = hook.to_owned();
-    let state = AppState::with_clock(&config, Arc::new(SystemClock::new()), move |var| {
+    let state = App::build(&config, Arc::new(SystemClock::new()), move |var| {
         (var == "HOOK").then(|| hook.clone())
-    });
+    })
+    .expect("bench app")
+    .state;
     let lifecycle = Lifecycle {
         shutdown_grace: Duration::from_secs(10),
         sweep_interval: config.server.sweep_interval,

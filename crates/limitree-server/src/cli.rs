@@ -17,10 +17,10 @@ use clap::{Args, Parser, Subcommand};
 use limitree::policy::{LimitSpec, format_duration};
 use limitree::{Algorithm, Policy};
 
+use crate::app::{App, AppError};
 use crate::client;
 use crate::config::Config;
-use crate::http::AppState;
-use crate::server::{self, Lifecycle};
+use crate::server;
 use crate::telemetry::{self, LogFormat};
 
 /// Exit code for an invalid config (sysexits EX_USAGE).
@@ -185,7 +185,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     for warning in config.policy.warnings() {
         tracing::warn!("{}: {warning}", config.source);
     }
-    match run_server(&config) {
+    // Built before the runtime starts: a config the parts refuse is a config
+    // error (exit 64), not a failure to run.
+    let app = match App::from_config(&config) {
+        Ok(app) => app,
+        Err(e) => return app_error(&e),
+    };
+    match run_server(&config, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("limitree: {e:#}");
@@ -194,7 +200,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn run_server(config: &Config) -> anyhow::Result<()> {
+/// Reports a config that validated but could not be built into a server.
+fn app_error(e: &AppError) -> ExitCode {
+    eprintln!("error: {e}");
+    eprintln!("limitree: the config cannot be used as given; nothing was started");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn run_server(config: &Config, app: App) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -203,9 +216,8 @@ fn run_server(config: &Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.server.http)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.http))?;
-        let state = AppState::from_config(config);
         let signal = shutdown_signal().context("cannot install signal handlers")?;
-        server::run(listener, state, Lifecycle::from(&config.server), signal)
+        server::run(listener, app.state, app.lifecycle, signal)
             .await
             .context("the server failed")
     })
@@ -338,12 +350,7 @@ pub fn describe(config: &Config) -> String {
         format_duration(limitree::clock::duration_to_micros(s.shutdown_grace)),
         format_duration(limitree::clock::duration_to_micros(s.sweep_interval)),
     );
-    let _ = match config.store.kind {
-        crate::config::StoreKind::Memory => writeln!(out, "store: memory"),
-        crate::config::StoreKind::Redis => {
-            writeln!(out, "store: redis, {}", config.store.redis.describe())
-        }
-    };
+    let _ = writeln!(out, "store: {}", config.store.describe());
     // Route keys only: webhook values may be literal URLs, which are secrets.
     let n = &config.notify;
     let routes: Vec<&str> = n.routes.keys().map(String::as_str).collect();

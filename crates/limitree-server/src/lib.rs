@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -29,5 +30,4 @@ pub mod http;
 pub mod lock;
 pub mod notify;
 pub mod server;
-pub mod store;
 pub mod telemetry;

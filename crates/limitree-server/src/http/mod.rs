@@ -23,13 +23,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
-use limitree::{Clock, Limiter, SystemClock};
+use limitree::Limiter;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::Config;
 use crate::notify::Relay;
 
 /// What every handler shares. Cheap to clone (the limiter is `Arc`s inside).
+/// Built from a config by [`crate::app::App::build`].
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Decides checks.
@@ -40,58 +40,6 @@ pub struct AppState {
     pub notify: Relay,
     /// Check decisions counted for `GET /metrics`.
     pub checks: Arc<metrics::CheckCounters>,
-}
-
-impl AppState {
-    /// The state for a validated config: its policy in the store it names,
-    /// and the relay with webhooks from the process environment.
-    ///
-    /// # Panics
-    /// If the store refuses settings the config validated (a bug).
-    pub fn from_config(config: &Config) -> AppState {
-        AppState::with_clock(config, Arc::new(SystemClock::new()), |var| {
-            std::env::var(var).ok()
-        })
-    }
-
-    /// [`AppState::from_config`] on a given clock (a manual one in tests)
-    /// and environment (webhook URLs for `${VAR}` references).
-    pub fn with_clock(
-        config: &Config,
-        clock: Arc<dyn Clock>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> AppState {
-        let policy = Arc::new(config.policy.clone());
-        let store = crate::store::build(&config.store, &policy, Arc::clone(&clock))
-            .unwrap_or_else(|e| panic!("{}: [store]: {e}", config.source));
-        let limiter = Limiter::new(policy, store);
-        let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
-        #[cfg(feature = "redis")]
-        if config.store.kind == crate::config::StoreKind::Redis {
-            use crate::config::RedisNodes;
-            use crate::notify::redis_outbox::RedisOutboxConfig;
-            // The same Redis and key prefix as the buckets (validated above).
-            let redis = &config.store.redis;
-            if let Ok(urls) = redis.urls_with_password() {
-                let outbox = match redis.nodes {
-                    Some(RedisNodes::Cluster(_)) => {
-                        RedisOutboxConfig::cluster(urls, redis.key_prefix.clone())
-                    }
-                    _ => RedisOutboxConfig::standalone(
-                        urls.into_iter().next().unwrap_or_default(),
-                        redis.key_prefix.clone(),
-                    ),
-                };
-                notify.use_redis_outbox(outbox);
-            }
-        }
-        AppState {
-            checks: Arc::new(metrics::CheckCounters::new(limiter.policy())),
-            notify,
-            limiter,
-            max_body_bytes: config.server.max_body_bytes,
-        }
-    }
 }
 
 /// The router. Unknown paths and wrong methods answer problem+json too (axum's

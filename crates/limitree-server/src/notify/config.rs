@@ -31,10 +31,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use limitree::policy::parse_duration;
 use serde::Deserialize;
 
-use crate::config::toml_message;
+use crate::config::fields::{positive_duration, toml_message};
 
 /// The default route with no config: Slack's incoming-webhook URL from the
 /// environment, so `SLACK_WEBHOOK_URL=… limitree serve` is a working relay.
@@ -42,7 +41,9 @@ pub const DEFAULT_WEBHOOK: &str = "${SLACK_WEBHOOK_URL}";
 /// Where the outbox lives unless told otherwise (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "./limitree-data";
 
-/// How long workers keep delivering after the shutdown signal, by default.
+/// How long workers keep delivering after the shutdown signal, by default
+/// (it must be shorter than `[server] shutdown_grace`; see
+/// [`crate::config::checks`]).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
 /// The validated `[notify]` section.
@@ -193,11 +194,8 @@ impl NotifyConfig {
 
         let mut duration = |key: &str, text: Option<String>, slot: &mut Duration| {
             if let Some(text) = text {
-                match parse_duration(&text) {
-                    Ok(0) => {
-                        errors.push(format!("{source}: [notify] {key}: must be longer than 0s"))
-                    }
-                    Ok(us) => *slot = Duration::from_micros(us),
+                match positive_duration(&text) {
+                    Ok(d) => *slot = d,
                     Err(e) => errors.push(format!("{source}: [notify] {key}: {e}")),
                 }
             }
@@ -225,37 +223,6 @@ impl NotifyConfig {
             c.fsync = fsync;
         }
         (errors.len() == before).then_some(c)
-    }
-}
-
-impl NotifyConfig {
-    /// Checks what depends on other sections: `tree` must exist, and `drain`
-    /// must end before `[server] shutdown_grace` so workers finish their last
-    /// call before the server stops waiting for them (the default drain
-    /// shrinks to half the grace when the grace is shorter than it).
-    pub fn check_against(
-        &mut self,
-        server: &crate::config::ServerConfig,
-        policy: &limitree::Policy,
-        source: &str,
-        errors: &mut Vec<String>,
-    ) {
-        if let Some(tree) = &self.tree {
-            if policy.tree(tree).is_none() {
-                let known: Vec<&str> = policy.trees().iter().map(|t| t.name.as_str()).collect();
-                errors.push(format!(
-                    "{source}: [notify] tree: `{tree}` is not defined; defined trees: {}",
-                    known.join(", ")
-                ));
-            }
-        }
-        if self.drain >= server.shutdown_grace && self.drain == DEFAULT_DRAIN {
-            self.drain = server.shutdown_grace / 2;
-        } else if self.drain >= server.shutdown_grace {
-            errors.push(format!(
-                "{source}: [notify] drain: must be shorter than [server] shutdown_grace, so deliveries stop before the server stops waiting for them"
-            ));
-        }
     }
 }
 
@@ -289,22 +256,5 @@ mod tests {
         let errors = Config::from_toml_str(bad, "c.toml").unwrap_err().0;
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().all(|e| e.starts_with("c.toml: [notify] ")));
-    }
-
-    #[test]
-    fn the_tree_must_exist_and_drain_fit_in_the_grace() {
-        let text = "[server]\nshutdown_grace = \"2s\"\n";
-        let config = Config::from_toml_str(text, "c.toml").unwrap();
-        assert_eq!(config.notify.drain, Duration::from_secs(1));
-        let text = "[server]\nshutdown_grace = \"2s\"\n[notify]\ntree = \"nope\"\ndrain = \"2s\"\n";
-        let errors = Config::from_toml_str(text, "c.toml").unwrap_err().0;
-        assert!(
-            errors.iter().any(|e| e.contains("`nope` is not defined")),
-            "{errors:?}"
-        );
-        assert!(
-            errors.iter().any(|e| e.contains("[notify] drain")),
-            "{errors:?}"
-        );
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limitree::ManualClock;
+use limitree_server::app::App;
 use limitree_server::config::Config;
-use limitree_server::http::AppState;
 use parking_lot::Mutex;
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -106,9 +106,11 @@ async fn relay_in(
     );
     let config = Config::from_toml_str(&text, "test.toml").expect("valid test config");
     let hook = format!("{}/hook", mock.uri());
-    let state = AppState::with_clock(&config, Arc::new(clock.clone()), move |var| {
+    let state = App::build(&config, Arc::new(clock.clone()), move |var| {
         (var == "HOOK").then(|| hook.clone())
-    });
+    })
+    .expect("test app")
+    .state;
     Relay {
         server: TestServer::with_state(state, &config).await,
         clock,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limitree::ManualClock;
+use limitree_server::app::App;
 use limitree_server::config::Config;
-use limitree_server::http::AppState;
 use limitree_server::notify::outbox::{DeadLetter, Kind, Notification, Outbox};
 use limitree_server::notify::redis_outbox::{RedisOutbox, RedisOutboxConfig};
 use limitree_server::notify::{Relay, Submission, Submitted};
@@ -192,9 +192,11 @@ window = "30m"
         let config = Config::from_toml_str(&text, "test.toml").expect("valid test config");
         let clock = ManualClock::new(1_700_000_000_000_000);
         // The environment is passed explicitly: nothing from the developer's.
-        let state = AppState::with_clock(&config, Arc::new(clock), move |var| {
+        let state = App::build(&config, Arc::new(clock), move |var| {
             (var == "HOOK").then(|| hook.clone())
-        });
+        })
+        .expect("test app")
+        .state;
         let outbox = RedisOutbox::connect(config_for_relay(prefix))
             .await
             .unwrap();

@@ -559,11 +559,13 @@ async fn the_relay_on_the_redis_store_keeps_its_outbox_in_redis() {
     );
     let config = limitree_server::config::Config::from_toml_str(&text, "test.toml").unwrap();
     let hook = format!("{}/hook", mock.uri());
-    let state = limitree_server::http::AppState::with_clock(
+    let state = limitree_server::app::App::build(
         &config,
         Arc::new(limitree::SystemClock::new()),
         move |var| (var == "HOOK").then(|| hook.clone()),
-    );
+    )
+    .expect("test app")
+    .state;
     let server = TestServer::with_state(state, &config).await;
 
     // The outbox connects in the background; until then notify answers 503.

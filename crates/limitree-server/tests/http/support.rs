@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use limitree_server::app::App;
 use limitree_server::config::Config;
 use limitree_server::http::AppState;
 use limitree_server::server::{self, Lifecycle};
@@ -37,11 +38,13 @@ impl TestServer {
     /// developer's exported variables neither start a relay nor create its
     /// data dir in the crate.
     pub async fn with_config(config: Config) -> TestServer {
-        let state = AppState::with_clock(
+        let state = App::build(
             &config,
             std::sync::Arc::new(limitree::SystemClock::new()),
             |_| None,
-        );
+        )
+        .expect("test app")
+        .state;
         Self::with_state(state, &config).await
     }
 
