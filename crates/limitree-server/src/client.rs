@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use limitree::policy::format_duration;
 use serde::{Deserialize, Serialize};
 
+pub use crate::http::reply::{AcceptedReply, CheckReply, LevelReply};
+
 /// What `limitree check` sends.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckBody {
@@ -19,45 +21,6 @@ pub struct CheckBody {
     pub cost: u64,
     /// Answer without recording.
     pub dry_run: bool,
-}
-
-/// The server's answer, as the client reads it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CheckReply {
-    /// The tree decided.
-    pub tree: String,
-    /// Admitted.
-    pub allowed: bool,
-    /// Why.
-    pub reason: String,
-    /// When limited: ms until the chain could take the cost.
-    pub retry_after_ms: Option<u64>,
-    /// Per level.
-    pub levels: Vec<LevelReply>,
-}
-
-/// One level of a [`CheckReply`].
-#[derive(Debug, Clone, Deserialize)]
-pub struct LevelReply {
-    /// Level name.
-    pub name: String,
-    /// Bucket label.
-    pub bucket: String,
-    /// Limit per window.
-    pub limit: u64,
-    /// Window in ms.
-    pub window_ms: u64,
-    /// Units left.
-    pub remaining: u64,
-    /// ms until full again.
-    pub reset_after_ms: u64,
-    /// Had room.
-    pub allowed: bool,
-    /// ms until it has room.
-    pub retry_after_ms: Option<u64>,
-    /// Shadow level.
-    #[serde(default)]
-    pub shadow: bool,
 }
 
 /// A check's answer: the parsed reply and the exact JSON it came as.
@@ -134,20 +97,13 @@ pub struct NotifyAnswer {
     pub raw: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct Accepted {
-    id: String,
-    #[serde(flatten)]
-    reply: CheckReply,
-}
-
 /// Posts `body` to `<base>/v1/notify`. A 429 (suppressed) is an answer, not an error.
 pub async fn notify(base: &str, body: &NotifyBody) -> Result<NotifyAnswer, ClientError> {
     let (status, text) = post(base, "/v1/notify", body, &[429]).await?;
     let parsed = if status == 202 {
-        serde_json::from_str::<Accepted>(&text)
+        serde_json::from_str::<AcceptedReply>(&text)
             .ok()
-            .map(|a| (Some(a.id), a.reply))
+            .map(|a| (Some(a.id), a.decision))
     } else {
         serde_json::from_str::<CheckReply>(&text)
             .ok()

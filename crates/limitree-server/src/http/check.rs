@@ -10,15 +10,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use limitree::clock::micros_to_millis_ceil;
-use limitree::{CheckRequest, Decision, MAX_COST};
-use serde::Serialize;
+use limitree::{CheckRequest, MAX_COST};
 use serde_json::{Map, Value};
 
 use super::AppState;
 use super::body::{json_object, read_body, require_json, type_name};
 use super::headers;
 use super::problem::ApiError;
+use super::reply::CheckReply;
 
 /// Fields a check body may carry.
 const FIELDS: &str = "`tree`, `descriptors`, `cost`, `dry_run`";
@@ -34,70 +33,6 @@ pub struct CheckBody {
     pub cost: u64,
     /// Answer without recording.
     pub dry_run: bool,
-}
-
-/// The reply.
-#[derive(Debug, Serialize)]
-pub struct CheckReply {
-    /// The tree decided.
-    pub tree: String,
-    /// Admitted.
-    pub allowed: bool,
-    /// `ok`, `limited`, `insufficient_capacity`, `store_unavailable` or `shadow`.
-    pub reason: &'static str,
-    /// When limited: milliseconds (rounded up) until the whole chain could take the cost.
-    pub retry_after_ms: Option<u64>,
-    /// Per level, root first.
-    pub levels: Vec<LevelReply>,
-}
-
-/// One level of the reply; times in milliseconds, rounded up.
-#[derive(Debug, Serialize)]
-pub struct LevelReply {
-    /// The level's name.
-    pub name: String,
-    /// The bucket (`category=errors`, `*` for a global level).
-    pub bucket: String,
-    /// The bucket's limit per window.
-    pub limit: u64,
-    /// The window.
-    pub window_ms: u64,
-    /// Units left.
-    pub remaining: u64,
-    /// Until the bucket is full again.
-    pub reset_after_ms: u64,
-    /// This level had room.
-    pub allowed: bool,
-    /// When this level lacked room: until it has.
-    pub retry_after_ms: Option<u64>,
-    /// A shadow level (reported, never denies).
-    pub shadow: bool,
-}
-
-impl From<Decision> for CheckReply {
-    fn from(d: Decision) -> Self {
-        CheckReply {
-            tree: d.tree,
-            allowed: d.allowed,
-            reason: d.reason.as_str(),
-            retry_after_ms: d.retry_after.map(micros_to_millis_ceil),
-            levels: d
-                .levels
-                .into_iter()
-                .map(|l| LevelReply {
-                    name: l.name,
-                    bucket: l.bucket,
-                    limit: l.limit,
-                    window_ms: micros_to_millis_ceil(l.window),
-                    remaining: l.remaining,
-                    reset_after_ms: micros_to_millis_ceil(l.reset_after),
-                    allowed: l.allowed,
-                    retry_after_ms: l.retry_after.map(micros_to_millis_ceil),
-                    shadow: l.shadow,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// The handler.

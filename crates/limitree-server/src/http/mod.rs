@@ -8,6 +8,7 @@
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
 //! - [`problem`]: every error → status + `application/problem+json`.
+//! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
 
 pub mod body;
 pub mod check;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod problem;
+pub mod reply;
 pub mod request_id;
 
 use std::sync::Arc;

@@ -12,14 +12,13 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::AppState;
 use super::body::{json_object, read_body, require_json, type_name};
-use super::check::CheckReply;
 use super::headers;
 use super::problem::ApiError;
+use super::reply::{AcceptedReply, CheckReply};
 use super::request_id::RequestId;
 use crate::notify::{Submission, Submitted};
 
@@ -31,16 +30,6 @@ pub const MAX_BLOCKS: usize = 50;
 pub const MAX_ATTACHMENTS: usize = 100;
 /// Longest category: it is a descriptor value and a digest's subject.
 pub const MAX_CATEGORY_CHARS: usize = 128;
-
-/// The 202 body: the id, and the check reply's fields.
-#[derive(Debug, Serialize)]
-pub struct AcceptedReply {
-    /// The notification's id (in the delivery's log lines and dead letters).
-    pub id: String,
-    /// The decision, as `POST /v1/check` shows it.
-    #[serde(flatten)]
-    pub decision: CheckReply,
-}
 
 /// The handler.
 pub async fn notify(
