@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use limitree::{Decision, Policy, Reason};
 
 use super::AppState;
+use crate::notify::RelayMetrics;
 
 /// Every reason, in the order counters are kept and shown.
 const REASONS: [Reason; 5] = [
@@ -55,32 +56,149 @@ impl CheckCounters {
 
     /// The Prometheus text for these counters.
     pub fn render(&self, out: &mut String) {
-        out.push_str(
-            "# HELP limitree_check_decisions_total POST /v1/check decisions, by tree and reason.\n",
+        const NAME: &str = "limitree_check_decisions_total";
+        write_header(
+            out,
+            NAME,
+            MetricType::Counter,
+            "POST /v1/check decisions, by tree and reason.",
         );
-        out.push_str("# TYPE limitree_check_decisions_total counter\n");
         for (tree, counts) in &self.trees {
             for (reason, count) in REASONS.iter().zip(counts) {
-                let _ = writeln!(
+                write_sample(
                     out,
-                    "limitree_check_decisions_total{{tree=\"{tree}\",reason=\"{}\"}} {}",
-                    reason.as_str(),
-                    count.load(Ordering::Relaxed)
+                    NAME,
+                    &[("tree", tree), ("reason", reason.as_str())],
+                    count.load(Ordering::Relaxed),
                 );
             }
         }
     }
 }
 
+/// The relay's counters ([`crate::notify::Relay::metrics`]) in the Prometheus text format.
+pub fn render_relay(metrics: &RelayMetrics, out: &mut String) {
+    const REQUESTS: &str = "limitree_notify_requests_total";
+    write_header(
+        out,
+        REQUESTS,
+        MetricType::Counter,
+        "Notifications posted, by outcome.",
+    );
+    for (outcome, value) in metrics.requests {
+        write_sample(out, REQUESTS, &[("outcome", outcome)], value);
+    }
+    const DIGESTS: &str = "limitree_notify_digests_total";
+    write_header(
+        out,
+        DIGESTS,
+        MetricType::Counter,
+        "Suppression digests queued.",
+    );
+    write_sample(out, DIGESTS, &[], metrics.digests);
+    const DELIVERIES: &str = "limitree_notify_deliveries_total";
+    write_header(
+        out,
+        DELIVERIES,
+        MetricType::Counter,
+        "Webhook call outcomes, per webhook.",
+    );
+    for w in &metrics.webhooks {
+        for (outcome, value) in w.deliveries {
+            write_sample(
+                out,
+                DELIVERIES,
+                &[("webhook", &w.webhook), ("outcome", outcome)],
+                value,
+            );
+        }
+    }
+    const QUEUE_DEPTH: &str = "limitree_notify_queue_depth";
+    write_header(
+        out,
+        QUEUE_DEPTH,
+        MetricType::Gauge,
+        "Notifications waiting, per webhook.",
+    );
+    for w in &metrics.webhooks {
+        write_sample(out, QUEUE_DEPTH, &[("webhook", &w.webhook)], w.queue_depth);
+    }
+}
+
+/// A metric family's type, as `# TYPE` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    /// Only goes up (a `_total`).
+    Counter,
+    /// Goes up and down (a depth).
+    Gauge,
+}
+
+/// Writes a family's `# HELP` and `# TYPE` lines; its samples follow
+/// ([`write_sample`]). Names and help text are ours (fixed strings), so they
+/// are written as given.
+pub fn write_header(out: &mut String, name: &str, kind: MetricType, help: &str) {
+    let kind = match kind {
+        MetricType::Counter => "counter",
+        MetricType::Gauge => "gauge",
+    };
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Writes one sample line, `name{label="value",…} value`. Label values come
+/// from the config (tree names, webhook labels), so `\`, `"` and newlines in
+/// them are escaped as the text format requires: one odd name must not break
+/// the whole scrape.
+pub fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (label, label_value)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            for c in label_value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = String::new();
     state.checks.render(&mut text);
-    text.push_str(&state.notify.render_metrics());
+    render_relay(&state.notify.metrics(), &mut text);
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        write_sample(&mut out, "m", &[("a", "x\\y\"z\nw"), ("b", "c")], 3);
+        assert_eq!(out, "m{a=\"x\\\\y\\\"z\\nw\",b=\"c\"} 3\n");
+        out.clear();
+        write_sample(&mut out, "m", &[], 0);
+        assert_eq!(out, "m 0\n");
+    }
 }

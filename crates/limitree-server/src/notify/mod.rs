@@ -24,7 +24,6 @@ pub mod queue;
 pub mod redis_outbox;
 pub mod route;
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -432,65 +431,64 @@ impl Relay {
         self.shared.digests.pending()
     }
 
-    /// The counters in the Prometheus text format.
-    pub fn render_metrics(&self) -> String {
+    /// The counters now, for `GET /metrics` to render
+    /// ([`crate::http::metrics`] writes the text).
+    pub fn metrics(&self) -> RelayMetrics {
         let shared = &self.shared;
         let c = &shared.counters;
-        let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        out.push_str("# HELP limitree_notify_requests_total Notifications posted, by outcome.\n");
-        out.push_str("# TYPE limitree_notify_requests_total counter\n");
-        for (outcome, value) in [
-            ("accepted", &c.accepted),
-            ("suppressed", &c.suppressed),
-            ("queue_full", &c.queue_full),
-            ("no_route", &c.no_route),
-        ] {
-            let _ = writeln!(
-                out,
-                "limitree_notify_requests_total{{outcome=\"{outcome}\"}} {}",
-                load(value)
-            );
+        RelayMetrics {
+            requests: [
+                ("accepted", load(&c.accepted)),
+                ("suppressed", load(&c.suppressed)),
+                ("queue_full", load(&c.queue_full)),
+                ("no_route", load(&c.no_route)),
+            ],
+            digests: load(&c.digests),
+            webhooks: shared
+                .routes
+                .webhooks()
+                .iter()
+                .zip(&shared.webhook_counters)
+                .zip(&shared.queues)
+                .map(|((webhook, w), queue)| WebhookMetrics {
+                    webhook: webhook.label().to_owned(),
+                    deliveries: [
+                        ("delivered", load(&w.delivered)),
+                        ("rate_limited", load(&w.rate_limited)),
+                        ("failed", load(&w.failed)),
+                        ("dead_lettered", load(&w.dead_lettered)),
+                    ],
+                    queue_depth: queue.len() as u64,
+                })
+                .collect(),
         }
-        out.push_str("# HELP limitree_notify_digests_total Suppression digests queued.\n");
-        out.push_str("# TYPE limitree_notify_digests_total counter\n");
-        let _ = writeln!(out, "limitree_notify_digests_total {}", load(&c.digests));
-        out.push_str(
-            "# HELP limitree_notify_deliveries_total Webhook call outcomes, per webhook.\n",
-        );
-        out.push_str("# TYPE limitree_notify_deliveries_total counter\n");
-        for (webhook, w) in shared
-            .routes
-            .webhooks()
-            .iter()
-            .zip(&shared.webhook_counters)
-        {
-            for (outcome, value) in [
-                ("delivered", &w.delivered),
-                ("rate_limited", &w.rate_limited),
-                ("failed", &w.failed),
-                ("dead_lettered", &w.dead_lettered),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "limitree_notify_deliveries_total{{webhook=\"{}\",outcome=\"{outcome}\"}} {}",
-                    webhook.label(),
-                    load(value)
-                );
-            }
-        }
-        out.push_str("# HELP limitree_notify_queue_depth Notifications waiting, per webhook.\n");
-        out.push_str("# TYPE limitree_notify_queue_depth gauge\n");
-        for (webhook, queue) in shared.routes.webhooks().iter().zip(&shared.queues) {
-            let _ = writeln!(
-                out,
-                "limitree_notify_queue_depth{{webhook=\"{}\"}} {}",
-                webhook.label(),
-                queue.len()
-            );
-        }
-        out
     }
+}
+
+/// The relay's counters at one moment: data, so the one Prometheus writer
+/// renders them with the server's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayMetrics {
+    /// Notifications posted, by outcome: `accepted`, `suppressed`,
+    /// `queue_full`, `no_route`.
+    pub requests: [(&'static str, u64); 4],
+    /// Suppression digests queued.
+    pub digests: u64,
+    /// Per webhook, in [`Routes::webhooks`] order.
+    pub webhooks: Vec<WebhookMetrics>,
+}
+
+/// One webhook's part of [`RelayMetrics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookMetrics {
+    /// The webhook's label (never its URL: that is a secret).
+    pub webhook: String,
+    /// Webhook call outcomes: `delivered`, `rate_limited`, `failed`,
+    /// `dead_lettered`.
+    pub deliveries: [(&'static str, u64); 4],
+    /// Notifications waiting.
+    pub queue_depth: u64,
 }
 
 /// For a shared outbox: every `every`, renews this instance's claim and
