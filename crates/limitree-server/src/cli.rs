@@ -1,7 +1,7 @@
 //! The `limitree` command line: `serve`, `check`, `notify`, `config check`.
 //!
 //! Exit codes: `0` success (and, for `check`, allowed; for `notify`, queued);
-//! `1` a check was denied or a notification suppressed (or the server failed
+//! `1` a check was limited or a notification suppressed (or the server failed
 //! to run, e.g. its data dir is held by another `limitree serve`: the config
 //! is valid, the machine's state is not, so not `64`); `2` a usage error or a
 //! request that got no answer; `64` (EX_USAGE) an invalid config file.
@@ -25,8 +25,8 @@ use crate::telemetry::{self, LogFormat};
 
 /// Exit code for an invalid config (sysexits EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
-/// Exit code for a denied check.
-pub const EXIT_DENIED: u8 = 1;
+/// Exit code for a limited check (or a suppressed notification).
+pub const EXIT_LIMITED: u8 = 1;
 /// Exit code for a check that got no decision (or bad arguments).
 pub const EXIT_CHECK_ERROR: u8 = 2;
 
@@ -272,7 +272,7 @@ fn check(args: CheckArgs) -> ExitCode {
             if answer.reply.allowed {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(EXIT_DENIED)
+                ExitCode::from(EXIT_LIMITED)
             }
         }
         Err(e) => {
@@ -314,7 +314,7 @@ fn notify(args: NotifyArgs) -> ExitCode {
             if answer.id.is_some() {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(EXIT_DENIED)
+                ExitCode::from(EXIT_LIMITED)
             }
         }
         Err(e) => {

@@ -91,7 +91,7 @@ pub struct NotifyBody {
 pub struct NotifyAnswer {
     /// The notification's id, when it was queued (202).
     pub id: Option<String>,
-    /// The decision (for a 429, the denied check).
+    /// The decision (for a 429, the limited check).
     pub reply: CheckReply,
     /// As sent by the server (for `--json`).
     pub raw: String,
@@ -194,7 +194,7 @@ pub fn human_millis(ms: u64) -> String {
 /// The answer for a terminal: a verdict line, then one row per level.
 pub fn render(reply: &CheckReply) -> String {
     let mut out = String::new();
-    let verdict = if reply.allowed { "allowed" } else { "denied" };
+    let verdict = if reply.allowed { "allowed" } else { "limited" };
     let _ = write!(out, "{verdict} ({})", reply.reason);
     if let Some(retry) = reply.retry_after_ms {
         let _ = write!(out, ": retry in {}", human_millis(retry));

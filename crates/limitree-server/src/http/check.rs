@@ -1,7 +1,7 @@
 //! `POST /v1/check`: one rate-limit question, one decision.
 //!
 //! The body is read and validated by hand (see [`super::body`]) so every
-//! problem is reported with the field and the fix. A denied check is still `200`: the decision *is* the answer.
+//! problem is reported with the field and the fix. A limited check is still `200`: the decision *is* the answer.
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! The body is `{"tree"?, "category", "text", "blocks"?, "attachments"?}`;
 //! `blocks` and `attachments` go to Slack as given. A 202 is sent only once the
 //! notification is in the outbox, so an accepted notification survives a crash.
-//! A suppressed one answers like a denied check (same body, `Retry-After`), and
+//! A suppressed one answers like a limited check (same body, `Retry-After`), and
 //! is counted for the category's digest.
 
 use axum::Json;

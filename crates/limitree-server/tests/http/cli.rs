@@ -158,7 +158,7 @@ fn check_exit_codes_follow_the_decision_and_sigterm_exits_zero() {
     assert_eq!(denied.status.code(), Some(1));
     let stdout = text(&denied.stdout);
     assert!(
-        stdout.starts_with("denied (limited): retry in 30m"),
+        stdout.starts_with("limited (limited): retry in 30m"),
         "{stdout}"
     );
     assert!(stdout.contains("category=errors"), "{stdout}");
