@@ -49,8 +49,10 @@ pub async fn track(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
 
     async move {
-        // Latency for the log line only; not a decision input, so the process
-        // clock is fine here.
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "latency for the log line only: real time, and not a decision input"
+        )]
         let started = Instant::now();
         let mut response = next.run(request).await;
         if let Ok(value) = HeaderValue::from_str(&id) {
