@@ -5,20 +5,47 @@
 //! answers over the wire, so every rate-limit rule lives in one place.
 //!
 //! # Layout
-//! - [`config`]: the server's config file (`[server]`, `[store]`, `[[trees]]`, `[notify]`),
-//!   validated all at once so `config check` can list every problem.
-//! - [`store`]: the store a config names (memory, or Redis behind the failure
-//!   policy).
+//!
+//! In the order a request meets them:
+//!
+//! - [`cli`]: the `limitree` command line and its exit codes (the only place
+//!   `anyhow` is used; `main.rs` only calls [`cli::main`]). `serve` loads the
+//!   config, applies `--http` / `--redis`, builds the [`app`] and runs the
+//!   [`server`]; `config check` prints [`cli::describe`].
+//! - [`config`]: the config file → a validated [`config::Config`], every
+//!   problem listed at once. One module per section ([`config::server`],
+//!   [`config::store`]; `[notify]` in [`notify::config`]; `[[trees]]` by the
+//!   library), the field parsers they share ([`config::fields`]), and the
+//!   checks between sections ([`config::checks`]).
+//! - [`app`]: a config → an [`app::App`]: the store it names, the limiter,
+//!   the relay and its outbox; an [`app::AppError`] instead of a panic.
 //! - [`server`]: [`server::run`] — serve a listener until a shutdown signal,
-//!   owning the background tasks (idle-bucket sweep).
-//! - [`http`]: the axum router, one module per endpoint, plus the one place
-//!   errors become HTTP statuses ([`http::problem`]).
-//! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, outbox,
-//!   paced delivery with retries and dead letters, suppression digests.
+//!   owning every background task (sweep, relay) in one `TaskTracker`.
+//! - [`http`]: the axum router and the wire formats only, one module per
+//!   endpoint; nothing here builds or decides.
+//! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,
+//!   paced delivery with retries and dead letters, suppression digests, the
+//!   outbox (a file, or a Redis stream with the Redis store).
+//! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
-//! - [`client`]: the HTTP client behind `limitree check`.
-//! - [`cli`]: the `limitree` command line (the only place `anyhow` is used).
+//!
+//! # Where is it…
+//!
+//! | what | where |
+//! |---|---|
+//! | whether a request is admitted | the library's `limitree::Limiter`; never here |
+//! | a `[server]` / `[store]` / `[notify]` key parsed | [`config::server`] / [`config::store`] / [`notify::config`] |
+//! | a duration, listen address or `${VAR}` read | [`config::fields`] |
+//! | a rule between sections (`drain` vs `shutdown_grace`, `[notify] tree`) | [`config::checks`] |
+//! | `[store]` turned into the library's `RedisConfig` | [`config::RedisSettings::redis_config`], once |
+//! | store, limiter and relay put together | [`app::App::build`] |
+//! | a JSON body parsed | [`http::check::parse`], [`http::notify::parse`] (shared: [`http::body`]) |
+//! | a check / notify reply serialized (and read back by the client) | [`http::reply`] |
+//! | `RateLimit-Policy`, `RateLimit`, `Retry-After` | [`http::headers`] |
+//! | an error turned into an HTTP status | [`http::problem`] |
+//! | Prometheus text | [`http::metrics`] (the relay hands over [`notify::RelayMetrics`]) |
+//! | a process exit code | [`cli`] |
 
 #![forbid(unsafe_code)]
 
