@@ -8,8 +8,13 @@ use crate::notify::config::NotifyConfig;
 
 /// Pushes to `errors` every problem between the parsed sections (each naming
 /// `source` and the keys):
-/// - `[notify] tree` must be a tree of the policy: notifications are decided
-///   in it.
+/// - `[notify] tree`, when named, must be a tree of the policy keyed by
+///   `category`: a notification is decided with the one descriptor
+///   `category`, so the tree needs a level by `category` (else nothing is
+///   limited per category and digests mean nothing), and no required level
+///   may need another key (else every notification is refused). Without a
+///   name the relay uses the only tree, and a config that never notifies is
+///   not held to this.
 /// - `[notify] drain` must be shorter than `[server] shutdown_grace`, so
 ///   workers finish their last call before the server stops waiting for them.
 ///   A default `drain` that does not fit is reported too, not shortened: the
@@ -28,6 +33,28 @@ pub fn across_sections(
                 "{source}: [notify] tree: `{tree}` is not defined; defined trees: {}",
                 known.join(", ")
             ));
+        }
+        if let Some(t) = policy.tree(tree) {
+            if !t.levels.iter().any(|l| l.by == ["category"]) {
+                errors.push(format!(
+                    "{source}: [notify] tree: `{tree}` has no level by `category`; notifications are limited per category, so add a level with by = [\"category\"]"
+                ));
+            }
+            for level in &t.levels {
+                let other: Vec<&str> = level
+                    .by
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|key| *key != "category")
+                    .collect();
+                if level.required && !other.is_empty() {
+                    errors.push(format!(
+                        "{source}: [notify] tree: level `{}` of `{tree}` needs descriptor `{}`, which a notification does not carry (it has only `category`); make the level optional or pick another tree",
+                        level.name,
+                        other.join("`, `")
+                    ));
+                }
+            }
         }
     }
     if notify.drain >= server.shutdown_grace {
@@ -57,6 +84,30 @@ mod tests {
             errors
                 .iter()
                 .any(|e| e.starts_with("c.toml: [notify] tree: `nope` is not defined")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_named_notify_tree_must_be_keyed_by_category() {
+        const TREES: &str = "[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = 10\nwindow = \"30m\"\n[[trees]]\nname = \"users\"\n[[trees.levels]]\nname = \"user\"\nby = [\"user\"]\nlimit = 10\nwindow = \"30m\"\n";
+        let ok = format!("[notify]\ntree = \"n\"\n{TREES}");
+        assert!(Config::from_toml_str(&ok, "c.toml").is_ok());
+        // Unnamed: a config that never notifies is not held to it.
+        let users_only = "[[trees]]\nname = \"users\"\n[[trees.levels]]\nname = \"user\"\nby = [\"user\"]\nlimit = 10\nwindow = \"30m\"\n";
+        assert!(Config::from_toml_str(users_only, "c.toml").is_ok());
+        let bad = format!("[notify]\ntree = \"users\"\n{TREES}");
+        let errors = Config::from_toml_str(&bad, "c.toml").unwrap_err().0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("`users` has no level by `category`")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("level `user` of `users` needs descriptor `user`")),
             "{errors:?}"
         );
     }
