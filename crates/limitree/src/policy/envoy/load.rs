@@ -793,6 +793,27 @@ pub(super) fn load(text: &str, source: &str) -> Result<Domain, PolicyErrors> {
             }
         }
     }
+    // `Rule::name` is unique: YAML names are checked as they are read, but a
+    // YAML name may equal another rule's path, and paths may coincide when
+    // values hold `.` or `=` (`a=b.c` is one level or two).
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    let mut clashes = Vec::new();
+    for rule in &loader.rules {
+        if let Some(line) = by_name.insert(&rule.name, rule.line) {
+            clashes.push((rule.line, rule.name.clone(), line));
+        }
+    }
+    for (line, name, first) in clashes {
+        loader.errors.push(PolicyError::new(
+            source,
+            &format!("line {line}"),
+            format!(
+                "this rule would be called `{}`, like the rule on line {first}; give one of them \
+                 a distinct `name:` in its `rate_limit`",
+                shorten(&name)
+            ),
+        ));
+    }
     match parsed {
         Some((name, root)) if loader.errors.is_empty() => Ok(Domain {
             name,

@@ -171,6 +171,49 @@ impl Rule {
     }
 }
 
+/// What `limitree config check` prints for a rule, e.g.
+/// `to_number: 100 per day (1d, fixed_window)` or
+/// `remote_address=50.0.0.5: 0 per second (always over limit)`.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name)?;
+        if self.name != self.path {
+            write!(f, " [{}]", self.path)?;
+        }
+        let per = |window: Micros| match self.unit {
+            Some(unit) => unit.as_str().to_owned(),
+            None => super::format_duration(window),
+        };
+        match &self.limit {
+            RuleLimit::Limited(spec) => {
+                write!(
+                    f,
+                    ": {} per {} ({}, {}",
+                    spec.limit,
+                    per(spec.window),
+                    super::format_duration(spec.window),
+                    spec.algorithm
+                )?;
+                if spec.algorithm == super::Algorithm::Gcra {
+                    write!(f, ", burst {}", spec.burst)?;
+                }
+                f.write_str(")")?;
+            }
+            RuleLimit::Blocked { window } => {
+                write!(f, ": 0 per {} (always over limit)", per(*window))?;
+            }
+            RuleLimit::Unlimited => f.write_str(": unlimited")?,
+        }
+        if self.shadow {
+            f.write_str(", shadow mode")?;
+        }
+        if !self.replaces.is_empty() {
+            write!(f, ", replaces {}", self.replaces.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// A parsed, validated envoyproxy/ratelimit config file: one domain.
 #[derive(Debug, Clone)]
 pub struct Domain {

@@ -376,6 +376,27 @@ fn ex7_replaces_across_a_request() {
 }
 
 #[test]
+fn rules_print_what_they_became() {
+    let d = domain(EX3);
+    assert_eq!(
+        d.rules[0].to_string(),
+        "remote_address: 10 per second (1s, fixed_window)"
+    );
+    assert_eq!(
+        d.rules[1].to_string(),
+        "remote_address=50.0.0.5: 0 per second (always over limit)"
+    );
+    let d = domain(
+        "domain: d\ndescriptors:\n  - key: a\n    shadow_mode: true\n    rate_limit: {name: n, window: 30m, algorithm: gcra, burst: 3, requests_per_unit: 10, replaces: [{name: x}]}\n  - key: u\n    rate_limit: {unlimited: true}\n",
+    );
+    assert_eq!(
+        d.rules[0].to_string(),
+        "n [a]: 10 per 30m (30m, gcra, burst 3), shadow mode, replaces x"
+    );
+    assert_eq!(d.rules[1].to_string(), "u: unlimited");
+}
+
+#[test]
 fn unlimited_rules_replace_but_are_not_replaced() {
     let d = domain(
         r"
@@ -676,6 +697,14 @@ const RULE_HEAD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n"
 #[case::unsupported_quota_mode(
     "domain: d\ndescriptors:\n  - key: k\n    quota_mode: true\n",
     &["`quota_mode` is an envoyproxy/ratelimit setting that limitree has no quota mode"]
+)]
+#[case::yaml_name_equals_a_path(
+    "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, requests_per_unit: 1}\n  - key: b\n    rate_limit: {name: a, unit: second, requests_per_unit: 1}\n",
+    &["line 6", "would be called `a`, like the rule on line 4"]
+)]
+#[case::paths_coincide(
+    "domain: d\ndescriptors:\n  - key: a\n    value: b.c\n    rate_limit: {unit: second, requests_per_unit: 1}\n  - key: a\n    value: b\n    descriptors:\n      - key: c\n        rate_limit: {unit: second, requests_per_unit: 1}\n",
+    &["would be called `a=b.c`"]
 )]
 #[case::not_yaml("domain: d\ndescriptors: [\n", &["bad.yaml: line", "not valid YAML"])]
 #[case::non_scalar_key("domain: d\n? [a, b]\n: c\n", &["keys must be plain names"])]
