@@ -27,6 +27,9 @@ const DESCRIPTOR_KEYS: &[&str] = &[
     "detailed_metric",
     "value_to_metric",
     "share_threshold",
+    // Accepted (envoyproxy/ratelimit's own example uses it) but not returned to
+    // Envoy yet: a warning says so. Its contents are free-form and not checked.
+    "metadata",
 ];
 const RATE_LIMIT_KEYS: &[&str] = &[
     "unit",
@@ -41,16 +44,11 @@ const RATE_LIMIT_KEYS: &[&str] = &[
 const REPLACES_KEYS: &[&str] = &["name"];
 /// envoyproxy/ratelimit keys limitree does not implement: refused by name rather
 /// than called unknown, so the message can say so.
-const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
-    (
-        "quota_mode",
-        "limitree has no quota mode; remove it (a quota-mode rule never denies there: `shadow_mode: true` is the closest)",
-    ),
-    (
-        "metadata",
-        "limitree does not return per-descriptor metadata to Envoy; remove it",
-    ),
-];
+const UNSUPPORTED_KEYS: &[(&str, &str)] = &[(
+    "quota_mode",
+    "there is no quota mode (its over-limit answers never deny; `shadow_mode: true` is the closest); \
+     remove it",
+)];
 
 /// Quotes user text for a message, cut to [`QUOTE_MAX`] characters so one huge
 /// line cannot flood a terminal or a log.
@@ -91,7 +89,7 @@ impl Loader<'_> {
         path: &str,
         what: &str,
         known: &[&str],
-    ) -> Option<Vec<(&'n str, &'n YNode)>> {
+    ) -> Option<Vec<(&'n str, &'n YNode, Pos)>> {
         let Kind::Map(entries) = &node.kind else {
             self.error(
                 node.pos,
@@ -103,7 +101,7 @@ impl Loader<'_> {
             );
             return None;
         };
-        let mut out: Vec<(&str, &YNode)> = Vec::with_capacity(entries.len());
+        let mut out: Vec<(&str, &YNode, Pos)> = Vec::with_capacity(entries.len());
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (k, v) in entries {
             let Kind::Scalar { text: key, .. } = &k.kind else {
@@ -132,7 +130,7 @@ impl Loader<'_> {
                 self.error(k.pos, &key_path, message);
                 continue;
             }
-            out.push((key.as_str(), v));
+            out.push((key.as_str(), v, k.pos));
         }
         Some(out)
     }
@@ -217,7 +215,7 @@ impl Loader<'_> {
         let entries = self.mapping(node, "", "the top of the file", ROOT_KEYS)?;
         let mut domain = None;
         let mut level = Level::default();
-        for (key, value) in &entries {
+        for (key, value, _) in &entries {
             match *key {
                 "domain" => domain = self.text(value, "domain").map(|d| (d, value.pos)),
                 "descriptors" => {
@@ -273,7 +271,12 @@ impl Loader<'_> {
             else {
                 continue;
             };
-            let get = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            let get = |name: &str| {
+                entries
+                    .iter()
+                    .find(|(k, _, _)| *k == name)
+                    .map(|(_, v, _)| *v)
+            };
             let key = match get("key") {
                 Some(v) => self.text(v, &join(&item_path, "key")),
                 None => None,
@@ -297,6 +300,14 @@ impl Loader<'_> {
             let flag = |this: &mut Self, name: &str| {
                 get(name).is_some_and(|v| this.boolean(v, &join(&item_path, name)))
             };
+            if let Some((_, _, pos)) = entries.iter().find(|(k, _, _)| *k == "metadata") {
+                self.warnings.push(format!(
+                    "{}: line {}: `{}`: descriptor metadata is accepted but not returned to Envoy by limitree",
+                    self.source,
+                    pos.line,
+                    join(&item_path, "metadata")
+                ));
+            }
             let shadow = flag(self, "shadow_mode");
             let detailed_metric = flag(self, "detailed_metric");
             let value_to_metric = flag(self, "value_to_metric");
@@ -382,7 +393,12 @@ impl Loader<'_> {
     ) -> Option<usize> {
         let before = self.errors.len();
         let entries = self.mapping(node, path, "a `rate_limit` block", RATE_LIMIT_KEYS)?;
-        let get = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, v, _)| *v)
+        };
         let at = |name: &str| join(path, name);
 
         let unlimited = get("unlimited").is_some_and(|v| self.boolean(v, &at("unlimited")));
@@ -401,8 +417,8 @@ impl Loader<'_> {
                     };
                     let name = fields
                         .iter()
-                        .find(|(k, _)| *k == "name")
-                        .and_then(|(_, v)| self.text(v, &join(&item_path, "name")))
+                        .find(|(k, _, _)| *k == "name")
+                        .and_then(|(_, v, _)| self.text(v, &join(&item_path, "name")))
                         .unwrap_or_default();
                     if name.is_empty() {
                         self.error(
@@ -683,7 +699,9 @@ fn join(path: &str, key: &str) -> String {
 /// The message for a key not known at its place, with the likeliest fix.
 fn unknown_key(key: &str, known: &[&str]) -> String {
     if let Some((_, why)) = UNSUPPORTED_KEYS.iter().find(|(k, _)| *k == key) {
-        return format!("`{key}` is an envoyproxy/ratelimit setting that {why}");
+        return format!(
+            "`{key}` is an envoyproxy/ratelimit setting limitree does not support: {why}"
+        );
     }
     let quoted = shorten(key);
     let elsewhere = [

@@ -543,6 +543,20 @@ fn descriptor_without_limit_or_children_is_allowed() {
 }
 
 #[test]
+fn metadata_is_accepted_with_a_warning() {
+    let d = domain(
+        "domain: d\ndescriptors:\n  - key: a\n    metadata:\n      any: [thing, {at: all}]\n    rate_limit: {unit: second, requests_per_unit: 1}\n",
+    );
+    assert_eq!(d.rules.len(), 1);
+    assert_eq!(d.warnings.len(), 1);
+    assert!(
+        d.warnings[0].contains("test.yaml: line 4: `descriptors[0].metadata`"),
+        "{:?}",
+        d.warnings
+    );
+}
+
+#[test]
 fn replaces_of_unknown_name_warns() {
     let d = domain(
         r"
@@ -696,7 +710,7 @@ const RULE_HEAD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n"
 )]
 #[case::unsupported_quota_mode(
     "domain: d\ndescriptors:\n  - key: k\n    quota_mode: true\n",
-    &["`quota_mode` is an envoyproxy/ratelimit setting that limitree has no quota mode"]
+    &["`quota_mode` is an envoyproxy/ratelimit setting limitree does not support: there is no quota mode"]
 )]
 #[case::yaml_name_equals_a_path(
     "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, requests_per_unit: 1}\n  - key: b\n    rate_limit: {name: a, unit: second, requests_per_unit: 1}\n",
