@@ -338,6 +338,24 @@ impl EnvoyConfig {
         load::load(text, source)
     }
 
+    /// Like [`EnvoyConfig::from_yaml_str`] for a file's raw bytes: text that is
+    /// not UTF-8 is an error naming the line where it stops being UTF-8.
+    pub fn from_yaml_bytes(bytes: &[u8], source: &str) -> Result<Domain, PolicyErrors> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => load::load(text, source),
+            Err(e) => {
+                let good = &bytes[..e.valid_up_to()];
+                let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+                let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+                Err(PolicyErrors(vec![super::PolicyError::new(
+                    source,
+                    &format!("line {line}, byte {col} of the line"),
+                    "the file is not UTF-8 text; save it as UTF-8 (YAML config files are text)",
+                )]))
+            }
+        }
+    }
+
     /// Parses several files (a directory's, in the caller's order: sort them for
     /// a stable result) as envoyproxy/ratelimit loads its runtime directory: every
     /// domain once; a domain defined in two files is an error naming both.

@@ -812,3 +812,52 @@ proptest! {
         }
     }
 }
+
+const SHARED_NESTED: &str = r"
+domain: d
+descriptors:
+  - key: tenant
+    value: t-*
+    share_threshold: true
+    descriptors:
+      - key: path
+        value: /v1/*
+        descriptors:
+          - key: method
+            rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: tenant
+    value: x-*
+    descriptors:
+      - key: path
+        value: /v1/*
+        share_threshold: true
+        rate_limit: {unit: minute, requests_per_unit: 6}
+";
+
+/// `share_threshold` acts at the level it is written on, also above the rule's
+/// level: only that entry of the bucket becomes the pattern.
+#[rstest]
+#[case::shared_above_the_rule(
+    &[("tenant", "t-1"), ("path", "/v1/a"), ("method", "GET")],
+    &[("tenant", "t-*"), ("path", "/v1/a"), ("method", "GET")]
+)]
+#[case::shared_at_the_rule(
+    &[("tenant", "x-1"), ("path", "/v1/a")],
+    &[("tenant", "x-1"), ("path", "/v1/*")]
+)]
+fn share_threshold_per_level(#[case] descriptor: &[(&str, &str)], #[case] bucket: &[(&str, &str)]) {
+    let d = domain(SHARED_NESTED);
+    assert_eq!(d.matches(descriptor).unwrap().bucket, pairs(bucket));
+}
+
+#[test]
+fn non_utf8_bytes_name_the_line() {
+    let err = EnvoyConfig::from_yaml_bytes(b"domain: d\ndescriptors:\n  - key: \xff\n", "bin.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("bin.yaml: line 3, byte 10 of the line: the file is not UTF-8"),
+        "{err}"
+    );
+    assert!(EnvoyConfig::from_yaml_bytes(b"domain: d\n", "ok.yaml").is_ok());
+}
