@@ -7,6 +7,7 @@
 //! burst on a non-gcra level, duplicate names, …).
 
 mod duration;
+pub mod envoy;
 mod error;
 mod parse;
 
