@@ -23,6 +23,7 @@ pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_outbox;
 pub mod route;
+pub mod tally;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

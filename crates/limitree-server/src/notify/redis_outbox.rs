@@ -70,8 +70,8 @@ use limitree::store::redis::{Connection, RedisConfig, RedisTarget};
 use parking_lot::Mutex;
 use redis::Script;
 
-use super::digest::Saved;
 use super::outbox::{DeadLetter, Notification, Outbox, OutboxError};
+use super::tally::Saved;
 
 /// The consumer group every instance joins.
 pub const GROUP: &str = "relay";

@@ -149,7 +149,7 @@ async fn digest_tallies_saved_at_shutdown_are_taken_by_the_next_start() {
     let prefix = unique_prefix("digests");
     let a = RedisOutbox::connect(config(&prefix)).await.unwrap();
     assert!(a.take_digests().is_empty());
-    let saved: Vec<limitree_server::notify::digest::Saved> = serde_json::from_value(json!([{
+    let saved: Vec<limitree_server::notify::tally::Saved> = serde_json::from_value(json!([{
         "tree": "notifications", "category": "errors", "due": 3,
         "tally": {"count": 4, "first_at": 1, "last_at": 2, "samples": ["x"], "request_id": null}
     }]))
