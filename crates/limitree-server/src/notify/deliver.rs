@@ -1,8 +1,9 @@
 //! A webhook's worker: sends its queue in order, paced, and finishes each
 //! notification as delivered or dead-lettered.
 //!
-//! - Pacing: at most `burst` messages back to back, then one per `pace` (a
-//!   GCRA on tokio time, so paused-time tests drive it).
+//! - Pacing: at most `burst` messages back to back, then one per `pace`: the
+//!   library's GCRA ([`limitree::algo::gcra`]) on tokio time, so paused-time
+//!   tests drive it.
 //! - 429: Slack says when to come back (`Retry-After`); the worker waits that
 //!   long and sends the same message again. It is Slack's pacing, not a
 //!   failure, so it does not use up attempts.
@@ -21,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use limitree::algo::{BucketView as _, gcra};
+use limitree::{Algorithm, LimitSpec, Micros};
 use rand::Rng as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,34 +40,59 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Most characters of a Slack answer kept as a dead letter's reason.
 const MAX_REASON_CHARS: usize = 200;
 
-/// Pacing: a GCRA over tokio time. `tat` is the theoretical arrival time of the
-/// next message; one may go when `now >= tat - (burst - 1) * pace`.
+/// Pacing: one webhook's GCRA bucket (`limit` 1 per `pace`, depth `burst`),
+/// decided by [`limitree::algo::gcra`] on tokio time measured in µs from the
+/// pacer's creation. The same algorithm as a `gcra` level, so there is one
+/// GCRA to trust, not two.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    pace: Duration,
-    burst: u32,
-    tat: Instant,
+    spec: LimitSpec,
+    state: gcra::State,
+    /// Time zero of the bucket's µs clock.
+    origin: Instant,
 }
 
 impl Pacer {
     /// A full burst is available from `now`.
     pub fn new(pace: Duration, burst: u32, now: Instant) -> Pacer {
+        // Rounded up, so a sub-µs pace never sends faster than asked, and at
+        // least 1 µs: the GCRA divides by it (the config refuses a pace of 0).
+        let window = u64::try_from(pace.as_nanos().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .max(1);
         Pacer {
-            pace,
-            burst: burst.max(1),
-            tat: now,
+            spec: LimitSpec {
+                algorithm: Algorithm::Gcra,
+                limit: 1,
+                window,
+                burst: u64::from(burst.max(1)),
+            },
+            state: gcra::State::default(),
+            origin: now,
         }
     }
 
-    /// When the next message may go.
-    pub fn ready_at(&self) -> Instant {
-        let tolerance = self.pace * (self.burst - 1);
-        self.tat.checked_sub(tolerance).unwrap_or(self.tat)
+    /// `at` on the bucket's clock.
+    fn micros(&self, at: Instant) -> Micros {
+        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// When the next message may go, as seen at `now` (`now` itself when it
+    /// may go at once).
+    pub fn ready_at(&self, now: Instant) -> Instant {
+        let at = self.micros(now);
+        let bucket = gcra::view(&self.state, at, &self.spec);
+        if bucket.available() >= 1 {
+            return now;
+        }
+        // On the bucket's clock, so it is never a µs early.
+        self.origin + Duration::from_micros(at + bucket.retry_after(1))
     }
 
     /// A message went at `now`.
     pub fn sent(&mut self, now: Instant) {
-        self.tat = self.tat.max(now) + self.pace;
+        let at = self.micros(now);
+        gcra::charge(&mut self.state, at, &self.spec, 1);
     }
 }
 
@@ -204,7 +232,7 @@ impl Worker {
         let mut attempts = 0u32;
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(pacer.ready_at()) => {}
+                () = tokio::time::sleep_until(pacer.ready_at(Instant::now())) => {}
                 () = stop.as_mut() => return false,
             }
             pacer.sent(Instant::now());
@@ -393,7 +421,7 @@ mod tests {
         let mut pacer = Pacer::new(pace, 3, start);
         let mut sent = Vec::new();
         for _ in 0..6 {
-            tokio::time::sleep_until(pacer.ready_at()).await;
+            tokio::time::sleep_until(pacer.ready_at(Instant::now())).await;
             let now = Instant::now();
             pacer.sent(now);
             sent.push(now - start);
