@@ -82,7 +82,7 @@ impl AppState {
                         redis.key_prefix.clone(),
                     ),
                 };
-                notify.use_redis_outbox(outbox);
+                notify.use_outbox(crate::notify::OutboxSource::Redis(outbox));
             }
         }
         AppState {

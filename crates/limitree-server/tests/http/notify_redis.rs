@@ -13,7 +13,7 @@ use limitree_server::config::Config;
 use limitree_server::http::AppState;
 use limitree_server::notify::outbox::{DeadLetter, Kind, Notification, Outbox};
 use limitree_server::notify::redis_outbox::{RedisOutbox, RedisOutboxConfig};
-use limitree_server::notify::{Relay, Submission, Submitted};
+use limitree_server::notify::{OutboxSource, Relay, Submission, Submitted};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -200,7 +200,10 @@ window = "30m"
             .unwrap();
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
-        state.notify.start_with(Arc::new(outbox), &tracker, &cancel);
+        state
+            .notify
+            .use_outbox(OutboxSource::Given(Arc::new(outbox)));
+        state.notify.start(&tracker, &cancel).unwrap();
         RedisRelay {
             relay: state.notify,
             tracker,
