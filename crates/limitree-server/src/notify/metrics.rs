@@ -17,7 +17,7 @@ pub struct Counters {
     /// Admitted and queued.
     pub accepted: AtomicU64,
     /// Denied by the limiter (then suppressed: tallied for a digest).
-    pub suppressed: AtomicU64,
+    pub limited: AtomicU64,
     /// Refused: queue full.
     pub queue_full: AtomicU64,
     /// Refused: no route.
@@ -56,7 +56,7 @@ pub struct Requests {
     /// Admitted and queued.
     pub accepted: u64,
     /// Denied by the limiter.
-    pub suppressed: u64,
+    pub limited: u64,
     /// Refused: the webhook's queue was full.
     pub queue_full: u64,
     /// Refused: no route for the category.
@@ -92,7 +92,7 @@ impl Counters {
     pub fn requests(&self) -> Requests {
         Requests {
             accepted: load(&self.accepted),
-            suppressed: load(&self.suppressed),
+            limited: load(&self.limited),
             queue_full: load(&self.queue_full),
             no_route: load(&self.no_route),
         }
@@ -121,7 +121,7 @@ impl Requests {
     pub fn by_outcome(&self) -> [(&'static str, u64); 4] {
         [
             ("accepted", self.accepted),
-            ("suppressed", self.suppressed),
+            ("limited", self.limited),
             ("queue_full", self.queue_full),
             ("no_route", self.no_route),
         ]
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn a_snapshot_renders_every_outcome_per_webhook() {
         let counters = Counters::default();
-        bump(&counters.suppressed);
+        bump(&counters.limited);
         let hook = WebhookCounters::default();
         bump(&hook.delivered);
         let snapshot = Snapshot {
@@ -208,7 +208,7 @@ mod tests {
             }],
         };
         let text = render(&snapshot);
-        assert!(text.contains("limitree_notify_requests_total{outcome=\"suppressed\"} 1\n"));
+        assert!(text.contains("limitree_notify_requests_total{outcome=\"limited\"} 1\n"));
         assert!(text.contains("limitree_notify_requests_total{outcome=\"accepted\"} 0\n"));
         assert!(text.contains(
             "limitree_notify_deliveries_total{webhook=\"default\",outcome=\"delivered\"} 1\n"

@@ -100,7 +100,7 @@ impl Relay {
             })
             .await?;
         if !decision.allowed {
-            bump(&counters.suppressed);
+            bump(&counters.limited);
             if let Some(retry_after) = decision.retry_after {
                 let text = submission.payload["text"].as_str().unwrap_or_default();
                 shared.digests.record(
