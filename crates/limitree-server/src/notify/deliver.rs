@@ -453,4 +453,30 @@ mod tests {
         let secs: Vec<u64> = sent.iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [0, 0, 0, 1, 2, 3]);
     }
+
+    /// After an idle spell the burst is back, and the next message after it is
+    /// ready exactly one `pace` on: not a microsecond early.
+    #[tokio::test(start_paused = true)]
+    async fn pacing_refills_while_idle_and_is_never_early() {
+        let start = Instant::now();
+        let pace = Duration::from_millis(250);
+        let mut pacer = Pacer::new(pace, 2, start);
+        pacer.sent(start);
+        pacer.sent(start);
+        assert_eq!(pacer.ready_at(start), start + pace);
+        let almost = start + pace - Duration::from_micros(1);
+        assert_eq!(
+            pacer.ready_at(almost),
+            start + pace,
+            "one µs early is too early"
+        );
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let later = Instant::now();
+        assert_eq!(pacer.ready_at(later), later, "the burst refilled");
+        pacer.sent(later);
+        assert_eq!(pacer.ready_at(later), later, "…both of it");
+        pacer.sent(later);
+        assert_eq!(pacer.ready_at(later), later + pace);
+    }
 }
