@@ -158,8 +158,8 @@ fn redis_store(
 /// The relay's outbox in the store's Redis, under the same key prefix.
 #[cfg(feature = "redis")]
 fn use_redis_outbox(relay: &Relay, redis: &RedisConfig) {
-    relay.use_redis_outbox(crate::notify::redis_outbox::RedisOutboxConfig::from_store(
-        redis,
+    relay.use_outbox(crate::notify::OutboxSource::Redis(
+        crate::notify::redis_outbox::RedisOutboxConfig::from_store(redis),
     ));
 }
 

@@ -51,10 +51,10 @@ pub async fn run(
     let cancel = CancellationToken::new();
 
     // Opens the outbox and resends what it holds before anything is accepted
-    // (the Redis outbox connects in the background; see `Relay::start_any`).
+    // (the Redis outbox connects in the background; see `Relay::start`).
     state
         .notify
-        .start_any(&tracker, &cancel)
+        .start(&tracker, &cancel)
         .map_err(std::io::Error::other)?;
 
     tracker.spawn(sweep(

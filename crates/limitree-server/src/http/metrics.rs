@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use limitree::{Decision, Policy, Reason};
 
 use super::AppState;
-use crate::notify::RelayMetrics;
+use crate::notify::metrics::Snapshot;
 
 /// Every reason, in the order counters are kept and shown.
 const REASONS: [Reason; 5] = [
@@ -77,7 +77,7 @@ impl CheckCounters {
 }
 
 /// The relay's counters ([`crate::notify::Relay::metrics`]) in the Prometheus text format.
-pub fn render_relay(metrics: &RelayMetrics, out: &mut String) {
+pub fn render_relay(metrics: &Snapshot, out: &mut String) {
     const REQUESTS: &str = "limitree_notify_requests_total";
     write_header(
         out,
@@ -85,7 +85,7 @@ pub fn render_relay(metrics: &RelayMetrics, out: &mut String) {
         MetricType::Counter,
         "Notifications posted, by outcome.",
     );
-    for (outcome, value) in metrics.requests {
+    for (outcome, value) in metrics.requests.by_outcome() {
         write_sample(out, REQUESTS, &[("outcome", outcome)], value);
     }
     const DIGESTS: &str = "limitree_notify_digests_total";
@@ -104,7 +104,7 @@ pub fn render_relay(metrics: &RelayMetrics, out: &mut String) {
         "Webhook call outcomes, per webhook.",
     );
     for w in &metrics.webhooks {
-        for (outcome, value) in w.deliveries {
+        for (outcome, value) in w.deliveries.by_outcome() {
             write_sample(
                 out,
                 DELIVERIES,
@@ -191,6 +191,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::metrics;
 
     #[test]
     fn label_values_are_escaped() {
@@ -200,5 +201,30 @@ mod tests {
         out.clear();
         write_sample(&mut out, "m", &[], 0);
         assert_eq!(out, "m 0\n");
+    }
+
+    #[test]
+    fn a_snapshot_renders_every_outcome_per_webhook() {
+        let counters = metrics::Counters::default();
+        metrics::bump(&counters.limited);
+        let hook = metrics::WebhookCounters::default();
+        metrics::bump(&hook.delivered);
+        let snapshot = Snapshot {
+            requests: counters.requests(),
+            digests: 0,
+            webhooks: vec![metrics::WebhookSnapshot {
+                webhook: "default".to_owned(),
+                deliveries: hook.deliveries(),
+                queue_depth: 2,
+            }],
+        };
+        let mut text = String::new();
+        render_relay(&snapshot, &mut text);
+        assert!(text.contains("limitree_notify_requests_total{outcome=\"limited\"} 1\n"));
+        assert!(text.contains("limitree_notify_requests_total{outcome=\"accepted\"} 0\n"));
+        assert!(text.contains(
+            "limitree_notify_deliveries_total{webhook=\"default\",outcome=\"delivered\"} 1\n"
+        ));
+        assert!(text.contains("limitree_notify_queue_depth{webhook=\"default\"} 2\n"));
     }
 }

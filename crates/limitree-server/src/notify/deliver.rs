@@ -1,8 +1,9 @@
 //! A webhook's worker: sends its queue in order, paced, and finishes each
 //! notification as delivered or dead-lettered.
 //!
-//! - Pacing: at most `burst` messages back to back, then one per `pace` (a
-//!   GCRA on tokio time, so paused-time tests drive it).
+//! - Pacing: at most `burst` messages back to back, then one per `pace`: the
+//!   library's GCRA ([`limitree::algo::gcra`]) on tokio time, so paused-time
+//!   tests drive it.
 //! - 429: Slack says when to come back (`Retry-After`); the worker waits that
 //!   long and sends the same message again. It is Slack's pacing, not a
 //!   failure, so it does not use up attempts.
@@ -18,16 +19,20 @@
 //! cutting it would leave Slack's answer unknown and risk a duplicate.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use limitree::algo::{BucketView as _, gcra};
+use limitree::{Algorithm, Clock, LimitSpec, Micros};
 use rand::Rng as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::Shared;
-use super::outbox::{DeadLetter, Kind, Notification};
+use super::digest::Digests;
+use super::metrics::{WebhookCounters, bump};
+use super::outbox::{DeadLetter, Kind, Notification, Outbox};
+use super::queue::Queue;
+use super::route::Webhook;
 
 /// Longest `Retry-After` honoured as given; a larger (or absurd) value is cut
 /// to this so one answer cannot park a webhook for days.
@@ -37,34 +42,59 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Most characters of a Slack answer kept as a dead letter's reason.
 const MAX_REASON_CHARS: usize = 200;
 
-/// Pacing: a GCRA over tokio time. `tat` is the theoretical arrival time of the
-/// next message; one may go when `now >= tat - (burst - 1) * pace`.
+/// Pacing: one webhook's GCRA bucket (`limit` 1 per `pace`, depth `burst`),
+/// decided by [`limitree::algo::gcra`] on tokio time measured in µs from the
+/// pacer's creation. The same algorithm as a `gcra` level, so there is one
+/// GCRA to trust, not two.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    pace: Duration,
-    burst: u32,
-    tat: Instant,
+    spec: LimitSpec,
+    state: gcra::State,
+    /// Time zero of the bucket's µs clock.
+    origin: Instant,
 }
 
 impl Pacer {
     /// A full burst is available from `now`.
     pub fn new(pace: Duration, burst: u32, now: Instant) -> Pacer {
+        // Rounded up, so a sub-µs pace never sends faster than asked, and at
+        // least 1 µs: the GCRA divides by it (the config refuses a pace of 0).
+        let window = u64::try_from(pace.as_nanos().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .max(1);
         Pacer {
-            pace,
-            burst: burst.max(1),
-            tat: now,
+            spec: LimitSpec {
+                algorithm: Algorithm::Gcra,
+                limit: 1,
+                window,
+                burst: u64::from(burst.max(1)),
+            },
+            state: gcra::State::default(),
+            origin: now,
         }
     }
 
-    /// When the next message may go.
-    pub fn ready_at(&self) -> Instant {
-        let tolerance = self.pace * (self.burst - 1);
-        self.tat.checked_sub(tolerance).unwrap_or(self.tat)
+    /// `at` on the bucket's clock.
+    fn micros(&self, at: Instant) -> Micros {
+        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// When the next message may go, as seen at `now` (`now` itself when it
+    /// may go at once).
+    pub fn ready_at(&self, now: Instant) -> Instant {
+        let at = self.micros(now);
+        let bucket = gcra::view(&self.state, at, &self.spec);
+        if bucket.available() >= 1 {
+            return now;
+        }
+        // On the bucket's clock, so it is never a µs early.
+        self.origin + Duration::from_micros(at + bucket.retry_after(1))
     }
 
     /// A message went at `now`.
     pub fn sent(&mut self, now: Instant) {
-        self.tat = self.tat.max(now) + self.pace;
+        let at = self.micros(now);
+        gcra::charge(&mut self.state, at, &self.spec, 1);
     }
 }
 
@@ -129,22 +159,52 @@ fn truncate(text: &str) -> String {
     text.chars().take(MAX_REASON_CHARS).collect()
 }
 
-/// The worker of one webhook.
+/// The part of `[notify]` a worker uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// One message per `pace` after a burst…
+    pub(crate) pace: Duration,
+    /// …of `burst` messages back to back.
+    pub(crate) burst: u32,
+    /// Bounds each webhook call.
+    pub(crate) timeout: Duration,
+    /// Failed calls (not 429s) before a dead letter.
+    pub(crate) max_attempts: u32,
+    /// First backoff after a failure.
+    pub(crate) backoff_initial: Duration,
+    /// Longest backoff.
+    pub(crate) backoff_max: Duration,
+    /// How long delivery goes on after the shutdown signal.
+    pub(crate) drain: Duration,
+}
+
+/// The worker of one webhook, holding only what it uses: its webhook, its
+/// queue and counters, the outbox to mark what it finished, and the digests
+/// to say when a digest is finished (so the next may be queued). Built at
+/// start-up; nothing else in the relay is reachable from here.
 #[derive(Debug)]
 pub(crate) struct Worker {
-    shared: Arc<Shared>,
-    at: usize,
+    /// Where it sends (the URL is used only in [`Worker::call`]).
+    pub(crate) webhook: Webhook,
+    /// Its webhook's queue; this worker is its only consumer.
+    pub(crate) queue: Arc<Queue>,
+    /// Marks notifications done or dead-lettered.
+    pub(crate) outbox: Arc<dyn Outbox>,
+    /// Shared by every worker (one connection pool).
+    pub(crate) client: reqwest::Client,
+    pub(crate) settings: Settings,
+    /// Its webhook's delivery outcomes.
+    pub(crate) counters: Arc<WebhookCounters>,
+    pub(crate) digests: Arc<Digests>,
+    /// The limiter's clock, for dead letters' times (µs since the epoch).
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Worker {
-    pub(crate) fn new(shared: Arc<Shared>, at: usize) -> Worker {
-        Worker { shared, at }
-    }
-
     /// Delivers until `cancel`, then for at most `[notify] drain` more (or
     /// until the queue is empty).
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let settings = &self.shared.settings;
+        let settings = self.settings;
         let drain = settings.drain;
         // Completes `drain` after the shutdown signal: the end of delivering.
         let stop = async {
@@ -152,7 +212,7 @@ impl Worker {
             tokio::time::sleep(drain).await;
         };
         let mut stop = std::pin::pin!(stop);
-        let queue = &self.shared.queues[self.at];
+        let queue = &self.queue;
         let mut pacer = Pacer::new(settings.pace, settings.burst, Instant::now());
         loop {
             let n = tokio::select! {
@@ -177,7 +237,7 @@ impl Worker {
             }
             queue.pop();
             if n.kind == Kind::Digest {
-                self.shared.digests.finished(&(n.tree, n.category));
+                self.digests.finished(&(n.tree, n.category));
             }
         }
         let left = queue.len();
@@ -197,32 +257,31 @@ impl Worker {
         pacer: &mut Pacer,
         mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> bool {
-        let shared = &self.shared;
-        let settings = &shared.settings;
-        let counters = &shared.webhook_counters[self.at];
+        let settings = &self.settings;
+        let counters = &self.counters;
         let mut failures = 0u32;
         let mut attempts = 0u32;
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(pacer.ready_at()) => {}
+                () = tokio::time::sleep_until(pacer.ready_at(Instant::now())) => {}
                 () = stop.as_mut() => return false,
             }
             pacer.sent(Instant::now());
             attempts += 1;
             let wait = match self.call(n).await {
                 Attempt::Delivered => {
-                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    bump(&counters.delivered);
                     tracing::info!(attempts, "delivered");
                     self.done(n).await;
                     return true;
                 }
                 Attempt::RateLimited(wait) => {
-                    counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    bump(&counters.rate_limited);
                     tracing::info!(wait = ?wait, "webhook rate-limited (429); waiting Retry-After");
                     wait
                 }
                 Attempt::Transient(reason) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    bump(&counters.failed);
                     failures += 1;
                     if failures >= settings.max_attempts {
                         let reason =
@@ -249,13 +308,11 @@ impl Worker {
     /// One webhook call. Errors are shown without their URL (reqwest puts it in
     /// its messages; it is a secret).
     async fn call(&self, n: &Notification) -> Attempt {
-        let shared = &self.shared;
-        let webhook = &shared.routes.webhooks()[self.at];
-        let response = shared
+        let response = self
             .client
-            .post(webhook.url().clone())
+            .post(self.webhook.url().clone())
             .json(&n.payload)
-            .timeout(shared.settings.timeout)
+            .timeout(self.settings.timeout)
             .send()
             .await;
         let response = match response {
@@ -281,11 +338,9 @@ impl Worker {
     }
 
     async fn done(&self, n: &Notification) {
-        if let Some(outbox) = self.shared.outbox.get() {
-            if let Err(e) = outbox.done(n.id.clone()).await {
-                // It will be sent again on the next start: a duplicate, not a loss.
-                tracing::error!(error = %e, "could not mark the notification done");
-            }
+        if let Err(e) = self.outbox.done(n.id.clone()).await {
+            // It will be sent again on the next start: a duplicate, not a loss.
+            tracing::error!(error = %e, "could not mark the notification done");
         }
     }
 
@@ -296,22 +351,19 @@ impl Worker {
         status: Option<u16>,
         attempts: u32,
     ) {
-        let counters = &self.shared.webhook_counters[self.at];
-        counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        bump(&self.counters.dead_lettered);
         tracing::warn!(reason, status, attempts, "dead-lettered");
         let letter = DeadLetter {
-            dead_at: self.shared.clock.now(),
+            dead_at: self.clock.now(),
             reason,
             status,
             attempts,
-            webhook: self.shared.routes.webhooks()[self.at].label().to_owned(),
+            webhook: self.webhook.label().to_owned(),
             notification: n.clone(),
         };
-        if let Some(outbox) = self.shared.outbox.get() {
-            if let Err(e) = outbox.dead_letter(letter).await {
-                tracing::error!(error = %e, "could not keep the dead letter; leaving it in the outbox");
-                return;
-            }
+        if let Err(e) = self.outbox.dead_letter(letter).await {
+            tracing::error!(error = %e, "could not keep the dead letter; leaving it in the outbox");
+            return;
         }
         self.done(n).await;
     }
@@ -393,12 +445,38 @@ mod tests {
         let mut pacer = Pacer::new(pace, 3, start);
         let mut sent = Vec::new();
         for _ in 0..6 {
-            tokio::time::sleep_until(pacer.ready_at()).await;
+            tokio::time::sleep_until(pacer.ready_at(Instant::now())).await;
             let now = Instant::now();
             pacer.sent(now);
             sent.push(now - start);
         }
         let secs: Vec<u64> = sent.iter().map(Duration::as_secs).collect();
         assert_eq!(secs, [0, 0, 0, 1, 2, 3]);
+    }
+
+    /// After an idle spell the burst is back, and the next message after it is
+    /// ready exactly one `pace` on: not a microsecond early.
+    #[tokio::test(start_paused = true)]
+    async fn pacing_refills_while_idle_and_is_never_early() {
+        let start = Instant::now();
+        let pace = Duration::from_millis(250);
+        let mut pacer = Pacer::new(pace, 2, start);
+        pacer.sent(start);
+        pacer.sent(start);
+        assert_eq!(pacer.ready_at(start), start + pace);
+        let almost = start + pace - Duration::from_micros(1);
+        assert_eq!(
+            pacer.ready_at(almost),
+            start + pace,
+            "one µs early is too early"
+        );
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let later = Instant::now();
+        assert_eq!(pacer.ready_at(later), later, "the burst refilled");
+        pacer.sent(later);
+        assert_eq!(pacer.ready_at(later), later, "…both of it");
+        pacer.sent(later);
+        assert_eq!(pacer.ready_at(later), later + pace);
     }
 }

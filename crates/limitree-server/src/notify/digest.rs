@@ -14,42 +14,16 @@ use std::fmt::Write as _;
 use limitree::Micros;
 use parking_lot::Mutex;
 
+use super::tally::{Saved, Tally};
+
 /// Most categories tallied at once: a client inventing categories cannot grow
 /// this without bound (past it, suppressions of new categories go untallied).
 pub const MAX_TALLIES: usize = 10_000;
 /// Longest sample quoted, in characters.
 const SAMPLE_CHARS: usize = 200;
 
-/// A tally kept across a restart: its key, counts, and when it is due.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Saved {
-    /// The tree.
-    pub tree: String,
-    /// The category.
-    pub category: String,
-    /// The counts.
-    pub tally: Tally,
-    /// When to try its digest (µs since the epoch).
-    pub due: Micros,
-}
-
 /// A (tree, category) pair: digests are charged in the tree that suppressed.
 pub type Key = (String, String);
-
-/// The suppressions of one category since its last digest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Tally {
-    /// How many were suppressed.
-    pub count: u64,
-    /// When the first and the last were.
-    pub first_at: Micros,
-    /// When the last was.
-    pub last_at: Micros,
-    /// The first few texts.
-    pub samples: Vec<String>,
-    /// The request id of the first, so the digest's delivery can name it.
-    pub request_id: Option<String>,
-}
 
 #[derive(Debug, Default)]
 struct Entry {

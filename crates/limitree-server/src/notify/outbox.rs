@@ -20,7 +20,7 @@ use limitree::store::BoxFuture;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::digest::Saved;
+use super::tally::Saved;
 
 /// What a queued notification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -512,7 +512,7 @@ mod tests {
         let saved = Saved {
             tree: "t".to_owned(),
             category: "errors".to_owned(),
-            tally: super::super::digest::Tally {
+            tally: super::super::tally::Tally {
                 count: 4,
                 first_at: 1,
                 last_at: 2,

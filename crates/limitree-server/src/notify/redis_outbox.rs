@@ -70,8 +70,8 @@ use limitree::store::redis::{Connection, RedisConfig, RedisTarget};
 use parking_lot::Mutex;
 use redis::Script;
 
-use super::digest::Saved;
 use super::outbox::{DeadLetter, Notification, Outbox, OutboxError};
+use super::tally::Saved;
 
 /// The consumer group every instance joins.
 pub const GROUP: &str = "relay";
@@ -283,11 +283,13 @@ return saved
 /// #     tracker: tokio_util::task::TaskTracker,
 /// #     cancel: tokio_util::sync::CancellationToken) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
+/// use limitree_server::notify::OutboxSource;
 /// use limitree_server::notify::redis_outbox::{RedisOutbox, RedisOutboxConfig};
 ///
 /// let config = RedisOutboxConfig::standalone("redis://127.0.0.1:6379", "limitree");
 /// let outbox = RedisOutbox::connect(config).await?;
-/// relay.start_with(Arc::new(outbox), &tracker, &cancel);
+/// relay.use_outbox(OutboxSource::Given(Arc::new(outbox)));
+/// relay.start(&tracker, &cancel)?;
 /// # Ok(()) }
 /// ```
 pub struct RedisOutbox {
@@ -326,7 +328,8 @@ impl RedisOutbox {
     /// Connects, joins the group as a new consumer, takes its lease, takes
     /// over what instances without a lease left (what [`Outbox::pending`]
     /// then returns) and takes the saved digest tallies. Call it just before
-    /// [`super::Relay::start_with`], which renews the lease from then on.
+    /// the relay starts over it ([`super::relay::OutboxSource`]), which renews
+    /// the lease from then on.
     pub async fn connect(config: RedisOutboxConfig) -> Result<RedisOutbox, OutboxError> {
         config.validate().map_err(|e| {
             OutboxError::new("redis", io::Error::new(io::ErrorKind::InvalidInput, e))

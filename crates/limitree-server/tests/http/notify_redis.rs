@@ -13,7 +13,7 @@ use limitree_server::app::App;
 use limitree_server::config::Config;
 use limitree_server::notify::outbox::{DeadLetter, Kind, Notification, Outbox};
 use limitree_server::notify::redis_outbox::{RedisOutbox, RedisOutboxConfig};
-use limitree_server::notify::{Relay, Submission, Submitted};
+use limitree_server::notify::{OutboxSource, Relay, Submission, Submitted};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -149,7 +149,7 @@ async fn digest_tallies_saved_at_shutdown_are_taken_by_the_next_start() {
     let prefix = unique_prefix("digests");
     let a = RedisOutbox::connect(config(&prefix)).await.unwrap();
     assert!(a.take_digests().is_empty());
-    let saved: Vec<limitree_server::notify::digest::Saved> = serde_json::from_value(json!([{
+    let saved: Vec<limitree_server::notify::tally::Saved> = serde_json::from_value(json!([{
         "tree": "notifications", "category": "errors", "due": 3,
         "tally": {"count": 4, "first_at": 1, "last_at": 2, "samples": ["x"], "request_id": null}
     }]))
@@ -202,7 +202,10 @@ window = "30m"
             .unwrap();
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
-        state.notify.start_with(Arc::new(outbox), &tracker, &cancel);
+        state
+            .notify
+            .use_outbox(OutboxSource::Given(Arc::new(outbox)));
+        state.notify.start(&tracker, &cancel).unwrap();
         RedisRelay {
             relay: state.notify,
             tracker,
