@@ -25,6 +25,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod lock;
 pub mod notify;
