@@ -20,6 +20,7 @@ use limitree::{Algorithm, Policy};
 use crate::app::{App, AppError};
 use crate::client;
 use crate::config::Config;
+use crate::grpc;
 use crate::server;
 use crate::telemetry::{self, LogFormat};
 
@@ -66,6 +67,10 @@ pub struct ServeArgs {
     /// HTTP listen address; overrides `[server] http` (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// gRPC listen address for Envoy's RateLimitService, or `off`; overrides
+    /// `[server] grpc` (default 127.0.0.1:8081).
+    #[arg(long, value_name = "ADDR|off", value_parser = crate::config::server::parse_grpc)]
+    pub grpc: Option<Option<SocketAddr>>,
     /// Keep buckets in Redis at URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`,
     /// `rediss://` for TLS), shared with every instance using it; overrides
     /// `[store]` kind and url (its other keys still apply).
@@ -175,6 +180,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(http) = args.http {
         config.server.http = http;
     }
+    if let Some(grpc) = args.grpc {
+        config.server.grpc = grpc;
+    }
     if let Some(url) = &args.redis {
         if let Err(e) = config.store.use_redis_url(url) {
             eprintln!("error: {e}");
@@ -216,8 +224,18 @@ fn run_server(config: &Config, app: App) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.server.http)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.http))?;
+        let grpc = match config.server.grpc {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for gRPC on {addr}"))?,
+            ),
+            None => None,
+        };
         let signal = shutdown_signal().context("cannot install signal handlers")?;
-        server::run(listener, app.state, app.lifecycle, signal)
+        let service =
+            grpc::RateLimitServer::new(app.state.limiter.clone(), config.server.unknown_domain);
+        server::run_with_grpc(listener, grpc, service, app.state, app.lifecycle, signal)
             .await
             .context("the server failed")
     })
