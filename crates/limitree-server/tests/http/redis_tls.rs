@@ -6,13 +6,14 @@
 //! `SSL_CERT_FILE` (read by the system trust store loader, as in production).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
 
-use crate::cli::Served;
 use crate::redis_support::RedisServer;
+use crate::support::poll::eventually;
+use crate::support::served::Served;
 
 /// Writes `ca.pem`, `redis.pem` and `redis.key` into `dir`: a CA, and a
 /// certificate for 127.0.0.1 it signed. Returns the CA's path.
@@ -101,14 +102,12 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
         &["--redis", &url, "--http", "127.0.0.1:0"],
         &[("SSL_CERT_FILE", &ca)],
     );
-    let started = Instant::now();
-    while ready(&client, &trusted.base).await != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "/readyz never answered 200 over rediss://"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "/readyz to answer 200 over rediss://",
+        Duration::from_secs(10),
+        async || ready(&client, &trusted.base).await == 200,
+    )
+    .await;
     let reply = check(&client, &trusted.base).await;
     assert_eq!(reply["allowed"], true, "{reply}");
     assert_eq!(reply["reason"], "ok", "{reply}");
