@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::free_port;
 use crate::support::served::{BIN, Served, text, write_config};
 
 #[test]
@@ -61,12 +62,7 @@ fn check_exit_codes_follow_the_decision_and_sigterm_exits_zero() {
 
 #[test]
 fn check_against_nothing_exits_two() {
-    // Bind and drop a port so nothing listens on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = Command::new(BIN)
         .env_remove("SLACK_WEBHOOK_URL")
         .args(["check", "--url", &format!("http://127.0.0.1:{port}"), "a=b"])

@@ -13,6 +13,7 @@
 //!   to wait (bounded) for real I/O to happen;
 //! - `support::policy`: the default policy's TOML, once, and the pieces its
 //!   variants are built from.
+//! - `support::free_port`: a loopback port nothing listens on.
 //!
 //! Time: the limiter runs on a `ManualClock` where a test is about windows.
 //! Everything else here is real sockets, real child processes or a real

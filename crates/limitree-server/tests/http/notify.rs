@@ -20,7 +20,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::policy::{CATEGORY, notifications_with};
 use crate::support::poll::{SOON, eventually};
 use crate::support::server::TestServer;
-use crate::support::slack::{Recorder, hook_url, mock_slack, slack_ok};
+use crate::support::slack::{Recorder, hook_url, mock_slack, only_hook, slack_ok};
 
 /// A relay whose default route is `${HOOK}` = the mock's `/hook`, with
 /// `notify` extra lines in `[notify]` and `rest` after it (trees).
@@ -48,10 +48,7 @@ async fn relay_in(
         dir.path().display().to_string()
     );
     let config = Config::from_toml_str(&text, "test.toml").expect("valid test config");
-    let hook = hook_url(mock);
-    let state = AppState::with_clock(&config, Arc::new(clock.clone()), move |var| {
-        (var == "HOOK").then(|| hook.clone())
-    });
+    let state = AppState::with_clock(&config, Arc::new(clock.clone()), only_hook(hook_url(mock)));
     Relay {
         server: TestServer::with_state(state, &config).await,
         clock,

@@ -21,7 +21,7 @@ use wiremock::MockServer;
 use crate::redis_support::{standalone, unique_prefix};
 use crate::support::policy::{CATEGORY, notifications_with};
 use crate::support::poll::{SOON, eventually};
-use crate::support::slack::{Recorder, hook_url, mock_slack, slack_ok};
+use crate::support::slack::{Recorder, hook_url, mock_slack, only_hook, slack_ok};
 
 fn note(id: &str) -> Notification {
     Notification {
@@ -187,10 +187,7 @@ timeout = "30s"
         );
         let config = Config::from_toml_str(&text, "test.toml").expect("valid test config");
         let clock = ManualClock::new(1_700_000_000_000_000);
-        // The environment is passed explicitly: nothing from the developer's.
-        let state = AppState::with_clock(&config, Arc::new(clock), move |var| {
-            (var == "HOOK").then(|| hook.clone())
-        });
+        let state = AppState::with_clock(&config, Arc::new(clock), only_hook(hook));
         let outbox = RedisOutbox::connect(config_for_relay(prefix))
             .await
             .unwrap();

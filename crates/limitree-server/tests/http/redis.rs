@@ -13,11 +13,12 @@ use rstest::rstest;
 use serde_json::{Value, json};
 
 use crate::redis_support::{self, RedisServer};
+use crate::support::free_port;
 use crate::support::policy::{CATEGORY, GLOBAL, tree};
 use crate::support::poll::{SOON, eventually};
 use crate::support::served::{BIN, Served, text, write_config};
 use crate::support::server::{TestServer, level};
-use crate::support::slack::{Recorder, hook_url, mock_slack, slack_ok};
+use crate::support::slack::{Recorder, hook_url, mock_slack, only_hook, slack_ok};
 
 /// Per-call Redis deadline in the outage tests, and what a reply may take
 /// beyond it (HTTP, a loaded two-core machine).
@@ -321,11 +322,7 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
 /// ready, and becomes ready and exact by itself once Redis is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_before_redis_serves_then_becomes_ready() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let toml = store_toml(
         &format!("redis://127.0.0.1:{port}"),
         &format!("timeout = \"100ms\"\n{}", outage_trees()),
@@ -497,11 +494,7 @@ async fn a_cluster_decides_exactly() {
 /// without waiting on Redis.
 #[tokio::test]
 async fn the_binary_starts_and_stops_while_redis_is_down() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let mut served = Served::start(&["--redis", &url, "--http", "127.0.0.1:0"]);
     let client = reqwest::Client::new();
@@ -555,11 +548,10 @@ async fn the_relay_on_the_redis_store_keeps_its_outbox_in_redis() {
         dir.path().display().to_string()
     );
     let config = limitree_server::config::Config::from_toml_str(&text, "test.toml").unwrap();
-    let hook = hook_url(&mock);
     let state = limitree_server::http::AppState::with_clock(
         &config,
         Arc::new(limitree::SystemClock::new()),
-        move |var| (var == "HOOK").then(|| hook.clone()),
+        only_hook(hook_url(&mock)),
     );
     let server = TestServer::with_state(state, &config).await;
 

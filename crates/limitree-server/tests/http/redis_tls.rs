@@ -12,6 +12,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use serde_json::{Value, json};
 
 use crate::redis_support::RedisServer;
+use crate::support::free_port;
 use crate::support::poll::eventually;
 use crate::support::served::Served;
 
@@ -35,14 +36,6 @@ fn make_certificates(dir: &Path, name: &str) -> String {
     std::fs::write(dir.join("redis.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
     ca_path.to_string_lossy().into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn check(client: &reqwest::Client, base: &str) -> Value {

@@ -6,3 +6,13 @@ pub mod poll;
 pub mod served;
 pub mod server;
 pub mod slack;
+
+/// A loopback port nothing listens on (bound, then let go), for a server
+/// that is down or not yet started there.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -95,3 +95,10 @@ pub async fn mock_slack(recorder: &Recorder) -> MockServer {
 pub fn hook_url(mock: &MockServer) -> String {
     format!("{}/hook", mock.uri())
 }
+
+/// An environment holding only `HOOK`, set to `hook`: what a config's
+/// `default_webhook = "${HOOK}"` resolves through, with nothing from the
+/// developer's environment.
+pub fn only_hook(hook: String) -> impl Fn(&str) -> Option<String> {
+    move |var| (var == "HOOK").then(|| hook.clone())
+}
