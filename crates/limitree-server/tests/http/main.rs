@@ -13,7 +13,8 @@
 //!   to wait (bounded) for real I/O to happen;
 //! - `support::policy`: the default policy's TOML, once, and the pieces its
 //!   variants are built from.
-//! - `support::free_port`: a loopback port nothing listens on.
+//! - `support::free_port`, `support::get_status`: a loopback port nothing
+//!   listens on; the status a GET answers with (0 if nothing answers).
 //!
 //! Time: the limiter runs on a `ManualClock` where a test is about windows.
 //! Everything else here is real sockets, real child processes or a real

@@ -20,9 +20,10 @@ fn serve(config: &Path, hook: &str) -> Served {
     Served::start_with_env(&["--config", config.to_str().unwrap()], &[("HOOK", hook)])
 }
 
-/// A relay with a small queue and slow pacing, so the queue fills at once and
-/// is still full when the signal comes.
-fn write_config(dir: &Path, trees: &str) -> std::path::PathBuf {
+/// Writes `DIR/limitree.toml` (and returns its path): a relay with a small
+/// queue and slow pacing, so the queue fills at once and is still full when
+/// the signal comes, over `trees`.
+fn relay_config(dir: &Path, trees: &str) -> std::path::PathBuf {
     let path = dir.join("limitree.toml");
     let text = format!(
         r#"
@@ -89,7 +90,7 @@ async fn start_mock() -> (Recorder, MockServer, String) {
 async fn sigterm_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
     let (recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &roomy());
+    let config = relay_config(dir.path(), &roomy());
 
     let mut first = serve(&config, &hook);
     let accepted = fill(&first.base, "term").await;
@@ -119,7 +120,7 @@ async fn sigterm_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
 async fn sigkill_loses_nothing_accepted() {
     let (recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &roomy());
+    let config = relay_config(dir.path(), &roomy());
 
     let first = serve(&config, &hook);
     let accepted = fill(&first.base, "kill").await;
@@ -157,7 +158,7 @@ async fn sigkill_loses_nothing_accepted() {
 async fn the_notify_command_queues_and_reports_suppression() {
     let (recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(&write_config(dir.path(), &per_minute(1)), &hook);
+    let mut served = serve(&relay_config(dir.path(), &per_minute(1)), &hook);
     let notify = |text: &str| {
         Command::new(BIN)
             .env_remove("SLACK_WEBHOOK_URL")
@@ -197,7 +198,7 @@ async fn the_notify_command_queues_and_reports_suppression() {
 async fn a_second_server_on_the_same_data_dir_exits_naming_the_holder() {
     let (_recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &roomy());
+    let config = relay_config(dir.path(), &roomy());
     let first = serve(&config, &hook);
     let holder = first.pid();
     let lock = std::fs::read_to_string(dir.path().join("data").join("limitree.lock")).unwrap();

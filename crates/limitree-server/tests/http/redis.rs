@@ -13,12 +13,12 @@ use rstest::rstest;
 use serde_json::{Value, json};
 
 use crate::redis_support::{self, RedisServer};
-use crate::support::free_port;
 use crate::support::policy::{CATEGORY, GLOBAL, tree};
 use crate::support::poll::{SOON, eventually};
 use crate::support::served::{BIN, Served, text, write_config};
 use crate::support::server::{TestServer, level};
 use crate::support::slack::{Recorder, hook_url, mock_slack, only_hook, slack_ok};
+use crate::support::{free_port, get_status};
 
 /// Per-call Redis deadline in the outage tests, and what a reply may take
 /// beyond it (HTTP, a loaded two-core machine).
@@ -46,13 +46,6 @@ fn store_toml(url: &str, extra: &str) -> String {
         "[store]\nurl = \"{url}\"\nkey_prefix = \"{}\"\n{extra}\n",
         redis_support::unique_prefix("srv")
     )
-}
-
-async fn get_status(client: &reqwest::Client, url: &str) -> u16 {
-    match client.get(url).send().await {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
 }
 
 /// Polls `path` until it answers `status`, for at most `within`.

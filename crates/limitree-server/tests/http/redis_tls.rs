@@ -12,9 +12,9 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use serde_json::{Value, json};
 
 use crate::redis_support::RedisServer;
-use crate::support::free_port;
 use crate::support::poll::eventually;
 use crate::support::served::Served;
+use crate::support::{free_port, get_status};
 
 /// Writes `ca.pem`, `redis.pem` and `redis.key` into `dir`: a CA, and a
 /// certificate for 127.0.0.1 it signed. Returns the CA's path.
@@ -48,15 +48,6 @@ async fn check(client: &reqwest::Client, base: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-async fn ready(client: &reqwest::Client, base: &str) -> u16 {
-    client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -98,7 +89,7 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
     eventually(
         "/readyz to answer 200 over rediss://",
         Duration::from_secs(10),
-        async || ready(&client, &trusted.base).await == 200,
+        async || get_status(&client, &format!("{}/readyz", trusted.base)).await == 200,
     )
     .await;
     let reply = check(&client, &trusted.base).await;
@@ -118,7 +109,10 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
     let reply = check(&client, &untrusted.base).await;
     assert_eq!(reply["allowed"], false, "{reply}");
     assert_eq!(reply["reason"], "store_unavailable", "{reply}");
-    assert_eq!(ready(&client, &untrusted.base).await, 503);
+    assert_eq!(
+        get_status(&client, &format!("{}/readyz", untrusted.base)).await,
+        503
+    );
     assert_eq!(untrusted.terminate().code(), Some(0));
     // Nothing more was recorded: the one admission above is all there is.
     assert_eq!(

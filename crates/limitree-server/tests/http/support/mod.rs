@@ -16,3 +16,15 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The status `GET url` answers with, or 0 if nothing answers.
+#[cfg_attr(
+    not(feature = "redis"),
+    expect(dead_code, reason = "used by the Redis tests only")
+)]
+pub async fn get_status(client: &reqwest::Client, url: &str) -> u16 {
+    match client.get(url).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
