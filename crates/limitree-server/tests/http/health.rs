@@ -9,7 +9,7 @@ use limitree_server::http::AppState;
 use limitree_server::notify::Relay;
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::support::server::TestServer;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer() {
