@@ -69,8 +69,8 @@ pub struct ServeArgs {
     pub http: Option<SocketAddr>,
     /// gRPC listen address for Envoy's RateLimitService, or `off`; overrides
     /// `[server] grpc` (default 127.0.0.1:8081).
-    #[arg(long, value_name = "ADDR|off", value_parser = crate::config::server::parse_grpc)]
-    pub grpc: Option<Option<SocketAddr>>,
+    #[arg(long, value_name = "ADDR|off", value_parser = grpc_listen)]
+    pub grpc: Option<GrpcListen>,
     /// Keep buckets in Redis at URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`,
     /// `rediss://` for TLS), shared with every instance using it; overrides
     /// `[store]` kind and url (its other keys still apply).
@@ -136,6 +136,15 @@ pub enum ConfigCommand {
     },
 }
 
+/// `--grpc`: an address, or `off` (`None`). A newtype, since clap reads an
+/// `Option<Option<_>>` field as a flag whose value may be left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcListen(pub Option<SocketAddr>);
+
+fn grpc_listen(text: &str) -> Result<GrpcListen, String> {
+    crate::config::server::parse_grpc(text).map(GrpcListen)
+}
+
 /// `KEY=VALUE` → `(KEY, VALUE)`.
 fn parse_descriptor(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -180,7 +189,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(http) = args.http {
         config.server.http = http;
     }
-    if let Some(grpc) = args.grpc {
+    if let Some(GrpcListen(grpc)) = args.grpc {
         config.server.grpc = grpc;
     }
     if let Some(url) = &args.redis {

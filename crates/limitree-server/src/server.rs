@@ -122,6 +122,12 @@ pub async fn run_with_grpc(
     let Some(grpc) = grpc else {
         return run(http, state, lifecycle, shutdown).await;
     };
+    // Before `run` logs the HTTP address, so a reader of the log (and the
+    // tests' harness) has both once that line appears.
+    tracing::info!(
+        "gRPC listening on {} (envoy.service.ratelimit.v3.RateLimitService, grpc.health.v1.Health)",
+        grpc.local_addr()?
+    );
     let stop = CancellationToken::new();
     let http = async {
         let served = run(http, state, lifecycle, stop.clone().cancelled_owned()).await;

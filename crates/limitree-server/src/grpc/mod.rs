@@ -201,10 +201,6 @@ pub async fn serve(
     health
         .set_serving::<RateLimitServiceServer<RateLimitServer>>()
         .await;
-    let addr = listener.local_addr().ok();
-    if let Some(addr) = addr {
-        tracing::info!("gRPC (Envoy RateLimitService) listening on {addr}");
-    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(health_service)

@@ -206,7 +206,7 @@ async fn a_second_server_on_the_same_data_dir_exits_naming_the_holder() {
 
     let second = Command::new(BIN)
         .env_remove("SLACK_WEBHOOK_URL")
-        .args(["serve", "--config"])
+        .args(["serve", "--grpc", "off", "--config"])
         .arg(&config)
         .env("HOOK", &hook)
         .output()

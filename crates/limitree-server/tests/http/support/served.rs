@@ -16,6 +16,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_limitree");
 pub struct Served {
     child: Child,
     pub base: String,
+    /// `127.0.0.1:PORT` of the gRPC listener (the harness asks for a free
+    /// port unless the args say `--grpc`), if it listens.
+    pub grpc: Option<String>,
     /// The stderr lines up to and including the listening line.
     #[cfg_attr(
         not(feature = "redis"),
@@ -44,6 +47,12 @@ impl Served {
             .current_dir(cwd.path())
             .arg("serve")
             .args(args)
+            // Never the default 8081: tests run side by side.
+            .args(if args.contains(&"--grpc") {
+                &[][..]
+            } else {
+                &["--grpc", "127.0.0.1:0"][..]
+            })
             .env("RUST_LOG", "info")
             // `--redis` may come from the environment: not from the tester's.
             .env_remove("LIMITREE_REDIS_URL")
@@ -64,23 +73,25 @@ impl Served {
             }
         });
         let mut early = Vec::new();
+        let mut grpc = None;
         let base = {
             let mut next = log_lines(&lines, Duration::from_secs(20));
             loop {
                 let line = next().expect("the server logs its listening line");
                 early.push(line.clone());
+                // Logged before the HTTP line.
+                if let Some(at) = line.find("gRPC listening on ") {
+                    grpc = Some(word(&line[at + "gRPC listening on ".len()..]));
+                }
                 if let Some(at) = line.find("listening on http://") {
-                    let rest = &line[at + "listening on ".len()..];
-                    let end = rest
-                        .find(|c: char| c.is_whitespace() || c == '"')
-                        .unwrap_or(rest.len());
-                    break rest[..end].to_owned();
+                    break word(&line[at + "listening on ".len()..]);
                 }
             }
         };
         Served {
             child,
             base,
+            grpc,
             early,
             lines,
             _cwd: cwd,
@@ -152,6 +163,14 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The text up to the first blank or quote.
+fn word(text: &str) -> String {
+    let end = text
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(text.len());
+    text[..end].to_owned()
 }
 
 /// A child's output as text.
