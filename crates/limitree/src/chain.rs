@@ -41,7 +41,7 @@ impl<const N: usize> Descriptors for [(&str, &str); N] {
 
 /// One bucket of a chain.
 #[derive(Debug, Clone)]
-pub struct Link<'a> {
+pub struct Bucket<'a> {
     /// Position of the level in its tree.
     pub level_index: usize,
     /// The level.
@@ -54,9 +54,9 @@ pub struct Link<'a> {
     pub overridden: bool,
 }
 
-impl Link<'_> {
+impl Bucket<'_> {
     /// The bucket as people read it: `category=errors`, or `*` for a global level.
-    pub fn bucket_label(&self) -> String {
+    pub fn label(&self) -> String {
         if self.values.is_empty() {
             return "*".to_owned();
         }
@@ -78,9 +78,9 @@ impl Link<'_> {
 pub struct Chain<'a> {
     /// The tree.
     pub tree: &'a Tree,
-    /// One link per level that applies (optional levels whose descriptors are
+    /// One bucket per level that applies (optional levels whose descriptors are
     /// missing are skipped).
-    pub links: ArrayVec<Link<'a>, MAX_LEVELS>,
+    pub buckets: ArrayVec<Bucket<'a>, MAX_LEVELS>,
 }
 
 /// Why descriptors do not make a chain.
@@ -130,7 +130,7 @@ impl Tree {
         &'a self,
         descriptors: &'a D,
     ) -> Result<Chain<'a>, ChainError> {
-        let mut links = ArrayVec::new();
+        let mut buckets = ArrayVec::new();
         'levels: for (level_index, level) in self.levels.iter().enumerate() {
             let mut values = ArrayVec::new();
             for key in &level.by {
@@ -147,7 +147,7 @@ impl Tree {
                 }
             }
             let overridden = level.override_for(&values);
-            links.push(Link {
+            buckets.push(Bucket {
                 level_index,
                 level,
                 spec: overridden.unwrap_or(&level.spec),
@@ -155,6 +155,9 @@ impl Tree {
                 values,
             });
         }
-        Ok(Chain { tree: self, links })
+        Ok(Chain {
+            tree: self,
+            buckets,
+        })
     }
 }

@@ -1,10 +1,30 @@
-//! What a chain decision says: allowed or not, why, per level, and when to retry.
+//! What a chain decision says — allowed or not, why, per level, and when to
+//! retry — and the one all-or-nothing rule every store applies
+//! ([`ChainOutcome::combine`]).
+//!
+//! # A level's record, stage by stage
+//! Each stage is its own type because each knows something the one before
+//! does not:
+//! 1. [`Verdict`] (in [`crate::algo`]): one bucket's answer for a cost, from
+//!    its state alone — room or not, what is left, when to retry. Knows
+//!    nothing of levels or chains.
+//! 2. [`LevelInput`]: what the chain rule needs about a level besides its
+//!    verdict — its position, shadow, overflow and the limit the bucket holds.
+//!    A store builds one per bucket of the chain.
+//! 3. [`LevelOutcome`]: the level's part of a store's answer, made by
+//!    [`ChainOutcome::combine`] from the two above under the all-or-nothing
+//!    rule (what is left *after this decision*). Plain numbers, no heap: it is
+//!    on every store's hot path.
+//! 4. [`LevelStatus`]: the same, named for people and the API — the level's
+//!    name and the bucket's label instead of indexes. Built once per request,
+//!    by [`Decision::new`].
 
 use std::fmt;
 
 use arrayvec::ArrayVec;
 
 use crate::algo::Verdict;
+use crate::chain::Chain;
 use crate::clock::Micros;
 use crate::policy::MAX_LEVELS;
 
@@ -44,7 +64,7 @@ pub enum Reason {
     Limited,
     /// The cost exceeds what some level can ever hold; retrying will not help.
     InsufficientCapacity,
-    /// Decided without the store (its failure policy).
+    /// Decided without the store, by its `on_error`.
     StoreUnavailable,
     /// Admitted, but a shadow level would have denied.
     Shadow,
@@ -69,7 +89,7 @@ impl fmt::Display for Reason {
     }
 }
 
-/// One level's part in a decision.
+/// One level's part in a store's decision (stage 3, see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LevelOutcome {
     /// Position of the level in its tree.
@@ -109,7 +129,7 @@ pub struct ChainOutcome {
     pub levels: ArrayVec<LevelOutcome, MAX_LEVELS>,
 }
 
-/// Per-level input to [`ChainOutcome::combine`].
+/// Per-level input to [`ChainOutcome::combine`] (stage 2, see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct LevelInput {
     /// Position of the level in its tree.
@@ -190,5 +210,85 @@ impl ChainOutcome {
             }
         }
         (outcome, charge)
+    }
+}
+
+/// One level's part in a [`Decision`], named for people and the API (stage 4,
+/// see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelStatus {
+    /// The level's name.
+    pub name: String,
+    /// The bucket: `category=errors`, `*` for a global level, or
+    /// `category=<overflow>` when the level's bucket cap was reached.
+    pub bucket: String,
+    /// The bucket's limit per window.
+    pub limit: u64,
+    /// The bucket's window, in microseconds.
+    pub window: Micros,
+    /// Units left.
+    pub remaining: u64,
+    /// Wait until the bucket is full again.
+    pub reset_after: Micros,
+    /// This level had room.
+    pub allowed: bool,
+    /// When this level lacked room: the exact wait until it has.
+    pub retry_after: Option<Micros>,
+    /// A shadow level (reported, never denies).
+    pub shadow: bool,
+}
+
+/// The answer to a [`CheckRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The tree decided.
+    pub tree: String,
+    /// Admitted (and, unless a dry run or peek, charged at every level).
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+    /// When limited: the earliest wait after which the whole chain could take the
+    /// cost if nothing else arrived. Never early.
+    pub retry_after: Option<Micros>,
+    /// Per level, root first.
+    pub levels: Vec<LevelStatus>,
+}
+
+impl LevelStatus {
+    /// `outcome`, the store's answer for `bucket`, with names.
+    pub fn new(bucket: &crate::chain::Bucket<'_>, outcome: &LevelOutcome) -> Self {
+        LevelStatus {
+            name: bucket.level.name.clone(),
+            bucket: if outcome.overflow {
+                format!("{}=<overflow>", bucket.level.by.join(","))
+            } else {
+                bucket.label()
+            },
+            limit: outcome.limit,
+            window: outcome.window,
+            remaining: outcome.remaining,
+            reset_after: outcome.reset_after,
+            allowed: outcome.allowed,
+            retry_after: outcome.retry_after,
+            shadow: outcome.shadow,
+        }
+    }
+}
+
+impl Decision {
+    /// The answer for `chain`, from the store's `outcome` for it.
+    pub fn new(chain: &Chain<'_>, outcome: &ChainOutcome) -> Self {
+        Decision {
+            tree: chain.tree.name.clone(),
+            allowed: outcome.allowed,
+            reason: outcome.reason,
+            retry_after: outcome.retry_after,
+            levels: chain
+                .buckets
+                .iter()
+                .zip(&outcome.levels)
+                .map(|(bucket, level)| LevelStatus::new(bucket, level))
+                .collect(),
+        }
     }
 }

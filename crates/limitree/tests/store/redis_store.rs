@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use limitree::store::redis::{RedisConfig, RedisStore, keys};
-use limitree::{ManualClock, Micros, Mode, Policy, Reason, Store, StoreError};
+use limitree::{ManualClock, Mode, Policy, Reason, Store, StoreError};
 
 use crate::support::redis::{self as support, Topology};
-
-const T0: Micros = 1_700_000_000_000_000;
+use crate::support::{T0, eventually_async};
 
 fn policy(text: &str) -> Arc<Policy> {
     Arc::new(Policy::from_toml_str(text, "test").expect("valid test policy"))
@@ -318,7 +317,7 @@ async fn cluster_keeps_a_tree_in_one_slot() {
         assert!(!o.allowed, "second request in {}", tree.name);
         let prefix = &store.config().key_prefix;
         let keys: Vec<String> = chain
-            .links
+            .buckets
             .iter()
             .map(|l| keys::bucket_key(prefix, &tree.name, l))
             .collect();
@@ -400,7 +399,7 @@ async fn memory_per_bucket_is_small() {
         let tree = &policy.trees()[0];
         let descriptors = [("category", "errors")];
         let chain = tree.chain(&descriptors).unwrap();
-        let key = keys::bucket_key("limitree", &tree.name, &chain.links[0]);
+        let key = keys::bucket_key("limitree", &tree.name, &chain.buckets[0]);
         store.decide(&chain, 1, Mode::Commit).await.unwrap();
         let one = usage(&key);
         if alg == "sliding_log" {
@@ -494,17 +493,11 @@ async fn decide_once_back(
     chain: &limitree::Chain<'_>,
     within: Duration,
 ) -> limitree::ChainOutcome {
-    let back = Instant::now();
-    loop {
-        match store.decide(chain, 1, Mode::Commit).await {
-            Ok(outcome) => return outcome,
-            Err(e) => assert!(
-                back.elapsed() < within,
-                "still failing {within:?} after redis returned: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(within, Duration::from_millis(20), || {
+        store.decide(chain, 1, Mode::Commit)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("still failing {within:?} after redis returned: {e}"))
 }
 
 #[tokio::test]

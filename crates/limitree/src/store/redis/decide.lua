@@ -11,37 +11,59 @@
 -- calls in the same microsecond. A bucket's state is loaded once per batch and
 -- kept up to date as decisions charge it (every charge is written at once).
 --
+-- The call (the same layout as store/redis/protocol.rs, which builds and reads
+-- it; the constants below are checked against that file by a test). Two index
+-- spaces, both 1-based: a key index is a position in KEYS, a spec index a
+-- position in `specs` (ARGV[3]).
+--
 -- KEYS     every bucket the batch touches, once (one tree: one hash tag, one slot)
 -- ARGV[1]  now in microseconds, or "" to read Redis TIME (production)
 -- ARGV[2]  TTL slack in milliseconds: 0 in production; tests on a manual clock
 --          pass a large value so keys never expire in real time before their
 --          state goes idle in test time
--- ARGV[3]  the levels the batch touches, packed one after the other (see
---          LEVEL): algorithm (sl|sw|gc|fw), limit, window, burst, shadow (an
---          override's limits count as a level of their own)
--- ARGV[4]  per bucket, in KEYS order, the index of its level among those (u16)
--- ARGV[5]  the decisions, packed one after the other (see MODE_PEEK): mode
---          ("c" commit, "d" dry run, "p" peek), cost (a peek probes with 1 and
---          charges nothing), number of levels, then per level, root first, its
---          bucket's index into KEYS. Packed rather than one argument per
---          number: each argument costs Redis a parse and an object, and the
---          script a Lua string to convert (strtod).
+-- ARGV[3]  specs: every distinct level spec the batch uses, SPEC_LEN bytes
+--          each (SPEC_FORMAT): algorithm code (sl|sw|gc|fw), limit, window,
+--          burst (doubles), shadow (1 or 0). An override's limits are a spec
+--          of their own.
+-- ARGV[4]  per key index, the spec index of that bucket (u16 LE)
+-- ARGV[5]  the decisions, one after the other: a DECISION_HEADER_LEN header
+--          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, cost u32 LE, number of
+--          levels n), then per level, root first, its key index (u16 LE). A
+--          peek probes with 1 and charges nothing. No level holds more than
+--          10^9, so a larger cost is sent as 2^32-1 and answered the same.
+-- Packed rather than one argument per number: each argument costs Redis a
+-- parse and an object, and the script a Lua string to convert (strtod).
 --
 -- Returns one binary string: now (a little-endian double), then per decision,
 -- per level, root first, a record of
---   flags  one byte: 1 allowed, 2 insufficient, 4 charged, 8 a retry follows
+--   flags  one byte: FLAG_ALLOWED, FLAG_INSUFFICIENT, FLAG_CHARGED, FLAG_RETRY
 --   len    one byte: the length of the state that follows
 --   state  the bucket's state as this decision saw it, exactly as stored (the
 --          key's value, or a sliding_log's summary; empty: a fresh bucket)
---   retry  (flags 8 only: a sliding_log denial) the wait until the probed cost
---          fits, a little-endian double
+--   retry  (FLAG_RETRY only: a sliding_log denial) the wait until the probed
+--          cost fits, a little-endian double
 -- The script decides (and charges); the client computes each level's numbers
 -- (available, remaining, reset and retry times) from the state with the same
--- algorithm code as the memory store (store/redis/reply.rs). Computing them
--- here cost Redis more than deciding: the calls, then packing four doubles per
--- level. Only a sliding_log's retry time needs the log itself, so it is
--- computed here. A level's record is built once for every decision of the
--- batch that sees the same state (see `mrest`).
+-- algorithm code as the memory store (protocol.rs). Computing them here cost
+-- Redis more than deciding: the calls, then packing four doubles per level.
+-- Only a sliding_log's retry time needs the log itself, so it is computed
+-- here. A level's record is built once for every decision of the batch that
+-- sees the same state (see `mrest`).
+
+------------------------------------------------------------------ protocol
+-- One `local NAME = value` per line: protocol.rs's test reads them.
+local MODE_COMMIT = string.byte('c')
+local MODE_DRY_RUN = string.byte('d') -- neither peek nor commit: charges nothing
+local MODE_PEEK = string.byte('p')
+local FLAG_ALLOWED = 1
+local FLAG_INSUFFICIENT = 2
+local FLAG_CHARGED = 4
+local FLAG_RETRY = 8
+local SPEC_FORMAT = '<c2dddB'
+local SPEC_LEN = 27
+local SUMMARY_FORMAT = '<I4I4ddI4'
+local SUMMARY_LEN = 28
+local DECISION_HEADER_LEN = 6
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -239,8 +261,6 @@ end
 -- per decision (one more argument per bucket; BENCHMARKS.md).
 function algos.sl()
   local sl = {}
-  local SL_META = '<I4I4ddI4'
-  local SL_META_LEN = 28
   local function sl_units(member)
     return tonumber(string.match(member, ':(%d+)$')) or 1
   end
@@ -265,7 +285,7 @@ function algos.sl()
   end
   -- Writes the summary; it is the state the reply carries.
   local function sl_write_meta(s, ...)
-    s.raw = struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq)
+    s.raw = struct.pack(SUMMARY_FORMAT, s.count, s.extra, s.oldest, s.newest, s.seq)
     redis.call('SET', s.mkey, s.raw, ...)
   end
   local function sl_del_meta(s)
@@ -278,8 +298,8 @@ function algos.sl()
     -- is rehashed as it grows, and one of 9 fields takes twice the room.
     local s = { key = key, mkey = mkey, count = 0, extra = 0, oldest = 0, newest = 0, seq = 0, raw = '' }
     local cutoff = now - spec.window
-    if v and #v == SL_META_LEN then
-      s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SL_META, v)
+    if v and #v == SUMMARY_LEN then
+      s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SUMMARY_FORMAT, v)
       s.raw = v
       if s.count > 0 and s.oldest <= cutoff then
         -- Expired entries (ts + window <= now) can no longer change any answer:
@@ -399,22 +419,13 @@ else
 end
 local slack = tonumber(ARGV[2])
 
--- One decision in the decisions argument: mode ("c", "d" or "p"), cost (u32:
--- no level holds more than 10^9, so a larger cost is sent as 2^32-1 and answered
--- the same), number of levels n, then n bucket indexes (u16), little-endian.
--- Read with string.byte: struct.unpack interprets its format on every call.
-local MODE_PEEK, MODE_COMMIT = string.byte('p'), string.byte('c')
--- One level in the levels argument: algorithm code, limit, window, burst,
--- shadow (1 or 0).
-local LEVEL = '<c2dddB'
-local LEVEL_LEN = 27
 
 -- Each level the batch touches, with its algorithm built once.
 local made = {}
 local levels = {}
 local packed = ARGV[3]
-for pos = 1, #packed, LEVEL_LEN do
-  local code, limit, window, burst, shadow = struct.unpack(LEVEL, packed, pos)
+for pos = 1, #packed, SPEC_LEN do
+  local code, limit, window, burst, shadow = struct.unpack(SPEC_FORMAT, packed, pos)
   local alg = made[code]
   if not alg then
     alg = algos[code]()
