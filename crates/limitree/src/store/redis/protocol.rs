@@ -544,14 +544,11 @@ pub(super) fn level_verdict(
     {
         // Cannot happen unless decide.lua and the algorithms disagree: say so
         // rather than hand back numbers that contradict what was recorded.
-        tracing::error!(
-            ?verdict,
-            flags = record.flags,
-            "decide.lua and algo disagree on a level"
-        );
-        return Err(protocol_error(
-            "the decision script and the algorithm disagree on a level's verdict".to_owned(),
-        ));
+        return Err(protocol_error(format!(
+            "the decision script and the algorithm disagree on a level's verdict \
+             (script flags {}, algorithm {verdict:?})",
+            record.flags
+        )));
     }
     Ok(verdict)
 }
@@ -600,15 +597,10 @@ pub(super) fn decode_outcome(
     if charge != charged {
         // Cannot happen unless decide.lua and combine disagree: say so loudly
         // rather than hand back an answer that does not match what was recorded.
-        tracing::error!(
-            ?charge,
-            ?charged,
-            "decide.lua charged other levels than combine"
-        );
-        return Err(protocol_error(
-            "the decision script and ChainOutcome::combine disagree on which levels to charge"
-                .to_owned(),
-        ));
+        return Err(protocol_error(format!(
+            "the decision script and ChainOutcome::combine disagree on which levels to charge \
+             (script charged {charged:#b}, combine {charge:#b})"
+        )));
     }
     Ok(outcome)
 }
@@ -781,8 +773,8 @@ mod tests {
     fn rejects_anything_else(#[case] bytes: Vec<u8>, #[case] levels: Vec<usize>) {
         let err = decode_reply(bytes, levels.into_iter()).unwrap_err();
         assert!(
-            err.to_string().contains("do not decode"),
-            "unexpected error: {err}"
+            matches!(&err, StoreError::Protocol(m) if m.contains("do not decode")),
+            "unexpected error: {err:?}"
         );
     }
 
@@ -851,7 +843,10 @@ mod tests {
             retry: None,
         };
         let err = level_verdict(&record, NOW, &spec, 1).unwrap_err();
-        assert!(err.to_string().contains("disagree"), "{err}");
+        assert!(
+            matches!(&err, StoreError::Protocol(m) if m.contains("disagree")),
+            "{err:?}"
+        );
     }
 
     #[rstest]
@@ -871,5 +866,42 @@ mod tests {
             err.to_string().contains("not a state of that algorithm"),
             "{err}"
         );
+    }
+
+    /// The script must charge exactly what `combine` charges: a commit that
+    /// fits everywhere but comes back uncharged is a bug, never an answer.
+    #[rstest]
+    #[case::charged_nothing(FLAG_ALLOWED, FLAG_ALLOWED)]
+    #[case::charged_one_level(FLAG_ALLOWED | FLAG_CHARGED, FLAG_ALLOWED)]
+    fn charges_that_differ_from_combine_are_a_protocol_error(
+        #[case] root_flags: u8,
+        #[case] child_flags: u8,
+    ) {
+        let policy = crate::policy::Policy::default_notifications();
+        let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
+        let bytes = reply(
+            NOW as f64,
+            &[
+                record(root_flags, b"", None),
+                record(child_flags, b"", None),
+            ],
+        );
+        let decoded = decode_reply(bytes, [2].into_iter()).unwrap();
+        let err = decode_outcome(Mode::Commit, 1, &chain.buckets, &decoded[0]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Protocol(m) if m.contains("which levels to charge")),
+            "{err:?}"
+        );
+        // Charged as combine says: an answer.
+        let bytes = reply(
+            NOW as f64,
+            &[
+                record(FLAG_ALLOWED | FLAG_CHARGED, b"", None),
+                record(FLAG_ALLOWED | FLAG_CHARGED, b"", None),
+            ],
+        );
+        let decoded = decode_reply(bytes, [2].into_iter()).unwrap();
+        let outcome = decode_outcome(Mode::Commit, 1, &chain.buckets, &decoded[0]).unwrap();
+        assert!(outcome.allowed);
     }
 }
