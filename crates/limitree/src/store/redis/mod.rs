@@ -54,8 +54,9 @@
 //! # Failures
 //! Every call is bounded by [`RedisConfig::timeout`] and fails with
 //! [`StoreError::Timeout`]; connection and server errors become
-//! [`StoreError::Unavailable`]; a reply that breaks the script protocol is a
-//! bug and becomes [`StoreError::Protocol`] (logged, never a fallback). The connection is made on first use if the store
+//! [`StoreError::Unavailable`]; a reply that breaks the script protocol, or a
+//! Lua error in the script itself, is a bug and becomes
+//! [`StoreError::Protocol`] (logged, never a fallback). The connection is made on first use if the store
 //! was built with [`RedisStore::lazy`], and remade (with backoff) when it drops,
 //! so a store outlives Redis restarts. A connection that has stayed silent for
 //! ten timeouts (at least 1 s) is dropped and made again too: a peer that
@@ -263,7 +264,13 @@ impl RedisStore {
             }
             reply => reply,
         }
-        .map_err(|e| self.error(&e))?;
+        .map_err(|e| {
+            if protocol::is_script_bug(&e) {
+                protocol::protocol_error(format!("decide.lua failed: {e}"))
+            } else {
+                self.error(&e)
+            }
+        })?;
         protocol::decode_reply(reply, batch.iter().map(|d| d.levels()))
     }
 }

@@ -309,6 +309,27 @@ pub(super) fn protocol_error(detail: String) -> StoreError {
     StoreError::Protocol(detail)
 }
 
+/// Whether a failed script call is the script's own fault: a Lua error raised
+/// while running `decide.lua` (Redis 7: `ERR user_script:<line>: …`; Redis 6:
+/// `ERR Error running script …`), or a reply that is not the one binary
+/// string the script returns. Those are bugs ([`StoreError::Protocol`]).
+/// Errors Redis raises with their own code keep it and are not counted here:
+/// `WRONGTYPE` (a key of ours holding another type, written by someone else),
+/// `OOM`, `BUSY`, `READONLY`, Cluster redirections, connection failures.
+pub(super) fn is_script_bug(e: &redis::RedisError) -> bool {
+    match e.kind() {
+        redis::ErrorKind::UnexpectedReturnType => true,
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+            e.detail().is_some_and(|detail| {
+                detail.starts_with("user_script:")
+                    || detail.starts_with("Error running script")
+                    || detail.starts_with("Error compiling script")
+            })
+        }
+        _ => false,
+    }
+}
+
 // -------------------------------------------------------------------- reply
 
 /// One decision's part of the reply: Redis' `now` and its levels' records,
@@ -903,5 +924,33 @@ mod tests {
         let decoded = decode_reply(bytes, [2].into_iter()).unwrap();
         let outcome = decode_outcome(Mode::Commit, 1, &chain.buckets, &decoded[0]).unwrap();
         assert!(outcome.allowed);
+    }
+
+    #[rstest]
+    #[case::lua_error_redis_7(
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+        "user_script:1: attempt to index local 't' (a nil value) script: e62b, on @user_script:1.",
+        true
+    )]
+    #[case::lua_error_redis_6(
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+        "Error running script (call to f_e62b): @user_script:1: boom",
+        true
+    )]
+    #[case::reply_of_another_type(redis::ErrorKind::UnexpectedReturnType, "an integer", true)]
+    #[case::other_server_error(
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+        "max number of clients reached",
+        false
+    )]
+    #[case::read_only(redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly), "", false)]
+    #[case::io(redis::ErrorKind::Io, "connection reset", false)]
+    fn script_bugs_are_told_from_outages(
+        #[case] kind: redis::ErrorKind,
+        #[case] detail: &str,
+        #[case] bug: bool,
+    ) {
+        let e = redis::RedisError::from((kind, "test", detail.to_owned()));
+        assert_eq!(is_script_bug(&e), bug, "{e}");
     }
 }
