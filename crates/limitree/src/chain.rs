@@ -55,6 +55,18 @@ pub struct Bucket<'a> {
 }
 
 impl Bucket<'_> {
+    /// The limit this bucket holds for a request: its own [`Bucket::spec`],
+    /// or, when the request landed in the level's overflow bucket (the memory
+    /// store's `max_buckets` cap), the level's own limit, which that shared
+    /// bucket holds.
+    pub fn spec_in(&self, overflow: bool) -> &LimitSpec {
+        if overflow {
+            &self.level.spec
+        } else {
+            self.spec
+        }
+    }
+
     /// The bucket as people read it: `category=errors`, or `*` for a global level.
     pub fn label(&self) -> String {
         if self.values.is_empty() {

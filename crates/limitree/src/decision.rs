@@ -8,9 +8,9 @@
 //! 1. [`Verdict`] (in [`crate::algo`]): one bucket's answer for a cost, from
 //!    its state alone — room or not, what is left, when to retry. Knows
 //!    nothing of levels or chains.
-//! 2. [`LevelInput`]: what the chain rule needs about a level besides its
-//!    verdict — its position, shadow, overflow and the limit the bucket holds.
-//!    A store builds one per bucket of the chain.
+//! 2. [`Bucket`] (in [`crate::chain`]): which level and bucket, and the limit
+//!    it holds — what the chain rule needs besides the verdict. (A store adds
+//!    one bit: whether the request landed in the level's overflow bucket.)
 //! 3. [`LevelOutcome`]: the level's part of a store's answer, made by
 //!    [`ChainOutcome::combine`] from the two above under the all-or-nothing
 //!    rule (what is left *after this decision*). Plain numbers, no heap: it is
@@ -24,7 +24,7 @@ use std::fmt;
 use arrayvec::ArrayVec;
 
 use crate::algo::Verdict;
-use crate::chain::Chain;
+use crate::chain::{Bucket, Chain};
 use crate::clock::Micros;
 use crate::policy::MAX_LEVELS;
 
@@ -129,38 +129,30 @@ pub struct ChainOutcome {
     pub levels: ArrayVec<LevelOutcome, MAX_LEVELS>,
 }
 
-/// Per-level input to [`ChainOutcome::combine`] (stage 2, see the module docs).
-#[derive(Debug, Clone, Copy)]
-pub struct LevelInput {
-    /// Position of the level in its tree.
-    pub level_index: usize,
-    /// A shadow level never denies.
-    pub shadow: bool,
-    /// Landed in the overflow bucket.
-    pub overflow: bool,
-    /// The bucket's limit.
-    pub limit: u64,
-    /// The bucket's window.
-    pub window: Micros,
-}
-
 impl ChainOutcome {
     /// Combines per-level verdicts under the all-or-nothing rule. `verdicts` were
-    /// computed for the request's cost (1 for a peek), one per entry of `inputs`.
+    /// computed for the request's cost (1 for a peek), one per bucket of the
+    /// chain (`buckets`); bit `i` of `overflow` says the request's bucket `i`
+    /// was its level's overflow bucket (see [`Bucket::spec_in`]).
     /// Returns the outcome and a bit mask of the levels to charge: none unless the
     /// chain is admitted in [`Mode::Commit`], and never a shadow level that had no
     /// room.
     #[inline]
-    pub fn combine(mode: Mode, inputs: &[LevelInput], verdicts: &[Verdict]) -> (ChainOutcome, u32) {
+    pub fn combine(
+        mode: Mode,
+        buckets: &[Bucket<'_>],
+        overflow: u32,
+        verdicts: &[Verdict],
+    ) -> (ChainOutcome, u32) {
         let mut allowed = true;
         let mut insufficient = false;
         let mut shadow_denied = false;
         let mut retry: Option<Micros> = None;
-        for (input, v) in inputs.iter().zip(verdicts) {
+        for (bucket, v) in buckets.iter().zip(verdicts) {
             if v.allowed {
                 continue;
             }
-            if input.shadow {
+            if bucket.level.shadow {
                 shadow_denied = true;
                 continue;
             }
@@ -184,7 +176,9 @@ impl ChainOutcome {
             levels: ArrayVec::new(),
         };
         let mut charge = 0;
-        for (i, (input, v)) in inputs.iter().zip(verdicts).enumerate() {
+        for (i, (bucket, v)) in buckets.iter().zip(verdicts).enumerate() {
+            let overflowed = overflow & (1 << i) != 0;
+            let spec = bucket.spec_in(overflowed);
             let admitted_here = allowed && v.allowed;
             // A peek reports what is left now; otherwise what is left after this
             // request if the chain admits it.
@@ -194,16 +188,16 @@ impl ChainOutcome {
                 (v.available, v.reset_after_now)
             };
             outcome.levels.push(LevelOutcome {
-                level_index: input.level_index,
+                level_index: bucket.level_index,
                 allowed: v.allowed,
                 remaining,
-                limit: input.limit,
-                window: input.window,
+                limit: spec.limit,
+                window: spec.window,
                 reset_after,
                 retry_after: v.retry_after,
                 insufficient: v.insufficient,
-                shadow: input.shadow,
-                overflow: input.overflow,
+                shadow: bucket.level.shadow,
+                overflow: overflowed,
             });
             if admitted_here && mode == Mode::Commit {
                 charge |= 1 << i;
@@ -238,7 +232,7 @@ pub struct LevelStatus {
     pub shadow: bool,
 }
 
-/// The answer to a [`CheckRequest`].
+/// The answer to a [`CheckRequest`](crate::CheckRequest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The tree decided.

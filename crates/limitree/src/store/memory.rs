@@ -30,7 +30,7 @@ use super::{BoxFuture, Store, StoreError};
 use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
-use crate::decision::{ChainOutcome, LevelInput, Mode};
+use crate::decision::{ChainOutcome, Mode};
 use crate::policy::{Level, MAX_LEVELS, Policy};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
@@ -204,36 +204,26 @@ impl MemoryStore {
                 .iter()
                 .map(|(state, overflow)| (state.lock(), *overflow))
                 .collect();
-            let mut inputs: ArrayVec<LevelInput, MAX_LEVELS> = ArrayVec::new();
+            let mut overflow = 0u32;
             let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
-            for (bucket, (state, overflow)) in chain.buckets.iter().zip(guards.iter_mut()) {
-                let spec = if *overflow {
-                    &bucket.level.spec
-                } else {
-                    bucket.spec
-                };
+            for (i, (bucket, (state, overflowed))) in
+                chain.buckets.iter().zip(guards.iter_mut()).enumerate()
+            {
+                let spec = bucket.spec_in(*overflowed);
                 state.conform(spec);
                 algo::prune(state, now, spec);
-                inputs.push(LevelInput {
-                    level_index: bucket.level_index,
-                    shadow: bucket.level.shadow,
-                    overflow: *overflow,
-                    limit: spec.limit,
-                    window: spec.window,
-                });
+                if *overflowed {
+                    overflow |= 1 << i;
+                }
                 verdicts.push(algo::decide(state, now, spec, probe));
             }
-            let (outcome, charged) = ChainOutcome::combine(mode, &inputs, &verdicts);
-            for (i, (bucket, (state, overflow))) in
+            let (outcome, charged) =
+                ChainOutcome::combine(mode, &chain.buckets, overflow, &verdicts);
+            for (i, (bucket, (state, overflowed))) in
                 chain.buckets.iter().zip(guards.iter_mut()).enumerate()
             {
                 if charged & (1 << i) != 0 {
-                    let spec = if *overflow {
-                        &bucket.level.spec
-                    } else {
-                        bucket.spec
-                    };
-                    algo::charge(state, now, spec, cost);
+                    algo::charge(state, now, bucket.spec_in(*overflowed), cost);
                 }
             }
             return Ok(outcome);

@@ -227,7 +227,7 @@ impl RedisStore {
         mode: Mode,
     ) -> Result<ChainOutcome, StoreError> {
         if chain.buckets.is_empty() {
-            return Ok(ChainOutcome::combine(mode, &[], &[]).0);
+            return Ok(ChainOutcome::combine(mode, &[], 0, &[]).0);
         }
         let decision = ScriptDecision::new(&self.config.key_prefix, chain, cost, mode);
         let reply = self

@@ -53,7 +53,7 @@ use arrayvec::ArrayVec;
 use crate::algo::{self, BucketState, BucketView, Verdict};
 use crate::chain::{Bucket, Chain};
 use crate::clock::Micros;
-use crate::decision::{ChainOutcome, LevelInput, Mode};
+use crate::decision::{ChainOutcome, Mode};
 use crate::policy::{Algorithm, LimitSpec, MAX_LEVELS};
 use crate::store::StoreError;
 
@@ -583,7 +583,6 @@ pub(super) fn decode_outcome(
     buckets: &[Bucket<'_>],
     reply: &DecisionReply,
 ) -> Result<ChainOutcome, StoreError> {
-    let mut inputs: ArrayVec<LevelInput, MAX_LEVELS> = ArrayVec::new();
     let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
     let mut charged = 0u32;
     // What the script probed each level with (a peek probes with 1).
@@ -596,13 +595,6 @@ pub(super) fn decode_outcome(
                 buckets.len()
             )))
         })?;
-        inputs.push(LevelInput {
-            level_index: bucket.level_index,
-            shadow: bucket.level.shadow,
-            overflow: false,
-            limit: bucket.spec.limit,
-            window: bucket.spec.window,
-        });
         verdicts.push(level_verdict(&record, reply.now, bucket.spec, probe)?);
         if record.flags & FLAG_CHARGED != 0 {
             charged |= 1 << i;
@@ -614,7 +606,8 @@ pub(super) fn decode_outcome(
             buckets.len()
         )));
     }
-    let (outcome, charge) = ChainOutcome::combine(mode, &inputs, &verdicts);
+    // No overflow bucket in Redis (see the module docs of `redis`).
+    let (outcome, charge) = ChainOutcome::combine(mode, buckets, 0, &verdicts);
     if charge != charged {
         // Cannot happen unless decide.lua and combine disagree: say so loudly
         // rather than hand back an answer that does not match what was recorded.
