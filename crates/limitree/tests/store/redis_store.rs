@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use limitree::store::redis::{RedisConfig, RedisStore, keys};
 use limitree::{ManualClock, Mode, Policy, Reason, Store, StoreError};
 
+use crate::support::T0;
+use crate::support::redis::eventually::eventually_async;
 use crate::support::redis::{self as support, Topology};
-use crate::support::{T0, eventually_async};
 
 fn policy(text: &str) -> Arc<Policy> {
     Arc::new(Policy::from_toml_str(text, "test").expect("valid test policy"))

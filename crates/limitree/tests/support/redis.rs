@@ -16,6 +16,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use limitree::store::redis::{RedisConfig, RedisStore};
+
+#[path = "eventually.rs"]
+pub mod eventually;
 use limitree::{Clock, ManualClock};
 
 const INSTALL_HINT: &str = "redis-server is not installed; the Redis store tests start their own \
@@ -101,7 +104,7 @@ impl RedisServer {
     /// for a while if the port is still held.
     pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
         check_installed();
-        super::eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        eventually::eventually(Duration::from_secs(10), Duration::from_millis(50), || {
             Self::try_start(port, extra)
         })
         .unwrap_or_else(|e| panic!("could not restart redis-server: {e}"))
@@ -153,18 +156,19 @@ impl RedisServer {
             .spawn()
             .map_err(|e| format!("spawning redis-server: {e}"))?;
         // Ok(Err(..)): it exited, no point waiting; Err(()): no PONG yet.
-        let started = super::eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-                return Ok(Err(format!(
-                    "redis-server exited ({status}) on port {port}: {log}"
-                )));
-            }
-            match command(port, &["PING"]) {
-                Ok(reply) if reply == "PONG" => Ok(Ok(())),
-                _ => Err(()),
-            }
-        });
+        let started =
+            eventually::eventually(Duration::from_secs(10), Duration::from_millis(20), || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                    return Ok(Err(format!(
+                        "redis-server exited ({status}) on port {port}: {log}"
+                    )));
+                }
+                match command(port, &["PING"]) {
+                    Ok(reply) if reply == "PONG" => Ok(Ok(())),
+                    _ => Err(()),
+                }
+            });
         match started {
             Ok(Ok(())) => Ok(RedisServer { child, port, dir }),
             Ok(Err(exited)) => Err(exited),
@@ -258,7 +262,7 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         for node in &nodes {
             let within = deadline.saturating_duration_since(Instant::now());
-            super::eventually(within, Duration::from_millis(50), || {
+            eventually::eventually(within, Duration::from_millis(50), || {
                 let info = node.command(&["CLUSTER", "INFO"]);
                 if info.contains("cluster_state:ok") {
                     Ok(())
