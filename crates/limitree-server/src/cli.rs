@@ -192,12 +192,12 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(GrpcListen(grpc)) = args.grpc {
         config.server.grpc = grpc;
     }
-    if let Some(url) = &args.redis {
-        if let Err(e) = config.store.use_redis_url(url) {
-            eprintln!("error: {e}");
-            eprintln!("limitree: --redis cannot be used as given; nothing was started");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    if let Some(url) = &args.redis
+        && let Err(e) = config.store.use_redis_url(url)
+    {
+        eprintln!("error: {e}");
+        eprintln!("limitree: --redis cannot be used as given; nothing was started");
+        return ExitCode::from(EXIT_CONFIG);
     }
     for warning in config.policy.warnings() {
         tracing::warn!("{}: {warning}", config.source);

@@ -30,6 +30,8 @@
 //! (`LIMITREE_BENCH_RUNS`, default 3; `LIMITREE_BENCH_SECS` per measurement,
 //! default 3; `LIMITREE_BENCH_PIN`, default 1).
 
+#![expect(clippy::disallowed_methods, reason = "a load run measures real time")]
+
 #[path = "../tests/support/mod.rs"]
 mod test_support;
 

@@ -154,13 +154,13 @@ impl RedisSettings {
                     "{key}: `{}` {e}; write e.g. \"redis://127.0.0.1:6379\" (rediss:// for TLS)",
                     redact_url(url)
                 ));
-            } else if let Some(password) = &self.password {
-                if let Err(e) = with_password(url, password) {
-                    problems.push(format!(
+            } else if let Some(password) = &self.password
+                && let Err(e) = with_password(url, password)
+            {
+                problems.push(format!(
                         "[store] password_env: cannot use it with `{}`: {e}; give the password in one place",
                         redact_url(url)
                     ));
-                }
             }
         }
         problems

@@ -197,10 +197,10 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let ApiError::MethodNotAllowed { allowed, .. } = &self {
-            if let Ok(allow) = HeaderValue::from_str(allowed) {
-                response.headers_mut().insert(header::ALLOW, allow);
-            }
+        if let ApiError::MethodNotAllowed { allowed, .. } = &self
+            && let Ok(allow) = HeaderValue::from_str(allowed)
+        {
+            response.headers_mut().insert(header::ALLOW, allow);
         }
         response
     }

@@ -33,6 +33,7 @@
 mod check;
 mod cli;
 mod errors;
+mod grpc;
 mod health;
 mod notify;
 #[cfg(feature = "redis")]

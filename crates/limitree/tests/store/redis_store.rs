@@ -5,6 +5,11 @@
 //! The conformance suite plugs in with
 //! `impl Harness for Standalone { fn store(..) { Arc::new(support::redis::store(Topology::Standalone, clock)) } }`.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "outage tests time real calls to real redis-server processes, and await each task they spawn"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

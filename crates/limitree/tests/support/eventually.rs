@@ -4,6 +4,11 @@
 //! the server crate's tests include `redis.rs` alone, and its Redis helpers
 //! need this too; every wait it serves is for a real `redis-server`.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "it waits for real redis-server processes, on real time"
+)]
+
 use std::time::{Duration, Instant};
 
 /// Calls `attempt` until it succeeds, every `every`, for at most `within`;

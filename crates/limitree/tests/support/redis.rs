@@ -7,6 +7,11 @@
 //! kills it (and removes its directory) once the test process is gone, since
 //! statics are never dropped; a [`RedisServer`] that is dropped is killed at once.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "it starts and waits for real redis-server processes, on real time"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

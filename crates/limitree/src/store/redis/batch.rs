@@ -293,6 +293,10 @@ mod tests {
     /// behind it are still decided, and the tree is not left without a leader.
     /// On paused time: the deadlines pass in order, at once.
     #[tokio::test(start_paused = true)]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "test tasks, each awaited before the test ends"
+    )]
     async fn a_leader_that_gives_up_passes_the_lead() {
         let batcher = Arc::new(Batcher::<i64, Vec<i64>>::default());
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -1,0 +1,264 @@
+//! Envoy's `ShouldRateLimit` and `grpc.health.v1.Health` over real sockets,
+//! against `limitree serve` (a child process), with a real tonic client.
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use envoy_types::pb::google::protobuf::UInt64Value;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::support::served::{Served, write_config};
+
+fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
+    RateLimitDescriptor {
+        entries: entries
+            .iter()
+            .map(|(k, v)| Entry {
+                key: (*k).to_owned(),
+                value: (*v).to_owned(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
+    RateLimitRequest {
+        domain: domain.to_owned(),
+        descriptors,
+        hits_addend: 0,
+    }
+}
+
+async fn client(served: &Served) -> RateLimitServiceClient<Channel> {
+    let addr = served.grpc.as_deref().expect("the gRPC listener is on");
+    RateLimitServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connects over h2c")
+}
+
+async fn ask(
+    client: &mut RateLimitServiceClient<Channel>,
+    r: RateLimitRequest,
+) -> RateLimitResponse {
+    client
+        .should_rate_limit(r)
+        .await
+        .expect("an answer")
+        .into_inner()
+}
+
+fn code(c: i32) -> Code {
+    Code::try_from(c).expect("a known code")
+}
+
+#[tokio::test]
+async fn the_default_tree_over_grpc_denies_the_eleventh_and_charges_nothing_for_it() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let mut client = client(&served).await;
+    let errors = || request("notifications", vec![descriptor(&[("category", "errors")])]);
+    for i in 0..10 {
+        let r = ask(&mut client, errors()).await;
+        assert_eq!(code(r.overall_code), Code::Ok, "call {i}");
+        assert_eq!(r.statuses.len(), 1);
+        // The category level (fewest left) is the descriptor's status.
+        assert_eq!(r.statuses[0].limit_remaining, 9 - i);
+    }
+    let denied = ask(&mut client, errors()).await;
+    assert_eq!(code(denied.overall_code), Code::OverLimit);
+    let status = &denied.statuses[0];
+    assert_eq!(code(status.code), Code::OverLimit);
+    assert_eq!(status.limit_remaining, 0);
+    let limit = status
+        .current_limit
+        .as_ref()
+        .expect("the limit that denied");
+    assert_eq!(limit.name, "category: 10 per 30m");
+    assert_eq!(limit.requests_per_unit, 10);
+    let reset = status.duration_until_reset.expect("a reset time");
+    assert!(reset.seconds > 0 && reset.seconds <= 1800, "{reset:?}");
+
+    // The denial charged nothing: the global level still has 90 of 100. A
+    // descriptor holding no level's key reports the global level (the first
+    // descriptor gets the keyless level).
+    let other = ask(
+        &mut client,
+        request(
+            "notifications",
+            vec![
+                descriptor(&[("path", "/x")]),
+                descriptor(&[("category", "deploys")]),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(code(other.overall_code), Code::Ok);
+    assert_eq!(
+        other.statuses[0].limit_remaining, 89,
+        "global after 11 calls, one denied"
+    );
+    assert_eq!(other.statuses[1].limit_remaining, 9);
+}
+
+#[tokio::test]
+async fn hits_addend_costs_and_an_explicit_zero_only_reports() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let mut client = client(&served).await;
+    let mut five = request("notifications", vec![descriptor(&[("category", "errors")])]);
+    five.hits_addend = 5;
+    assert_eq!(
+        ask(&mut client, five.clone()).await.statuses[0].limit_remaining,
+        5
+    );
+
+    let mut peek = five.clone();
+    peek.descriptors[0].hits_addend = Some(UInt64Value { value: 0 });
+    let r = ask(&mut client, peek.clone()).await;
+    assert_eq!(code(r.overall_code), Code::Ok);
+    assert_eq!(r.statuses[0].limit_remaining, 5, "a peek charges nothing");
+    assert_eq!(ask(&mut client, peek).await.statuses[0].limit_remaining, 5);
+
+    // 6 does not fit in the 5 left: denied, nothing charged.
+    let mut six = five.clone();
+    six.hits_addend = 6;
+    assert_eq!(
+        code(ask(&mut client, six).await.overall_code),
+        Code::OverLimit
+    );
+    assert_eq!(code(ask(&mut client, five).await.overall_code), Code::Ok);
+}
+
+#[tokio::test]
+async fn bad_requests_are_invalid_argument_with_a_message() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let mut client = client(&served).await;
+    let cases = [
+        (
+            request("", vec![descriptor(&[("category", "a")])]),
+            "`domain` is empty",
+        ),
+        (request("notifications", vec![]), "no descriptors"),
+        (
+            request(
+                "notifications",
+                vec![
+                    descriptor(&[("category", "a")]),
+                    descriptor(&[("category", "b")]),
+                ],
+            ),
+            "given twice with different values",
+        ),
+        (
+            request("notifications", vec![descriptor(&[("category", "a")]); 65]),
+            "at most 64 are accepted",
+        ),
+        (
+            request(
+                "notifications",
+                vec![descriptor(&[("category", &"v".repeat(300))])],
+            ),
+            "longer than 256 bytes",
+        ),
+    ];
+    for (r, needle) in cases {
+        let status = client.should_rate_limit(r).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{needle}: {status:?}"
+        );
+        assert!(status.message().contains(needle), "{needle}: {status:?}");
+    }
+    // Messages past the 64 KiB cap are refused by the transport before they
+    // are decoded; and nothing was charged by any of the above.
+    let many = request(
+        "notifications",
+        vec![descriptor(&[("category", "a")]); 10_000],
+    );
+    let status = client.should_rate_limit(many).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    let huge = request(
+        "notifications",
+        vec![descriptor(&[("category", &"v".repeat(1 << 20))])],
+    );
+    let status = client.should_rate_limit(huge).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    let mut max = request("notifications", vec![descriptor(&[("category", "a")])]);
+    max.hits_addend = u32::MAX;
+    let status = client.should_rate_limit(max).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let mut max64 = request("notifications", vec![descriptor(&[("category", "a")])]);
+    max64.descriptors[0].hits_addend = Some(UInt64Value { value: u64::MAX });
+    let status = client.should_rate_limit(max64).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let after = ask(
+        &mut client,
+        request("notifications", vec![descriptor(&[("category", "a")])]),
+    )
+    .await;
+    assert_eq!(after.statuses[0].limit_remaining, 9);
+}
+
+#[tokio::test]
+async fn an_unknown_domain_is_ok_or_unknown_as_configured() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let mut client = client(&served).await;
+    let r = ask(
+        &mut client,
+        request("nope", vec![descriptor(&[("a", "b")])]),
+    )
+    .await;
+    assert_eq!(code(r.overall_code), Code::Ok);
+    assert_eq!(r.statuses.len(), 1);
+    served.wait_for_line(
+        "domain `nope`, which names no tree",
+        crate::support::poll::SOON,
+    );
+
+    let path = write_config(
+        "unknown-domain-error.toml",
+        "[server]\nunknown_domain = \"error\"\n",
+    );
+    let strict = Served::start(&["--http", "127.0.0.1:0", "--config", path.to_str().unwrap()]);
+    let mut client = self::client(&strict).await;
+    let r = ask(
+        &mut client,
+        request("nope", vec![descriptor(&[("a", "b")])]),
+    )
+    .await;
+    assert_eq!(code(r.overall_code), Code::Unknown);
+}
+
+#[tokio::test]
+async fn the_health_service_says_serving() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let addr = served.grpc.as_deref().unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    for service in ["", "envoy.service.ratelimit.v3.RateLimitService"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+}
+
+#[test]
+fn grpc_off_serves_http_only() {
+    let served = Served::start(&["--http", "127.0.0.1:0", "--grpc", "off"]);
+    assert_eq!(served.grpc, None);
+    assert!(!served.early.iter().any(|l| l.contains("gRPC listening")));
+}
