@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use limitree::{CheckError, CheckRequest, Limiter};
+use limitree::{CheckError, CheckRequest, Limiter, StoreError};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -142,6 +142,10 @@ fn rls_status(
 /// The one place a check error becomes a gRPC status.
 fn status(error: &CheckError) -> Status {
     match error {
+        // A protocol error is a bug (the store and this build disagree), not
+        // an outage: Envoy's failure_mode applies to both, but the log and
+        // the code tell them apart.
+        CheckError::Store(e @ StoreError::Protocol(_)) => Status::internal(e.to_string()),
         CheckError::Store(e) => Status::unavailable(e.to_string()),
         CheckError::UnknownTree { .. }
         | CheckError::TreeRequired { .. }

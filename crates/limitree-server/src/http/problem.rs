@@ -138,6 +138,13 @@ impl ApiError {
                     "invalid-cost",
                     "Invalid cost",
                 ),
+                // The store and this build disagree about the script's
+                // protocol: a bug to report, not an outage to wait out.
+                CheckError::Store(StoreError::Protocol(_)) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store-protocol",
+                    "Store protocol error",
+                ),
                 CheckError::Store(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",
