@@ -203,7 +203,7 @@ async fn first_exact(server: &TestServer, category: &str, within: Duration) -> V
 }
 
 /// Redis is killed under load and restarted on the same port: every request is
-/// answered (200, within the timeout plus a margin) by the failure policy while
+/// answered (200, within the timeout plus a margin) by `on_error` while
 /// it is gone, `/readyz` is 503 then 200, and exact decisions resume within 2 s
 /// of its return (the script loading itself into the fresh server).
 #[rstest]
