@@ -392,3 +392,67 @@ algorithm = "sliding_log"
     }
     drop(servers);
 }
+
+/// Redis killed under gRPC calls: every call is answered within the store's
+/// timeout plus a margin, with the code `on_error` gives (deny: OVER_LIMIT;
+/// allow and local: OK), and none is an error status.
+#[cfg(feature = "redis")]
+#[rstest::rstest]
+#[case::deny("deny", Code::OverLimit)]
+#[case::allow("allow", Code::Ok)]
+#[case::local("local", Code::Ok)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_answered_by_on_error_within_the_timeout(
+    #[case] on_error: &str,
+    #[case] expected: Code,
+) {
+    use std::time::{Duration, Instant};
+
+    use crate::redis_support::RedisServer;
+
+    let redis = RedisServer::start(&[]);
+    let config = write_config(
+        &format!("grpc-outage-{on_error}.toml"),
+        &format!("[store]\ntimeout = \"100ms\"\non_error = \"{on_error}\"\n"),
+    );
+    let served = Served::start_with_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[("RUST_LOG", "warn,limitree_server::server=info")],
+    );
+    let mut client = client(&served).await;
+    let call = |i: usize| {
+        request(
+            "notifications",
+            vec![descriptor(&[("category", &format!("c{i}"))])],
+        )
+    };
+    // Up and deciding in Redis first (the script loads on the first call).
+    crate::support::poll::eventually(
+        "a decision by Redis",
+        crate::support::poll::SOON,
+        async || {
+            let r = client.clone().should_rate_limit(call(0)).await;
+            matches!(r, Ok(r) if code(r.get_ref().overall_code) == Code::Ok)
+        },
+    )
+    .await;
+    drop(redis);
+    for i in 1..=20 {
+        let started = Instant::now();
+        let r = client
+            .should_rate_limit(call(i))
+            .await
+            .expect("answered, not an error");
+        let took = started.elapsed();
+        assert_eq!(code(r.get_ref().overall_code), expected, "call {i}");
+        // 100 ms store timeout; the margin is for a loaded two-core machine.
+        assert!(took < Duration::from_millis(600), "call {i} took {took:?}");
+    }
+}
