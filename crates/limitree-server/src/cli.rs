@@ -20,7 +20,6 @@ use limitree::{Algorithm, Policy};
 use crate::app::{App, AppError};
 use crate::client;
 use crate::config::Config;
-use crate::grpc;
 use crate::server;
 use crate::telemetry::{self, LogFormat};
 
@@ -242,8 +241,7 @@ fn run_server(config: &Config, app: App) -> anyhow::Result<()> {
             None => None,
         };
         let signal = shutdown_signal().context("cannot install signal handlers")?;
-        let service =
-            grpc::RateLimitServer::new(app.state.limiter.clone(), config.server.unknown_domain);
+        let service = app.state.rls.clone();
         server::run_with_grpc(listener, grpc, service, app.state, app.lifecycle, signal)
             .await
             .context("the server failed")

@@ -154,6 +154,28 @@ fn status(error: &CheckError) -> Status {
     }
 }
 
+impl RateLimitServer {
+    /// Answers one `ShouldRateLimit`, counted, in a `grpc` span carrying
+    /// `request_id`. Shared by the gRPC service and the HTTP bridge
+    /// (`POST /json`), so both answer alike.
+    pub async fn answer(
+        &self,
+        request: &RateLimitRequest,
+        request_id: &str,
+    ) -> Result<RateLimitResponse, Status> {
+        let span =
+            tracing::info_span!("grpc", request_id = %request_id, domain = %rls_domain(request));
+        let answer = self.decide(request).instrument(span).await;
+        let counter = match &answer {
+            Ok(r) if r.overall_code == Code::OverLimit as i32 => &self.counters.over_limit,
+            Ok(_) => &self.counters.ok,
+            Err(_) => &self.counters.errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+}
+
 #[tonic::async_trait]
 impl RateLimitService for RateLimitServer {
     async fn should_rate_limit(
@@ -166,21 +188,7 @@ impl RateLimitService for RateLimitServer {
             .and_then(|v| v.to_str().ok())
             .filter(|v| crate::http::request_id::is_sane(v.as_bytes()))
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let request = request.into_inner();
-        let span = tracing::info_span!("grpc", request_id = %id, domain = %rls_domain(&request));
-        let answer = self.decide(&request).instrument(span).await;
-        match &answer {
-            Ok(r) if r.overall_code == Code::OverLimit as i32 => {
-                self.counters.over_limit.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(_) => {
-                self.counters.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        answer.map(Response::new)
+        self.answer(request.get_ref(), &id).await.map(Response::new)
     }
 }
 

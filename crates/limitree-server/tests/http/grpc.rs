@@ -456,3 +456,76 @@ async fn a_redis_outage_is_answered_by_on_error_within_the_timeout(
         assert!(took < Duration::from_millis(600), "call {i} took {took:?}");
     }
 }
+
+/// `POST /json`, envoyproxy/ratelimit's HTTP bridge: the same decision as
+/// gRPC, as proto3 JSON, 200 then 429; bad bodies are problem+json.
+#[tokio::test]
+async fn the_json_bridge_answers_like_grpc() {
+    use serde_json::{Value, json};
+
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let http = reqwest::Client::new();
+    let body = json!({"domain": "notifications", "descriptors": [{"entries": [{"key": "category", "value": "errors"}]}]});
+    for i in 0..10 {
+        let r = http
+            .post(format!("{}/json", served.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "call {i}");
+        let reply: Value = r.json().await.unwrap();
+        assert_eq!(reply["overallCode"], "OK");
+        assert_eq!(reply["statuses"][0]["limitRemaining"], 9 - i);
+    }
+    let r = http
+        .post(format!("{}/json", served.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(reply["overallCode"], "OVER_LIMIT");
+    assert_eq!(reply["statuses"][0]["code"], "OVER_LIMIT");
+    assert_eq!(
+        reply["statuses"][0]["currentLimit"]["name"],
+        "category: 10 per 30m"
+    );
+    assert_eq!(reply["statuses"][0]["currentLimit"]["unit"], "UNKNOWN");
+    assert!(
+        reply["statuses"][0]["durationUntilReset"]
+            .as_str()
+            .unwrap()
+            .ends_with('s')
+    );
+
+    // The same bucket over gRPC: the JSON calls were real decisions.
+    let mut client = client(&served).await;
+    let grpc = ask(
+        &mut client,
+        request("notifications", vec![descriptor(&[("category", "errors")])]),
+    )
+    .await;
+    assert_eq!(code(grpc.overall_code), Code::OverLimit);
+
+    for (bad, status) in [
+        (
+            json!({"domain": "notifications", "descriptors": [], "extra": 1}),
+            422,
+        ),
+        (
+            json!({"domain": "", "descriptors": [{"entries": [{"key": "a", "value": "b"}]}]}),
+            400,
+        ),
+    ] {
+        let r = http
+            .post(format!("{}/json", served.base))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{bad}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+}

@@ -109,6 +109,7 @@ async fn a_failing_store_is_503_problem_json() {
             Arc::new(limitree::SystemClock::new()),
             |_| None,
         ),
+        rls: limitree_server::grpc::RateLimitServer::new(limiter.clone(), Default::default()),
         limiter,
         max_body_bytes: config.server.max_body_bytes,
     };
