@@ -51,27 +51,42 @@ pub struct RateLimitServer {
     counters: Arc<GrpcCounters>,
 }
 
-/// What the gRPC listener counts (rendered by `GET /metrics`).
-#[derive(Debug, Default)]
+/// What the rate limit service counts (rendered by `GET /metrics`). Labels
+/// are tree names from the policy and fixed codes: a client cannot add series.
+#[derive(Debug)]
 pub struct GrpcCounters {
-    /// Calls answered `OK`.
-    pub ok: AtomicU64,
-    /// Calls answered `OVER_LIMIT`.
-    pub over_limit: AtomicU64,
+    /// Per tree: calls answered `OK`, and `OVER_LIMIT`.
+    pub by_domain: Vec<(String, [AtomicU64; 2])>,
     /// Calls for a domain that names no tree.
     pub unknown_domain: AtomicU64,
-    /// Calls refused with an error status.
+    /// Calls refused with an error status (invalid argument, store failure).
     pub errors: AtomicU64,
     warned: Mutex<HashSet<String>>,
+}
+
+impl GrpcCounters {
+    fn new(limiter: &Limiter) -> Self {
+        GrpcCounters {
+            by_domain: limiter
+                .policy()
+                .trees()
+                .iter()
+                .map(|t| (t.name.clone(), Default::default()))
+                .collect(),
+            unknown_domain: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            warned: Mutex::default(),
+        }
+    }
 }
 
 impl RateLimitServer {
     /// The service over `limiter`.
     pub fn new(limiter: Limiter, unknown_domain: UnknownDomain) -> Self {
         RateLimitServer {
+            counters: Arc::new(GrpcCounters::new(&limiter)),
             limiter,
             unknown_domain,
-            counters: Arc::default(),
         }
     }
 
@@ -166,12 +181,22 @@ impl RateLimitServer {
         let span =
             tracing::info_span!("grpc", request_id = %request_id, domain = %rls_domain(request));
         let answer = self.decide(request).instrument(span).await;
-        let counter = match &answer {
-            Ok(r) if r.overall_code == Code::OverLimit as i32 => &self.counters.over_limit,
-            Ok(_) => &self.counters.ok,
-            Err(_) => &self.counters.errors,
+        let domain = self
+            .counters
+            .by_domain
+            .iter()
+            .find(|(name, _)| *name == request.domain);
+        let counter = match (&answer, domain) {
+            (Err(_), _) => Some(&self.counters.errors),
+            (Ok(r), Some((_, codes))) => {
+                Some(&codes[usize::from(r.overall_code == Code::OverLimit as i32)])
+            }
+            // Counted as unknown_domain already.
+            (Ok(_), None) => None,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         answer
     }
 }

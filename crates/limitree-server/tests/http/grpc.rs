@@ -528,4 +528,22 @@ async fn the_json_bridge_answers_like_grpc() {
         assert_eq!(r.status(), status, "{bad}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
     }
+
+    // Counted by domain and code; the refused empty domain as an error.
+    let metrics = http
+        .get(format!("{}/metrics", served.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "limitree_rls_decisions_total{domain=\"notifications\",code=\"ok\"} 10",
+        "limitree_rls_decisions_total{domain=\"notifications\",code=\"over_limit\"} 2",
+        "limitree_rls_errors_total 1",
+        "limitree_rls_unknown_domain_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
