@@ -91,7 +91,8 @@ impl App {
                 rls: crate::grpc::RateLimitServer::new(
                     limiter.clone(),
                     config.server.unknown_domain,
-                ),
+                )
+                .with_headers(config.server.rls_headers),
                 limiter,
                 max_body_bytes: config.server.max_body_bytes,
             },

@@ -6,6 +6,7 @@
 //! http = "127.0.0.1:8080"     # where to listen
 //! grpc = "127.0.0.1:8081"     # Envoy's RateLimitService; "off" disables it
 //! unknown_domain = "allow"    # gRPC calls for a domain naming no tree: "allow" (OK) or "error" (UNKNOWN)
+//! rls_headers = "off"         # headers ShouldRateLimit asks Envoy to add: "off", "draft", "x-ratelimit"
 //! max_body_bytes = 65536      # largest request body
 //! shutdown_grace = "10s"      # how long shutdown may wait for in-flight work
 //! sweep_interval = "30s"      # how often idle buckets are dropped
@@ -17,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::fields::{positive_duration, socket_addr, toml_message};
-use crate::grpc::UnknownDomain;
+use crate::grpc::{ResponseHeaders, UnknownDomain};
 
 /// Where the server listens unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub grpc: Option<SocketAddr>,
     /// What a gRPC call for an unknown domain gets.
     pub unknown_domain: UnknownDomain,
+    /// The headers a `ShouldRateLimit` answer carries.
+    pub rls_headers: ResponseHeaders,
     /// Largest request body; larger ones get 413.
     pub max_body_bytes: usize,
     /// Bound on graceful shutdown.
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             unknown_domain: UnknownDomain::Allow,
+            rls_headers: ResponseHeaders::Off,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
@@ -70,6 +74,7 @@ struct RawServer {
     http: Option<String>,
     grpc: Option<String>,
     unknown_domain: Option<String>,
+    rls_headers: Option<String>,
     max_body_bytes: Option<u64>,
     shutdown_grace: Option<String>,
     sweep_interval: Option<String>,
@@ -106,6 +111,16 @@ impl ServerConfig {
                 "error" => server.unknown_domain = UnknownDomain::Error,
                 _ => errors.push(format!(
                     "{source}: [server] unknown_domain: `{mode}` is not a choice; write \"allow\" (answer OK) or \"error\" (answer UNKNOWN)"
+                )),
+            }
+        }
+        if let Some(form) = raw.rls_headers {
+            match form.as_str() {
+                "off" => server.rls_headers = ResponseHeaders::Off,
+                "draft" => server.rls_headers = ResponseHeaders::Draft,
+                "x-ratelimit" => server.rls_headers = ResponseHeaders::XRateLimit,
+                _ => errors.push(format!(
+                    "{source}: [server] rls_headers: `{form}` is not a choice; write \"off\", \"draft\" (RateLimit, RateLimit-Policy) or \"x-ratelimit\" (X-RateLimit-Limit, -Remaining, -Reset)"
                 )),
             }
         }

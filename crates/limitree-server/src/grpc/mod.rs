@@ -43,11 +43,28 @@ pub enum UnknownDomain {
     Error,
 }
 
+/// Which headers a `ShouldRateLimit` answer asks Envoy to add to the
+/// client's response (`response_headers_to_add`), describing the most
+/// constraining limit: the one that denied, else the one with the fewest left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseHeaders {
+    /// None (envoyproxy/ratelimit's default).
+    #[default]
+    Off,
+    /// The IETF draft's `RateLimit-Policy` and `RateLimit` (and `Retry-After`
+    /// when limited), exactly as `POST /v1/check` sends them.
+    Draft,
+    /// `X-RateLimit-Limit` (`10, 10;w=1800`), `X-RateLimit-Remaining`,
+    /// `X-RateLimit-Reset` (seconds), as envoyproxy/ratelimit sends them.
+    XRateLimit,
+}
+
 /// The `RateLimitService` on a limiter.
 #[derive(Debug, Clone)]
 pub struct RateLimitServer {
     limiter: Limiter,
     unknown_domain: UnknownDomain,
+    headers: ResponseHeaders,
     counters: Arc<GrpcCounters>,
 }
 
@@ -87,7 +104,14 @@ impl RateLimitServer {
             counters: Arc::new(GrpcCounters::new(&limiter)),
             limiter,
             unknown_domain,
+            headers: ResponseHeaders::Off,
         }
+    }
+
+    /// The same, answering with `headers`.
+    pub fn with_headers(mut self, headers: ResponseHeaders) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// Its counters.
@@ -114,7 +138,9 @@ impl RateLimitServer {
             .await
             .map_err(|e| status(&e))?;
         tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
-        Ok(rls::response(&decision, tree, &question.keys))
+        let mut response = rls::response(&decision, tree, &question.keys);
+        response.response_headers_to_add = rls::headers(&decision, self.headers);
+        Ok(response)
     }
 
     fn unknown(&self, question: &rls::Question) -> RateLimitResponse {

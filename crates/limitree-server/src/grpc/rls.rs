@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 
+use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
@@ -30,6 +31,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimit
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use limitree::policy::{Tree, format_duration};
 use limitree::{Decision, LevelStatus, Micros};
+
+use super::ResponseHeaders;
 
 /// Most descriptors one call may carry (Envoy sends one per matching rate-limit
 /// action; a few is usual).
@@ -187,6 +190,45 @@ pub fn response(decision: &Decision, tree: &Tree, keys: &[Vec<String>]) -> RateL
             .map(|levels| descriptor_status(levels))
             .collect(),
         ..Default::default()
+    }
+}
+
+/// The headers `form` asks Envoy to add for `decision`.
+pub fn headers(decision: &Decision, form: ResponseHeaders) -> Vec<HeaderValue> {
+    let header = |key: &str, value: String| HeaderValue {
+        key: key.to_owned(),
+        value,
+        ..Default::default()
+    };
+    match form {
+        ResponseHeaders::Off => Vec::new(),
+        ResponseHeaders::Draft => crate::http::headers::for_decision(decision)
+            .iter()
+            .filter_map(|(name, value)| {
+                Some(header(name.as_str(), value.to_str().ok()?.to_owned()))
+            })
+            .collect(),
+        ResponseHeaders::XRateLimit => {
+            let enforcing: Vec<&LevelStatus> =
+                decision.levels.iter().filter(|l| !l.shadow).collect();
+            let Some(level) = most_constraining(&enforcing) else {
+                return Vec::new();
+            };
+            let seconds = |us: Micros| us.div_ceil(SECOND);
+            vec![
+                header(
+                    "x-ratelimit-limit",
+                    format!(
+                        "{}, {};w={}",
+                        level.limit,
+                        level.limit,
+                        seconds(level.window)
+                    ),
+                ),
+                header("x-ratelimit-remaining", level.remaining.to_string()),
+                header("x-ratelimit-reset", seconds(level.reset_after).to_string()),
+            ]
+        }
     }
 }
 
@@ -447,6 +489,48 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn headers_describe_the_level_that_denied() {
+        let decision = Decision {
+            tree: "notifications".to_owned(),
+            allowed: false,
+            reason: Reason::Limited,
+            retry_after: Some(3 * SECOND),
+            levels: vec![
+                // Fewer left, but it had room: not the one to describe.
+                LevelStatus {
+                    limit: 100,
+                    ..status("global", 2, true, None)
+                },
+                LevelStatus {
+                    remaining: 4,
+                    ..status("category", 4, false, Some(3 * SECOND))
+                },
+            ],
+        };
+        let x = headers(&decision, ResponseHeaders::XRateLimit);
+        let pairs: Vec<(&str, &str)> = x
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("x-ratelimit-limit", "10, 10;w=1800"),
+                ("x-ratelimit-remaining", "4"),
+                ("x-ratelimit-reset", "5"),
+            ]
+        );
+        let draft = headers(&decision, ResponseHeaders::Draft);
+        assert!(draft.iter().any(|h| h.key == "ratelimit-policy"));
+        assert!(
+            draft
+                .iter()
+                .any(|h| h.key == "retry-after" && h.value == "3")
+        );
+        assert!(headers(&decision, ResponseHeaders::Off).is_empty());
     }
 
     #[rstest]
