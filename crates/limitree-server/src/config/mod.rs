@@ -15,6 +15,7 @@
 //! `config check` lists them all, each naming the file and the key.
 
 pub mod checks;
+pub mod envoy;
 pub mod fields;
 pub mod server;
 pub mod store;
