@@ -89,3 +89,28 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<String>> {
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example the README and `deploy/envoy/envoy.yaml` refer to loads.
+    #[test]
+    fn the_shipped_example_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/envoy/ratelimit");
+        assert!(is_envoy(&dir));
+        let domains = load(&dir).unwrap();
+        assert_eq!(domains.len(), 1);
+        assert_eq!(domains[0].name, "notifications");
+        assert_eq!(domains[0].rules.len(), 4);
+        let category = domains[0].matches(&[("category", "errors")]).unwrap();
+        assert_eq!(category.rule.name, "category");
+    }
+
+    #[test]
+    fn an_empty_directory_says_what_to_put_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors = load(dir.path()).unwrap_err();
+        assert!(errors[0].contains("no .yaml or .yml files"), "{errors:?}");
+    }
+}
