@@ -7,8 +7,8 @@
 //! reads files (and lists a directory), the gRPC layer and the stores do the rest.
 //!
 //! Matching follows envoyproxy/ratelimit's `GetLimit` (see [`Domain::matches`]);
-//! the differences are deliberate and listed in `README-envoy-section.md` beside
-//! this file.
+//! the differences are deliberate and listed in the README's section
+//! "envoyproxy/ratelimit configs".
 
 mod load;
 mod yaml;
