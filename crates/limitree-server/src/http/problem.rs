@@ -43,6 +43,23 @@ pub enum ApiError {
     /// The body could not be read off the connection.
     #[error("the body could not be read: {0}")]
     BodyRead(String),
+    /// The body did not arrive in full within `[server] body_timeout`.
+    #[error(
+        "the body did not arrive within {} ms of the request head; send it at once",
+        after.as_millis()
+    )]
+    BodyTimeout {
+        /// `body_timeout`.
+        after: std::time::Duration,
+    },
+    /// The server is at `max_connections` with a request in progress on each.
+    #[error(
+        "the server is at its limit of {max} open connections, each with a request in progress; retry shortly"
+    )]
+    TooManyConnections {
+        /// `max_connections`.
+        max: usize,
+    },
     /// No route has this path.
     #[error(
         "no endpoint at `{0}`; the API has POST /v1/check, POST /v1/notify, GET /healthz, GET /readyz and GET /metrics"
@@ -106,6 +123,16 @@ impl ApiError {
                 "Request body too large",
             ),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read", "Unreadable body"),
+            ApiError::BodyTimeout { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timed out",
+            ),
+            ApiError::TooManyConnections { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-connections",
+                "Too many connections",
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -197,10 +224,26 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let ApiError::MethodNotAllowed { allowed, .. } = &self {
-            if let Ok(allow) = HeaderValue::from_str(allowed) {
-                response.headers_mut().insert(header::ALLOW, allow);
+        match &self {
+            ApiError::MethodNotAllowed { allowed, .. } => {
+                if let Ok(allow) = HeaderValue::from_str(allowed) {
+                    response.headers_mut().insert(header::ALLOW, allow);
+                }
             }
+            // A connection slot frees when any request finishes.
+            ApiError::TooManyConnections { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The connection cannot carry another request after a body that
+            // stopped midway; say so rather than leave the client guessing.
+            ApiError::BodyTimeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

@@ -55,7 +55,7 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let lifecycle = Lifecycle {
             shutdown_grace: Duration::from_secs(5),
-            sweep_interval: config.server.sweep_interval,
+            ..Lifecycle::from(&config.server)
         };
         // The test owns the handle: `stop` joins it, and drop signals shutdown.
         #[allow(clippy::disallowed_methods)]
