@@ -13,6 +13,7 @@
 
 mod check;
 mod cli;
+mod connections;
 mod errors;
 mod health;
 mod notify;
