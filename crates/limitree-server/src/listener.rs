@@ -38,7 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::metrics::{MetricType, write_header, write_sample};
 use crate::http::problem::ApiError;
-use connection::{End, Phase, Shared, Watch, Watched};
+use connection::{End, Shared, Watch, Watched};
 
 pub use connection::{LINGER_BYTES, LINGER_TIME};
 
@@ -168,7 +168,7 @@ impl Registry {
             .values()
             .filter(|w| !w.shed.is_cancelled())
             .map(|w| (w.state(), w))
-            .filter(|((phase, _), _)| *phase != Phase::Busy)
+            .filter(|((phase, _), _)| phase.sheddable())
             .min_by_key(|(state, _)| *state);
         match oldest {
             Some((_, watch)) => {

@@ -36,6 +36,7 @@ use tower::ServiceExt as _;
 
 use super::{ConnectionMetrics, Limits};
 use crate::http::body::BodyTimedOut;
+use crate::http::problem::{ApiError, HeadError};
 
 /// After a response to a request whose body the app did not read (a 413, or
 /// a refusal), the rest of the body is read and thrown away for at most this
@@ -51,7 +52,7 @@ pub const LINGER_BYTES: u64 = 16 << 20;
 
 /// What a connection is doing: which timeout applies, and whether it may be
 /// shed. Ordered as shedding prefers them: idle first, then a head in
-/// progress; never a busy one.
+/// progress; never a busy or flushing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Phase {
     /// Between requests: a response was sent and nothing of the next request
@@ -63,14 +64,24 @@ pub(super) enum Phase {
     /// A request is with the app: its body read, its response written. Only
     /// `body_timeout` (on the body) and shutdown apply.
     Busy = 2,
+    /// The response is complete and being flushed to the socket: idle once
+    /// that is done. `idle_timeout` bounds a client that never reads it.
+    Flushing = 3,
 }
 
 impl Phase {
+    /// Whether closing the connection now loses nothing but an idle socket
+    /// or an unfinished head.
+    pub(super) fn sheddable(self) -> bool {
+        matches!(self, Phase::Idle | Phase::Head)
+    }
+
     fn from_u8(v: u8) -> Phase {
         match v {
             0 => Phase::Idle,
             1 => Phase::Head,
-            _ => Phase::Busy,
+            2 => Phase::Busy,
+            _ => Phase::Flushing,
         }
     }
 }
@@ -123,7 +134,7 @@ impl Watch {
 
     fn deadline(&self, phase: Phase, since: u64, limits: &Limits) -> Option<Instant> {
         let after = match phase {
-            Phase::Idle => limits.idle_timeout,
+            Phase::Idle | Phase::Flushing => limits.idle_timeout,
             Phase::Head => limits.header_timeout,
             Phase::Busy => return None,
         };
@@ -195,7 +206,7 @@ pub(super) async fn serve(
             () = watch.shed.cancelled(), if !closing => {
                 // Shedding picks idle connections, but a request may have
                 // arrived since: let it finish, then close.
-                if watch.state().0 != Phase::Busy {
+                if watch.state().0.sheddable() {
                     return End::Shed;
                 }
                 conn.as_mut().graceful_shutdown();
@@ -209,8 +220,8 @@ pub(super) async fn serve(
                 // Unless the connection moved on meanwhile.
                 if watch.state() == (phase, since) {
                     return match phase {
-                        Phase::Idle => End::IdleTimeout,
-                        _ => End::HeaderTimeout,
+                        Phase::Head => End::HeaderTimeout,
+                        _ => End::IdleTimeout,
                     };
                 }
             }
@@ -305,7 +316,8 @@ impl HttpBody for TimedBody {
     }
 }
 
-/// A response body that marks its connection idle once hyper is done with it.
+/// A response body that marks its connection flushing once hyper is done
+/// with it (and [`Watched`] marks it idle once the bytes are out).
 pub(super) struct Tracked {
     inner: Body,
     watch: Arc<Watch>,
@@ -333,7 +345,7 @@ impl HttpBody for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.watch.set(Phase::Idle);
+        self.watch.set(Phase::Flushing);
     }
 }
 
@@ -343,6 +355,9 @@ pub(super) struct Watched {
     stream: TcpStream,
     watch: Arc<Watch>,
     linger: Option<Linger>,
+    /// A problem+json answer standing in for hyper's empty one to a request
+    /// head it could not parse, and how much of it is written.
+    answer: Option<(Vec<u8>, usize)>,
 }
 
 /// A lingering close in progress: the write side is shut, the read side is
@@ -358,6 +373,7 @@ impl Watched {
             stream,
             watch,
             linger: None,
+            answer: None,
         }
     }
 
@@ -384,13 +400,53 @@ impl AsyncRead for Watched {
     }
 }
 
+impl Watched {
+    /// hyper writes a response while no request is with the app (idle, or
+    /// reading a head; a response of the app's is written while busy or
+    /// flushing) only when it answers a head it could not parse itself (400,
+    /// 414 or 431, empty body). Those bytes are taken whole and replaced by
+    /// the same status with a problem+json body; `None` for any other write.
+    fn replace_head_error(&mut self, first: &[u8], total: usize) -> Option<usize> {
+        if self.answer.is_some() || !self.watch.state().0.sheddable() {
+            return None;
+        }
+        let status = first
+            .strip_prefix(b"HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| std::str::from_utf8(code).ok())
+            .and_then(|code| code.parse::<u16>().ok())?;
+        let answer = ApiError::MalformedHead(HeadError::from_status(status)?).to_http1_bytes();
+        self.answer = Some((answer, 0));
+        Some(total)
+    }
+
+    /// Writes what is left of a replacement answer.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((answer, written)) = &mut self.answer {
+            if *written == answer.len() {
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &answer[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl AsyncWrite for Watched {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Some(n) = this.replace_head_error(buf, buf.len()) {
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -398,15 +454,31 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        let total = bufs.iter().map(|b| b.len()).sum();
+        if let Some(n) = this.replace_head_error(first, total) {
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
 
+    /// A flushed complete response leaves the connection idle.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_answer(cx))?;
+        ready!(Pin::new(&mut this.stream).poll_flush(cx))?;
+        if this.watch.state().0 == Phase::Flushing {
+            this.watch.set(Phase::Idle);
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// hyper's last call on a connection it closes. With a request body left
@@ -415,6 +487,7 @@ impl AsyncWrite for Watched {
     /// a reset.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        ready!(this.poll_answer(cx))?;
         if !this.watch.body_unread.load(Ordering::Acquire) {
             return Pin::new(&mut this.stream).poll_shutdown(cx);
         }

@@ -15,6 +15,7 @@ mod check;
 mod cli;
 mod connections;
 mod errors;
+mod framing;
 mod health;
 mod notify;
 #[cfg(feature = "redis")]
