@@ -417,6 +417,8 @@ impl Watched {
             .and_then(|code| code.parse::<u16>().ok())?;
         let answer = ApiError::MalformedHead(HeadError::from_status(status)?).to_http1_bytes();
         self.answer = Some((answer, 0));
+        // What the client sent past the bad head is unread too.
+        self.watch.body_unread.store(true, Ordering::Release);
         Some(total)
     }
 
