@@ -38,7 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::metrics::{MetricType, write_header, write_sample};
 use crate::http::problem::ApiError;
-use connection::{End, Shared, Watch, Watched};
+use connection::{End, Phase, Shared, Watch, Watched};
 
 pub use connection::{LINGER_BYTES, LINGER_TIME};
 
@@ -57,6 +57,9 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// A connection still sending its head is shed only once this old: the
+/// ones just accepted in a burst are about to send theirs.
+const SHED_HEAD_AGE: Duration = Duration::from_secs(1);
 /// How long a new connection waits for a shed connection's slot.
 const SHED_WAIT: Duration = Duration::from_millis(500);
 /// How long the accept loop pauses after a failure it could not make room for.
@@ -161,14 +164,21 @@ impl Registry {
 
     /// Asks the connection that has waited longest without a request in
     /// progress to close (idle keep-alive ones before ones still sending a
-    /// head); false when every connection is busy.
+    /// head, and those only once [`SHED_HEAD_AGE`] old); false when there is
+    /// none.
     fn shed_oldest(&self) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let head_before = now.checked_sub(SHED_HEAD_AGE.as_micros() as u64);
         let live = self.live.lock();
         let oldest = live
             .values()
             .filter(|w| !w.shed.is_cancelled())
             .map(|w| (w.state(), w))
-            .filter(|((phase, _), _)| phase.sheddable())
+            .filter(|((phase, since), _)| match phase {
+                Phase::Idle => true,
+                Phase::Head => head_before.is_some_and(|before| *since <= before),
+                Phase::Busy | Phase::Flushing => false,
+            })
             .min_by_key(|(state, _)| *state);
         match oldest {
             Some((_, watch)) => {
@@ -369,4 +379,53 @@ fn is_client_gone(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionRefused
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            live: Mutex::new(HashMap::new()),
+            closed: Notify::new(),
+        }
+    }
+
+    fn watch(registry: &Registry, phase: Phase) -> Arc<Watch> {
+        let watch = Arc::new(Watch::new(registry.epoch));
+        watch.set(phase);
+        registry.insert(Arc::clone(&watch));
+        watch
+    }
+
+    /// Paused time orders the connections' ages without waiting.
+    #[tokio::test(start_paused = true)]
+    async fn shedding_takes_idle_before_heads_oldest_first_and_never_busy_ones() {
+        let registry = registry();
+        let busy = watch(&registry, Phase::Busy);
+        let head = watch(&registry, Phase::Head);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let idle_old = watch(&registry, Phase::Idle);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let idle_new = watch(&registry, Phase::Idle);
+        let fresh = watch(&registry, Phase::Head);
+
+        assert!(registry.shed_oldest());
+        assert!(idle_old.shed.is_cancelled());
+        assert!(registry.shed_oldest());
+        assert!(idle_new.shed.is_cancelled());
+        // Heads not yet a second old are left alone.
+        assert!(!registry.shed_oldest());
+
+        tokio::time::advance(SHED_HEAD_AGE).await;
+        assert!(registry.shed_oldest());
+        assert!(head.shed.is_cancelled());
+        assert!(registry.shed_oldest());
+        assert!(fresh.shed.is_cancelled());
+        assert!(!registry.shed_oldest());
+        assert!(!busy.shed.is_cancelled());
+    }
 }

@@ -10,7 +10,7 @@
 //! header_timeout = "10s"      # a connection's request head must arrive within this
 //! idle_timeout = "75s"        # an idle keep-alive connection is closed after this
 //! body_timeout = "30s"        # a request body must arrive within this (408)
-//! max_connections = 1024      # open connections at most; past it idle ones are shed
+//! max_connections = 10000     # open connections at most; past it idle ones are shed
 //! ```
 
 use std::net::SocketAddr;
@@ -40,10 +40,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// How long a request body may take to arrive once its head has; nginx's
 /// `client_body_timeout` is 60 s between reads, this bounds the whole body.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Open connections at most. Below the usual `ulimit -n` of 1024 minus what
-/// the process needs for itself would be exact; past either limit the server
-/// sheds idle connections first, so a new client is still answered.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Open connections at most. High enough that a burst of clients (thousands
+/// of concurrent checks) is served, not refused; under the usual descriptor
+/// limits (`ulimit -n`) those bind first, and there the server sheds idle
+/// connections and lets new ones wait in the backlog rather than refusing.
+/// Set it below `ulimit -n` for a 503 at the cap instead.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The `[server]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -119,7 +119,7 @@ impl Watch {
         watch
     }
 
-    fn set(&self, phase: Phase) {
+    pub(super) fn set(&self, phase: Phase) {
         let micros = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.since_micros.store(micros, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
