@@ -38,7 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::metrics::{MetricType, write_header, write_sample};
 use crate::http::problem::ApiError;
-use connection::{End, Phase, Shared, Watch, Watched};
+use connection::{End, Phase, Shared, Stop, Watch, Watched};
 
 pub use connection::{LINGER_BYTES, LINGER_TIME};
 
@@ -251,6 +251,10 @@ pub(crate) async fn accept_loop(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let refusals = Arc::new(Semaphore::new(REFUSALS));
     let mut errors = AcceptErrors::default();
+    let stop = Stop {
+        graceful: stopping.clone(),
+        now: abort,
+    };
     loop {
         let accepted = tokio::select! {
             () = stopping.cancelled() => return,
@@ -293,18 +297,12 @@ pub(crate) async fn accept_loop(
             }
             continue;
         };
-        let watch = Arc::new(Watch::new(registry.epoch));
-        let id = registry.insert(Arc::clone(&watch));
-        shared.metrics.open.fetch_add(1, Ordering::Relaxed);
         connections.spawn(connection_task(
             stream,
-            id,
-            watch,
+            slot,
             Arc::clone(&shared),
             Arc::clone(&registry),
-            slot,
-            stopping.clone(),
-            abort.clone(),
+            stop.clone(),
         ));
     }
 }
@@ -321,19 +319,20 @@ async fn make_room(registry: &Registry, slots: &Arc<Semaphore>) -> Option<OwnedS
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One connection from accept to close: registered (so it can be shed) and
+/// counted while open, holding its slot under `max_connections`.
 async fn connection_task(
     stream: TcpStream,
-    id: u64,
-    watch: Arc<Watch>,
+    slot: OwnedSemaphorePermit,
     shared: Arc<Shared>,
     registry: Arc<Registry>,
-    slot: OwnedSemaphorePermit,
-    stopping: CancellationToken,
-    abort: CancellationToken,
+    stop: Stop,
 ) {
-    let end = connection::serve(stream, watch, Arc::clone(&shared), stopping, abort).await;
+    let watch = Arc::new(Watch::new(registry.epoch));
+    let id = registry.insert(Arc::clone(&watch));
     let metrics = &shared.metrics;
+    metrics.open.fetch_add(1, Ordering::Relaxed);
+    let end = connection::serve(stream, watch, Arc::clone(&shared), stop).await;
     let counter = match end {
         End::HeaderTimeout => Some(&metrics.header_timeouts),
         End::IdleTimeout => Some(&metrics.idle_timeouts),

@@ -167,15 +167,22 @@ pub(super) struct Shared {
     pub(super) metrics: Arc<ConnectionMetrics>,
 }
 
-/// Serves `stream` until it ends. `stopping` asks for a graceful close (the
-/// request in progress finishes, then the connection closes); `abort` drops it
-/// whatever it is doing.
+/// How the server tells its connections to stop.
+#[derive(Debug, Clone)]
+pub(super) struct Stop {
+    /// Close gracefully: the request in progress finishes, then the
+    /// connection closes (an idle one at once).
+    pub(super) graceful: CancellationToken,
+    /// Drop the connection whatever it is doing (the shutdown grace is over).
+    pub(super) now: CancellationToken,
+}
+
+/// Serves `stream` until it ends or `stop` says so.
 pub(super) async fn serve(
     stream: TcpStream,
     watch: Arc<Watch>,
     shared: Arc<Shared>,
-    stopping: CancellationToken,
-    abort: CancellationToken,
+    stop: Stop,
 ) -> End {
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&watch)));
     let service = {
@@ -202,7 +209,7 @@ pub(super) async fn serve(
                 }
                 return End::Closed;
             }
-            () = abort.cancelled() => return End::Aborted,
+            () = stop.now.cancelled() => return End::Aborted,
             () = watch.shed.cancelled(), if !closing => {
                 // Shedding picks idle connections, but a request may have
                 // arrived since: let it finish, then close.
@@ -212,7 +219,7 @@ pub(super) async fn serve(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = stopping.cancelled(), if !closing => {
+            () = stop.graceful.cancelled(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
