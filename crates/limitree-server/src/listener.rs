@@ -328,7 +328,7 @@ async fn connection_task(
     registry: Arc<Registry>,
     stop: Stop,
 ) {
-    let watch = Arc::new(Watch::new(registry.epoch));
+    let watch = Arc::new(Watch::new(registry.epoch, &shared.limits));
     let id = registry.insert(Arc::clone(&watch));
     let metrics = &shared.metrics;
     metrics.open.fetch_add(1, Ordering::Relaxed);
@@ -358,7 +358,10 @@ async fn refuse(
     _refusal: OwnedSemaphorePermit,
 ) {
     let max = shared.limits.max_connections;
-    let io = TokioIo::new(Watched::refusing(stream, Arc::new(Watch::new(epoch))));
+    let io = TokioIo::new(Watched::refusing(
+        stream,
+        Arc::new(Watch::new(epoch, &shared.limits)),
+    ));
     let service = hyper::service::service_fn(move |_request| async move {
         Ok::<_, std::convert::Infallible>(ApiError::TooManyConnections { max }.into_response())
     });
@@ -394,7 +397,13 @@ mod tests {
     }
 
     fn watch(registry: &Registry, phase: Phase) -> Arc<Watch> {
-        let watch = Arc::new(Watch::new(registry.epoch));
+        let limits = Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 8,
+        };
+        let watch = Arc::new(Watch::new(registry.epoch, &limits));
         watch.set(phase);
         registry.insert(Arc::clone(&watch));
         watch

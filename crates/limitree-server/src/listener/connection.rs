@@ -95,8 +95,15 @@ pub(super) struct Watch {
     epoch: Instant,
     phase: AtomicU8,
     since_micros: AtomicU64,
-    /// Wakes the connection's task when a deadline moves. `notify_one` keeps a
-    /// permit, so a change between reading the state and waiting is not lost.
+    /// `header_timeout` and `idle_timeout` in microseconds.
+    header_micros: u64,
+    idle_micros: u64,
+    /// The deadline the connection's task is sleeping until (`u64::MAX`: none).
+    armed_micros: AtomicU64,
+    /// Wakes the connection's task when a deadline comes earlier than the
+    /// armed one; a later one is picked up when the armed one fires, so most
+    /// phase changes of a request wake nothing. `notify_one` keeps a permit,
+    /// so a change between reading the state and waiting is not lost.
     changed: Notify,
     /// Cancelled by the accept loop to shed this connection.
     pub(super) shed: CancellationToken,
@@ -106,11 +113,15 @@ pub(super) struct Watch {
 
 impl Watch {
     /// A connection accepted now, waiting for its first request head.
-    pub(super) fn new(epoch: Instant) -> Watch {
+    pub(super) fn new(epoch: Instant, limits: &Limits) -> Watch {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let watch = Watch {
             epoch,
             phase: AtomicU8::new(Phase::Head as u8),
             since_micros: AtomicU64::new(0),
+            header_micros: micros(limits.header_timeout),
+            idle_micros: micros(limits.idle_timeout),
+            armed_micros: AtomicU64::new(u64::MAX),
             changed: Notify::new(),
             shed: CancellationToken::new(),
             body_unread: AtomicBool::new(false),
@@ -120,25 +131,39 @@ impl Watch {
     }
 
     pub(super) fn set(&self, phase: Phase) {
-        let micros = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.since_micros.store(micros, Ordering::Release);
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.since_micros.store(now, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
-        self.changed.notify_one();
+        if let Some(due) = self.due(phase, now) {
+            if due < self.armed_micros.load(Ordering::Acquire) {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// When a connection in `phase` since `since` times out, in microseconds
+    /// since the epoch; `None` when busy.
+    fn due(&self, phase: Phase, since: u64) -> Option<u64> {
+        let after = match phase {
+            Phase::Idle | Phase::Flushing => self.idle_micros,
+            Phase::Head => self.header_micros,
+            Phase::Busy => return None,
+        };
+        Some(since.saturating_add(after))
+    }
+
+    /// The deadline for the current state, recorded as the one armed.
+    fn arm(&self, phase: Phase, since: u64) -> Option<Instant> {
+        let due = self.due(phase, since);
+        self.armed_micros
+            .store(due.unwrap_or(u64::MAX), Ordering::Release);
+        due.map(|due| self.epoch + Duration::from_micros(due))
     }
 
     /// The phase and since when (in microseconds since the epoch).
     pub(super) fn state(&self) -> (Phase, u64) {
         let phase = Phase::from_u8(self.phase.load(Ordering::Acquire));
         (phase, self.since_micros.load(Ordering::Acquire))
-    }
-
-    fn deadline(&self, phase: Phase, since: u64, limits: &Limits) -> Option<Instant> {
-        let after = match phase {
-            Phase::Idle | Phase::Flushing => limits.idle_timeout,
-            Phase::Head => limits.header_timeout,
-            Phase::Busy => return None,
-        };
-        Some(self.epoch + Duration::from_micros(since) + after)
     }
 }
 
@@ -194,7 +219,7 @@ pub(super) async fn serve(
     let mut closing = false;
     loop {
         let (phase, since) = watch.state();
-        let deadline = watch.deadline(phase, since, &shared.limits);
+        let deadline = watch.arm(phase, since);
         let expired = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
