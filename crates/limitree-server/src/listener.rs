@@ -293,7 +293,13 @@ pub(crate) async fn accept_loop(
         let Some(slot) = slot else {
             shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
             if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
-                connections.spawn(refuse(stream, Arc::clone(&shared), registry.epoch, refusal));
+                connections.spawn(refuse(
+                    stream,
+                    Arc::clone(&shared),
+                    registry.epoch,
+                    refusal,
+                    stop.now.clone(),
+                ));
             }
             continue;
         };
@@ -350,12 +356,13 @@ async fn connection_task(
 
 /// Answers a connection over the cap with a 503 problem+json and closes it,
 /// lingering so the client reads the answer. Bounded by `header_timeout` and
-/// the linger time.
+/// the linger time, and dropped on `abort` like any connection.
 async fn refuse(
     stream: TcpStream,
     shared: Arc<Shared>,
     epoch: Instant,
     _refusal: OwnedSemaphorePermit,
+    abort: CancellationToken,
 ) {
     let max = shared.limits.max_connections;
     let io = TokioIo::new(Watched::refusing(
@@ -369,7 +376,10 @@ async fn refuse(
     http.keep_alive(false);
     let served = http.serve_connection(io, service);
     let bound = shared.limits.header_timeout + LINGER_TIME;
-    let _ = tokio::time::timeout(bound, served).await;
+    tokio::select! {
+        _ = tokio::time::timeout(bound, served) => {}
+        () = abort.cancelled() => {}
+    }
 }
 
 /// Accept errors that concern one client only (it reset or aborted the
