@@ -204,7 +204,7 @@ fn start_server(rt: &Runtime, hook: &str, fsync: bool) -> Server {
     .state;
     let lifecycle = Lifecycle {
         shutdown_grace: Duration::from_secs(10),
-        sweep_interval: config.server.sweep_interval,
+        ..Lifecycle::from(&config.server)
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

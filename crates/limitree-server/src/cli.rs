@@ -375,6 +375,14 @@ pub fn describe(config: &Config) -> String {
         format_duration(limitree::clock::duration_to_micros(s.shutdown_grace)),
         format_duration(limitree::clock::duration_to_micros(s.sweep_interval)),
     );
+    let _ = writeln!(
+        out,
+        "connections: max {}, header_timeout {}, idle_timeout {}, body_timeout {}",
+        s.max_connections,
+        format_duration(limitree::clock::duration_to_micros(s.header_timeout)),
+        format_duration(limitree::clock::duration_to_micros(s.idle_timeout)),
+        format_duration(limitree::clock::duration_to_micros(s.body_timeout)),
+    );
     let _ = writeln!(out, "store: {}", config.store.describe());
     // Route keys only: webhook values may be literal URLs, which are secrets.
     let n = &config.notify;

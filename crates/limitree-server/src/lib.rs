@@ -21,6 +21,9 @@
 //!   the relay and its outbox; an [`app::AppError`] instead of a panic.
 //! - [`server`]: [`server::run`] — serve a listener until a shutdown signal,
 //!   owning every background task (sweep, relay) in one `TaskTracker`.
+//! - [`listener`]: the accept loop and each connection under the `[server]`
+//!   bounds: header, idle and body timeouts, `max_connections`, shedding idle
+//!   connections when short of descriptors, the lingering close after a 413.
 //! - [`http`]: the axum router and the wire formats only, one module per
 //!   endpoint; nothing here builds or decides.
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,
@@ -44,6 +47,7 @@
 //! | a check / notify reply serialized (and read back by the client) | [`http::reply`] |
 //! | `RateLimit-Policy`, `RateLimit`, `Retry-After` | [`http::headers`] |
 //! | an error turned into an HTTP status | [`http::problem`] |
+//! | a connection timed out, shed or refused; a lingering close | [`listener`] |
 //! | Prometheus text | [`http::metrics`] (the relay hands over [`notify::RelayMetrics`]) |
 //! | a process exit code | [`cli`] |
 
@@ -55,6 +59,7 @@ pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod lock;
 pub mod notify;
 pub mod server;

@@ -1,5 +1,8 @@
 //! Running the server: serve a listener until told to stop, then stop cleanly.
 //!
+//! Connections are accepted and bounded by [`crate::listener`]; this module
+//! puts the pieces together and orders the shutdown.
+//!
 //! The caller hands in the bound socket and the shutdown signal, so the binary
 //! passes SIGTERM/SIGINT and a test passes a channel, and tests can bind
 //! `127.0.0.1:0`. Background work (the idle-bucket sweep, the Slack relay's
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{self, AppState};
+use crate::listener::{self, ConnectionMetrics, Limits};
 
 /// How the server runs, beyond what handlers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub struct Lifecycle {
     pub shutdown_grace: Duration,
     /// Period of the idle-bucket sweep.
     pub sweep_interval: Duration,
+    /// The bounds on each connection.
+    pub connections: Limits,
 }
 
 impl From<&crate::config::ServerConfig> for Lifecycle {
@@ -33,6 +39,12 @@ impl From<&crate::config::ServerConfig> for Lifecycle {
         Lifecycle {
             shutdown_grace: server.shutdown_grace,
             sweep_interval: server.sweep_interval,
+            connections: Limits {
+                header_timeout: server.header_timeout,
+                idle_timeout: server.idle_timeout,
+                body_timeout: server.body_timeout,
+                max_connections: server.max_connections,
+            },
         }
     }
 }
@@ -41,6 +53,11 @@ impl From<&crate::config::ServerConfig> for Lifecycle {
 /// accepting, lets in-flight requests finish and stops background tasks, all
 /// within `lifecycle.shutdown_grace`. Logs `listening on http://ADDR` with the
 /// address actually bound (so `127.0.0.1:0` reports its port).
+///
+/// Connections live in their own tracker: at the signal the listener is
+/// closed, idle connections close at once, busy ones after their response
+/// (so a keep-alive client does not hold shutdown up), and whatever is still
+/// open when the grace runs out is dropped.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -69,34 +86,40 @@ pub async fn run(
         "listening on http://{addr}"
     );
 
-    let signalled = cancel.clone();
-    let serve = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; finishing in-flight requests");
-            signalled.cancel();
-        })
-        .into_future();
-    let mut serve = std::pin::pin!(serve);
-
-    let served = tokio::select! {
-        served = &mut serve => served,
-        () = cancel.cancelled() => {
-            match tokio::time::timeout(lifecycle.shutdown_grace, &mut serve).await {
-                Ok(served) => served,
-                Err(_) => {
-                    tracing::warn!(
-                        grace = ?lifecycle.shutdown_grace,
-                        "in-flight requests did not finish within the shutdown grace; dropping them"
-                    );
-                    Ok(())
-                }
-            }
-        }
-    };
-
-    // Whether serving ended by signal or by error, background work stops now.
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let accepting = listener::accept_loop(
+        listener,
+        http::router(state),
+        lifecycle.connections,
+        Arc::new(ConnectionMetrics::default()),
+        &connections,
+        stopping.clone(),
+        abort.clone(),
+    );
+    // The accept loop runs until dropped here, which closes the listener.
+    tokio::select! {
+        () = accepting => {}
+        () = shutdown => {}
+    }
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    stopping.cancel();
     cancel.cancel();
+
+    connections.close();
+    if tokio::time::timeout(lifecycle.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?lifecycle.shutdown_grace,
+            "in-flight requests did not finish within the shutdown grace; dropping them"
+        );
+        abort.cancel();
+        connections.wait().await;
+    }
+
     tracker.close();
     if tokio::time::timeout(lifecycle.shutdown_grace, tracker.wait())
         .await
@@ -105,7 +128,7 @@ pub async fn run(
         tracing::warn!("background tasks did not stop within the shutdown grace");
     }
     tracing::info!("stopped");
-    served
+    Ok(())
 }
 
 /// [`run`] next to the gRPC listener (Envoy's RateLimitService) when there is

@@ -10,6 +10,10 @@
 //! max_body_bytes = 65536      # largest request body
 //! shutdown_grace = "10s"      # how long shutdown may wait for in-flight work
 //! sweep_interval = "30s"      # how often idle buckets are dropped
+//! header_timeout = "10s"      # a connection's request head must arrive within this
+//! idle_timeout = "75s"        # an idle keep-alive connection is closed after this
+//! body_timeout = "30s"        # a request body must arrive within this (408)
+//! max_connections = 10000     # open connections at most; past it idle ones are shed
 //! ```
 
 use std::net::SocketAddr;
@@ -32,6 +36,23 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often idle buckets are swept from the memory store.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a connection may take to send a complete request head, counted
+/// from its accept or from the first byte after a keep-alive pause. nginx's
+/// `client_header_timeout` is 60 s; a few seconds is plenty for a check, and a
+/// slow-header client holds a descriptor for no longer than this.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a keep-alive connection may sit idle between requests: nginx's
+/// `keepalive_timeout` default (Envoy's `idle_timeout` is 1 h).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long a request body may take to arrive once its head has; nginx's
+/// `client_body_timeout` is 60 s between reads, this bounds the whole body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections at most. High enough that a burst of clients (thousands
+/// of concurrent checks) is served, not refused; under the usual descriptor
+/// limits (`ulimit -n`) those bind first, and there the server sheds idle
+/// connections and lets new ones wait in the backlog rather than refusing.
+/// Set it below `ulimit -n` for a 503 at the cap instead.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The `[server]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +71,14 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Period of the idle-bucket sweep.
     pub sweep_interval: Duration,
+    /// Bound on receiving a request head.
+    pub header_timeout: Duration,
+    /// Bound on a keep-alive connection's idle time between requests.
+    pub idle_timeout: Duration,
+    /// Bound on receiving a request body.
+    pub body_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +91,10 @@ impl Default for ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -78,6 +111,10 @@ struct RawServer {
     max_body_bytes: Option<u64>,
     shutdown_grace: Option<String>,
     sweep_interval: Option<String>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_connections: Option<u64>,
 }
 
 impl ServerConfig {
@@ -132,6 +169,14 @@ impl ServerConfig {
                 Ok(max) => server.max_body_bytes = max,
             }
         }
+        if let Some(max) = raw.max_connections {
+            match usize::try_from(max) {
+                Ok(0) | Err(_) => errors.push(format!(
+                    "{source}: [server] max_connections: {max} is out of range; give a positive count such as {DEFAULT_MAX_CONNECTIONS}"
+                )),
+                Ok(max) => server.max_connections = max,
+            }
+        }
         let mut duration = |key: &str, text: Option<String>, slot: &mut Duration| {
             if let Some(text) = text {
                 match positive_duration(&text) {
@@ -150,6 +195,13 @@ impl ServerConfig {
             raw.sweep_interval,
             &mut server.sweep_interval,
         );
+        duration(
+            "header_timeout",
+            raw.header_timeout,
+            &mut server.header_timeout,
+        );
+        duration("idle_timeout", raw.idle_timeout, &mut server.idle_timeout);
+        duration("body_timeout", raw.body_timeout, &mut server.body_timeout);
         (errors.len() == before).then_some(server)
     }
 }
@@ -200,5 +252,21 @@ mod tests {
             text.contains("[server] unknown_domain: `deny` is not a choice"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn connection_bounds_are_parsed_and_default() {
+        let text = "[server]\nheader_timeout = \"300ms\"\nidle_timeout = \"2s\"\nbody_timeout = \"1s\"\nmax_connections = 8\n";
+        let server = Config::from_toml_str(text, "c.toml").unwrap().server;
+        assert_eq!(server.header_timeout, Duration::from_millis(300));
+        assert_eq!(server.idle_timeout, Duration::from_secs(2));
+        assert_eq!(server.body_timeout, Duration::from_secs(1));
+        assert_eq!(server.max_connections, 8);
+        let defaults = ServerConfig::default();
+        assert_eq!(defaults.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.idle_timeout, Duration::from_secs(75));
+        let errors =
+            Config::from_toml_str("[server]\nmax_connections = 0\n", "c.toml").unwrap_err();
+        assert!(errors.0[0].contains("max_connections"), "{errors:?}");
     }
 }

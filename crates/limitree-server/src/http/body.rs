@@ -54,7 +54,7 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     let mut body = pin!(body);
     let mut bytes = Vec::new();
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        let frame = frame.map_err(read_error)?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > limit {
                 return Err(ApiError::BodyTooLarge { limit });
@@ -63,6 +63,28 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
         }
     }
     Ok(bytes)
+}
+
+/// The error a request body yields when it has not arrived within
+/// `[server] body_timeout` of its head (set by [`crate::listener`]); reading
+/// it becomes a 408.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {} ms", after.as_millis())]
+pub struct BodyTimedOut {
+    /// `body_timeout`.
+    pub after: std::time::Duration,
+}
+
+/// A body read failure as an [`ApiError`]: a timeout is the client's pace,
+/// anything else a broken body (a bad chunk size, a connection closed early).
+fn read_error(e: axum::Error) -> ApiError {
+    let e = e.into_inner();
+    match e.downcast_ref::<BodyTimedOut>() {
+        Some(timed_out) => ApiError::BodyTimeout {
+            after: timed_out.after,
+        },
+        None => ApiError::BodyRead(e.to_string()),
+    }
 }
 
 /// Parses `bytes` as a JSON object; `example` shows a valid body in the error

@@ -8,8 +8,10 @@
 //! series, so the output stays bounded under any input.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,7 @@ use limitree::{Decision, Policy, Reason};
 
 use super::AppState;
 use crate::grpc::GrpcCounters;
+use crate::listener::ConnectionMetrics;
 use crate::notify::metrics::Snapshot;
 
 /// Every reason, in the order counters are kept and shown.
@@ -214,12 +217,19 @@ pub fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value
     let _ = writeln!(out, " {value}");
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`. The connection counters come with each request from
+/// [`crate::listener`] (absent when the router is served some other way).
+pub async fn metrics(
+    State(state): State<AppState>,
+    connections: Option<Extension<Arc<ConnectionMetrics>>>,
+) -> Response {
     let mut text = String::new();
     state.checks.render(&mut text);
     render_relay(&state.notify.metrics(), &mut text);
     render_grpc(state.rls.counters(), &mut text);
+    if let Some(Extension(connections)) = connections {
+        connections.render(&mut text);
+    }
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -43,6 +43,27 @@ pub enum ApiError {
     /// The body could not be read off the connection.
     #[error("the body could not be read: {0}")]
     BodyRead(String),
+    /// The body did not arrive in full within `[server] body_timeout`.
+    #[error(
+        "the body did not arrive within {} ms of the request head; send it at once",
+        after.as_millis()
+    )]
+    BodyTimeout {
+        /// `body_timeout`.
+        after: std::time::Duration,
+    },
+    /// hyper could not parse the request head, and answered before any
+    /// handler saw it; [`crate::listener`] puts this body on its answer.
+    #[error("{}", .0.detail())]
+    MalformedHead(HeadError),
+    /// The server is at `max_connections` with a request in progress on each.
+    #[error(
+        "the server is at its limit of {max} open connections, each with a request in progress; retry shortly"
+    )]
+    TooManyConnections {
+        /// `max_connections`.
+        max: usize,
+    },
     /// No route has this path.
     #[error(
         "no endpoint at `{0}`; the API has POST /v1/check, POST /v1/notify, GET /healthz, GET /readyz and GET /metrics"
@@ -74,6 +95,43 @@ pub enum ApiError {
     /// A handler panicked: a bug, reported without details.
     #[error("the server failed while handling this request; it has been logged")]
     Internal,
+}
+
+/// What was wrong with a request head hyper refused, by the status it chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// 400: not valid HTTP/1.1 (the request line, a header, `Content-Length`).
+    Invalid,
+    /// 414: the request target is longer than hyper reads (64 KiB).
+    UriTooLong,
+    /// 431: more than 100 headers, or a head larger than hyper buffers (~400 KiB).
+    TooLarge,
+}
+
+impl HeadError {
+    /// The error behind hyper's automatic answer with this status.
+    pub fn from_status(status: u16) -> Option<HeadError> {
+        match status {
+            400 => Some(HeadError::Invalid),
+            414 => Some(HeadError::UriTooLong),
+            431 => Some(HeadError::TooLarge),
+            _ => None,
+        }
+    }
+
+    fn detail(self) -> &'static str {
+        match self {
+            HeadError::Invalid => {
+                "the request line or a header is not valid HTTP/1.1 (e.g. a Content-Length that is not a number or is given twice with different values, a malformed header, an unsupported version); the connection is closed"
+            }
+            HeadError::UriTooLong => {
+                "the request target is longer than 65534 bytes; send long values in the JSON body"
+            }
+            HeadError::TooLarge => {
+                "the request head has more than 100 headers or is larger than about 400 KiB; send fewer or shorter headers"
+            }
+        }
+    }
 }
 
 /// The RFC 9457 body.
@@ -109,6 +167,29 @@ impl ApiError {
                 "Request body too large",
             ),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body-read", "Unreadable body"),
+            ApiError::BodyTimeout { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timed out",
+            ),
+            ApiError::MalformedHead(HeadError::Invalid) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                "Malformed request",
+            ),
+            ApiError::MalformedHead(HeadError::UriTooLong) => {
+                (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long")
+            }
+            ApiError::MalformedHead(HeadError::TooLarge) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "Request headers too large",
+            ),
+            ApiError::TooManyConnections { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-connections",
+                "Too many connections",
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -205,14 +286,10 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the problem+json body.
+    fn problem(&self) -> (StatusCode, Vec<u8>) {
         let (status, slug, title) = self.classify();
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), error = %self, "request failed");
-        } else {
-            tracing::debug!(status = status.as_u16(), error = %self, "request rejected");
-        }
         let body = ProblemBody {
             kind: format!("urn:limitree:problem:{slug}"),
             title,
@@ -220,15 +297,59 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
         };
         // Serializing a struct of strings and a number cannot fail.
-        let json = serde_json::to_vec(&body).unwrap_or_default();
+        (status, serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// A whole HTTP/1.1 response that closes the connection, for the
+    /// listener to write where hyper answers by itself (a head it could not
+    /// parse), so that answer is problem+json too.
+    pub fn to_http1_bytes(&self) -> Vec<u8> {
+        let (status, json) = self.problem();
+        tracing::debug!(status = status.as_u16(), error = %self, "request head rejected");
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_JSON}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            json.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&json);
+        out
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, json) = self.problem();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %self, "request rejected");
+        }
         let mut response = (status, json).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let ApiError::MethodNotAllowed { allowed, .. } = &self
-            && let Ok(allow) = HeaderValue::from_str(allowed)
-        {
-            response.headers_mut().insert(header::ALLOW, allow);
+        match &self {
+            ApiError::MethodNotAllowed { allowed, .. } => {
+                if let Ok(allow) = HeaderValue::from_str(allowed) {
+                    response.headers_mut().insert(header::ALLOW, allow);
+                }
+            }
+            // A connection slot frees when any request finishes.
+            ApiError::TooManyConnections { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The connection cannot carry another request after a body that
+            // stopped midway; say so rather than leave the client guessing.
+            ApiError::BodyTimeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

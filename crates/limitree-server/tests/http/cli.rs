@@ -131,6 +131,7 @@ burst = 5
     for needle in [
         "valid",
         "http 127.0.0.1:9999",
+        "connections: max 10000, header_timeout 10s, idle_timeout 1m 15s, body_timeout 30s",
         "store: memory",
         "tree api",
         "level per_user: by user, sliding_log 20000 per 1m",

@@ -32,7 +32,9 @@
 
 mod check;
 mod cli;
+mod connections;
 mod errors;
+mod framing;
 mod grpc;
 mod health;
 mod notify;

@@ -260,6 +260,11 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
         "on_error={on_error}: exact decisions {:?} after Redis returned",
         back.elapsed()
     );
+    // The load stops before the exact sequence below: on a loaded two-core
+    // machine a load worker's calls can push one of these past the 100 ms
+    // timeout (answered store_unavailable, and perhaps charged in Redis
+    // later), which says nothing about exactness after the return.
+    stop.store(true, Ordering::Relaxed);
     // A fresh Redis: the category starts over and counts exactly.
     assert_eq!(first["reason"], "ok", "{first}");
     assert_eq!(level(&first, "category")["remaining"], 4);
@@ -271,10 +276,7 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
     let denied = server.check("after", 1).await;
     assert_eq!(denied["reason"], "limited", "{denied}");
     wait_for_status(&server, "/readyz", 200, Duration::from_secs(2)).await;
-    // Load after the return too.
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
     while let Some(joined) = workers.join_next().await {
         samples.extend(joined.expect("a load worker panicked"));

@@ -41,18 +41,30 @@ impl Served {
 
     /// [`Served::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let mut command = Command::new(BIN);
+        command.arg("serve").args(args).args(default_grpc(args));
+        Self::spawn(command, env)
+    }
+
+    /// [`Served::start`] with at most `limit` open file descriptors
+    /// (`ulimit -n` in a shell that then becomes the server: no `unsafe`
+    /// `pre_exec` needed).
+    pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> Served {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" serve \"$@\""))
+            .arg(BIN)
+            .args(args)
+            .args(default_grpc(args));
+        Self::spawn(command, &[])
+    }
+
+    fn spawn(mut command: Command, env: &[(&str, &str)]) -> Served {
         let cwd = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = command
             .env_remove("SLACK_WEBHOOK_URL")
             .current_dir(cwd.path())
-            .arg("serve")
-            .args(args)
-            // Never the default 8081: tests run side by side.
-            .args(if args.contains(&"--grpc") {
-                &[][..]
-            } else {
-                &["--grpc", "127.0.0.1:0"][..]
-            })
             .env("RUST_LOG", "info")
             // `--redis` may come from the environment: not from the tester's.
             .env_remove("LIMITREE_REDIS_URL")
@@ -162,6 +174,16 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Never the default 8081 (tests run side by side): a free port, unless the
+/// args say `--grpc` themselves.
+fn default_grpc(args: &[&str]) -> &'static [&'static str] {
+    if args.contains(&"--grpc") {
+        &[]
+    } else {
+        &["--grpc", "127.0.0.1:0"]
     }
 }
 

@@ -56,7 +56,7 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let lifecycle = Lifecycle {
             shutdown_grace: Duration::from_secs(5),
-            sweep_interval: config.server.sweep_interval,
+            ..Lifecycle::from(&config.server)
         };
         #[expect(
             clippy::disallowed_methods,

@@ -1,0 +1,449 @@
+//! Accepting connections: the accept loop, the cap on open connections, and
+//! what happens when the process runs short of them or of descriptors.
+//!
+//! axum's `serve` has no header or idle timeout and no cap, so a few hundred
+//! idle sockets could hold every descriptor and leave new clients hanging
+//! with nothing in the log. Here every connection is served by
+//! [`connection::serve`] in the server's connection tracker, under
+//! [`Limits`], and:
+//!
+//! - at `max_connections`, or when `accept` fails for want of descriptors
+//!   (EMFILE/ENFILE), the oldest idle keep-alive connection is closed to make
+//!   room (then the oldest one still sending its head); a new client is
+//!   answered rather than the idle one kept;
+//! - when nothing can be closed (every connection has a request in progress),
+//!   a new connection at the cap gets a 503 problem+json and is closed, and
+//!   failing accepts back off briefly instead of spinning;
+//! - accept failures are counted (`limitree_http_accept_errors_total`) and
+//!   logged at most once a second, with how many there were.
+
+mod connection;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::IntoResponse as _;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::metrics::{MetricType, write_header, write_sample};
+use crate::http::problem::ApiError;
+use connection::{End, Phase, Shared, Stop, Watch, Watched};
+
+pub use connection::{LINGER_BYTES, LINGER_TIME};
+
+/// The bounds on every connection (`[server]` keys of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request head must be complete this long after the accept, or after
+    /// its first byte following a keep-alive pause.
+    pub header_timeout: Duration,
+    /// A keep-alive connection idle this long between requests is closed.
+    pub idle_timeout: Duration,
+    /// A request body must have arrived this long after its head; otherwise
+    /// the request gets 408.
+    pub body_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+}
+
+/// A connection still sending its head is shed only once this old: the
+/// ones just accepted in a burst are about to send theirs.
+const SHED_HEAD_AGE: Duration = Duration::from_secs(1);
+/// How long a new connection waits for a shed connection's slot.
+const SHED_WAIT: Duration = Duration::from_millis(500);
+/// How long the accept loop pauses after a failure it could not make room for.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Refusals being answered at once; past this a connection at the cap is
+/// closed without an answer (each refusal holds a descriptor for a moment).
+const REFUSALS: usize = 32;
+/// Accept failures are logged at most this often.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Connection counters for `GET /metrics`. Per server, like the check
+/// counters, so servers in one process (tests) count only their own.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    open: AtomicU64,
+    accepted: AtomicU64,
+    accept_errors: AtomicU64,
+    refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
+    shed: AtomicU64,
+    body_timeouts: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    /// The Prometheus text for these counters.
+    pub fn render(&self, out: &mut String) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        const OPEN: &str = "limitree_http_connections";
+        write_header(out, OPEN, MetricType::Gauge, "Open HTTP connections.");
+        write_sample(out, OPEN, &[], load(&self.open));
+        const ACCEPTED: &str = "limitree_http_connections_accepted_total";
+        write_header(
+            out,
+            ACCEPTED,
+            MetricType::Counter,
+            "HTTP connections accepted.",
+        );
+        write_sample(out, ACCEPTED, &[], load(&self.accepted));
+        const ERRORS: &str = "limitree_http_accept_errors_total";
+        write_header(
+            out,
+            ERRORS,
+            MetricType::Counter,
+            "Failed accepts (e.g. EMFILE: out of file descriptors).",
+        );
+        write_sample(out, ERRORS, &[], load(&self.accept_errors));
+        const REFUSED: &str = "limitree_http_connections_refused_total";
+        write_header(
+            out,
+            REFUSED,
+            MetricType::Counter,
+            "Connections answered 503 at max_connections, every open one busy.",
+        );
+        write_sample(out, REFUSED, &[], load(&self.refused));
+        const CLOSED: &str = "limitree_http_connections_closed_total";
+        write_header(
+            out,
+            CLOSED,
+            MetricType::Counter,
+            "Connections closed by the server, by reason (client and keep-alive closes are not counted).",
+        );
+        for (reason, counter) in [
+            ("header_timeout", &self.header_timeouts),
+            ("idle_timeout", &self.idle_timeouts),
+            ("shed", &self.shed),
+        ] {
+            write_sample(out, CLOSED, &[("reason", reason)], load(counter));
+        }
+        const BODY: &str = "limitree_http_body_timeouts_total";
+        write_header(
+            out,
+            BODY,
+            MetricType::Counter,
+            "Requests answered 408 because the body did not arrive within body_timeout.",
+        );
+        write_sample(out, BODY, &[], load(&self.body_timeouts));
+    }
+}
+
+/// The open connections, so the accept loop can pick one to shed.
+#[derive(Debug)]
+struct Registry {
+    epoch: Instant,
+    next: AtomicU64,
+    live: Mutex<HashMap<u64, Arc<Watch>>>,
+    /// Woken whenever a connection ends.
+    closed: Notify,
+}
+
+impl Registry {
+    fn insert(&self, watch: Arc<Watch>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.live.lock().insert(id, watch);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.live.lock().remove(&id);
+        self.closed.notify_waiters();
+    }
+
+    /// Asks the connection that has waited longest without a request in
+    /// progress to close (idle keep-alive ones before ones still sending a
+    /// head, and those only once [`SHED_HEAD_AGE`] old); false when there is
+    /// none.
+    fn shed_oldest(&self) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let head_before = now.checked_sub(SHED_HEAD_AGE.as_micros() as u64);
+        let live = self.live.lock();
+        let oldest = live
+            .values()
+            .filter(|w| !w.shed.is_cancelled())
+            .map(|w| (w.state(), w))
+            .filter(|((phase, since), _)| match phase {
+                Phase::Idle => true,
+                Phase::Head => head_before.is_some_and(|before| *since <= before),
+                Phase::Busy | Phase::Flushing => false,
+            })
+            .min_by_key(|(state, _)| *state);
+        match oldest {
+            Some((_, watch)) => {
+                watch.shed.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Accept failures, logged at most once per [`ACCEPT_LOG_EVERY`] with the
+/// number since the last line.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn record(&mut self, error: &io::Error, open: u64) {
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            error = %error,
+            open_connections = open,
+            failures_since_last_log = self.unlogged,
+            "cannot accept a connection: {error}; closing idle connections to make room \
+             (raise `ulimit -n`, or lower [server] max_connections below it)"
+        );
+        self.last_logged = Some(now);
+        self.unlogged = 0;
+    }
+}
+
+/// Accepts connections on `listener` until `stopping` is cancelled, serving
+/// each in `connections`. Connections are told to close gracefully through
+/// `stopping` too, and are dropped on `abort`.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    metrics: Arc<ConnectionMetrics>,
+    connections: &TaskTracker,
+    stopping: CancellationToken,
+    abort: CancellationToken,
+) {
+    let mut http = http1::Builder::new();
+    // The timeouts are this module's (see `connection`); hyper gets no timer,
+    // so its own header timeout stays off.
+    http.header_read_timeout(None);
+    let shared = Arc::new(Shared {
+        http,
+        router,
+        limits,
+        metrics,
+    });
+    let registry = Arc::new(Registry {
+        epoch: Instant::now(),
+        next: AtomicU64::new(0),
+        live: Mutex::new(HashMap::new()),
+        closed: Notify::new(),
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
+    let mut errors = AcceptErrors::default();
+    let stop = Stop {
+        graceful: stopping.clone(),
+        now: abort,
+    };
+    loop {
+        let accepted = tokio::select! {
+            () = stopping.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            // The client gave up before it was accepted: nothing to do.
+            Err(e) if is_client_gone(&e) => continue,
+            Err(e) => {
+                shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                errors.record(&e, shared.metrics.open.load(Ordering::Relaxed));
+                // Most likely out of descriptors: free one, and wait for it
+                // to be closed, rather than retrying at once.
+                let closed = registry.closed.notified();
+                let mut closed = std::pin::pin!(closed);
+                closed.as_mut().enable();
+                let wait = if registry.shed_oldest() {
+                    SHED_WAIT
+                } else {
+                    ACCEPT_BACKOFF
+                };
+                tokio::select! {
+                    () = stopping.cancelled() => return,
+                    () = closed => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
+            }
+        };
+        shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => make_room(&registry, &slots).await,
+        };
+        let Some(slot) = slot else {
+            shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                connections.spawn(refuse(
+                    stream,
+                    Arc::clone(&shared),
+                    registry.epoch,
+                    refusal,
+                    stop.now.clone(),
+                ));
+            }
+            continue;
+        };
+        connections.spawn(connection_task(
+            stream,
+            slot,
+            Arc::clone(&shared),
+            Arc::clone(&registry),
+            stop.clone(),
+        ));
+    }
+}
+
+/// At the cap: sheds the oldest idle connection and waits (briefly) for its
+/// slot; `None` when nothing could be shed.
+async fn make_room(registry: &Registry, slots: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    if !registry.shed_oldest() {
+        return None;
+    }
+    match tokio::time::timeout(SHED_WAIT, Arc::clone(slots).acquire_owned()).await {
+        Ok(Ok(slot)) => Some(slot),
+        _ => None,
+    }
+}
+
+/// One connection from accept to close: registered (so it can be shed) and
+/// counted while open, holding its slot under `max_connections`.
+async fn connection_task(
+    stream: TcpStream,
+    slot: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    stop: Stop,
+) {
+    let watch = Arc::new(Watch::new(registry.epoch, &shared.limits));
+    let id = registry.insert(Arc::clone(&watch));
+    let metrics = &shared.metrics;
+    metrics.open.fetch_add(1, Ordering::Relaxed);
+    let end = connection::serve(stream, watch, Arc::clone(&shared), stop).await;
+    let counter = match end {
+        End::HeaderTimeout => Some(&metrics.header_timeouts),
+        End::IdleTimeout => Some(&metrics.idle_timeouts),
+        End::Shed => Some(&metrics.shed),
+        End::Closed | End::Aborted => None,
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(reason = ?end, "closed a connection");
+    }
+    metrics.open.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
+    registry.remove(id);
+}
+
+/// Answers a connection over the cap with a 503 problem+json and closes it,
+/// lingering so the client reads the answer. Bounded by `header_timeout` and
+/// the linger time, and dropped on `abort` like any connection.
+async fn refuse(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    epoch: Instant,
+    _refusal: OwnedSemaphorePermit,
+    abort: CancellationToken,
+) {
+    let max = shared.limits.max_connections;
+    let io = TokioIo::new(Watched::refusing(
+        stream,
+        Arc::new(Watch::new(epoch, &shared.limits)),
+    ));
+    let service = hyper::service::service_fn(move |_request| async move {
+        Ok::<_, std::convert::Infallible>(ApiError::TooManyConnections { max }.into_response())
+    });
+    let mut http = shared.http.clone();
+    http.keep_alive(false);
+    let served = http.serve_connection(io, service);
+    let bound = shared.limits.header_timeout + LINGER_TIME;
+    tokio::select! {
+        _ = tokio::time::timeout(bound, served) => {}
+        () = abort.cancelled() => {}
+    }
+}
+
+/// Accept errors that concern one client only (it reset or aborted the
+/// connection before it was accepted), not the server.
+fn is_client_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            live: Mutex::new(HashMap::new()),
+            closed: Notify::new(),
+        }
+    }
+
+    fn watch(registry: &Registry, phase: Phase) -> Arc<Watch> {
+        let limits = Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 8,
+        };
+        let watch = Arc::new(Watch::new(registry.epoch, &limits));
+        watch.set(phase);
+        registry.insert(Arc::clone(&watch));
+        watch
+    }
+
+    /// Paused time orders the connections' ages without waiting.
+    #[tokio::test(start_paused = true)]
+    async fn shedding_takes_idle_before_heads_oldest_first_and_never_busy_ones() {
+        let registry = registry();
+        let busy = watch(&registry, Phase::Busy);
+        let head = watch(&registry, Phase::Head);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let idle_old = watch(&registry, Phase::Idle);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let idle_new = watch(&registry, Phase::Idle);
+        let fresh = watch(&registry, Phase::Head);
+
+        assert!(registry.shed_oldest());
+        assert!(idle_old.shed.is_cancelled());
+        assert!(registry.shed_oldest());
+        assert!(idle_new.shed.is_cancelled());
+        // Heads not yet a second old are left alone.
+        assert!(!registry.shed_oldest());
+
+        tokio::time::advance(SHED_HEAD_AGE).await;
+        assert!(registry.shed_oldest());
+        assert!(head.shed.is_cancelled());
+        assert!(registry.shed_oldest());
+        assert!(fresh.shed.is_cancelled());
+        assert!(!registry.shed_oldest());
+        assert!(!busy.shed.is_cancelled());
+    }
+}
