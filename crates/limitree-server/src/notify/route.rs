@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::config::NotifyConfig;
+use crate::config::fields::expand_env;
 
 /// One Slack incoming webhook. Categories routed to the same URL share it (and
 /// so share its queue and pacing, as Slack's rate limit is per webhook).
@@ -64,7 +65,7 @@ impl Routes {
     pub fn resolve(config: &NotifyConfig, env: impl Fn(&str) -> Option<String>) -> Routes {
         let mut routes = Routes::default();
         let mut add = |label: String, raw: &str| -> Result<usize, NoRoute> {
-            let url = expand(raw, &env).map_err(|var| {
+            let url = expand_env(raw, &env).map_err(|var| {
                 NoRoute(format!(
                     "the webhook of `{label}` refers to ${{{var}}}, which is not set in the server's environment; set it and restart"
                 ))
@@ -135,30 +136,6 @@ impl Routes {
     }
 }
 
-/// Replaces every `${VAR}` in `raw` from `env`; `Err(VAR)` names the first unset
-/// (or empty) one. Text without `${` is returned as is.
-fn expand(raw: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            // An unclosed `${` is literal text (and will fail URL parsing).
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let var = &after[..end];
-        match env(var) {
-            Some(value) if !value.is_empty() => out.push_str(&value),
-            _ => return Err(var.to_owned()),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,9 +151,9 @@ mod tests {
     #[test]
     fn expansion_replaces_every_reference() {
         let e = env(&[("A", "x"), ("B", "y")]);
-        assert_eq!(expand("${A}/mid/${B}", &e).unwrap(), "x/mid/y");
-        assert_eq!(expand("plain", &e).unwrap(), "plain");
-        assert_eq!(expand("${C}", &e).unwrap_err(), "C");
+        assert_eq!(expand_env("${A}/mid/${B}", &e).unwrap(), "x/mid/y");
+        assert_eq!(expand_env("plain", &e).unwrap(), "plain");
+        assert_eq!(expand_env("${C}", &e).unwrap_err(), "C");
     }
 
     #[test]
