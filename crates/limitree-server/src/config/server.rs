@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::fields::{positive_duration, socket_addr, toml_message};
+use super::fields::{DurationText, Section, positive_duration, socket_addr};
 
 /// Where the server listens unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -57,42 +57,36 @@ impl Default for ServerConfig {
 struct RawServer {
     http: Option<String>,
     max_body_bytes: Option<u64>,
-    shutdown_grace: Option<String>,
-    sweep_interval: Option<String>,
+    shutdown_grace: Option<DurationText>,
+    sweep_interval: Option<DurationText>,
 }
 
 impl ServerConfig {
     /// Parses `[server]`, pushing every problem (naming `source` and the key)
     /// to `errors`; `None` when there was one.
-    pub fn parse(value: toml::Value, source: &str, errors: &mut Vec<String>) -> Option<Self> {
-        let raw: RawServer = match value.try_into() {
-            Ok(raw) => raw,
-            Err(e) => {
-                errors.push(format!("{source}: [server]: {}", toml_message(&e)));
-                return None;
-            }
-        };
+    pub fn parse(section: &Section<'_, '_>, errors: &mut Vec<String>) -> Option<Self> {
         let before = errors.len();
+        let raw: RawServer = section.read(errors)?;
         let mut server = ServerConfig::default();
         if let Some(http) = raw.http {
             match socket_addr(&http, DEFAULT_HTTP) {
                 Ok(addr) => server.http = addr,
-                Err(e) => errors.push(format!("{source}: [server] http: {e}")),
+                Err(e) => errors.push(section.error("http", e)),
             }
         }
         if let Some(max) = raw.max_body_bytes {
             match usize::try_from(max) {
-                Ok(0) | Err(_) => errors.push(format!(
-                    "{source}: [server] max_body_bytes: {max} is out of range; give a positive byte count such as {DEFAULT_MAX_BODY_BYTES}"
-                )),
+                Ok(0) | Err(_) => errors.push(section.error("max_body_bytes", format!(
+                    "{max} is out of range; give a positive byte count such as {DEFAULT_MAX_BODY_BYTES}"
+                ))),
                 Ok(max) => server.max_body_bytes = max,
             }
         }
-        let mut duration = |key: &str, text: Option<String>, slot: &mut Duration| {
-            if let Some(text) = text {
+        let mut duration = |key: &str, text: Option<DurationText>, slot: &mut Duration| {
+            if let Some(DurationText(text)) = text {
                 match positive_duration(&text) {
                     Ok(d) => *slot = d,
-                    Err(e) => errors.push(format!("{source}: [server] {key}: {e}")),
+                    Err(e) => errors.push(section.error(key, e)),
                 }
             }
         };

@@ -143,15 +143,22 @@ pub fn utf8_text<'a>(bytes: &'a [u8], source: &str) -> Result<&'a str, PolicyErr
 }
 
 /// The candidate closest to `word` by edit distance, when it is close enough
-/// to be a typo (at most a third of the word's length, and at least 1).
+/// to be a typo (at most a third of the word's length, and at least 1), or
+/// else the one `word` begins (`password` for `password_env`).
 pub fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
     let limit = (word.chars().count() / 3).max(1);
     candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+        .or_else(|| {
+            (word.len() >= 4)
+                .then(|| candidates.iter().copied().find(|c| c.starts_with(word)))
+                .flatten()
+        })
 }
 
 /// Levenshtein distance over characters.
@@ -590,6 +597,7 @@ mod tests {
     #[case::one_letter("limt", Some("limit"))]
     #[case::swapped("widnow", Some("window"))]
     #[case::far("colour", None)]
+    #[case::prefix("wind", Some("window"))]
     fn suggestions(#[case] word: &str, #[case] expected: Option<&str>) {
         assert_eq!(closest(word, ["limit", "window", "name", "by"]), expected);
     }
