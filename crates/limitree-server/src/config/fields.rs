@@ -136,6 +136,20 @@ pub fn expand_env(raw: &str, env: &impl Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
+/// The variables `raw` refers to as `${VAR}`, in order (an unclosed `${`
+/// is literal text, as in [`expand_env`]).
+pub fn env_references(raw: &str) -> Vec<&str> {
+    let mut vars = Vec::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        vars.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    vars
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +170,6 @@ mod tests {
         assert_eq!(expand_env("a${A}b", &env), Ok("axb".to_owned()));
         assert_eq!(expand_env("${B}", &env), Err("B".to_owned()));
         assert_eq!(expand_env("${A", &env), Ok("${A".to_owned()));
+        assert_eq!(env_references("${A}x${B}${C"), ["A", "B"]);
     }
 }

@@ -218,6 +218,28 @@ impl NotifyConfig {
     }
 }
 
+impl NotifyConfig {
+    /// Every `${VAR}` the webhooks refer to, with the key that holds it
+    /// (`[notify] default_webhook`, `[notify.routes] errors`). The implicit
+    /// default route (`${SLACK_WEBHOOK_URL}` with no `[notify]` saying so)
+    /// is listed too: the caller decides how to word it.
+    pub fn env_references(&self) -> Vec<(String, String)> {
+        use crate::config::fields::env_references;
+        let mut refs = Vec::new();
+        if let Some(default) = &self.default_webhook {
+            for var in env_references(default) {
+                refs.push(("[notify] default_webhook".to_owned(), var.to_owned()));
+            }
+        }
+        for (category, raw) in &self.routes {
+            for var in env_references(raw) {
+                refs.push((format!("[notify.routes] {category}"), var.to_owned()));
+            }
+        }
+        refs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
