@@ -264,7 +264,10 @@ impl<'a> TomlDocument<'a> {
             .iter()
             .min_by_key(|e| e.span().map_or(usize::MAX, |s| s.start))
         {
-            let location = first.span().map(|s| line_col(text, s.start));
+            let location = first
+                .span()
+                .map(|s| line_col(text, s.start))
+                .or_else(|| too_deep_line(first.message(), text));
             let mut message = syntax_words(first.message());
             if let Some((line, _)) = location {
                 if let Some(content) = text.lines().nth(line - 1) {
@@ -353,7 +356,8 @@ impl<'a> TomlDocument<'a> {
         let base = vec![Step::Key(key.to_owned())];
         let mut removed: Vec<Vec<Step>> = Vec::new();
         // Each round leaves out one key; a bound keeps a hostile file cheap.
-        for _ in 0..64 {
+        const MAX_ROUNDS: usize = 64;
+        for _ in 0..MAX_ROUNDS {
             let e = match T::deserialize(value.clone().into_deserializer()) {
                 Ok(t) => return (Some(t), errors),
                 Err(e) => e,
@@ -391,6 +395,15 @@ impl<'a> TomlDocument<'a> {
             }
             removed.push(path);
         }
+        errors.push((
+            base.clone(),
+            PolicyError::located(
+                &self.source,
+                None,
+                &render_path(&base),
+                format!("stopped after {MAX_ROUNDS} problems; fix these and check again"),
+            ),
+        ));
         (None, errors)
     }
 }
@@ -454,6 +467,22 @@ fn remove(value: &mut Spanned<DeValue<'_>>, path: &[Step]) -> bool {
         (Step::Key(k), DeValue::Table(t)) => t.remove(k.as_str()).is_some(),
         _ => false,
     }
+}
+
+/// toml reports a dotted key or header too deep without a place: the first
+/// line with more dots or brackets than the parser's limit is where it is.
+fn too_deep_line(message: &str, text: &str) -> Option<(usize, usize)> {
+    if !(message.contains("recurse") || message.contains("recursion")) {
+        return None;
+    }
+    text.lines()
+        .position(|line| {
+            line.bytes()
+                .filter(|b| matches!(b, b'.' | b'[' | b'{'))
+                .count()
+                > 80
+        })
+        .map(|i| (i + 1, 1))
 }
 
 /// A toml syntax error in plain words.
@@ -630,6 +659,40 @@ mod tests {
         assert!(e.starts_with("c.toml: line 1, column "), "{e}");
         assert!(e.contains("nested too deeply"), "{e}");
         assert!(e.len() < 300, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn a_deep_dotted_header_names_its_line() {
+        let text = format!("a = 1\n[{}]\nx = 1\n", vec!["a"; 200_000].join("."));
+        let e = TomlDocument::parse(&text, "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml: line 2, column 1: values are nested too deeply"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn reading_stops_after_many_problems_and_says_so() {
+        let keys: String = (0..100).map(|i| format!("k{i} = 1\n")).collect();
+        let text = format!("[s]\n{keys}");
+        let doc = TomlDocument::parse(&text, "c.toml").unwrap();
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct S {}
+        let (value, errors) = doc.deserialize::<S>("s");
+        assert!(value.is_none());
+        assert_eq!(errors.len(), 65);
+        assert!(
+            errors[64]
+                .1
+                .to_string()
+                .contains("stopped after 64 problems"),
+            "{:?}",
+            errors[64]
+        );
     }
 
     #[test]
