@@ -259,17 +259,15 @@ impl<'a> TomlDocument<'a> {
     pub fn parse(text: &'a str, source: &str) -> Result<Self, PolicyError> {
         let (root, errors) = DeTable::parse_recoverable(text);
         // Recovery goes on after the first error, but what it finds next is
-        // mostly an echo of the first; the first (earliest) is the one to fix.
-        if let Some(first) = errors
-            .iter()
-            .min_by_key(|e| e.span().map_or(usize::MAX, |s| s.start))
-        {
+        // mostly an echo of the first; the first reported is the one to fix.
+        if let Some(first) = errors.first() {
             let location = first
                 .span()
                 .map(|s| line_col(text, s.start))
                 .or_else(|| too_deep_line(first.message(), text));
-            let mut message = syntax_words(first.message());
-            if let Some((line, _)) = location {
+            let line_text = location.and_then(|(line, _)| text.lines().nth(line - 1));
+            let mut message = syntax_words(first.message(), line_text.unwrap_or(""));
+            if let Some(line) = location.map(|(line, _)| line) {
                 if let Some(content) = text.lines().nth(line - 1) {
                     message.push_str(&format!(
                         "; the line reads: {}",
@@ -485,10 +483,23 @@ fn too_deep_line(message: &str, text: &str) -> Option<(usize, usize)> {
         .map(|i| (i + 1, 1))
 }
 
-/// A toml syntax error in plain words.
-fn syntax_words(message: &str) -> String {
+/// A toml syntax error in plain words; `line` is the line it is on.
+fn syntax_words(message: &str, line: &str) -> String {
     if message.contains("recurse") || message.contains("recursion") {
         return "values are nested too deeply (more than 80 levels of `[` or `{`); write nested tables as `[section.sub]` headers".to_owned();
+    }
+    if message.starts_with("duplicate key") {
+        return if line.trim_start().starts_with('[') {
+            "this table is defined twice; merge the two into one".to_owned()
+        } else {
+            "this key is given twice in its table; keep one".to_owned()
+        };
+    }
+    if message.starts_with("string values must be quoted") {
+        return "a value that is text must be in quotes (\"…\"); numbers, true, false and [lists] are not".to_owned();
+    }
+    if message.starts_with("invalid basic string") && message.ends_with("expected `\"`") {
+        return "the string is not closed; end it with `\"` on the same line (use `\"\"\"` for several lines)".to_owned();
     }
     message
         .strip_suffix(", expected nothing")
@@ -535,7 +546,7 @@ pub(crate) fn plain_words(message: &str, path: &[Step]) -> String {
         return format!("`{field}` is missing; add `{field} = …` to this table");
     }
     if message.contains("recurse") || message.contains("recursion") {
-        return syntax_words(message);
+        return syntax_words(message, "");
     }
     cut(message, MAX_MESSAGE)
 }
@@ -659,6 +670,26 @@ mod tests {
         assert!(e.starts_with("c.toml: line 1, column "), "{e}");
         assert!(e.contains("nested too deeply"), "{e}");
         assert!(e.len() < 300, "{} bytes", e.len());
+    }
+
+    #[rstest]
+    #[case::duplicate_key(
+        "[s]\na = 1\na = 2\n",
+        "line 3, column 1: this key is given twice in its table; keep one; the line reads: a = 2"
+    )]
+    #[case::duplicate_table("[s]\n[s]\n", "line 2, column 2: this table is defined twice")]
+    #[case::unquoted(
+        "kind = redis\n",
+        "line 1, column 8: a value that is text must be in quotes"
+    )]
+    #[case::unclosed_string("a = \"x\n", "line 1, column 7: the string is not closed")]
+    #[case::missing_comma(
+        "a = [\"x\" \"y\"]\n",
+        "line 1, column 10: missing comma between array elements"
+    )]
+    fn syntax_errors_in_words(#[case] text: &str, #[case] expected: &str) {
+        let e = TomlDocument::parse(text, "c.toml").unwrap_err().to_string();
+        assert!(e.starts_with(&format!("c.toml: {expected}")), "{e}");
     }
 
     #[test]
