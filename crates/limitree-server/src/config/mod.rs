@@ -233,6 +233,14 @@ mod tests {
         "[store]\nurl = \"redis://a\"\ntimeout = 100\n".to_owned(),
         &["c.toml: line 3, column 11: [store] timeout: expected a duration such as \"30s\", found the number 100; write timeout = \"100s\""]
     )]
+    #[case::negative_count(
+        "[notify]\nburst = -1\n".to_owned(),
+        &["c.toml: line 2, column 9: [notify] burst: expected a whole number, 0 or more, found the number -1"]
+    )]
+    #[case::string_for_a_list(
+        "[store]\ncluster = \"redis://a:7000\"\n".to_owned(),
+        &["c.toml: line 2, column 11: [store] cluster: expected a list, found the string \"redis://a:7000\"; write cluster = [\"redis://a:7000\"]"]
+    )]
     #[case::section_not_a_table(
         "server = 5\n".to_owned(),
         &["c.toml: line 1, column 10: [server]: expected a table, found the number 5"]

@@ -357,7 +357,11 @@ impl<'a> TomlDocument<'a> {
         const MAX_ROUNDS: usize = 64;
         for _ in 0..MAX_ROUNDS {
             let e = match T::deserialize(value.clone().into_deserializer()) {
-                Ok(t) => return (Some(t), errors),
+                Ok(t) => {
+                    // In file order, whatever order the fields were read in.
+                    errors.sort_by_key(|(_, e)| e.location);
+                    return (Some(t), errors);
+                }
                 Err(e) => e,
             };
             let span = e.span().unwrap_or_else(|| value.span());
@@ -552,7 +556,11 @@ pub(crate) fn plain_words(message: &str, path: &[Step]) -> String {
 }
 
 fn wrong_type(found: &str, expected: &str, key: Option<&str>, path: &[Step]) -> String {
+    let negative = found.starts_with("integer `-");
     let expected_words = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" if negative => {
+            "a whole number, 0 or more".to_owned()
+        }
         "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize"
         | "an integer" => "a whole number".to_owned(),
         "a boolean" => "true or false".to_owned(),
@@ -596,6 +604,7 @@ fn wrong_type(found: &str, expected: &str, key: Option<&str>, path: &[Step]) -> 
         }
         (e, _, Some(n)) if e.contains("duration") => format!("; write {key} = \"{n}s\""),
         ("a string in quotes", _, Some(n)) => format!("; put it in quotes: {key} = \"{n}\""),
+        ("a list", Some(s), _) => format!("; write {key} = [\"{}\"]", cut(s, MAX_ECHO)),
         ("a list", _, _) if found == "map" => {
             let header: Vec<&str> = path
                 .iter()

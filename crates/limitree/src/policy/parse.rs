@@ -110,8 +110,23 @@ fn tree_path(tree: usize) -> Vec<Step> {
     ]
 }
 
+/// An error from a detached `toml::Value` (no line to name): toml gives the
+/// keys after the message (`in \`levels.limit\``), which name the place.
 fn toml_error(source: &str, e: &toml::de::Error) -> PolicyErrors {
-    PolicyErrors(vec![PolicyError::new(source, "", e.to_string().trim_end())])
+    let text = e.to_string();
+    let keys = text
+        .lines()
+        .find_map(|l| l.strip_prefix("in `"))
+        .map(|k| k.trim_end_matches('`'));
+    let mut path = vec![Step::Key("trees".to_owned())];
+    path.extend(
+        keys.into_iter()
+            .flat_map(|k| k.split('.'))
+            .map(|k| Step::Key(k.to_owned())),
+    );
+    let place = super::error::render_path(&path);
+    let message = super::error::plain_words(e.message(), &path);
+    PolicyErrors(vec![PolicyError::new(source, &place, message)])
 }
 
 /// Collects errors for one document.
@@ -683,6 +698,19 @@ mod tests {
                 "{rust} in {messages:#?}"
             );
         }
+    }
+
+    #[test]
+    fn detached_values_are_reported_in_words() {
+        let doc: toml::Table = toml::from_str(&level("limit = \"10\"\nwindow = \"1s\"")).unwrap();
+        let trees = doc["trees"].clone();
+        let err = Policy::from_toml_trees(trees, "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "f.toml: trees.levels.limit: expected a whole number, found the string \"10\"; remove the quotes: limit = 10"
+        );
     }
 
     #[test]
