@@ -406,8 +406,7 @@ algorithm = "sliding_log"
         "unknown top-level key `colour`",
         "[server] shutdown_grace",
         "[store] url: kind = \"redis\" needs",
-        "tree `api`",
-        "level `per_user`",
+        "trees[api].levels[per_user].limit: `limit` is 0",
     ] {
         assert!(stderr.contains(needle), "{needle:?} not in\n{stderr}");
     }

@@ -27,7 +27,7 @@ pub struct PolicyError {
     pub source_name: String,
     /// 1-based line and column (in characters) of the problem, when known.
     pub location: Option<(usize, usize)>,
-    /// "tree `t`, level `l`: " or "trees[t].levels[l].limit: " or empty.
+    /// The key path ("trees[t].levels[l].limit: ", "[server] http: ") or empty.
     place: String,
     /// What was wrong and how to fix it.
     pub message: String,

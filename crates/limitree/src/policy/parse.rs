@@ -100,12 +100,13 @@ fn left_out(failed: &[Vec<Step>], tree: usize, level: Option<usize>) -> bool {
         })
 }
 
-fn tree_path(tree: usize) -> Vec<Step> {
+/// The path of tree `tree` (named when its name is a valid one).
+fn tree_path(tree: usize, name: &str) -> Vec<Step> {
     vec![
         Step::Key("trees".to_owned()),
         Step::Index {
             index: tree,
-            name: None,
+            name: valid_name(name).then(|| name.to_owned()),
         },
     ]
 }
@@ -140,20 +141,33 @@ struct Problems<'a> {
 }
 
 impl Problems<'_> {
-    /// A problem with what is being validated as a whole.
+    /// A problem with what is being validated as a whole, named by its key
+    /// path (`trees[api].levels[user]`; `place` when there is none).
     fn push(&mut self, place: &str, message: impl Into<String>) {
         let location = self.doc.and_then(|d| d.location_of(&self.at));
+        let place = self.place(&self.at, place);
         self.errors
-            .push(PolicyError::located(self.source, location, place, message));
+            .push(PolicyError::located(self.source, location, &place, message));
     }
 
-    /// A problem with its key `key` (located at the key when it is given).
+    /// A problem with its key `key`, named by its path
+    /// (`trees[api].levels[user].limit`) and located at the key when it is
+    /// given (else at what holds it).
     fn push_key(&mut self, place: &str, key: &str, message: impl Into<String>) {
         let mut path = self.at.clone();
         path.push(Step::Key(key.to_owned()));
         let location = self.doc.and_then(|d| d.location_of(&path));
+        let place = self.place(&path, place);
         self.errors
-            .push(PolicyError::located(self.source, location, place, message));
+            .push(PolicyError::located(self.source, location, &place, message));
+    }
+
+    fn place(&self, path: &[Step], place: &str) -> String {
+        if self.at.is_empty() {
+            place.to_owned()
+        } else {
+            super::error::render_path(path)
+        }
     }
 }
 
@@ -182,7 +196,7 @@ fn validate<'a>(
         if left_out(failed, index, None) {
             continue;
         }
-        problems.at = tree_path(index);
+        problems.at = tree_path(index, &raw.name);
         let place = format!("tree `{}`", cut(&raw.name, MAX_ECHO));
         if !valid_name(&raw.name) {
             problems.push_key(
@@ -219,12 +233,12 @@ fn validate<'a>(
             if left_out(failed, index, Some(level_index)) {
                 continue;
             }
-            problems.at = tree_path(index);
+            problems.at = tree_path(index, &raw.name);
             problems.at.extend([
                 Step::Key("levels".to_owned()),
                 Step::Index {
                     index: level_index,
-                    name: None,
+                    name: valid_name(&raw_level.name).then(|| raw_level.name.clone()),
                 },
             ]);
             let level_place = format!("{place}, level `{}`", cut(&raw_level.name, MAX_ECHO));
@@ -603,7 +617,7 @@ mod tests {
     #[case::missing_window("limit = 1", "`window` is missing")]
     #[case::word_window(
         "limit = 1\nwindow = \"30 minutes\"",
-        "tree `t`, level `l`: window `30 minutes` is not a duration; write `30m`"
+        "trees[t].levels[l].window: window `30 minutes` is not a duration; write `30m`"
     )]
     #[case::unitless_window("limit = 1\nwindow = 30", "has no unit")]
     #[case::zero_window("limit = 1\nwindow = \"0s\"", "shorter than 1ms")]
@@ -663,16 +677,16 @@ mod tests {
         &[
             "f.toml: line 5, column 9: trees[n].levels[a].limit: expected a whole number",
             "f.toml: line 11, column 9: trees[n].levels[b].burst: expected a whole number, found true",
-            "f.toml: line 14, column 9: tree `n`, level `c`: `limit` is 0",
+            "f.toml: line 14, column 9: trees[n].levels[c].limit: `limit` is 0",
         ]
     )]
     #[case::validation_names_the_line(
         "[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"x\"\nlimit = 1\nwindow = \"30 minutes\"\n",
-        &["f.toml: line 6, column 10: tree `n`, level `x`: window `30 minutes` is not a duration; write `30m`"]
+        &["f.toml: line 6, column 10: trees[n].levels[x].window: window `30 minutes` is not a duration; write `30m`"]
     )]
     #[case::unknown_algorithm(
         "[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"x\"\nlimit = 1\nwindow = \"1s\"\nalgorithm = \"sliding_windows\"\n",
-        &["f.toml: line 7, column 13: tree `n`, level `x`: algorithm `sliding_windows` is unknown; did you mean `sliding_window`?"]
+        &["f.toml: line 7, column 13: trees[n].levels[x].algorithm: algorithm `sliding_windows` is unknown; did you mean `sliding_window`?"]
     )]
     #[case::syntax(
         "[[trees]]\nname = = \"n\"\n",
@@ -680,7 +694,7 @@ mod tests {
     )]
     #[case::long_value_is_cut(
         &format!("[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"x\"\nlimit = 1\nwindow = \"{}\"\n", "9".repeat(5000)),
-        &["f.toml: line 6, column 10: tree `n`, level `x`: window `999"]
+        &["f.toml: line 6, column 10: trees[n].levels[x].window: window `999"]
     )]
     fn broken_documents(#[case] text: &str, #[case] expected: &[&str]) {
         let err = Policy::from_toml_str(text, "f.toml").unwrap_err();
@@ -731,7 +745,7 @@ window = "1s"
         assert_eq!(err.errors().len(), 2, "{err}");
         assert!(
             err.to_string()
-                .contains("tree `t`, level `a`: defined twice")
+                .contains("trees[t].levels[a]: defined twice")
         );
     }
 
@@ -740,7 +754,7 @@ window = "1s"
         let one =
             "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"a\"\nlimit = 1\nwindow = \"1s\"\n";
         let err = Policy::from_toml_str(&format!("{one}{one}"), "f").unwrap_err();
-        assert!(err.to_string().contains("tree `t`: defined twice"), "{err}");
+        assert!(err.to_string().contains("trees[t]: defined twice"), "{err}");
         let err = Policy::from_toml_str("", "f").unwrap_err();
         assert!(err.to_string().contains("no trees defined"), "{err}");
     }
