@@ -9,8 +9,9 @@ use super::server::ServerConfig;
 use crate::notify::config::NotifyConfig;
 
 /// Pushes to `errors` every problem between the sections that parsed (a
-/// check whose sections did not is skipped; their own errors are reported),
-/// each naming the file, the line and the keys:
+/// check whose sections did not is skipped; their own errors are reported;
+/// a `[notify] tree` is still checked against the tree names when the policy
+/// has errors), each naming the file, the line and the keys:
 /// - `[notify] tree`, when named, must be a tree of the policy keyed by
 ///   `category`: a notification is decided with the one descriptor
 ///   `category`, so the tree needs a level by `category` (else nothing is
@@ -30,8 +31,12 @@ pub fn across_sections(
     errors: &mut Vec<String>,
 ) {
     let section = Section::new(doc, "notify");
-    if let (Some(policy), Some(notify)) = (policy, notify) {
-        notify_tree(policy, notify, &section, errors);
+    match (policy, notify) {
+        (Some(policy), Some(notify)) => notify_tree(policy, notify, &section, errors),
+        // The policy has errors of its own: still say when `[notify] tree`
+        // names no tree of the file at all.
+        (None, Some(notify)) => notify_tree_named(doc, notify, &section, errors),
+        _ => {}
     }
     if let (Some(server), Some(notify)) = (server, notify) {
         if notify.drain >= server.shutdown_grace {
@@ -60,6 +65,44 @@ pub fn across_sections(
     }
 }
 
+/// `[notify] tree` against the names of the file's `[[trees]]`, read on their
+/// own (when the policy as a whole has errors).
+fn notify_tree_named(
+    doc: &TomlDocument<'_>,
+    notify: &NotifyConfig,
+    section: &Section<'_, '_>,
+    errors: &mut Vec<String>,
+) {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: Option<String>,
+    }
+    let (Some(tree), true) = (&notify.tree, doc.has("trees")) else {
+        return;
+    };
+    let (Some(trees), _) = doc.deserialize::<Vec<Named>>("trees") else {
+        return;
+    };
+    let known: Vec<&str> = trees.iter().filter_map(|t| t.name.as_deref()).collect();
+    if !known.contains(&tree.as_str()) {
+        errors.push(undefined_tree(section, tree, &known));
+    }
+}
+
+fn undefined_tree(section: &Section<'_, '_>, tree: &str, known: &[&str]) -> String {
+    let hint = limitree::policy::closest(tree, known.iter().copied())
+        .map(|best| format!("did you mean `{best}`? "))
+        .unwrap_or_default();
+    section.error(
+        "tree",
+        format!(
+            "`{}` is not defined; {hint}defined trees: {}",
+            limitree::policy::cut(tree, limitree::policy::MAX_ECHO),
+            known.join(", ")
+        ),
+    )
+}
+
 fn notify_tree(
     policy: &Policy,
     notify: &NotifyConfig,
@@ -69,17 +112,7 @@ fn notify_tree(
     if let Some(tree) = &notify.tree {
         if policy.tree(tree).is_none() {
             let known: Vec<&str> = policy.trees().iter().map(|t| t.name.as_str()).collect();
-            let hint = limitree::policy::closest(tree, known.iter().copied())
-                .map(|best| format!("did you mean `{best}`? "))
-                .unwrap_or_default();
-            errors.push(section.error(
-                "tree",
-                format!(
-                    "`{}` is not defined; {hint}defined trees: {}",
-                    limitree::policy::cut(tree, limitree::policy::MAX_ECHO),
-                    known.join(", ")
-                ),
-            ));
+            errors.push(undefined_tree(section, tree, &known));
         }
         if let Some(t) = policy.tree(tree) {
             if !t.levels.iter().any(|l| l.by == ["category"]) {

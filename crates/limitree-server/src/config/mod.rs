@@ -221,6 +221,13 @@ mod tests {
             "c.toml: line 4, column 8: [notify] tree: `notificatons` is not defined; did you mean `notifications`?",
         ]
     )]
+    #[case::undefined_notify_tree_beside_a_broken_policy(
+        format!("[notify]\ntree = \"notification\"\n{TREE}limit = 0\nwindow = \"30m\"\n"),
+        &[
+            "c.toml: line 8, column 9: trees[notifications].levels[category].limit: `limit` is 0",
+            "c.toml: line 2, column 8: [notify] tree: `notification` is not defined; did you mean `notifications`?",
+        ]
+    )]
     #[case::notify_tree_not_keyed_by_category(
         "[notify]\ntree = \"users\"\n[[trees]]\nname = \"users\"\n[[trees.levels]]\nname = \"user\"\nby = [\"user\"]\nlimit = 1\nwindow = \"1s\"\n".to_owned(),
         &["c.toml: line 2, column 8: [notify] tree: `users` has no level by `category`"]
