@@ -88,6 +88,10 @@ impl App {
             state: AppState {
                 checks: Arc::new(CheckCounters::new(limiter.policy())),
                 notify,
+                rls: crate::grpc::RateLimitServer::new(
+                    limiter.clone(),
+                    config.server.unknown_domain,
+                ),
                 limiter,
                 max_body_bytes: config.server.max_body_bytes,
             },

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// HTTP listen address; overrides `[server] http` (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// gRPC listen address for Envoy's RateLimitService, or `off`; overrides
+    /// `[server] grpc` (default 127.0.0.1:8081).
+    #[arg(long, value_name = "ADDR|off", value_parser = grpc_listen)]
+    pub grpc: Option<GrpcListen>,
     /// Keep buckets in Redis at URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`,
     /// `rediss://` for TLS), shared with every instance using it; overrides
     /// `[store]` kind and url (its other keys still apply).
@@ -133,6 +137,15 @@ pub enum ConfigCommand {
     },
 }
 
+/// `--grpc`: an address, or `off` (`None`). A newtype, since clap reads an
+/// `Option<Option<_>>` field as a flag whose value may be left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcListen(pub Option<SocketAddr>);
+
+fn grpc_listen(text: &str) -> Result<GrpcListen, String> {
+    crate::config::server::parse_grpc(text).map(GrpcListen)
+}
+
 /// `KEY=VALUE` → `(KEY, VALUE)`.
 fn parse_descriptor(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -177,12 +190,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(http) = args.http {
         config.server.http = http;
     }
-    if let Some(url) = &args.redis {
-        if let Err(e) = config.store.use_redis_url(url) {
-            eprintln!("error: {e}");
-            eprintln!("limitree: --redis cannot be used as given; nothing was started");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    if let Some(GrpcListen(grpc)) = args.grpc {
+        config.server.grpc = grpc;
+    }
+    if let Some(url) = &args.redis
+        && let Err(e) = config.store.use_redis_url(url)
+    {
+        eprintln!("error: {e}");
+        eprintln!("limitree: --redis cannot be used as given; nothing was started");
+        return ExitCode::from(EXIT_CONFIG);
     }
     for warning in config.policy.warnings() {
         tracing::warn!("{}: {warning}", config.source);
@@ -218,8 +234,17 @@ fn run_server(config: &Config, app: App) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.server.http)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.http))?;
+        let grpc = match config.server.grpc {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for gRPC on {addr}"))?,
+            ),
+            None => None,
+        };
         let signal = shutdown_signal().context("cannot install signal handlers")?;
-        server::run(listener, app.state, app.lifecycle, signal)
+        let service = app.state.rls.clone();
+        server::run_with_grpc(listener, grpc, service, app.state, app.lifecycle, signal)
             .await
             .context("the server failed")
     })
@@ -370,13 +395,13 @@ pub fn environment_warnings(config: &Config, env: &dyn Fn(&str) -> Option<String
             ));
         }
     }
-    if let Some(tree) = notify_tree(config) {
-        if !tree.levels.iter().any(|l| l.by == ["category"]) {
-            warnings.push(format!(
+    if let Some(tree) = notify_tree(config)
+        && !tree.levels.iter().any(|l| l.by == ["category"])
+    {
+        warnings.push(format!(
                 "notifications use tree `{}`, which has no level by `category`; nothing limits them per category (name a tree in [notify] tree, or add a level with by = [\"category\"])",
                 tree.name
             ));
-        }
     }
     warnings
 }

@@ -53,6 +53,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod lock;
 pub mod notify;

@@ -108,6 +108,63 @@ pub async fn run(
     served
 }
 
+/// [`run`] next to the gRPC listener (Envoy's RateLimitService) when there is
+/// one: both stop on `shutdown`, either one ending stops the other, and the
+/// gRPC drain is bounded by the same `shutdown_grace`.
+pub async fn run_with_grpc(
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+    service: crate::grpc::RateLimitServer,
+    state: AppState,
+    lifecycle: Lifecycle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(grpc) = grpc else {
+        return run(http, state, lifecycle, shutdown).await;
+    };
+    // Before `run` logs the HTTP address, so a reader of the log (and the
+    // tests' harness) has both once that line appears.
+    tracing::info!(
+        "gRPC listening on {} (envoy.service.ratelimit.v3.RateLimitService, grpc.health.v1.Health)",
+        grpc.local_addr()?
+    );
+    let stop = CancellationToken::new();
+    let http = async {
+        let served = run(http, state, lifecycle, stop.clone().cancelled_owned()).await;
+        stop.cancel();
+        served
+    };
+    let grpc = async {
+        let serving = crate::grpc::serve(grpc, service, stop.clone().cancelled_owned());
+        let mut serving = std::pin::pin!(serving);
+        let served = tokio::select! {
+            served = &mut serving => served,
+            () = stop.cancelled() => {
+                match tokio::time::timeout(lifecycle.shutdown_grace, &mut serving).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!(
+                            grace = ?lifecycle.shutdown_grace,
+                            "gRPC calls did not finish within the shutdown grace; dropping them"
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        served.map_err(std::io::Error::other)
+    };
+    let signalled = async {
+        tokio::select! {
+            () = shutdown => stop.cancel(),
+            () = stop.cancelled() => {}
+        }
+    };
+    let ((), http, grpc) = tokio::join!(signalled, http, grpc);
+    http.and(grpc)
+}
+
 /// Drops idle buckets every `every` until cancelled, so memory tracks the
 /// buckets in use rather than every bucket ever seen.
 async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken) {

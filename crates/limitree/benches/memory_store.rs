@@ -13,6 +13,8 @@
 //!
 //! Run: `cargo bench -p limitree --bench memory_store`
 
+#![expect(clippy::disallowed_methods, reason = "a bench measures real time")]
+
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -30,9 +30,12 @@
 //! (`LIMITREE_BENCH_RUNS`, default 3; `LIMITREE_BENCH_SECS` per measurement,
 //! default 3; `LIMITREE_BENCH_PIN`, default 1).
 
-#[path = "../tests/support/redis.rs"]
-#[allow(dead_code)]
-mod support;
+#![expect(clippy::disallowed_methods, reason = "a load run measures real time")]
+
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
+use test_support::redis as support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -41,7 +41,7 @@ impl<const N: usize> Descriptors for [(&str, &str); N] {
 
 /// One bucket of a chain.
 #[derive(Debug, Clone)]
-pub struct Link<'a> {
+pub struct Bucket<'a> {
     /// Position of the level in its tree.
     pub level_index: usize,
     /// The level.
@@ -54,9 +54,21 @@ pub struct Link<'a> {
     pub overridden: bool,
 }
 
-impl Link<'_> {
+impl Bucket<'_> {
+    /// The limit this bucket holds for a request: its own [`Bucket::spec`],
+    /// or, when the request landed in the level's overflow bucket (the memory
+    /// store's `max_buckets` cap), the level's own limit, which that shared
+    /// bucket holds.
+    pub fn spec_in(&self, overflow: bool) -> &LimitSpec {
+        if overflow {
+            &self.level.spec
+        } else {
+            self.spec
+        }
+    }
+
     /// The bucket as people read it: `category=errors`, or `*` for a global level.
-    pub fn bucket_label(&self) -> String {
+    pub fn label(&self) -> String {
         if self.values.is_empty() {
             return "*".to_owned();
         }
@@ -78,9 +90,9 @@ impl Link<'_> {
 pub struct Chain<'a> {
     /// The tree.
     pub tree: &'a Tree,
-    /// One link per level that applies (optional levels whose descriptors are
+    /// One bucket per level that applies (optional levels whose descriptors are
     /// missing are skipped).
-    pub links: ArrayVec<Link<'a>, MAX_LEVELS>,
+    pub buckets: ArrayVec<Bucket<'a>, MAX_LEVELS>,
 }
 
 /// Why descriptors do not make a chain.
@@ -130,7 +142,7 @@ impl Tree {
         &'a self,
         descriptors: &'a D,
     ) -> Result<Chain<'a>, ChainError> {
-        let mut links = ArrayVec::new();
+        let mut buckets = ArrayVec::new();
         'levels: for (level_index, level) in self.levels.iter().enumerate() {
             let mut values = ArrayVec::new();
             for key in &level.by {
@@ -147,7 +159,7 @@ impl Tree {
                 }
             }
             let overridden = level.override_for(&values);
-            links.push(Link {
+            buckets.push(Bucket {
                 level_index,
                 level,
                 spec: overridden.unwrap_or(&level.spec),
@@ -155,6 +167,9 @@ impl Tree {
                 values,
             });
         }
-        Ok(Chain { tree: self, links })
+        Ok(Chain {
+            tree: self,
+            buckets,
+        })
     }
 }

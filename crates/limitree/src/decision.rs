@@ -1,10 +1,30 @@
-//! What a chain decision says: allowed or not, why, per level, and when to retry.
+//! What a chain decision says — allowed or not, why, per level, and when to
+//! retry — and the one all-or-nothing rule every store applies
+//! ([`ChainOutcome::combine`]).
+//!
+//! # A level's record, stage by stage
+//! Each stage is its own type because each knows something the one before
+//! does not:
+//! 1. [`Verdict`] (in [`crate::algo`]): one bucket's answer for a cost, from
+//!    its state alone — room or not, what is left, when to retry. Knows
+//!    nothing of levels or chains.
+//! 2. [`Bucket`] (in [`crate::chain`]): which level and bucket, and the limit
+//!    it holds — what the chain rule needs besides the verdict. (A store adds
+//!    one bit: whether the request landed in the level's overflow bucket.)
+//! 3. [`LevelOutcome`]: the level's part of a store's answer, made by
+//!    [`ChainOutcome::combine`] from the two above under the all-or-nothing
+//!    rule (what is left *after this decision*). Plain numbers, no heap: it is
+//!    on every store's hot path.
+//! 4. [`LevelStatus`]: the same, named for people and the API — the level's
+//!    name and the bucket's label instead of indexes. Built once per request,
+//!    by [`Decision::new`].
 
 use std::fmt;
 
 use arrayvec::ArrayVec;
 
 use crate::algo::Verdict;
+use crate::chain::{Bucket, Chain};
 use crate::clock::Micros;
 use crate::policy::MAX_LEVELS;
 
@@ -44,7 +64,7 @@ pub enum Reason {
     Limited,
     /// The cost exceeds what some level can ever hold; retrying will not help.
     InsufficientCapacity,
-    /// Decided without the store (its failure policy).
+    /// Decided without the store, by its `on_error`.
     StoreUnavailable,
     /// Admitted, but a shadow level would have denied.
     Shadow,
@@ -69,7 +89,7 @@ impl fmt::Display for Reason {
     }
 }
 
-/// One level's part in a decision.
+/// One level's part in a store's decision (stage 3, see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LevelOutcome {
     /// Position of the level in its tree.
@@ -109,38 +129,30 @@ pub struct ChainOutcome {
     pub levels: ArrayVec<LevelOutcome, MAX_LEVELS>,
 }
 
-/// Per-level input to [`ChainOutcome::combine`].
-#[derive(Debug, Clone, Copy)]
-pub struct LevelInput {
-    /// Position of the level in its tree.
-    pub level_index: usize,
-    /// A shadow level never denies.
-    pub shadow: bool,
-    /// Landed in the overflow bucket.
-    pub overflow: bool,
-    /// The bucket's limit.
-    pub limit: u64,
-    /// The bucket's window.
-    pub window: Micros,
-}
-
 impl ChainOutcome {
     /// Combines per-level verdicts under the all-or-nothing rule. `verdicts` were
-    /// computed for the request's cost (1 for a peek), one per entry of `inputs`.
+    /// computed for the request's cost (1 for a peek), one per bucket of the
+    /// chain (`buckets`); bit `i` of `overflow` says the request's bucket `i`
+    /// was its level's overflow bucket (see [`Bucket::spec_in`]).
     /// Returns the outcome and a bit mask of the levels to charge: none unless the
     /// chain is admitted in [`Mode::Commit`], and never a shadow level that had no
     /// room.
     #[inline]
-    pub fn combine(mode: Mode, inputs: &[LevelInput], verdicts: &[Verdict]) -> (ChainOutcome, u32) {
+    pub fn combine(
+        mode: Mode,
+        buckets: &[Bucket<'_>],
+        overflow: u32,
+        verdicts: &[Verdict],
+    ) -> (ChainOutcome, u32) {
         let mut allowed = true;
         let mut insufficient = false;
         let mut shadow_denied = false;
         let mut retry: Option<Micros> = None;
-        for (input, v) in inputs.iter().zip(verdicts) {
+        for (bucket, v) in buckets.iter().zip(verdicts) {
             if v.allowed {
                 continue;
             }
-            if input.shadow {
+            if bucket.level.shadow {
                 shadow_denied = true;
                 continue;
             }
@@ -164,7 +176,9 @@ impl ChainOutcome {
             levels: ArrayVec::new(),
         };
         let mut charge = 0;
-        for (i, (input, v)) in inputs.iter().zip(verdicts).enumerate() {
+        for (i, (bucket, v)) in buckets.iter().zip(verdicts).enumerate() {
+            let overflowed = overflow & (1 << i) != 0;
+            let spec = bucket.spec_in(overflowed);
             let admitted_here = allowed && v.allowed;
             // A peek reports what is left now; otherwise what is left after this
             // request if the chain admits it.
@@ -174,21 +188,101 @@ impl ChainOutcome {
                 (v.available, v.reset_after_now)
             };
             outcome.levels.push(LevelOutcome {
-                level_index: input.level_index,
+                level_index: bucket.level_index,
                 allowed: v.allowed,
                 remaining,
-                limit: input.limit,
-                window: input.window,
+                limit: spec.limit,
+                window: spec.window,
                 reset_after,
                 retry_after: v.retry_after,
                 insufficient: v.insufficient,
-                shadow: input.shadow,
-                overflow: input.overflow,
+                shadow: bucket.level.shadow,
+                overflow: overflowed,
             });
             if admitted_here && mode == Mode::Commit {
                 charge |= 1 << i;
             }
         }
         (outcome, charge)
+    }
+}
+
+/// One level's part in a [`Decision`], named for people and the API (stage 4,
+/// see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelStatus {
+    /// The level's name.
+    pub name: String,
+    /// The bucket: `category=errors`, `*` for a global level, or
+    /// `category=<overflow>` when the level's bucket cap was reached.
+    pub bucket: String,
+    /// The bucket's limit per window.
+    pub limit: u64,
+    /// The bucket's window, in microseconds.
+    pub window: Micros,
+    /// Units left.
+    pub remaining: u64,
+    /// Wait until the bucket is full again.
+    pub reset_after: Micros,
+    /// This level had room.
+    pub allowed: bool,
+    /// When this level lacked room: the exact wait until it has.
+    pub retry_after: Option<Micros>,
+    /// A shadow level (reported, never denies).
+    pub shadow: bool,
+}
+
+/// The answer to a [`CheckRequest`](crate::CheckRequest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The tree decided.
+    pub tree: String,
+    /// Admitted (and, unless a dry run or peek, charged at every level).
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+    /// When limited: the earliest wait after which the whole chain could take the
+    /// cost if nothing else arrived. Never early.
+    pub retry_after: Option<Micros>,
+    /// Per level, root first.
+    pub levels: Vec<LevelStatus>,
+}
+
+impl LevelStatus {
+    /// `outcome`, the store's answer for `bucket`, with names.
+    pub fn new(bucket: &crate::chain::Bucket<'_>, outcome: &LevelOutcome) -> Self {
+        LevelStatus {
+            name: bucket.level.name.clone(),
+            bucket: if outcome.overflow {
+                format!("{}=<overflow>", bucket.level.by.join(","))
+            } else {
+                bucket.label()
+            },
+            limit: outcome.limit,
+            window: outcome.window,
+            remaining: outcome.remaining,
+            reset_after: outcome.reset_after,
+            allowed: outcome.allowed,
+            retry_after: outcome.retry_after,
+            shadow: outcome.shadow,
+        }
+    }
+}
+
+impl Decision {
+    /// The answer for `chain`, from the store's `outcome` for it.
+    pub fn new(chain: &Chain<'_>, outcome: &ChainOutcome) -> Self {
+        Decision {
+            tree: chain.tree.name.clone(),
+            allowed: outcome.allowed,
+            reason: outcome.reason,
+            retry_after: outcome.retry_after,
+            levels: chain
+                .buckets
+                .iter()
+                .zip(&outcome.levels)
+                .map(|(bucket, level)| LevelStatus::new(bucket, level))
+                .collect(),
+        }
     }
 }

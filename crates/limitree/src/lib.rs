@@ -33,13 +33,33 @@
 //! ```
 //!
 //! # Layout
-//! - [`policy`]: trees, levels, limits; TOML parsing and validation.
-//! - [`algo`]: the four algorithms as pure functions of (state, now, spec, cost).
-//! - [`chain`]: a request's descriptors → the bucket of each level.
-//! - [`decision`]: the all-or-nothing rule and the shape of an answer.
-//! - [`store`]: the [`Store`] trait (decide a whole chain atomically) and the
-//!   in-process [`MemoryStore`].
-//! - [`limiter`]: the front door tying them together.
+//! Where each thing is decided, parsed or serialized — one place each:
+//! - [`policy`]: the config model (trees, levels, limits, overrides, shares)
+//!   and its validation; parsing TOML and envoyproxy/ratelimit YAML in
+//!   `policy/parse.rs`, durations (`30m`, `250ms`) in `policy/duration.rs`,
+//!   the error type in `policy/error.rs`.
+//! - [`algo`]: the four algorithms as pure functions of (state, now, spec,
+//!   cost) → [`algo::Verdict`], one file each; `algo/tests.rs` holds their
+//!   named step scripts.
+//! - [`chain`]: a request's descriptors → its [`Chain`]: the
+//!   [`chain::Bucket`] of each level (which override applies is decided here).
+//! - [`decision`]: **the** all-or-nothing rule ([`ChainOutcome::combine`],
+//!   the one pure function every store applies) and the answer's shape
+//!   ([`Decision`], [`LevelStatus`]); its module docs list the stages of a
+//!   level's record.
+//! - [`store`]: the [`Store`] trait (decide a whole chain atomically) and
+//!   [`StoreError`];
+//!   - [`store::memory`]: the in-process [`MemoryStore`] (bucket locks,
+//!     `max_buckets` and the overflow bucket, `expire_idle`);
+//!   - [`store::fallback`]: `on_error` — the answer while the shared store
+//!     fails (and the errors that are bugs, passed through);
+//!   - `store::redis` (feature `redis`): the Redis store. Bucket keys in
+//!     `keys.rs`; the script call — request encoding, reply decoding, and the
+//!     constants shared with `decide.lua`, which sits beside it — in
+//!     `protocol.rs`; concurrent decisions batched into one call in
+//!     `batch.rs`; connections in `connection.rs`; configuration and URLs in
+//!     `config.rs`.
+//! - [`limiter`]: the front door: request → chain → store → [`Decision`].
 //! - [`clock`]: time, with a manual clock for tests.
 
 #![forbid(unsafe_code)]
@@ -54,7 +74,7 @@ pub mod store;
 
 pub use chain::{Chain, ChainError, Descriptors};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
-pub use decision::{ChainOutcome, MAX_COST, Mode, Reason};
-pub use limiter::{CheckError, CheckRequest, Decision, LevelStatus, Limiter};
+pub use decision::{ChainOutcome, Decision, LevelStatus, MAX_COST, Mode, Reason};
+pub use limiter::{CheckError, CheckRequest, Limiter};
 pub use policy::{Algorithm, LimitSpec, Policy, PolicyError, PolicyErrors};
 pub use store::{MemoryStore, Store, StoreError};

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use crate::chain::{ChainError, Descriptors};
-use crate::clock::Micros;
-use crate::decision::{MAX_COST, Mode, Reason};
+use crate::decision::{Decision, MAX_COST, Mode};
 use crate::policy::{Policy, Tree};
 use crate::store::{Store, StoreError};
 
@@ -19,46 +18,6 @@ pub struct CheckRequest<'a, D: ?Sized> {
     pub cost: u64,
     /// Answer without recording anything.
     pub dry_run: bool,
-}
-
-/// One level's part in a [`Decision`], named for people and the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LevelStatus {
-    /// The level's name.
-    pub name: String,
-    /// The bucket: `category=errors`, `*` for a global level, or
-    /// `category=<overflow>` when the level's bucket cap was reached.
-    pub bucket: String,
-    /// The bucket's limit per window.
-    pub limit: u64,
-    /// The bucket's window, in microseconds.
-    pub window: Micros,
-    /// Units left.
-    pub remaining: u64,
-    /// Wait until the bucket is full again.
-    pub reset_after: Micros,
-    /// This level had room.
-    pub allowed: bool,
-    /// When this level lacked room: the exact wait until it has.
-    pub retry_after: Option<Micros>,
-    /// A shadow level (reported, never denies).
-    pub shadow: bool,
-}
-
-/// The answer to a [`CheckRequest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// The tree decided.
-    pub tree: String,
-    /// Admitted (and, unless a dry run or peek, charged at every level).
-    pub allowed: bool,
-    /// Why.
-    pub reason: Reason,
-    /// When limited: the earliest wait after which the whole chain could take the
-    /// cost if nothing else arrived. Never early.
-    pub retry_after: Option<Micros>,
-    /// Per level, root first.
-    pub levels: Vec<LevelStatus>,
 }
 
 /// Why a request could not be decided.
@@ -145,33 +104,7 @@ impl Limiter {
         let chain = tree.chain(request.descriptors)?;
         let mode = Mode::for_request(request.cost, request.dry_run);
         let outcome = self.store.decide(&chain, request.cost, mode).await?;
-        let levels = chain
-            .links
-            .iter()
-            .zip(&outcome.levels)
-            .map(|(link, o)| LevelStatus {
-                name: link.level.name.clone(),
-                bucket: if o.overflow {
-                    format!("{}=<overflow>", link.level.by.join(","))
-                } else {
-                    link.bucket_label()
-                },
-                limit: o.limit,
-                window: o.window,
-                remaining: o.remaining,
-                reset_after: o.reset_after,
-                allowed: o.allowed,
-                retry_after: o.retry_after,
-                shadow: o.shadow,
-            })
-            .collect();
         tracing::trace!(tree = %tree.name, allowed = outcome.allowed, reason = %outcome.reason, "decided");
-        Ok(Decision {
-            tree: tree.name.clone(),
-            allowed: outcome.allowed,
-            reason: outcome.reason,
-            retry_after: outcome.retry_after,
-            levels,
-        })
+        Ok(Decision::new(&chain, &outcome))
     }
 }

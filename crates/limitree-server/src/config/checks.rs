@@ -38,17 +38,17 @@ pub fn across_sections(
         (None, Some(notify)) => notify_tree_named(doc, notify, &section, errors),
         _ => {}
     }
-    if let (Some(server), Some(notify)) = (server, notify) {
-        if notify.drain >= server.shutdown_grace {
-            // At `drain` when the file sets it, else at `shutdown_grace`.
-            let key = |section: &str, key: &str| {
-                [Step::Key(section.to_owned()), Step::Key(key.to_owned())]
-            };
-            let location = doc
-                .location_of(&key("notify", "drain"))
-                .filter(|_| doc.has("notify"))
-                .or_else(|| doc.location_of(&key("server", "shutdown_grace")));
-            errors.push(
+    if let (Some(server), Some(notify)) = (server, notify)
+        && notify.drain >= server.shutdown_grace
+    {
+        // At `drain` when the file sets it, else at `shutdown_grace`.
+        let key =
+            |section: &str, key: &str| [Step::Key(section.to_owned()), Step::Key(key.to_owned())];
+        let location = doc
+            .location_of(&key("notify", "drain"))
+            .filter(|_| doc.has("notify"))
+            .or_else(|| doc.location_of(&key("server", "shutdown_grace")));
+        errors.push(
                 PolicyError::located(
                     doc.source(),
                     location,
@@ -61,7 +61,6 @@ pub fn across_sections(
                 )
                 .to_string(),
             );
-        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! ```toml
 //! [server]
 //! http = "127.0.0.1:8080"     # where to listen
+//! grpc = "127.0.0.1:8081"     # Envoy's RateLimitService; "off" disables it
+//! unknown_domain = "allow"    # gRPC calls for a domain naming no tree: "allow" (OK) or "error" (UNKNOWN)
 //! max_body_bytes = 65536      # largest request body
 //! shutdown_grace = "10s"      # how long shutdown may wait for in-flight work
 //! sweep_interval = "30s"      # how often idle buckets are dropped
@@ -15,9 +17,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::fields::{DurationText, Section, positive_duration, socket_addr};
+use crate::grpc::UnknownDomain;
 
 /// Where the server listens unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// Where the gRPC listener binds unless told otherwise: the port
+/// envoyproxy/ratelimit and limitador use, so an Envoy config carries over.
+pub const DEFAULT_GRPC: &str = "127.0.0.1:8081";
 /// Largest accepted request body: a check is a few hundred bytes; this leaves
 /// room for many descriptors without letting one client hold much memory.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
@@ -31,6 +37,10 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub struct ServerConfig {
     /// HTTP listen address.
     pub http: SocketAddr,
+    /// gRPC listen address; `None`: no gRPC listener (`grpc = "off"`).
+    pub grpc: Option<SocketAddr>,
+    /// What a gRPC call for an unknown domain gets.
+    pub unknown_domain: UnknownDomain,
     /// Largest request body; larger ones get 413.
     pub max_body_bytes: usize,
     /// Bound on graceful shutdown.
@@ -43,6 +53,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            unknown_domain: UnknownDomain::Allow,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
@@ -56,6 +68,8 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     http: Option<String>,
+    grpc: Option<String>,
+    unknown_domain: Option<String>,
     max_body_bytes: Option<u64>,
     shutdown_grace: Option<DurationText>,
     sweep_interval: Option<DurationText>,
@@ -72,6 +86,25 @@ impl ServerConfig {
             match socket_addr(&http, DEFAULT_HTTP) {
                 Ok(addr) => server.http = addr,
                 Err(e) => errors.push(section.error("http", e)),
+            }
+        }
+        if let Some(grpc) = raw.grpc {
+            match parse_grpc(&grpc) {
+                Ok(addr) => server.grpc = addr,
+                Err(e) => errors.push(section.error("grpc", e)),
+            }
+        }
+        if let Some(mode) = raw.unknown_domain {
+            match mode.as_str() {
+                "allow" => server.unknown_domain = UnknownDomain::Allow,
+                "error" => server.unknown_domain = UnknownDomain::Error,
+                _ => errors.push(section.error(
+                    "unknown_domain",
+                    format!(
+                        "`{}` is not a choice; write \"allow\" (answer OK) or \"error\" (answer UNKNOWN)",
+                        limitree::policy::cut(&mode, limitree::policy::MAX_ECHO)
+                    ),
+                )),
             }
         }
         if let Some(max) = raw.max_body_bytes {
@@ -104,6 +137,16 @@ impl ServerConfig {
     }
 }
 
+/// `"off"`, or a socket address (`--grpc` takes the same).
+pub fn parse_grpc(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    socket_addr(text, DEFAULT_GRPC)
+        .map(Some)
+        .map_err(|e| format!("{e}, or \"off\" for no gRPC listener"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +160,28 @@ mod tests {
         assert_eq!(server.max_body_bytes, 10);
         assert_eq!(server.shutdown_grace, Duration::from_secs(2));
         assert_eq!(server.sweep_interval, Duration::from_secs(60));
+        assert_eq!(server.grpc, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(server.unknown_domain, UnknownDomain::Allow);
+    }
+
+    #[test]
+    fn grpc_can_move_or_be_off() {
+        let at = |text: &str| Config::from_toml_str(text, "c.toml").map(|c| c.server);
+        let moved =
+            at("[server]\ngrpc = \"127.0.0.1:9901\"\nunknown_domain = \"error\"\n").unwrap();
+        assert_eq!(moved.grpc, Some("127.0.0.1:9901".parse().unwrap()));
+        assert_eq!(moved.unknown_domain, UnknownDomain::Error);
+        assert_eq!(at("[server]\ngrpc = \"off\"\n").unwrap().grpc, None);
+        let e = at("[server]\ngrpc = \"8081\"\nunknown_domain = \"deny\"\n").unwrap_err();
+        let text = e.0.join("\n");
+        assert!(
+            text.contains("[server] grpc: `8081` is not a socket address"),
+            "{text}"
+        );
+        assert!(text.contains("or \"off\""), "{text}");
+        assert!(
+            text.contains("[server] unknown_domain: `deny` is not a choice"),
+            "{text}"
+        );
     }
 }

@@ -155,13 +155,13 @@ impl RedisSettings {
                     "{key}: `{}` {e}; write e.g. \"redis://127.0.0.1:6379\" (rediss:// for TLS)",
                     cut(&redact_url(url), MAX_ECHO)
                 ));
-            } else if let Some(password) = &self.password {
-                if let Err(e) = with_password(url, password) {
-                    problems.push(format!(
+            } else if let Some(password) = &self.password
+                && let Err(e) = with_password(url, password)
+            {
+                problems.push(format!(
                         "[store] password_env: cannot use it with `{}`: {e}; give the password in one place",
                         cut(&redact_url(url), MAX_ECHO)
                     ));
-                }
             }
         }
         problems

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use limitree::{Decision, Policy, Reason};
 
 use super::AppState;
+use crate::grpc::GrpcCounters;
 use crate::notify::metrics::Snapshot;
 
 /// Every reason, in the order counters are kept and shown.
@@ -125,6 +126,44 @@ pub fn render_relay(metrics: &Snapshot, out: &mut String) {
     }
 }
 
+/// The rate limit service's counters (gRPC and `POST /json`).
+pub fn render_grpc(counters: &GrpcCounters, out: &mut String) {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    const DECISIONS: &str = "limitree_rls_decisions_total";
+    write_header(
+        out,
+        DECISIONS,
+        MetricType::Counter,
+        "ShouldRateLimit answers (gRPC and POST /json), by domain and overall code.",
+    );
+    for (domain, codes) in &counters.by_domain {
+        for (code, value) in ["ok", "over_limit"].iter().zip(codes) {
+            write_sample(
+                out,
+                DECISIONS,
+                &[("domain", domain), ("code", code)],
+                load(value),
+            );
+        }
+    }
+    const UNKNOWN: &str = "limitree_rls_unknown_domain_total";
+    write_header(
+        out,
+        UNKNOWN,
+        MetricType::Counter,
+        "ShouldRateLimit calls for a domain that names no tree.",
+    );
+    write_sample(out, UNKNOWN, &[], load(&counters.unknown_domain));
+    const ERRORS: &str = "limitree_rls_errors_total";
+    write_header(
+        out,
+        ERRORS,
+        MetricType::Counter,
+        "ShouldRateLimit calls answered with an error status (invalid argument, store failure).",
+    );
+    write_sample(out, ERRORS, &[], load(&counters.errors));
+}
+
 /// A metric family's type, as `# TYPE` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
@@ -180,6 +219,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = String::new();
     state.checks.render(&mut text);
     render_relay(&state.notify.metrics(), &mut text);
+    render_grpc(state.rls.counters(), &mut text);
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -9,6 +9,7 @@
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
 //! - [`problem`]: every error → status + `application/problem+json`.
 //! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
+//! - [`rls_json`]: `POST /json`, envoyproxy/ratelimit's HTTP bridge (proto3 JSON).
 
 pub mod body;
 pub mod check;
@@ -19,6 +20,7 @@ pub mod notify;
 pub mod problem;
 pub mod reply;
 pub mod request_id;
+pub mod rls_json;
 
 use std::sync::Arc;
 
@@ -42,6 +44,8 @@ pub struct AppState {
     pub notify: Relay,
     /// Check decisions counted for `GET /metrics`.
     pub checks: Arc<metrics::CheckCounters>,
+    /// Envoy's `ShouldRateLimit`: served over gRPC, and over HTTP at `POST /json`.
+    pub rls: crate::grpc::RateLimitServer,
 }
 
 /// The router. Unknown paths and wrong methods answer problem+json too (axum's
@@ -53,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/notify",
             post(notify::notify).fallback(problem::post_only),
         )
+        .route("/json", post(rls_json::json).fallback(problem::post_only))
         .route(
             "/metrics",
             get(metrics::metrics).fallback(problem::get_only),

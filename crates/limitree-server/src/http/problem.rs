@@ -68,6 +68,9 @@ pub enum ApiError {
     /// A notification could not be accepted (no route, queue full, outbox failed).
     #[error(transparent)]
     Notify(NotifyError),
+    /// `POST /json`: the rate limit service refused the request.
+    #[error("{}", .0.message())]
+    RateLimitService(tonic::Status),
     /// A handler panicked: a bug, reported without details.
     #[error("the server failed while handling this request; it has been logged")]
     Internal,
@@ -138,6 +141,13 @@ impl ApiError {
                     "invalid-cost",
                     "Invalid cost",
                 ),
+                // The store and this build disagree about the script's
+                // protocol: a bug to report, not an outage to wait out.
+                CheckError::Store(StoreError::Protocol(_)) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store-protocol",
+                    "Store protocol error",
+                ),
                 CheckError::Store(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",
@@ -145,6 +155,24 @@ impl ApiError {
                 ),
             },
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready"),
+            // The gRPC code the service chose, as its HTTP counterpart.
+            ApiError::RateLimitService(status) => match status.code() {
+                tonic::Code::InvalidArgument | tonic::Code::OutOfRange => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid-rate-limit-request",
+                    "Invalid RateLimitRequest",
+                ),
+                tonic::Code::Unavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "Store unavailable",
+                ),
+                _ => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal server error",
+                ),
+            },
             ApiError::Notify(e) => match e {
                 NotifyError::NoRoute(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -197,10 +225,10 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let ApiError::MethodNotAllowed { allowed, .. } = &self {
-            if let Ok(allow) = HeaderValue::from_str(allowed) {
-                response.headers_mut().insert(header::ALLOW, allow);
-            }
+        if let ApiError::MethodNotAllowed { allowed, .. } = &self
+            && let Ok(allow) = HeaderValue::from_str(allowed)
+        {
+            response.headers_mut().insert(header::ALLOW, allow);
         }
         response
     }

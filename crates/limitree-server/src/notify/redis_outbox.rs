@@ -171,10 +171,10 @@ impl RedisOutboxConfig {
         if self.take_over_batch == 0 || self.take_over_batch > 5000 {
             return Err("take_over_batch must be between 1 and 5000".to_owned());
         }
-        if let RedisTarget::Cluster(urls) = &self.target {
-            if urls.is_empty() {
-                return Err("a cluster needs at least one node URL".to_owned());
-            }
+        if let RedisTarget::Cluster(urls) = &self.target
+            && urls.is_empty()
+        {
+            return Err("a cluster needs at least one node URL".to_owned());
         }
         Ok(())
     }

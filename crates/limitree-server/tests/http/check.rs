@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{TestServer, level};
+use crate::support::server::{TestServer, level};
 
 #[tokio::test]
 async fn the_eleventh_check_in_a_category_is_denied_and_charges_nothing() {
@@ -155,7 +155,7 @@ async fn trees_are_chosen_by_name_and_shadow_levels_report() {
 #[case::json_with_charset(Some("application/json; charset=utf-8"))]
 #[tokio::test]
 async fn the_body_is_read_as_json_whatever_curl_declares(#[case] content_type: Option<&str>) {
-    let server = crate::support::TestServer::start().await;
+    let server = TestServer::start().await;
     let mut request = reqwest::Client::new()
         .post(server.url("/v1/check"))
         .body(r#"{"descriptors":{"category":"errors"}}"#);

@@ -1,141 +1,11 @@
 //! The `limitree` binary itself: `serve`, `check`, `config check`, signals.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_limitree");
-
-/// A `limitree serve` child, killed on drop if still running.
-pub struct Served {
-    child: Child,
-    pub base: String,
-    /// The stderr lines up to and including the listening line.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub early: Vec<String>,
-    /// Every stderr line after the listening line.
-    pub lines: mpsc::Receiver<String>,
-    /// Its working directory: whatever a relative path (such as the default
-    /// `./limitree-data`) would create lands here, not in the crate.
-    _cwd: tempfile::TempDir,
-}
-
-impl Served {
-    /// `limitree serve ARGS` in a fresh working directory and without the
-    /// developer's `SLACK_WEBHOOK_URL` (so no relay, and no data dir, starts).
-    pub fn start(args: &[&str]) -> Served {
-        Self::start_with_env(args, &[])
-    }
-
-    /// [`Served::start`] with extra environment variables.
-    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Served {
-        let cwd = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .env_remove("SLACK_WEBHOOK_URL")
-            .current_dir(cwd.path())
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "info")
-            // `--redis` may come from the environment: not from the tester's.
-            .env_remove("LIMITREE_REDIS_URL")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        // Drains stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut early = Vec::new();
-        let base = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
-                .recv_timeout(left)
-                .expect("the server logs its listening line");
-            early.push(line.clone());
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on ".len()..];
-                let end = rest
-                    .find(|c: char| c.is_whitespace() || c == '"')
-                    .unwrap_or(rest.len());
-                break rest[..end].to_owned();
-            }
-        };
-        Served {
-            child,
-            base,
-            early,
-            lines,
-            _cwd: cwd,
-        }
-    }
-
-    fn check(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .env_remove("SLACK_WEBHOOK_URL")
-            .args(["check", "--url", &self.base])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// The child's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends signal `name` (`TERM`, `KILL`, …).
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// SIGTERM, then the exit status.
-    pub fn terminate(&mut self) -> ExitStatus {
-        self.signal("TERM");
-        self.wait()
-    }
-
-    /// Waits (bounded) for the child to exit after a signal.
-    pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within 15s of the signal"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::support::free_port;
+use crate::support::served::{BIN, Served, text, write_config};
 
 #[test]
 fn check_exit_codes_follow_the_decision_and_sigterm_exits_zero() {
@@ -192,12 +62,7 @@ fn check_exit_codes_follow_the_decision_and_sigterm_exits_zero() {
 
 #[test]
 fn check_against_nothing_exits_two() {
-    // Bind and drop a port so nothing listens on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = Command::new(BIN)
         .env_remove("SLACK_WEBHOOK_URL")
         .args(["check", "--url", &format!("http://127.0.0.1:{port}"), "a=b"])
@@ -225,17 +90,6 @@ fn json_logs_carry_the_request_span() {
         .unwrap_or_else(|| panic!("no request line in {lines:?}"));
     assert!(finished["span"]["request_id"].is_string(), "{finished}");
     assert_eq!(finished["span"]["tree"], "notifications");
-}
-
-pub fn write_config(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("limitree-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    path
 }
 
 #[test]
@@ -456,21 +310,9 @@ fn sigterm_lets_an_in_flight_request_finish() {
         text(&interim)
     );
 
-    Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = served
-            .lines
-            .recv_timeout(left)
-            .expect("the server logs its shutdown");
-        if line.contains("shutting down") {
-            break;
-        }
-    }
+    served.signal("TERM");
+    // The server logs its shutdown.
+    served.wait_for_line("shutting down", Duration::from_secs(10));
 
     stream.write_all(body.as_bytes()).unwrap();
     let mut response = String::new();

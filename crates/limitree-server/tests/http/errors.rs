@@ -4,35 +4,19 @@
 use rstest::rstest;
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::support::policy::{GLOBAL, default_tree, tree};
+use crate::support::server::TestServer;
 
-/// Two trees (so `tree` is required), and a small body limit.
-const CONFIG: &str = r#"
-[server]
-max_body_bytes = 256
-
-[[trees]]
-name = "notifications"
-[[trees.levels]]
-name = "global"
-limit = 100
-window = "30m"
-algorithm = "sliding_log"
-[[trees.levels]]
-name = "category"
-by = ["category"]
-limit = 10
-window = "30m"
-algorithm = "sliding_log"
-
-[[trees]]
-name = "mail"
-[[trees.levels]]
-name = "global"
-limit = 5
-window = "1m"
-algorithm = "gcra"
-"#;
+/// The default tree and `mail` (so `tree` is required), and a small body
+/// limit.
+async fn server() -> TestServer {
+    let config = format!(
+        "[server]\nmax_body_bytes = 256\n{}{}",
+        default_tree(),
+        tree("mail", &[GLOBAL.limit(5).window("1m").algorithm("gcra")])
+    );
+    TestServer::with_toml(&config).await
+}
 
 const JSON: Option<&str> = Some("application/json");
 
@@ -192,7 +176,7 @@ async fn bad_request(
     #[case] status: u16,
     #[case] detail: &str,
 ) {
-    let server = TestServer::with_toml(CONFIG).await;
+    let server = server().await;
     let mut request = server
         .client
         .request(method.parse().unwrap(), server.url(path))
@@ -228,7 +212,7 @@ async fn a_chunked_body_past_the_limit_is_refused() {
     // Without Content-Length the body is counted as it arrives.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let server = TestServer::with_toml(CONFIG).await;
+    let server = server().await;
     let addr = server.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let chunk = "m".repeat(200);
@@ -247,7 +231,7 @@ async fn a_chunked_body_past_the_limit_is_refused() {
 
 #[tokio::test]
 async fn every_problem_in_a_body_is_listed() {
-    let server = TestServer::with_toml(CONFIG).await;
+    let server = server().await;
     let response = server
         .client
         .post(server.url("/v1/check"))

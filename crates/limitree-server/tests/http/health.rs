@@ -9,7 +9,7 @@ use limitree_server::http::AppState;
 use limitree_server::notify::Relay;
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::support::server::TestServer;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer() {
@@ -109,6 +109,7 @@ async fn a_failing_store_is_503_problem_json() {
             Arc::new(limitree::SystemClock::new()),
             |_| None,
         ),
+        rls: limitree_server::grpc::RateLimitServer::new(limiter.clone(), Default::default()),
         limiter,
         max_body_bytes: config.server.max_body_bytes,
     };

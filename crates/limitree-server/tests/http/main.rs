@@ -1,6 +1,25 @@
 //! HTTP integration tests: real servers on `127.0.0.1:0`, real sockets.
 //!
-//! One test binary (fewer link steps on a small machine) with a module per area.
+//! One test binary (fewer link steps on a small machine) with a module per
+//! area, and one [`support`] module holding everything they share:
+//!
+//! - `support::server`: [`TestServer`](support::server::TestServer), the
+//!   server in process, and `level` to read a check reply;
+//! - `support::served`: [`Served`](support::served::Served), the `limitree`
+//!   binary as a child process, and `write_config` for its config files;
+//! - `support::slack`: a mock Slack and the
+//!   [`Recorder`](support::slack::Recorder) of what it was sent;
+//! - `support::poll`: [`eventually`](support::poll::eventually), the one way
+//!   to wait (bounded) for real I/O to happen;
+//! - `support::policy`: the default policy's TOML, once, and the pieces its
+//!   variants are built from.
+//! - `support::free_port`, `support::get_status`: a loopback port nothing
+//!   listens on; the status a GET answers with (0 if nothing answers).
+//!
+//! Time: the limiter runs on a `ManualClock` where a test is about windows.
+//! Everything else here is real sockets, real child processes or a real
+//! `redis-server`, whose timing paused tokio time cannot drive; the few real
+//! sleeps left say why.
 
 // These tests drive real servers and `redis-server` processes and wait for
 // them against real-time deadlines, which the workspace's ban on
@@ -14,6 +33,7 @@
 mod check;
 mod cli;
 mod errors;
+mod grpc;
 mod health;
 mod notify;
 #[cfg(feature = "redis")]
@@ -25,7 +45,10 @@ mod redis;
 /// support, shared rather than copied).
 #[cfg(feature = "redis")]
 #[path = "../../../limitree/tests/support/redis.rs"]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "the library's support: this binary uses the servers, not its store helpers"
+)]
 mod redis_support;
 #[cfg(feature = "redis")]
 mod redis_tls;

@@ -7,77 +7,20 @@
 //! exchanges finish in a few seconds.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use limitree::ManualClock;
 use limitree_server::app::App;
 use limitree_server::config::Config;
-use parking_lot::Mutex;
 use rstest::rstest;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::TestServer;
-
-/// One webhook call the mock received: when, and the JSON body.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    pub at: Instant,
-    pub body: Value,
-}
-
-/// Answers with `template` and records every call with its arrival time
-/// (wiremock keeps requests but not when they came).
-#[derive(Debug, Clone)]
-pub struct Recorder {
-    pub hits: Arc<Mutex<Vec<Hit>>>,
-    template: ResponseTemplate,
-}
-
-impl Recorder {
-    pub fn new(template: ResponseTemplate) -> Recorder {
-        Recorder {
-            hits: Arc::default(),
-            template,
-        }
-    }
-
-    pub fn texts(&self) -> Vec<String> {
-        self.hits
-            .lock()
-            .iter()
-            .map(|h| h.body["text"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
-
-impl Respond for Recorder {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-        self.hits.lock().push(Hit {
-            at: Instant::now(),
-            body,
-        });
-        self.template.clone()
-    }
-}
-
-/// Slack's success answer.
-pub fn slack_ok() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_string("ok")
-}
-
-/// A mock Slack whose `/hook` answers through `recorder`.
-pub async fn mock_slack(recorder: &Recorder) -> MockServer {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/hook"))
-        .respond_with(recorder.clone())
-        .mount(&mock)
-        .await;
-    mock
-}
+use crate::support::policy::{CATEGORY, notifications_with};
+use crate::support::poll::{SOON, eventually};
+use crate::support::server::TestServer;
+use crate::support::slack::{Recorder, hook_url, mock_slack, only_hook, slack_ok};
 
 /// A relay whose default route is `${HOOK}` = the mock's `/hook`, with
 /// `notify` extra lines in `[notify]` and `rest` after it (trees).
@@ -105,12 +48,9 @@ async fn relay_in(
         dir.path().display().to_string()
     );
     let config = Config::from_toml_str(&text, "test.toml").expect("valid test config");
-    let hook = format!("{}/hook", mock.uri());
-    let state = App::build(&config, Arc::new(clock.clone()), move |var| {
-        (var == "HOOK").then(|| hook.clone())
-    })
-    .expect("test app")
-    .state;
+    let state = App::build(&config, Arc::new(clock.clone()), only_hook(hook_url(mock)))
+        .expect("test app")
+        .state;
     Relay {
         server: TestServer::with_state(state, &config).await,
         clock,
@@ -155,16 +95,6 @@ impl Relay {
     }
 }
 
-/// Waits (bounded) until `done` holds: for real I/O to happen, not for time
-/// to pass in the logic under test.
-pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_admitted_notification_reaches_slack_with_its_blocks() {
     let recorder = Recorder::new(slack_ok());
@@ -196,7 +126,7 @@ async fn an_admitted_notification_reaches_slack_with_its_blocks() {
     assert_eq!(reply["levels"][1]["bucket"], "category=errors");
     assert_eq!(reply["levels"][1]["remaining"], 9);
 
-    eventually("the delivery", || recorder.hits.lock().len() == 1).await;
+    eventually("the delivery", SOON, async || recorder.len() == 1).await;
     let body = recorder.hits.lock()[0].body.clone();
     assert_eq!(
         body,
@@ -240,7 +170,7 @@ async fn a_429_is_waited_out_for_its_retry_after_then_sent_again() {
     let relay = relay(&mock, "", "").await;
     assert_eq!(relay.notify("errors", "once").await.status(), 202);
 
-    eventually("the retry", || recorder.hits.lock().len() == 1).await;
+    eventually("the retry", SOON, async || recorder.len() == 1).await;
     let waited = recorder.hits.lock()[0].at - limited.hits.lock()[0].at;
     assert!(waited >= Duration::from_millis(950), "{waited:?}");
     let metrics = relay.metrics().await;
@@ -274,7 +204,7 @@ async fn server_errors_are_retried_with_backoff() {
     )
     .await;
     assert_eq!(relay.notify("errors", "eventually").await.status(), 202);
-    eventually("the third attempt", || recorder.hits.lock().len() == 1).await;
+    eventually("the third attempt", SOON, async || recorder.len() == 1).await;
     let failed = failing.hits.lock().clone();
     // Equal jitter: the first wait is 50–100ms, the second 100–200ms.
     assert!(failed[1].at - failed[0].at >= Duration::from_millis(50));
@@ -295,7 +225,10 @@ async fn refusals_are_dead_lettered_with_their_reason(#[case] status: u16, #[cas
     let relay = relay(&mock, "", "").await;
     assert_eq!(relay.notify("errors", "doomed").await.status(), 202);
 
-    eventually("the dead letter", || !relay.dead_letters().is_empty()).await;
+    eventually("the dead letter", SOON, async || {
+        !relay.dead_letters().is_empty()
+    })
+    .await;
     let letters = relay.dead_letters();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0]["reason"], reason);
@@ -303,7 +236,7 @@ async fn refusals_are_dead_lettered_with_their_reason(#[case] status: u16, #[cas
     assert_eq!(letters[0]["webhook"], "default");
     assert_eq!(letters[0]["notification"]["payload"]["text"], "doomed");
     // Sent once: the same answer would come again.
-    assert_eq!(recorder.hits.lock().len(), 1);
+    assert_eq!(recorder.len(), 1);
     assert!(
         relay
             .metrics()
@@ -324,7 +257,10 @@ async fn slow_answers_time_out_and_are_dead_lettered_after_max_attempts() {
     .await;
     assert_eq!(relay.notify("errors", "slow").await.status(), 202);
 
-    eventually("the dead letter", || !relay.dead_letters().is_empty()).await;
+    eventually("the dead letter", SOON, async || {
+        !relay.dead_letters().is_empty()
+    })
+    .await;
     let letter = &relay.dead_letters()[0];
     let reason = letter["reason"].as_str().unwrap();
     assert!(
@@ -333,7 +269,7 @@ async fn slow_answers_time_out_and_are_dead_lettered_after_max_attempts() {
     );
     assert!(reason.contains("timed out"), "{reason}");
     assert!(!reason.contains("127.0.0.1"), "the URL leaked: {reason}");
-    assert_eq!(recorder.hits.lock().len(), 2);
+    assert_eq!(recorder.len(), 2);
 }
 
 #[tokio::test]
@@ -405,16 +341,10 @@ async fn a_full_queue_answers_503_and_charges_nothing() {
     );
 }
 
-const SHORT_POLICY: &str = r#"
-[[trees]]
-name = "notifications"
-[[trees.levels]]
-name = "category"
-by = ["category"]
-limit = 2
-window = "1m"
-algorithm = "sliding_log"
-"#;
+/// Two per minute per category, and no global level.
+fn short_policy() -> String {
+    notifications_with(&[CATEGORY.limit(2).window("1m")])
+}
 
 #[tokio::test]
 async fn suppressed_notifications_answer_429_and_come_back_as_one_digest() {
@@ -423,7 +353,7 @@ async fn suppressed_notifications_answer_429_and_come_back_as_one_digest() {
     let relay = relay(
         &mock,
         "digest_interval = \"20ms\"\npace = \"10ms\"",
-        SHORT_POLICY,
+        &short_policy(),
     )
     .await;
     for i in 0..2 {
@@ -444,15 +374,18 @@ async fn suppressed_notifications_answer_429_and_come_back_as_one_digest() {
         assert_eq!(reply["retry_after_ms"], 50_000);
         assert_eq!(reply["levels"][0]["bucket"], "category=errors");
     }
-    eventually("the two admitted", || recorder.hits.lock().len() == 2).await;
+    eventually("the two admitted", SOON, async || recorder.len() == 2).await;
 
     // Not before the window frees a place: no digest yet.
     relay.clock.advance(Duration::from_secs(40));
+    // A real wait: the relay's digest task runs on tokio time and sends over
+    // real sockets, so paused time would race its HTTP timeouts; 100 ms is
+    // five digest intervals for a wrong digest to show up.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(recorder.hits.lock().len(), 2);
+    assert_eq!(recorder.len(), 2);
 
     relay.clock.advance(Duration::from_secs(10));
-    eventually("the digest", || recorder.hits.lock().len() == 3).await;
+    eventually("the digest", SOON, async || recorder.len() == 3).await;
     let digest = recorder.texts()[2].clone();
     assert!(
         digest.starts_with("3 `errors` notifications suppressed between "),
@@ -465,8 +398,9 @@ async fn suppressed_notifications_answer_429_and_come_back_as_one_digest() {
     // The digest was charged like a notification.
     let check = relay.server.check("errors", 0).await;
     assert_eq!(check["levels"][0]["remaining"], 1);
+    // Real time, for a second digest to show up if one were sent (as above).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(recorder.hits.lock().len(), 3, "one digest only");
+    assert_eq!(recorder.len(), 3, "one digest only");
 }
 
 #[tokio::test]
@@ -474,17 +408,17 @@ async fn suppression_tallies_survive_a_graceful_restart() {
     let recorder = Recorder::new(slack_ok());
     let mock = mock_slack(&recorder).await;
     let settings = "digest_interval = \"20ms\"\npace = \"10ms\"";
-    let relay = relay(&mock, settings, SHORT_POLICY).await;
+    let relay = relay(&mock, settings, &short_policy()).await;
     for i in 0..4 {
         relay.notify("errors", &format!("n{i}")).await;
     }
-    eventually("the two admitted", || recorder.hits.lock().len() == 2).await;
+    eventually("the two admitted", SOON, async || recorder.len() == 2).await;
     let Relay { server, clock, dir } = relay;
     server.stop().await.unwrap();
 
-    let relay = relay_in(dir, clock, &mock, settings, SHORT_POLICY).await;
+    let relay = relay_in(dir, clock, &mock, settings, &short_policy()).await;
     relay.clock.advance(Duration::from_secs(61));
-    eventually("the digest", || recorder.hits.lock().len() == 3).await;
+    eventually("the digest", SOON, async || recorder.len() == 3).await;
     let digest = recorder.texts()[2].clone();
     assert!(digest.starts_with("2 `errors` notifications"), "{digest}");
     assert!(digest.contains("first: n2; then: n3"), "{digest}");
@@ -520,7 +454,7 @@ async fn end_to_end_200_over_20_categories_on_the_default_policy() {
     assert_eq!(admitted.len(), 100);
     assert_eq!(suppressed, 100);
 
-    eventually("the 100 admitted", || recorder.hits.lock().len() >= 100).await;
+    eventually("the 100 admitted", SOON, async || recorder.len() >= 100).await;
     let mut texts = recorder.texts();
     texts.sort();
     admitted.sort();
@@ -539,7 +473,7 @@ async fn end_to_end_200_over_20_categories_on_the_default_policy() {
 
     // After the window, every category's digest comes, charged through the limiter.
     relay.clock.advance(Duration::from_secs(30 * 60));
-    eventually("20 digests", || recorder.hits.lock().len() >= 120).await;
+    eventually("20 digests", SOON, async || recorder.len() >= 120).await;
     let digests: Vec<String> = recorder.texts().split_off(100);
     for c in 0..20 {
         let category = format!("cat-{c:02}");
@@ -550,8 +484,9 @@ async fn end_to_end_200_over_20_categories_on_the_default_policy() {
         assert_eq!(mine.len(), 1, "{category}: {digests:?}");
         assert!(mine[0].starts_with(&format!("5 `{category}` notifications suppressed")));
     }
+    // Real time, for a 121st call to show up if one were sent (as above).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(recorder.hits.lock().len(), 120);
+    assert_eq!(recorder.len(), 120);
     let global = relay.server.check("x", 0).await;
     assert_eq!(global["levels"][0]["remaining"], 80);
 }

@@ -4,9 +4,8 @@
 //! deliver each notification once, one relay takes over what a crashed one
 //! held, and dead letters are kept in their stream.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use limitree::ManualClock;
 use limitree_server::app::App;
@@ -19,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wiremock::MockServer;
 
-use crate::notify::{Recorder, eventually, mock_slack, slack_ok};
 use crate::redis_support::{standalone, unique_prefix};
+use crate::support::policy::{CATEGORY, notifications_with};
+use crate::support::poll::{SOON, eventually};
+use crate::support::slack::{Recorder, hook_url, mock_slack, only_hook, slack_ok};
 
 fn note(id: &str) -> Notification {
     Notification {
@@ -66,11 +67,13 @@ async fn appended_entries_survive_a_crash_and_done_removes_them() {
 
     let b = RedisOutbox::connect(config(&prefix)).await.unwrap();
     let mut taken = b.pending();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while taken.is_empty() {
-        assert!(Instant::now() < deadline, "nothing was taken over");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        taken = b.upkeep(true).await.unwrap();
+    if taken.is_empty() {
+        // Redis expires the lease on its own clock: real time.
+        taken = eventually("a take-over", Duration::from_secs(10), async || {
+            let taken = b.upkeep(true).await.unwrap();
+            (!taken.is_empty()).then_some(taken)
+        })
+        .await;
     }
     assert_eq!(ids(&taken), ["a", "c"]);
     assert_eq!(taken[0], note("a"));
@@ -179,24 +182,14 @@ pace = "{pace}"
 burst = 1
 drain = "100ms"
 timeout = "30s"
-
-[[trees]]
-name = "notifications"
-[[trees.levels]]
-name = "category"
-by = ["category"]
-limit = 100000
-window = "30m"
-"#
+{}"#,
+            notifications_with(&[CATEGORY.limit(100_000)])
         );
         let config = Config::from_toml_str(&text, "test.toml").expect("valid test config");
         let clock = ManualClock::new(1_700_000_000_000_000);
-        // The environment is passed explicitly: nothing from the developer's.
-        let state = App::build(&config, Arc::new(clock), move |var| {
-            (var == "HOOK").then(|| hook.clone())
-        })
-        .expect("test app")
-        .state;
+        let state = App::build(&config, Arc::new(clock), only_hook(hook))
+            .expect("test app")
+            .state;
         let outbox = RedisOutbox::connect(config_for_relay(prefix))
             .await
             .unwrap();
@@ -240,19 +233,11 @@ fn config_for_relay(prefix: &str) -> RedisOutboxConfig {
     config(prefix).with_lease(Duration::from_millis(1000), Duration::from_millis(200))
 }
 
-fn counts(texts: Vec<String>) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for text in texts {
-        *counts.entry(text).or_insert(0) += 1;
-    }
-    counts
-}
-
 #[tokio::test]
 async fn two_relays_on_one_redis_deliver_each_notification_once() {
     let recorder = Recorder::new(slack_ok());
     let mock = mock_slack(&recorder).await;
-    let hook = format!("{}/hook", mock.uri());
+    let hook = hook_url(&mock);
     let prefix = unique_prefix("two");
     let one = RedisRelay::start(&prefix, hook.clone(), "10ms").await;
     let two = RedisRelay::start(&prefix, hook, "10ms").await;
@@ -261,10 +246,13 @@ async fn two_relays_on_one_redis_deliver_each_notification_once() {
         let relay = if i % 2 == 0 { &one } else { &two };
         relay.submit(&format!("m{i}")).await;
     }
-    eventually("20 deliveries", || recorder.hits.lock().len() >= 20).await;
-    // Past a lease and several upkeeps: neither takes the other's work.
+    eventually("20 deliveries", SOON, async || recorder.len() >= 20).await;
+    // Past a lease and several upkeeps: neither takes the other's work. A
+    // real wait: the leases expire in redis-server, on its own clock, which
+    // paused tokio time cannot move; nor is there a condition to poll for,
+    // as what is checked is that nothing more happens.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let counts = counts(recorder.texts());
+    let counts = recorder.counts();
     assert_eq!(counts.len(), 20, "{counts:?}");
     assert!(counts.values().all(|&c| c == 1), "{counts:?}");
 
@@ -291,7 +279,7 @@ fn a_relay_takes_over_what_a_crashed_one_held() {
     });
     let crashing = tokio::runtime::Runtime::new().unwrap();
     crashing.block_on(async {
-        let relay = RedisRelay::start(&prefix, format!("{}/hook", slow.uri()), "10ms").await;
+        let relay = RedisRelay::start(&prefix, hook_url(&slow), "10ms").await;
         for i in 0..5 {
             relay.submit(&format!("c{i}")).await;
         }
@@ -300,8 +288,8 @@ fn a_relay_takes_over_what_a_crashed_one_held() {
         drop(relay);
     });
     runtime.block_on(async {
-        eventually("the first delivery attempt", || {
-            !slow_recorder.hits.lock().is_empty()
+        eventually("the first delivery attempt", SOON, async || {
+            !slow_recorder.is_empty()
         })
         .await;
     });
@@ -310,12 +298,12 @@ fn a_relay_takes_over_what_a_crashed_one_held() {
     runtime.block_on(async {
         let recorder = Recorder::new(slack_ok());
         let mock: MockServer = mock_slack(&recorder).await;
-        let survivor = RedisRelay::start(&prefix, format!("{}/hook", mock.uri()), "10ms").await;
-        eventually("the crashed relay's notifications", || {
-            recorder.hits.lock().len() >= 5
+        let survivor = RedisRelay::start(&prefix, hook_url(&mock), "10ms").await;
+        eventually("the crashed relay's notifications", SOON, async || {
+            recorder.len() >= 5
         })
         .await;
-        let counts = counts(recorder.texts());
+        let counts = recorder.counts();
         assert_eq!(
             counts.keys().collect::<Vec<_>>(),
             ["c0", "c1", "c2", "c3", "c4"]
@@ -356,11 +344,13 @@ async fn take_over_works_on_a_cluster() {
 
     let b = RedisOutbox::connect(config()).await.unwrap();
     let mut taken = b.pending();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while taken.is_empty() {
-        assert!(Instant::now() < deadline, "nothing was taken over");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        taken = b.upkeep(true).await.unwrap();
+    if taken.is_empty() {
+        // Redis expires the lease on its own clock: real time.
+        taken = eventually("a take-over", Duration::from_secs(10), async || {
+            let taken = b.upkeep(true).await.unwrap();
+            (!taken.is_empty()).then_some(taken)
+        })
+        .await;
     }
     assert_eq!(ids(&taken), ["k"]);
     b.done("k".to_owned()).await.unwrap();

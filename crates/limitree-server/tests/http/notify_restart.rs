@@ -3,15 +3,16 @@
 //! (drained in part, the rest persisted and sent on the next start) and after
 //! a SIGKILL (persisted before the 202; sent again on start).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
 use wiremock::MockServer;
 
-use crate::cli::{BIN, Served};
-use crate::notify::{Recorder, eventually, mock_slack, slack_ok};
+use crate::support::policy::{GLOBAL, notifications_with};
+use crate::support::poll::{SOON, eventually};
+use crate::support::served::{BIN, Served};
+use crate::support::slack::{Recorder, hook_url, mock_slack, slack_ok};
 
 /// `limitree serve --config CONFIG` with `HOOK` (the mock's URL) in its
 /// environment.
@@ -19,9 +20,10 @@ fn serve(config: &Path, hook: &str) -> Served {
     Served::start_with_env(&["--config", config.to_str().unwrap()], &[("HOOK", hook)])
 }
 
-/// A relay with a small queue and slow pacing, so the queue fills at once and
-/// is still full when the signal comes.
-fn write_config(dir: &Path, trees: &str) -> std::path::PathBuf {
+/// Writes `DIR/limitree.toml` (and returns its path): a relay with a small
+/// queue and slow pacing, so the queue fills at once and is still full when
+/// the signal comes, over `trees`.
+fn relay_config(dir: &Path, trees: &str) -> std::path::PathBuf {
     let path = dir.join("limitree.toml");
     let text = format!(
         r#"
@@ -45,15 +47,15 @@ fsync = false
     path
 }
 
-const ROOMY: &str = r#"
-[[trees]]
-name = "notifications"
-[[trees.levels]]
-name = "global"
-limit = 1000
-window = "1m"
-algorithm = "sliding_log"
-"#;
+/// A global level of `limit` per minute, and no category level.
+fn per_minute(limit: u64) -> String {
+    notifications_with(&[GLOBAL.limit(limit).window("1m")])
+}
+
+/// Room for every notification a test sends.
+fn roomy() -> String {
+    per_minute(1000)
+}
 
 /// Posts until the queue answers 503; returns the accepted texts.
 async fn fill(base: &str, run: &str) -> Vec<String> {
@@ -77,18 +79,10 @@ async fn fill(base: &str, run: &str) -> Vec<String> {
     panic!("the queue never filled");
 }
 
-fn counts(recorder: &Recorder) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for text in recorder.texts() {
-        *counts.entry(text).or_default() += 1;
-    }
-    counts
-}
-
 async fn start_mock() -> (Recorder, MockServer, String) {
     let recorder = Recorder::new(slack_ok());
     let mock = mock_slack(&recorder).await;
-    let hook = format!("{}/hook", mock.uri());
+    let hook = hook_url(&mock);
     (recorder, mock, hook)
 }
 
@@ -96,25 +90,25 @@ async fn start_mock() -> (Recorder, MockServer, String) {
 async fn sigterm_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
     let (recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), ROOMY);
+    let config = relay_config(dir.path(), &roomy());
 
     let mut first = serve(&config, &hook);
     let accepted = fill(&first.base, "term").await;
     assert!(accepted.len() >= 8, "{accepted:?}");
     first.signal("TERM");
     assert_eq!(first.wait().code(), Some(0));
-    let before = recorder.hits.lock().len();
+    let before = recorder.len();
     assert!(
         before < accepted.len(),
         "the queue drained completely before the restart ({before}); the test proves nothing"
     );
 
     let second = serve(&config, &hook);
-    eventually("every accepted notification", || {
-        accepted.iter().all(|t| counts(&recorder).contains_key(t))
+    eventually("every accepted notification", SOON, async || {
+        accepted.iter().all(|t| recorder.counts().contains_key(t))
     })
     .await;
-    let counts = counts(&recorder);
+    let counts = recorder.counts();
     for text in &accepted {
         assert_eq!(counts[text], 1, "{text} arrived {} times", counts[text]);
     }
@@ -126,7 +120,7 @@ async fn sigterm_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
 async fn sigkill_loses_nothing_accepted() {
     let (recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), ROOMY);
+    let config = relay_config(dir.path(), &roomy());
 
     let first = serve(&config, &hook);
     let accepted = fill(&first.base, "kill").await;
@@ -134,12 +128,12 @@ async fn sigkill_loses_nothing_accepted() {
     drop(first);
 
     let mut second = serve(&config, &hook);
-    eventually("every accepted notification", || {
-        accepted.iter().all(|t| counts(&recorder).contains_key(t))
+    eventually("every accepted notification", SOON, async || {
+        accepted.iter().all(|t| recorder.counts().contains_key(t))
     })
     .await;
     // Only a message in flight at the kill (one per webhook) may come twice.
-    let counts = counts(&recorder);
+    let counts = recorder.counts();
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     assert!(duplicates <= 1, "{counts:?}");
     assert_eq!(counts.len(), accepted.len());
@@ -164,8 +158,7 @@ async fn sigkill_loses_nothing_accepted() {
 async fn the_notify_command_queues_and_reports_suppression() {
     let (recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let one_per_minute = ROOMY.replace("limit = 1000", "limit = 1");
-    let mut served = serve(&write_config(dir.path(), &one_per_minute), &hook);
+    let mut served = serve(&relay_config(dir.path(), &per_minute(1)), &hook);
     let notify = |text: &str| {
         Command::new(BIN)
             .env_remove("SLACK_WEBHOOK_URL")
@@ -193,7 +186,7 @@ async fn the_notify_command_queues_and_reports_suppression() {
         "{stdout}"
     );
 
-    eventually("the cli's message", || {
+    eventually("the cli's message", SOON, async || {
         recorder.texts() == ["hello from the cli"]
     })
     .await;
@@ -205,7 +198,7 @@ async fn the_notify_command_queues_and_reports_suppression() {
 async fn a_second_server_on_the_same_data_dir_exits_naming_the_holder() {
     let (_recorder, _mock, hook) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), ROOMY);
+    let config = relay_config(dir.path(), &roomy());
     let first = serve(&config, &hook);
     let holder = first.pid();
     let lock = std::fs::read_to_string(dir.path().join("data").join("limitree.lock")).unwrap();
@@ -213,7 +206,7 @@ async fn a_second_server_on_the_same_data_dir_exits_naming_the_holder() {
 
     let second = Command::new(BIN)
         .env_remove("SLACK_WEBHOOK_URL")
-        .args(["serve", "--config"])
+        .args(["serve", "--grpc", "off", "--config"])
         .arg(&config)
         .env("HOOK", &hook)
         .output()

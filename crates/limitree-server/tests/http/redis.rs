@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 use serde_json::{Value, json};
 
-use crate::cli::{BIN, Served, text, write_config};
 use crate::redis_support::{self, RedisServer};
-use crate::support::{TestServer, level};
+use crate::support::policy::{CATEGORY, GLOBAL, tree};
+use crate::support::poll::{SOON, eventually};
+use crate::support::served::{BIN, Served, text, write_config};
+use crate::support::server::{TestServer, level};
+use crate::support::slack::{Recorder, hook_url, mock_slack, only_hook, slack_ok};
+use crate::support::{free_port, get_status};
 
 /// Per-call Redis deadline in the outage tests, and what a reply may take
 /// beyond it (HTTP, a loaded two-core machine).
@@ -27,20 +31,15 @@ const QUIET: (&str, &str) = ("RUST_LOG", "warn,limitree_server::server=info");
 
 /// A tree whose load never runs out (a fresh category per request, a huge
 /// global level) and whose `category` level is small enough to check exactly.
-const OUTAGE_TREES: &str = r#"
-[[trees]]
-name = "t"
-[[trees.levels]]
-name = "global"
-limit = 1000000
-window = "30m"
-algorithm = "sliding_window"
-[[trees.levels]]
-name = "category"
-by = ["category"]
-limit = 5
-window = "30m"
-"#;
+fn outage_trees() -> String {
+    tree(
+        "t",
+        &[
+            GLOBAL.limit(1_000_000).algorithm("sliding_window"),
+            CATEGORY.limit(5),
+        ],
+    )
+}
 
 fn store_toml(url: &str, extra: &str) -> String {
     format!(
@@ -49,27 +48,17 @@ fn store_toml(url: &str, extra: &str) -> String {
     )
 }
 
-async fn get_status(client: &reqwest::Client, url: &str) -> u16 {
-    match client.get(url).send().await {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 /// Polls `path` until it answers `status`, for at most `within`.
 async fn wait_for_status(server: &TestServer, path: &str, status: u16, within: Duration) {
-    let started = Instant::now();
-    loop {
-        let got = get_status(&server.client, &server.url(path)).await;
-        if got == status {
-            return;
-        }
-        assert!(
-            started.elapsed() < within,
-            "{path} still {got}, not {status}, after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        &format!("{path} to answer {status}"),
+        within,
+        async || match get_status(&server.client, &server.url(path)).await {
+            got if got == status => Ok(()),
+            got => Err(format!("{path} still {got}, not {status}")),
+        },
+    )
+    .await;
 }
 
 /// Three `limitree serve --redis URL` processes on one Redis (one of them given
@@ -202,22 +191,19 @@ async fn load(server: Arc<TestServer>, worker: usize, stop: Arc<AtomicBool>) -> 
 /// Checks `category` until one is decided by Redis (not by the failure
 /// policy); fails if that takes longer than `within`.
 async fn first_exact(server: &TestServer, category: &str, within: Duration) -> Value {
-    let started = Instant::now();
-    loop {
-        let reply = server.check(category, 1).await;
-        if reply["reason"] != "store_unavailable" {
-            return reply;
-        }
-        assert!(
-            started.elapsed() < within,
-            "still deciding by on_error {within:?} after Redis returned"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "a decision by Redis, not on_error, after Redis returned",
+        within,
+        async || {
+            let reply = server.check(category, 1).await;
+            (reply["reason"] != "store_unavailable").then_some(reply)
+        },
+    )
+    .await
 }
 
 /// Redis is killed under load and restarted on the same port: every request is
-/// answered (200, within the timeout plus a margin) by the failure policy while
+/// answered (200, within the timeout plus a margin) by `on_error` while
 /// it is gone, `/readyz` is 503 then 200, and exact decisions resume within 2 s
 /// of its return (the script loading itself into the fresh server).
 #[rstest]
@@ -230,7 +216,10 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
     let port = redis.port();
     let toml = store_toml(
         &redis.url(),
-        &format!("timeout = \"100ms\"\non_error = \"{on_error}\"\n{OUTAGE_TREES}"),
+        &format!(
+            "timeout = \"100ms\"\non_error = \"{on_error}\"\n{}",
+            outage_trees()
+        ),
     );
     let server = Arc::new(TestServer::with_toml(&toml).await);
     wait_for_status(&server, "/readyz", 200, Duration::from_secs(2)).await;
@@ -241,6 +230,8 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
     for worker in 0..6 {
         workers.spawn(load(Arc::clone(&server), worker, Arc::clone(&stop)));
     }
+    // Real time throughout: a real redis-server dies and returns under real
+    // load, and the replies' latency is what is measured. Load first.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     drop(redis); // SIGKILL
@@ -259,6 +250,7 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
     let during = server.check("during", 1).await;
     assert_eq!(during["reason"], "store_unavailable", "{during}");
     assert_eq!(during["allowed"], on_error != "deny", "{during}");
+    // The outage lasts, under load.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let redis = RedisServer::start_on(port, &[]);
@@ -279,6 +271,7 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
     let denied = server.check("after", 1).await;
     assert_eq!(denied["reason"], "limited", "{denied}");
     wait_for_status(&server, "/readyz", 200, Duration::from_secs(2)).await;
+    // Load after the return too.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     stop.store(true, Ordering::Relaxed);
@@ -322,14 +315,10 @@ async fn an_outage_under_load_is_answered_by_on_error(#[case] on_error: &str) {
 /// ready, and becomes ready and exact by itself once Redis is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_before_redis_serves_then_becomes_ready() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let toml = store_toml(
         &format!("redis://127.0.0.1:{port}"),
-        &format!("timeout = \"100ms\"\n{OUTAGE_TREES}"),
+        &format!("timeout = \"100ms\"\n{}", outage_trees()),
     );
     let server = TestServer::with_toml(&toml).await;
     for _ in 0..5 {
@@ -498,11 +487,7 @@ async fn a_cluster_decides_exactly() {
 /// without waiting on Redis.
 #[tokio::test]
 async fn the_binary_starts_and_stops_while_redis_is_down() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let mut served = Served::start(&["--redis", &url, "--http", "127.0.0.1:0"]);
     let client = reqwest::Client::new();
@@ -545,8 +530,6 @@ async fn the_binary_starts_and_stops_while_redis_is_down() {
 /// Redis or written to the data dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_on_the_redis_store_keeps_its_outbox_in_redis() {
-    use crate::notify::{Recorder, eventually, mock_slack, slack_ok};
-
     let redis = redis_support::standalone();
     let prefix = redis_support::unique_prefix("relay");
     let dir = tempfile::tempdir().unwrap();
@@ -558,38 +541,40 @@ async fn the_relay_on_the_redis_store_keeps_its_outbox_in_redis() {
         dir.path().display().to_string()
     );
     let config = limitree_server::config::Config::from_toml_str(&text, "test.toml").unwrap();
-    let hook = format!("{}/hook", mock.uri());
     let state = limitree_server::app::App::build(
         &config,
         Arc::new(limitree::SystemClock::new()),
-        move |var| (var == "HOOK").then(|| hook.clone()),
+        only_hook(hook_url(&mock)),
     )
     .expect("test app")
     .state;
     let server = TestServer::with_state(state, &config).await;
 
     // The outbox connects in the background; until then notify answers 503.
-    let started = Instant::now();
-    let accepted = loop {
-        let response = server
-            .client
-            .post(server.url("/v1/notify"))
-            .json(&json!({"category": "errors", "text": "via redis"}))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 202 {
-            break response.json::<Value>().await.unwrap();
-        }
-        assert_eq!(response.status(), 503, "before the outbox is up");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the Redis outbox never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let accepted = eventually(
+        "the Redis outbox to come up",
+        Duration::from_secs(5),
+        async || {
+            let response = server
+                .client
+                .post(server.url("/v1/notify"))
+                .json(&json!({"category": "errors", "text": "via redis"}))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 202 {
+                return Some(response.json::<Value>().await.unwrap());
+            }
+            assert_eq!(response.status(), 503, "before the outbox is up");
+            None
+        },
+    )
+    .await;
     assert_eq!(accepted["levels"][1]["remaining"], 9);
-    eventually("the webhook call", || recorder.texts() == ["via redis"]).await;
+    eventually("the webhook call", SOON, async || {
+        recorder.texts() == ["via redis"]
+    })
+    .await;
 
     let stream = format!("{{{prefix}:notify}}:outbox");
     assert_eq!(
@@ -598,7 +583,7 @@ async fn the_relay_on_the_redis_store_keeps_its_outbox_in_redis() {
         "the outbox stream"
     );
     // Marked done (XACK + XDEL) right after Slack answered.
-    eventually("the entry to leave the stream", || {
+    eventually("the entry to leave the stream", SOON, async || {
         redis.command(&["XLEN", &stream]).trim() == "0"
     })
     .await;

@@ -6,13 +6,15 @@
 //! `SSL_CERT_FILE` (read by the system trust store loader, as in production).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
 
-use crate::cli::Served;
 use crate::redis_support::RedisServer;
+use crate::support::poll::eventually;
+use crate::support::served::Served;
+use crate::support::{free_port, get_status};
 
 /// Writes `ca.pem`, `redis.pem` and `redis.key` into `dir`: a CA, and a
 /// certificate for 127.0.0.1 it signed. Returns the CA's path.
@@ -36,14 +38,6 @@ fn make_certificates(dir: &Path, name: &str) -> String {
     ca_path.to_string_lossy().into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn check(client: &reqwest::Client, base: &str) -> Value {
     client
         .post(format!("{base}/v1/check"))
@@ -54,15 +48,6 @@ async fn check(client: &reqwest::Client, base: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-async fn ready(client: &reqwest::Client, base: &str) -> u16 {
-    client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -101,14 +86,12 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
         &["--redis", &url, "--http", "127.0.0.1:0"],
         &[("SSL_CERT_FILE", &ca)],
     );
-    let started = Instant::now();
-    while ready(&client, &trusted.base).await != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "/readyz never answered 200 over rediss://"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "/readyz to answer 200 over rediss://",
+        Duration::from_secs(10),
+        async || get_status(&client, &format!("{}/readyz", trusted.base)).await == 200,
+    )
+    .await;
     let reply = check(&client, &trusted.base).await;
     assert_eq!(reply["allowed"], true, "{reply}");
     assert_eq!(reply["reason"], "ok", "{reply}");
@@ -126,7 +109,10 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
     let reply = check(&client, &untrusted.base).await;
     assert_eq!(reply["allowed"], false, "{reply}");
     assert_eq!(reply["reason"], "store_unavailable", "{reply}");
-    assert_eq!(ready(&client, &untrusted.base).await, 503);
+    assert_eq!(
+        get_status(&client, &format!("{}/readyz", untrusted.base)).await,
+        503
+    );
     assert_eq!(untrusted.terminate().code(), Some(0));
     // Nothing more was recorded: the one admission above is all there is.
     assert_eq!(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::TestServer;
+use crate::support::server::TestServer;
 
 #[tokio::test]
 async fn run_returns_after_the_shutdown_signal() {

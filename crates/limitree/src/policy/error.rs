@@ -267,13 +267,13 @@ impl<'a> TomlDocument<'a> {
                 .or_else(|| too_deep_line(first.message(), text));
             let line_text = location.and_then(|(line, _)| text.lines().nth(line - 1));
             let mut message = syntax_words(first.message(), line_text.unwrap_or(""));
-            if let Some(line) = location.map(|(line, _)| line) {
-                if let Some(content) = text.lines().nth(line - 1) {
-                    message.push_str(&format!(
-                        "; the line reads: {}",
-                        cut(content.trim(), MAX_ECHO)
-                    ));
-                }
+            if let Some(line) = location.map(|(line, _)| line)
+                && let Some(content) = text.lines().nth(line - 1)
+            {
+                message.push_str(&format!(
+                    "; the line reads: {}",
+                    cut(content.trim(), MAX_ECHO)
+                ));
             }
             return Err(PolicyError::located(source, location, "", message));
         }
@@ -521,27 +521,25 @@ pub(crate) fn plain_words(message: &str, path: &[Step]) -> String {
     if let Some(rest) = message
         .strip_prefix("invalid type: ")
         .or_else(|| message.strip_prefix("invalid value: "))
+        && let Some((found, expected)) = rest.rsplit_once(", expected ")
     {
-        if let Some((found, expected)) = rest.rsplit_once(", expected ") {
-            return wrong_type(found, expected, key, path);
-        }
+        return wrong_type(found, expected, key, path);
     }
     if let Some(rest) = message
         .strip_prefix("unknown field `")
         .or_else(|| message.strip_prefix("unknown variant `"))
+        && let Some((field, expected)) = rest.split_once('`')
     {
-        if let Some((field, expected)) = rest.split_once('`') {
-            let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            let mut out = format!("unknown key `{}`", cut(field, MAX_ECHO));
-            if let Some(best) = closest(field, known.iter().copied()) {
-                out.push_str(&format!("; did you mean `{best}`?"));
-            } else if known.is_empty() {
-                out.push_str("; this table takes no keys");
-            } else {
-                out.push_str(&format!("; known keys: {}", known.join(", ")));
-            }
-            return out;
+        let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let mut out = format!("unknown key `{}`", cut(field, MAX_ECHO));
+        if let Some(best) = closest(field, known.iter().copied()) {
+            out.push_str(&format!("; did you mean `{best}`?"));
+        } else if known.is_empty() {
+            out.push_str("; this table takes no keys");
+        } else {
+            out.push_str(&format!("; known keys: {}", known.join(", ")));
         }
+        return out;
     }
     if let Some(field) = message
         .strip_prefix("missing field `")

@@ -12,6 +12,11 @@
 //!   then hold **per instance**: N instances together may admit up to N times a
 //!   limit until the shared store returns (its state does not carry over).
 //!
+//! Not every error is an outage: [`StoreError::UnknownTree`] (the store and the
+//! limiter got different policies) and [`StoreError::Protocol`] (the store broke
+//! its own protocol) are bugs, and pass through unchanged — answering them with
+//! `on_error` would hide them behind what looks like a Redis outage.
+//!
 //! Readiness ([`Store::check_ready`]) still reports the primary, so `/readyz`
 //! fails while the shared store is unreachable even though requests are answered.
 
@@ -21,7 +26,7 @@ use super::{BoxFuture, MemoryStore, Store, StoreError};
 use crate::chain::Chain;
 use crate::decision::{ChainOutcome, LevelOutcome, Mode, Reason};
 
-/// The failure policy (`store.on_error`).
+/// What to do while the primary store fails (`store.on_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnError {
     /// Deny every request while the store fails.
@@ -50,7 +55,7 @@ impl OnError {
     }
 }
 
-/// A primary store with a failure policy. See the module docs.
+/// A primary store with its `on_error`. See the module docs.
 #[derive(Debug)]
 pub struct FallbackStore {
     primary: Arc<dyn Store>,
@@ -70,7 +75,7 @@ impl FallbackStore {
         }
     }
 
-    /// The failure policy.
+    /// What it does while the primary fails.
     pub fn on_error(&self) -> OnError {
         self.on_error
     }
@@ -90,21 +95,21 @@ impl FallbackStore {
             OnError::Allow => true,
             OnError::Deny => false,
         };
-        // Nothing is known about the buckets: report every level as the policy
+        // Nothing is known about the buckets: report every level as `on_error`
         // decided, with nothing remaining and no retry time to promise.
         let levels = chain
-            .links
+            .buckets
             .iter()
-            .map(|link| LevelOutcome {
-                level_index: link.level_index,
+            .map(|bucket| LevelOutcome {
+                level_index: bucket.level_index,
                 allowed,
                 remaining: 0,
-                limit: link.spec.limit,
-                window: link.spec.window,
+                limit: bucket.spec.limit,
+                window: bucket.spec.window,
                 reset_after: 0,
                 retry_after: None,
                 insufficient: false,
-                shadow: link.level.shadow,
+                shadow: bucket.level.shadow,
                 overflow: false,
             })
             .collect();
@@ -127,15 +132,16 @@ impl Store for FallbackStore {
         Box::pin(async move {
             match self.primary.decide(chain, cost, mode).await {
                 Ok(outcome) => Ok(outcome),
-                // A policy mismatch is a bug, not an outage: no fallback hides it.
-                Err(e @ StoreError::UnknownTree(_)) => Err(e),
+                // A policy mismatch or a broken protocol is a bug, not an
+                // outage: no fallback hides it (the store logged it already).
+                Err(e @ (StoreError::UnknownTree(_) | StoreError::Protocol(_))) => Err(e),
                 Err(e) => {
                     tracing::warn!(
                         error = %e,
                         store = self.primary.kind(),
                         on_error = self.on_error.as_str(),
                         tree = %chain.tree.name,
-                        "store failed; deciding by the failure policy"
+                        "store failed; deciding by on_error"
                     );
                     self.without_primary(chain, cost, mode)
                 }

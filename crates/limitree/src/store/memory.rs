@@ -30,12 +30,12 @@ use super::{BoxFuture, Store, StoreError};
 use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
-use crate::decision::{ChainOutcome, LevelInput, Mode};
+use crate::decision::{ChainOutcome, Mode};
 use crate::policy::{Level, MAX_LEVELS, Policy};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
 /// new values against a level full of live buckets costs O(1) per request.
-const FULL_SWEEP_INTERVAL: Micros = 1_000_000;
+const FULL_LEVEL_EXPIRE_INTERVAL: Micros = 1_000_000;
 
 /// A keyed bucket's identity: its descriptor values in `by` order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,13 +62,13 @@ type BucketMap = HashMap<BucketKey, Mutex<BucketState>>;
 
 #[derive(Debug)]
 struct KeyedLevel {
-    /// The level, for specs when sweeping.
+    /// The level, for specs when expiring idle buckets.
     level: Level,
     buckets: RwLock<BucketMap>,
     /// Shared by values first seen while `buckets` is full.
     overflow: Mutex<BucketState>,
-    /// When the level last swept itself because it was full.
-    last_full_sweep: AtomicU64,
+    /// When the level last ran `expire_idle` on itself because it was full.
+    last_full_expire: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -110,7 +110,7 @@ impl MemoryStore {
                                 level: level.clone(),
                                 buckets: RwLock::new(HashMap::new()),
                                 overflow: Mutex::new(fresh),
-                                last_full_sweep: AtomicU64::new(0),
+                                last_full_expire: AtomicU64::new(0),
                             }))
                         }
                     })
@@ -154,26 +154,26 @@ impl MemoryStore {
         loop {
             // Read locks of every keyed level on the chain, root first.
             let maps: ArrayVec<Option<RwLockReadGuard<'_, BucketMap>>, MAX_LEVELS> = chain
-                .links
+                .buckets
                 .iter()
-                .map(|link| match levels.get(link.level_index) {
+                .map(|bucket| match levels.get(bucket.level_index) {
                     Some(LevelBuckets::Keyed(k)) => Some(k.buckets.read()),
                     _ => None,
                 })
                 .collect();
-            // The bucket of each link (and whether it is the overflow bucket); a key
+            // Each bucket's state (and whether it is the overflow bucket's); a key
             // that is absent must be inserted under the write lock first.
             let mut slots: ArrayVec<(&Mutex<BucketState>, bool), MAX_LEVELS> = ArrayVec::new();
             let mut missing = None;
-            for (i, link) in chain.links.iter().enumerate() {
-                let slot = match (levels.get(link.level_index), &maps[i]) {
-                    (Some(LevelBuckets::Global(bucket)), _) => Some((bucket, false)),
+            for (i, bucket) in chain.buckets.iter().enumerate() {
+                let slot = match (levels.get(bucket.level_index), &maps[i]) {
+                    (Some(LevelBuckets::Global(state)), _) => Some((state, false)),
                     (Some(LevelBuckets::Keyed(k)), Some(map)) => {
-                        match map.get(&KeyRef(&link.values)) {
-                            Some(bucket) => Some((bucket, false)),
+                        match map.get(&KeyRef(&bucket.values)) {
+                            Some(state) => Some((state, false)),
                             None if map.len() >= k.level.max_buckets
-                                && !link.overridden
-                                && !k.sweep_due(now) =>
+                                && !bucket.overridden
+                                && !k.expire_idle_due(now) =>
                             {
                                 Some((&k.overflow, true))
                             }
@@ -193,8 +193,8 @@ impl MemoryStore {
             if let Some(i) = missing {
                 drop(slots);
                 drop(maps);
-                if let Some(LevelBuckets::Keyed(k)) = levels.get(chain.links[i].level_index) {
-                    k.insert(&chain.links[i].values, chain.links[i].overridden, now);
+                if let Some(LevelBuckets::Keyed(k)) = levels.get(chain.buckets[i].level_index) {
+                    k.insert(&chain.buckets[i].values, chain.buckets[i].overridden, now);
                 }
                 continue;
             }
@@ -202,38 +202,28 @@ impl MemoryStore {
             // Lock the buckets in level order, then decide and charge.
             let mut guards: ArrayVec<(MutexGuard<'_, BucketState>, bool), MAX_LEVELS> = slots
                 .iter()
-                .map(|(bucket, overflow)| (bucket.lock(), *overflow))
+                .map(|(state, overflow)| (state.lock(), *overflow))
                 .collect();
-            let mut inputs: ArrayVec<LevelInput, MAX_LEVELS> = ArrayVec::new();
+            let mut overflow = 0u32;
             let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
-            for (link, (state, overflow)) in chain.links.iter().zip(guards.iter_mut()) {
-                let spec = if *overflow {
-                    &link.level.spec
-                } else {
-                    link.spec
-                };
+            for (i, (bucket, (state, overflowed))) in
+                chain.buckets.iter().zip(guards.iter_mut()).enumerate()
+            {
+                let spec = bucket.spec_in(*overflowed);
                 state.conform(spec);
                 algo::prune(state, now, spec);
-                inputs.push(LevelInput {
-                    level_index: link.level_index,
-                    shadow: link.level.shadow,
-                    overflow: *overflow,
-                    limit: spec.limit,
-                    window: spec.window,
-                });
+                if *overflowed {
+                    overflow |= 1 << i;
+                }
                 verdicts.push(algo::decide(state, now, spec, probe));
             }
-            let (outcome, charged) = ChainOutcome::combine(mode, &inputs, &verdicts);
-            for (i, (link, (state, overflow))) in
-                chain.links.iter().zip(guards.iter_mut()).enumerate()
+            let (outcome, charged) =
+                ChainOutcome::combine(mode, &chain.buckets, overflow, &verdicts);
+            for (i, (bucket, (state, overflowed))) in
+                chain.buckets.iter().zip(guards.iter_mut()).enumerate()
             {
                 if charged & (1 << i) != 0 {
-                    let spec = if *overflow {
-                        &link.level.spec
-                    } else {
-                        link.spec
-                    };
-                    algo::charge(state, now, spec, cost);
+                    algo::charge(state, now, bucket.spec_in(*overflowed), cost);
                 }
             }
             return Ok(outcome);
@@ -242,15 +232,15 @@ impl MemoryStore {
 }
 
 impl KeyedLevel {
-    fn sweep_due(&self, now: Micros) -> bool {
+    fn expire_idle_due(&self, now: Micros) -> bool {
         now >= self
-            .last_full_sweep
+            .last_full_expire
             .load(Ordering::Relaxed)
-            .saturating_add(FULL_SWEEP_INTERVAL)
+            .saturating_add(FULL_LEVEL_EXPIRE_INTERVAL)
     }
 
     /// Adds a fresh bucket for `values` unless the level is full; a full level
-    /// first drops its idle buckets (at most once per [`FULL_SWEEP_INTERVAL`]).
+    /// first drops its idle buckets (at most once per [`FULL_LEVEL_EXPIRE_INTERVAL`]).
     fn insert(&self, values: &[&str], overridden: bool, now: Micros) {
         let mut map = self.buckets.write();
         let key = KeyRef(values);
@@ -258,12 +248,12 @@ impl KeyedLevel {
             return;
         }
         if map.len() >= self.level.max_buckets && !overridden {
-            if !self.sweep_due(now) {
+            if !self.expire_idle_due(now) {
                 return;
             }
-            self.last_full_sweep.store(now, Ordering::Relaxed);
-            let dropped = sweep(&self.level, &mut map, now);
-            tracing::debug!(level = %self.level.name, dropped, "level full: dropped idle buckets");
+            self.last_full_expire.store(now, Ordering::Relaxed);
+            let dropped = expire_idle_in(&self.level, &mut map, now);
+            tracing::debug!(level = %self.level.name, dropped, "level full: expire_idle dropped idle buckets");
             if map.len() >= self.level.max_buckets {
                 tracing::warn!(
                     level = %self.level.name,
@@ -281,8 +271,8 @@ impl KeyedLevel {
     }
 }
 
-/// Drops the idle buckets of one level; returns how many.
-fn sweep(level: &Level, map: &mut BucketMap, now: Micros) -> usize {
+/// [`Store::expire_idle`] for one level: drops its idle buckets; returns how many.
+fn expire_idle_in(level: &Level, map: &mut BucketMap, now: Micros) -> usize {
     let before = map.len();
     map.retain(|key, state| {
         let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
@@ -313,7 +303,7 @@ impl Store for MemoryStore {
         for (_, levels) in &self.trees {
             for level in levels {
                 if let LevelBuckets::Keyed(k) = level {
-                    dropped += sweep(&k.level, &mut k.buckets.write(), now);
+                    dropped += expire_idle_in(&k.level, &mut k.buckets.write(), now);
                 }
             }
         }

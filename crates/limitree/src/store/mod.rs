@@ -37,6 +37,14 @@ pub enum StoreError {
     /// limiter were given different policies).
     #[error("the store does not know tree `{0}`")]
     UnknownTree(String),
+    /// The store broke its own protocol: its reply does not decode, or
+    /// contradicts the rules every store shares (for Redis: `decide.lua` and
+    /// the Rust decoder disagree). A bug, not an outage: it is logged with
+    /// `tracing::error!` where it is found, and
+    /// [`FallbackStore`](fallback::FallbackStore) passes it through rather than
+    /// answering it with `on_error` as if the store were down.
+    #[error("store protocol violated (a bug): {0}")]
+    Protocol(String),
 }
 
 /// Shared bucket state that decides chains atomically.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use limitree::{ChainOutcome, ManualClock, Micros, Mode, Policy, Reason, Store};
 
+use crate::support::{ALGORITHMS, T0};
+
 /// An aligned instant (a multiple of every window used here).
-pub const T0: Micros = 1_700_000_000_000_000;
 pub const S: Micros = 1_000_000;
 
 /// Builds a store of the kind under test for a policy, on a manual clock.
@@ -168,8 +169,6 @@ window = "1m"
     assert_eq!(o.retry_after, Some(60 * S));
     assert_eq!(Fixture::remaining(&f.peek(ERRORS).await), vec![0, 10]);
 }
-
-const ALGORITHMS: [&str; 4] = ["sliding_log", "sliding_window", "gcra", "fixed_window"];
 
 fn two_levels(algorithm: &str) -> String {
     format!(

@@ -1,7 +1,7 @@
 //! Store tests, one binary: the backend-conformance suite stamped out per store
 //! (memory, standalone Redis, Redis Cluster), memory-store specifics, property
 //! tests against a reference model and between stores, a multi-threaded
-//! exactness test, and the failure policy.
+//! exactness test, and `on_error` (the fallback store).
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -37,7 +37,7 @@ overrides = [{ when = { user = "vip" }, limit = 50 }]
 
 fn memory_fixture(text: &str) -> (Fixture, Arc<MemoryStore>) {
     let policy = Arc::new(Policy::from_toml_str(text, "test").unwrap());
-    let clock = ManualClock::new(crate::conformance::T0);
+    let clock = ManualClock::new(crate::support::T0);
     let store = Arc::new(MemoryStore::with_clock(&policy, Arc::new(clock.clone())));
     let fixture = Fixture {
         policy,

@@ -64,32 +64,32 @@ impl Model {
         }
     }
 
-    /// Decides a chain: `links` holds (level index, bucket label, spec, shadow).
+    /// Decides a chain: `buckets` holds (level index, bucket label, spec, shadow).
     pub fn decide(
         &mut self,
-        links: &[(usize, String, LimitSpec, bool)],
+        buckets: &[(usize, String, LimitSpec, bool)],
         now: Micros,
         cost: u64,
         mode: Mode,
     ) -> (bool, Vec<ModelLevel>) {
         let probe = if mode == Mode::Peek { 1 } else { cost };
-        let avail: Vec<u64> = links
+        let avail: Vec<u64> = buckets
             .iter()
             .map(|(level, bucket, spec, _)| {
                 let log = self.logs[*level].get(bucket).map_or(&[][..], Vec::as_slice);
                 available(spec, log, now)
             })
             .collect();
-        let fits: Vec<bool> = links
+        let fits: Vec<bool> = buckets
             .iter()
             .zip(&avail)
             .map(|((_, _, spec, _), a)| probe <= spec.capacity() && probe <= *a)
             .collect();
-        let allowed = links
+        let allowed = buckets
             .iter()
             .zip(&fits)
             .all(|((_, _, _, shadow), f)| *shadow || *f);
-        let levels = links
+        let levels = buckets
             .iter()
             .zip(avail.iter().zip(&fits))
             .map(|((level, bucket, _, _), (a, f))| {
@@ -110,15 +110,15 @@ impl Model {
     }
 }
 
-/// The model's links for a chain of `policy`'s first tree.
-pub fn links(
+/// The model's buckets for a chain of `policy`'s first tree.
+pub fn buckets(
     policy: &Policy,
     descriptors: &[(&str, &str)],
 ) -> Vec<(usize, String, LimitSpec, bool)> {
     let chain = policy.trees()[0].chain(descriptors).expect("valid chain");
     chain
-        .links
+        .buckets
         .iter()
-        .map(|l| (l.level_index, l.bucket_label(), *l.spec, l.level.shadow))
+        .map(|l| (l.level_index, l.label(), *l.spec, l.level.shadow))
         .collect()
 }

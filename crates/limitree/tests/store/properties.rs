@@ -6,10 +6,9 @@ use std::sync::Arc;
 use limitree::{ManualClock, MemoryStore, Micros, Mode, Policy, Reason, Store};
 use proptest::prelude::*;
 
-use crate::conformance::T0;
-use crate::model::{Model, links};
+use crate::model::{Model, buckets};
+use crate::support::{ALGORITHMS, T0};
 
-const ALGORITHMS: [&str; 4] = ["sliding_log", "sliding_window", "gcra", "fixed_window"];
 const WINDOWS_S: [u64; 3] = [1, 3, 10];
 
 #[derive(Debug, Clone)]
@@ -141,7 +140,7 @@ proptest! {
             let mode = Mode::for_request(step.cost, step.dry_run);
             let before = block_on(store.decide(&chain, 0, Mode::Peek)).unwrap();
             let got = block_on(store.decide(&chain, step.cost, mode)).unwrap();
-            let (allowed, levels) = model.decide(&links(&policy, &d), now, step.cost, mode);
+            let (allowed, levels) = model.decide(&buckets(&policy, &d), now, step.cost, mode);
             prop_assert_eq!(got.allowed, allowed, "step {:?} got {:?}", step, got);
             for (g, m) in got.levels.iter().zip(&levels) {
                 prop_assert_eq!((g.allowed, g.remaining), (m.allowed, m.remaining), "step {:?}: {:?}", step, got);

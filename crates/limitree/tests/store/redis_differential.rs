@@ -10,9 +10,8 @@ use limitree::{Clock, ManualClock, MemoryStore, Micros, Mode, Policy, Store};
 use proptest::prelude::*;
 
 use crate::support::redis::{self as support, Topology};
+use crate::support::{ALGORITHMS, T0};
 
-const T0: Micros = 1_700_000_000_000_000;
-const ALGORITHMS: [&str; 4] = ["sliding_log", "sliding_window", "gcra", "fixed_window"];
 const WINDOWS_US: [u64; 5] = [1_000, 1_337, 60_000, 1_000_000, 1_800_000_000];
 const VALUES: [&str; 3] = ["a", "b", "a,b"];
 

@@ -5,16 +5,21 @@
 //! The conformance suite plugs in with
 //! `impl Harness for Standalone { fn store(..) { Arc::new(support::redis::store(Topology::Standalone, clock)) } }`.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "outage tests time real calls to real redis-server processes, and await each task they spawn"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use limitree::store::redis::{RedisConfig, RedisStore, keys};
-use limitree::{ManualClock, Micros, Mode, Policy, Reason, Store, StoreError};
+use limitree::{ManualClock, Mode, Policy, Reason, Store, StoreError};
 
+use crate::support::T0;
+use crate::support::redis::eventually::eventually_async;
 use crate::support::redis::{self as support, Topology};
-
-const T0: Micros = 1_700_000_000_000_000;
 
 fn policy(text: &str) -> Arc<Policy> {
     Arc::new(Policy::from_toml_str(text, "test").expect("valid test policy"))
@@ -318,7 +323,7 @@ async fn cluster_keeps_a_tree_in_one_slot() {
         assert!(!o.allowed, "second request in {}", tree.name);
         let prefix = &store.config().key_prefix;
         let keys: Vec<String> = chain
-            .links
+            .buckets
             .iter()
             .map(|l| keys::bucket_key(prefix, &tree.name, l))
             .collect();
@@ -400,7 +405,7 @@ async fn memory_per_bucket_is_small() {
         let tree = &policy.trees()[0];
         let descriptors = [("category", "errors")];
         let chain = tree.chain(&descriptors).unwrap();
-        let key = keys::bucket_key("limitree", &tree.name, &chain.links[0]);
+        let key = keys::bucket_key("limitree", &tree.name, &chain.buckets[0]);
         store.decide(&chain, 1, Mode::Commit).await.unwrap();
         let one = usage(&key);
         if alg == "sliding_log" {
@@ -494,17 +499,11 @@ async fn decide_once_back(
     chain: &limitree::Chain<'_>,
     within: Duration,
 ) -> limitree::ChainOutcome {
-    let back = Instant::now();
-    loop {
-        match store.decide(chain, 1, Mode::Commit).await {
-            Ok(outcome) => return outcome,
-            Err(e) => assert!(
-                back.elapsed() < within,
-                "still failing {within:?} after redis returned: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(within, Duration::from_millis(20), || {
+        store.decide(chain, 1, Mode::Commit)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("still failing {within:?} after redis returned: {e}"))
 }
 
 #[tokio::test]
@@ -633,24 +632,21 @@ async fn a_silent_connection_is_replaced() {
 
     proxy.silence();
     let chain = policy.trees()[0].chain(&errors).unwrap();
-    let silenced = Instant::now();
-    let mut failures = 0;
-    let outcome = loop {
+    // Every call in between fails fast, with a timeout.
+    let failures = std::cell::Cell::new(0);
+    let outcome = eventually_async(Duration::from_secs(4), Duration::ZERO, || async {
         let started = Instant::now();
-        match store.decide(&chain, 1, Mode::Commit).await {
-            Ok(outcome) => break outcome,
-            Err(e) => {
-                failures += 1;
-                assert!(matches!(e, StoreError::Timeout(100)), "{e:?}");
-                assert!(started.elapsed() < timeout + Duration::from_millis(300));
-                assert!(
-                    silenced.elapsed() < Duration::from_secs(4),
-                    "still failing {:?} after the connection went silent",
-                    silenced.elapsed()
-                );
-            }
+        let result = store.decide(&chain, 1, Mode::Commit).await;
+        if let Err(e) = &result {
+            failures.set(failures.get() + 1);
+            assert!(matches!(e, StoreError::Timeout(100)), "{e:?}");
+            assert!(started.elapsed() < timeout + Duration::from_millis(300));
         }
-    };
+        result
+    })
+    .await
+    .unwrap_or_else(|e| panic!("still failing 4 s after the connection went silent: {e}"));
+    let failures = failures.get();
     assert!(failures >= 5, "only {failures} failures: was it silenced?");
     // The silenced call may or may not have reached Redis: 1 or 0 left.
     assert!(

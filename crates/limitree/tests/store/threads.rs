@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use limitree::{ManualClock, MemoryStore, Mode, Policy};
 use rstest::rstest;
 
-use crate::conformance::T0;
+use crate::support::T0;
 
 const CATEGORIES: usize = 20;
 

@@ -7,6 +7,11 @@
 //! kills it (and removes its directory) once the test process is gone, since
 //! statics are never dropped; a [`RedisServer`] that is dropped is killed at once.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "it starts and waits for real redis-server processes, on real time"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -16,6 +21,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use limitree::store::redis::{RedisConfig, RedisStore};
+
+#[path = "eventually.rs"]
+pub mod eventually;
 use limitree::{Clock, ManualClock};
 
 const INSTALL_HINT: &str = "redis-server is not installed; the Redis store tests start their own \
@@ -101,16 +109,10 @@ impl RedisServer {
     /// for a while if the port is still held.
     pub fn start_on(port: u16, extra: &[&str]) -> RedisServer {
         check_installed();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Self::try_start(port, extra) {
-                Ok(server) => return server,
-                Err(e) if Instant::now() > deadline => {
-                    panic!("could not restart redis-server: {e}")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        eventually::eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+            Self::try_start(port, extra)
+        })
+        .unwrap_or_else(|e| panic!("could not restart redis-server: {e}"))
     }
 
     fn try_start(port: u16, extra: &[&str]) -> Result<RedisServer, String> {
@@ -158,25 +160,28 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("spawning redis-server: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-                return Err(format!(
-                    "redis-server exited ({status}) on port {port}: {log}"
-                ));
-            }
-            if let Ok(reply) = command(port, &["PING"]) {
-                if reply == "PONG" {
-                    return Ok(RedisServer { child, port, dir });
+        // Ok(Err(..)): it exited, no point waiting; Err(()): no PONG yet.
+        let started =
+            eventually::eventually(Duration::from_secs(10), Duration::from_millis(20), || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                    return Ok(Err(format!(
+                        "redis-server exited ({status}) on port {port}: {log}"
+                    )));
                 }
-            }
-            if Instant::now() > deadline {
+                match command(port, &["PING"]) {
+                    Ok(reply) if reply == "PONG" => Ok(Ok(())),
+                    _ => Err(()),
+                }
+            });
+        match started {
+            Ok(Ok(())) => Ok(RedisServer { child, port, dir }),
+            Ok(Err(exited)) => Err(exited),
+            Err(()) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("redis-server on port {port} did not answer PING"));
+                Err(format!("redis-server on port {port} did not answer PING"))
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -261,14 +266,16 @@ impl RedisCluster {
         );
         let deadline = Instant::now() + Duration::from_secs(20);
         for node in &nodes {
-            loop {
+            let within = deadline.saturating_duration_since(Instant::now());
+            eventually::eventually(within, Duration::from_millis(50), || {
                 let info = node.command(&["CLUSTER", "INFO"]);
                 if info.contains("cluster_state:ok") {
-                    break;
+                    Ok(())
+                } else {
+                    Err(info)
                 }
-                assert!(Instant::now() < deadline, "cluster never became ok: {info}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            })
+            .unwrap_or_else(|info| panic!("cluster never became ok: {info}"));
         }
         RedisCluster { nodes }
     }

@@ -161,7 +161,7 @@ impl<D, R> Batcher<D, R> {
         let results = match answered {
             Ok(results) if results.len() == sent => results,
             Ok(results) => {
-                let e = StoreError::Unavailable(format!(
+                let e = super::protocol::protocol_error(format!(
                     "the decision script answered {} of {sent} decisions",
                     results.len()
                 ));
@@ -291,7 +291,12 @@ mod tests {
 
     /// A leader that gives up mid-call passes the lead on: callers waiting
     /// behind it are still decided, and the tree is not left without a leader.
-    #[tokio::test]
+    /// On paused time: the deadlines pass in order, at once.
+    #[tokio::test(start_paused = true)]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "test tasks, each awaited before the test ends"
+    )]
     async fn a_leader_that_gives_up_passes_the_lead() {
         let batcher = Arc::new(Batcher::<i64, Vec<i64>>::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -344,7 +349,7 @@ mod tests {
     /// Beyond the steady calls, more go only with full batches, up to the
     /// most in flight; when a call returns, its lead passes on only under the
     /// same rule.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_extra_call_goes_only_with_a_full_batch() {
         let batcher = Arc::new(Batcher::<i64, Vec<i64>>::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -365,7 +370,10 @@ mod tests {
                 assert_eq!(reply, Ok(vec![d]));
             });
         };
-        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
+        // On paused time a sleep returns only once every task is blocked
+        // (the runtime advances the clock only when idle): every submitted
+        // decision has then either led a call or queued.
+        let settle = || tokio::time::sleep(Duration::from_millis(20));
         for d in 0..STEADY_IN_FLIGHT as i64 {
             submit(d);
         }

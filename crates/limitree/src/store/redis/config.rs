@@ -8,7 +8,7 @@ use crate::clock::Clock;
 /// The prefix of every key unless configured otherwise.
 pub const DEFAULT_KEY_PREFIX: &str = "limitree";
 /// The default per-call deadline: a rate limiter that stalls is worse than one
-/// that answers "store unavailable" fast and lets the failure policy decide.
+/// that answers "store unavailable" fast and lets `on_error` decide.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Which Redis deployment holds the buckets.

@@ -11,37 +11,59 @@
 -- calls in the same microsecond. A bucket's state is loaded once per batch and
 -- kept up to date as decisions charge it (every charge is written at once).
 --
+-- The call (the same layout as store/redis/protocol.rs, which builds and reads
+-- it; the constants below are checked against that file by a test). Two index
+-- spaces, both 1-based: a key index is a position in KEYS, a spec index a
+-- position in `specs` (ARGV[3]).
+--
 -- KEYS     every bucket the batch touches, once (one tree: one hash tag, one slot)
 -- ARGV[1]  now in microseconds, or "" to read Redis TIME (production)
 -- ARGV[2]  TTL slack in milliseconds: 0 in production; tests on a manual clock
 --          pass a large value so keys never expire in real time before their
 --          state goes idle in test time
--- ARGV[3]  the levels the batch touches, packed one after the other (see
---          LEVEL): algorithm (sl|sw|gc|fw), limit, window, burst, shadow (an
---          override's limits count as a level of their own)
--- ARGV[4]  per bucket, in KEYS order, the index of its level among those (u16)
--- ARGV[5]  the decisions, packed one after the other (see MODE_PEEK): mode
---          ("c" commit, "d" dry run, "p" peek), cost (a peek probes with 1 and
---          charges nothing), number of levels, then per level, root first, its
---          bucket's index into KEYS. Packed rather than one argument per
---          number: each argument costs Redis a parse and an object, and the
---          script a Lua string to convert (strtod).
+-- ARGV[3]  specs: every distinct level spec the batch uses, SPEC_LEN bytes
+--          each (SPEC_FORMAT): algorithm code (sl|sw|gc|fw), limit, window,
+--          burst (doubles), shadow (1 or 0). An override's limits are a spec
+--          of their own.
+-- ARGV[4]  per key index, the spec index of that bucket (u16 LE)
+-- ARGV[5]  the decisions, one after the other: a DECISION_HEADER_LEN header
+--          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, cost u32 LE, number of
+--          levels n), then per level, root first, its key index (u16 LE). A
+--          peek probes with 1 and charges nothing. No level holds more than
+--          10^9, so a larger cost is sent as 2^32-1 and answered the same.
+-- Packed rather than one argument per number: each argument costs Redis a
+-- parse and an object, and the script a Lua string to convert (strtod).
 --
 -- Returns one binary string: now (a little-endian double), then per decision,
 -- per level, root first, a record of
---   flags  one byte: 1 allowed, 2 insufficient, 4 charged, 8 a retry follows
+--   flags  one byte: FLAG_ALLOWED, FLAG_INSUFFICIENT, FLAG_CHARGED, FLAG_RETRY
 --   len    one byte: the length of the state that follows
 --   state  the bucket's state as this decision saw it, exactly as stored (the
 --          key's value, or a sliding_log's summary; empty: a fresh bucket)
---   retry  (flags 8 only: a sliding_log denial) the wait until the probed cost
---          fits, a little-endian double
+--   retry  (FLAG_RETRY only: a sliding_log denial) the wait until the probed
+--          cost fits, a little-endian double
 -- The script decides (and charges); the client computes each level's numbers
 -- (available, remaining, reset and retry times) from the state with the same
--- algorithm code as the memory store (store/redis/reply.rs). Computing them
--- here cost Redis more than deciding: the calls, then packing four doubles per
--- level. Only a sliding_log's retry time needs the log itself, so it is
--- computed here. A level's record is built once for every decision of the
--- batch that sees the same state (see `mrest`).
+-- algorithm code as the memory store (protocol.rs). Computing them here cost
+-- Redis more than deciding: the calls, then packing four doubles per level.
+-- Only a sliding_log's retry time needs the log itself, so it is computed
+-- here. A level's record is built once for every decision of the batch that
+-- sees the same state (see `memo_record`).
+
+------------------------------------------------------------------ protocol
+-- One `local NAME = value` per line: protocol.rs's test reads them.
+local MODE_COMMIT = string.byte('c')
+local MODE_DRY_RUN = string.byte('d') -- neither peek nor commit: charges nothing
+local MODE_PEEK = string.byte('p')
+local FLAG_ALLOWED = 1
+local FLAG_INSUFFICIENT = 2
+local FLAG_CHARGED = 4
+local FLAG_RETRY = 8
+local SPEC_FORMAT = '<c2dddB'
+local SPEC_LEN = 27
+local SUMMARY_FORMAT = '<I4I4ddI4'
+local SUMMARY_LEN = 28
+local DECISION_HEADER_LEN = 6
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -239,8 +261,6 @@ end
 -- per decision (one more argument per bucket; BENCHMARKS.md).
 function algos.sl()
   local sl = {}
-  local SL_META = '<I4I4ddI4'
-  local SL_META_LEN = 28
   local function sl_units(member)
     return tonumber(string.match(member, ':(%d+)$')) or 1
   end
@@ -265,7 +285,7 @@ function algos.sl()
   end
   -- Writes the summary; it is the state the reply carries.
   local function sl_write_meta(s, ...)
-    s.raw = struct.pack(SL_META, s.count, s.extra, s.oldest, s.newest, s.seq)
+    s.raw = struct.pack(SUMMARY_FORMAT, s.count, s.extra, s.oldest, s.newest, s.seq)
     redis.call('SET', s.mkey, s.raw, ...)
   end
   local function sl_del_meta(s)
@@ -278,8 +298,8 @@ function algos.sl()
     -- is rehashed as it grows, and one of 9 fields takes twice the room.
     local s = { key = key, mkey = mkey, count = 0, extra = 0, oldest = 0, newest = 0, seq = 0, raw = '' }
     local cutoff = now - spec.window
-    if v and #v == SL_META_LEN then
-      s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SL_META, v)
+    if v and #v == SUMMARY_LEN then
+      s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SUMMARY_FORMAT, v)
       s.raw = v
       if s.count > 0 and s.oldest <= cutoff then
         -- Expired entries (ts + window <= now) can no longer change any answer:
@@ -389,146 +409,160 @@ function algos.sl()
   return sl
 end
 
-------------------------------------------------------------------- the chain
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
-local slack = tonumber(ARGV[2])
-
--- One decision in the decisions argument: mode ("c", "d" or "p"), cost (u32:
--- no level holds more than 10^9, so a larger cost is sent as 2^32-1 and answered
--- the same), number of levels n, then n bucket indexes (u16), little-endian.
--- Read with string.byte: struct.unpack interprets its format on every call.
-local MODE_PEEK, MODE_COMMIT = string.byte('p'), string.byte('c')
--- One level in the levels argument: algorithm code, limit, window, burst,
--- shadow (1 or 0).
-local LEVEL = '<c2dddB'
-local LEVEL_LEN = 27
-
--- Each level the batch touches, with its algorithm built once.
-local made = {}
-local levels = {}
-local packed = ARGV[3]
-for pos = 1, #packed, LEVEL_LEN do
-  local code, limit, window, burst, shadow = struct.unpack(LEVEL, packed, pos)
-  local alg = made[code]
-  if not alg then
-    alg = algos[code]()
-    made[code] = alg
+------------------------------------------------------------------ the batch
+-- ARGV[1]: Redis' clock, unless a test passes its own.
+local function read_now(arg)
+  if arg == '' then
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000000 + tonumber(t[2])
   end
-  local capacity = limit
-  if code == 'gc' then capacity = burst end
-  levels[#levels + 1] = {
-    alg = alg, spec = { limit = limit, window = window, burst = burst },
-    shadow = shadow == 1, capacity = capacity,
-  }
+  return tonumber(arg)
 end
--- Each bucket's level (KEYS order), as u16 indexes into `levels`.
-local buckets = {}
-packed = ARGV[4]
--- Every bucket's state key (the key itself, or a sliding_log's summary), read
--- with one MGET: each bucket of the batch is loaded, and none is written before
--- it is loaded, so what this reads is what a GET at load time would.
-local names = {}
+
+-- ARGV[3]: the specs, each with its algorithm (built once per batch).
+local function read_specs(packed)
+  local specs, built = {}, {}
+  for pos = 1, #packed, SPEC_LEN do
+    local code, limit, window, burst, shadow = struct.unpack(SPEC_FORMAT, packed, pos)
+    local alg = built[code]
+    if not alg then
+      alg = algos[code]()
+      built[code] = alg
+    end
+    local capacity = limit
+    if code == 'gc' then capacity = burst end
+    specs[#specs + 1] = {
+      alg = alg, limits = { limit = limit, window = window, burst = burst },
+      shadow = shadow == 1, capacity = capacity,
+    }
+  end
+  return specs
+end
+
+local now = read_now(ARGV[1])
+local slack = tonumber(ARGV[2])
+local specs = read_specs(ARGV[3])
+
+-- By key index: the bucket's spec (ARGV[4]), and the key holding its state
+-- (the key itself, or a sliding_log's summary).
+local bucket_spec, state_keys = {}, {}
+local packed = ARGV[4]
 for k = 1, #KEYS do
   local lo, hi = string.byte(packed, 2 * k - 1, 2 * k)
-  local bucket = levels[lo + 256 * hi]
-  buckets[k] = bucket
-  names[k] = KEYS[k] .. bucket.alg.suffix
+  local spec = specs[lo + 256 * hi]
+  bucket_spec[k] = spec
+  state_keys[k] = KEYS[k] .. spec.alg.suffix
 end
-local values = redis.call('MGET', unpack(names))
+-- Every bucket's state, read with one MGET: each bucket of the batch is
+-- loaded, and none is written before it is loaded, so what this reads is what
+-- a GET at load time would.
+local stored = redis.call('MGET', unpack(state_keys))
 
-local states = {} -- by KEYS index: each bucket loaded once per batch
--- By KEYS index, while the bucket's state is unchanged: its verdict for a
--- probe, with its level record for the reply (flags, state and retry time).
--- In a saturated batch most decisions see buckets no earlier decision of the
--- batch charged. Parallel arrays rather than a table per verdict: tables are
--- what costs here.
-local mprobe, mallowed, mdenies, mrest = {}, {}, {}, {}
-local out = { struct.pack('<d', now) }
-local o = 1 -- #out, kept by hand
+-- By key index, loaded on first use and kept up to date as decisions charge:
+-- each bucket is loaded once per batch.
+local states = {}
+-- By key index, while the bucket's state is unchanged: the probe it was last
+-- evaluated for, whether that fit, whether it denies the chain (no room and not
+-- shadow), and its record for the reply (flags, state and retry time). In a
+-- saturated batch most decisions see buckets no earlier decision of the batch
+-- charged, so most levels are answered from here. Parallel arrays rather than
+-- a table per entry: tables are what costs here.
+local memo_probe, memo_allowed, memo_denies, memo_record = {}, {}, {}, {}
 
--- Per level of the current decision, root first: its bucket.
-local lk = {}
-
-local blob = ARGV[5]
-local pos = 1
-while pos <= #blob do
-  -- The header and (most chains are that short) the first two indexes at once.
-  local mode, c0, c1, c2, c3, n, a0, a1, b0, b1 = string.byte(blob, pos, pos + 9)
-  local cost = c0 + 256 * (c1 + 256 * (c2 + 256 * c3))
-  if n >= 1 then lk[1] = a0 + 256 * a1 end
-  if n >= 2 then lk[2] = b0 + 256 * b1 end
-  for i = 3, n do
-    local lo, hi = string.byte(blob, pos + 4 + 2 * i, pos + 5 + 2 * i)
-    lk[i] = lo + 256 * hi
+-- Evaluates bucket k for `probe`, charging nothing, into the memo.
+local function evaluate(k, probe)
+  local spec = bucket_spec[k]
+  local alg, limits = spec.alg, spec.limits
+  local s = states[k]
+  if not s then
+    s = alg.load(KEYS[k], now, limits, stored[k], state_keys[k])
+    states[k] = s
   end
-  pos = pos + 6 + 2 * n
+  local available = alg.available(s, now, limits)
+  local insufficient = probe > spec.capacity
+  local allowed = (not insufficient) and probe <= available
+  local raw = s.raw
+  local record
+  if allowed then
+    record = string.char(FLAG_ALLOWED, #raw) .. raw
+  elseif insufficient then
+    record = string.char(FLAG_INSUFFICIENT, #raw) .. raw
+  elseif alg.retry_after then
+    local retry = alg.retry_after(s, now, limits, probe)
+    record = string.char(FLAG_RETRY, #raw) .. raw .. struct.pack('<d', retry)
+  else
+    record = string.char(0, #raw) .. raw
+  end
+  memo_probe[k], memo_allowed[k] = probe, allowed
+  memo_denies[k] = not allowed and not spec.shadow
+  memo_record[k] = record
+end
+
+-- Charges bucket k with `cost` and saves it, with a TTL until it goes idle.
+local function charge(k, cost)
+  local spec = bucket_spec[k]
+  local alg, limits = spec.alg, spec.limits
+  local s = alg.charge(states[k], now, limits, cost)
+  states[k] = s
+  memo_probe[k] = nil -- its state changed
+  local ttl = nil
+  local idle_in = alg.idle_at(s, limits) - now
+  if idle_in > 0 or slack > 0 then
+    -- Rounded up: a key never vanishes before its state is idle.
+    ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+  end
+  alg.save(KEYS[k], s, ttl)
+end
+
+local reply = { struct.pack('<d', now) }
+local reply_len = 1 -- #reply, kept by hand
+
+-- The current decision's key indexes, per level, root first.
+local chain = {}
+
+-- ARGV[5]: the decisions, in order. The loop stays inline (no call per
+-- decision): it runs for every decision of every batch.
+local decisions = ARGV[5]
+local pos = 1
+while pos <= #decisions do
+  -- The header and (most chains are that short) the first two key indexes in
+  -- one string.byte (struct.unpack interprets its format on every call).
+  local mode, c0, c1, c2, c3, n, a0, a1, b0, b1 = string.byte(decisions, pos, pos + 9)
+  local cost = c0 + 256 * (c1 + 256 * (c2 + 256 * c3))
+  if n >= 1 then chain[1] = a0 + 256 * a1 end
+  if n >= 2 then chain[2] = b0 + 256 * b1 end
+  for i = 3, n do
+    local at = pos + DECISION_HEADER_LEN + 2 * (i - 1)
+    local lo, hi = string.byte(decisions, at, at + 1)
+    chain[i] = lo + 256 * hi
+  end
+  pos = pos + DECISION_HEADER_LEN + 2 * n
   local probe = cost
   if mode == MODE_PEEK then probe = 1 end
 
-  -- Evaluate every level (nothing charged yet).
+  -- ChainOutcome::combine: every level evaluated (nothing charged yet); a
+  -- non-shadow level without room denies the chain.
   local admitted = true
   for i = 1, n do
-    local k = lk[i]
-    if mprobe[k] ~= probe then
-      local bucket = buckets[k]
-      local alg, spec = bucket.alg, bucket.spec
-      local s = states[k]
-      if not s then
-        s = alg.load(KEYS[k], now, spec, values[k], names[k])
-        states[k] = s
-      end
-      local available = alg.available(s, now, spec)
-      local insufficient = probe > bucket.capacity
-      local allowed = (not insufficient) and probe <= available
-      local raw = s.raw
-      local record
-      if allowed then
-        record = string.char(1, #raw) .. raw
-      elseif insufficient then
-        record = string.char(2, #raw) .. raw
-      elseif alg.retry_after then
-        record = string.char(8, #raw) .. raw .. struct.pack('<d', alg.retry_after(s, now, spec, probe))
-      else
-        record = string.char(0, #raw) .. raw
-      end
-      mprobe[k], mallowed[k] = probe, allowed
-      mdenies[k] = not allowed and not bucket.shadow
-      mrest[k] = record
-    end
-    -- ChainOutcome::combine: a non-shadow level without room denies the chain.
-    if mdenies[k] then admitted = false end
+    local k = chain[i]
+    if memo_probe[k] ~= probe then evaluate(k, probe) end
+    if memo_denies[k] then admitted = false end
   end
 
-  -- Charge every level with room, only if the chain is admitted and committing
-  -- (a shadow level without room is not charged).
+  -- Charge every level with room, only if the chain is admitted and
+  -- committing (a shadow level without room is not charged); one record per
+  -- level either way.
   local committing = admitted and mode == MODE_COMMIT
   for i = 1, n do
-    local k = lk[i]
-    local level = mrest[k]
-    if committing and mallowed[k] then
+    local k = chain[i]
+    local record = memo_record[k]
+    if committing and memo_allowed[k] then
       -- The same record with the charged flag.
-      level = string.char(string.byte(level) + 4) .. string.sub(level, 2)
-      local bucket = buckets[k]
-      local alg, spec = bucket.alg, bucket.spec
-      local s = alg.charge(states[k], now, spec, cost)
-      states[k] = s
-      mprobe[k] = nil
-      local ttl = nil
-      local idle_in = alg.idle_at(s, spec) - now
-      if idle_in > 0 or slack > 0 then
-        -- Rounded up: a key never vanishes before its state is idle.
-        ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
-      end
-      alg.save(KEYS[k], s, ttl)
+      record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
+      charge(k, cost)
     end
-    out[o + 1] = level
-    o = o + 1
+    reply_len = reply_len + 1
+    reply[reply_len] = record
   end
 end
-return table.concat(out)
+return table.concat(reply)

@@ -26,7 +26,7 @@
 
 use std::fmt::Write as _;
 
-use crate::chain::Link;
+use crate::chain::Bucket;
 use crate::policy::Algorithm;
 
 /// The short code of an algorithm, in keys and script arguments.
@@ -54,28 +54,28 @@ fn push_tree_tag(out: &mut String, key_prefix: &str, tree: &str) {
     out.push('}');
 }
 
-/// The key of the bucket `link` selects in `tree`.
-pub fn bucket_key(key_prefix: &str, tree: &str, link: &Link<'_>) -> String {
+/// The key of `bucket` (of a chain in `tree`) in Redis.
+pub fn bucket_key(key_prefix: &str, tree: &str, bucket: &Bucket<'_>) -> String {
     let mut key = String::new();
-    push_bucket_key(&mut key, key_prefix, tree, link);
+    push_bucket_key(&mut key, key_prefix, tree, bucket);
     key
 }
 
 /// Appends [`bucket_key`] to `out`: on the hot path a decision's keys share one
 /// buffer, sized up front rather than grown piece by piece.
-pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, link: &Link<'_>) {
-    let level = link.level.name.as_str();
-    let code = algorithm_code(link.spec.algorithm);
+pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, bucket: &Bucket<'_>) {
+    let level = bucket.level.name.as_str();
+    let code = algorithm_code(bucket.spec.algorithm);
     // Per value: two colons and at most 3 digits of length (values are at most
     // 256 bytes, checked by the chain).
-    let values: usize = link.values.iter().map(|v| v.len() + 5).sum();
+    let values: usize = bucket.values.iter().map(|v| v.len() + 5).sum();
     out.reserve(key_prefix.len() + tree.len() + level.len() + 8 + values);
     push_tree_tag(out, key_prefix, tree);
     out.push(':');
     out.push_str(level);
     out.push(':');
     out.push_str(code);
-    for value in &link.values {
+    for value in &bucket.values {
         // Writing to a String cannot fail.
         let _ = write!(out, ":{}:{value}", value.len());
     }
@@ -109,7 +109,7 @@ algorithm = "gcra"
         let tree = &policy.trees()[0];
         let chain = tree.chain(values).unwrap();
         chain
-            .links
+            .buckets
             .iter()
             .map(|l| bucket_key("limitree", &tree.name, l))
             .collect::<Vec<_>>()

@@ -1,4 +1,5 @@
-//! An in-process server for one test: bound on `127.0.0.1:0`, stopped on drop.
+//! An in-process server for one test ([`TestServer`]): bound on
+//! `127.0.0.1:0`, stopped on drop; and [`level`], to read a check reply.
 
 use std::time::Duration;
 
@@ -57,8 +58,10 @@ impl TestServer {
             shutdown_grace: Duration::from_secs(5),
             sweep_interval: config.server.sweep_interval,
         };
-        // The test owns the handle: `stop` joins it, and drop signals shutdown.
-        #[allow(clippy::disallowed_methods)]
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the test owns the handle: `stop` joins it, and drop signals shutdown"
+        )]
         let task = tokio::spawn(server::run(listener, state, lifecycle, async move {
             let _ = stopped.await;
         }));

@@ -1,0 +1,949 @@
+//! The protocol of the one Redis call: what `decide.lua` is sent, what it
+//! answers, and the constants both sides share. Read this file and
+//! `decide.lua` (beside it) and nothing else to understand a call.
+//!
+//! # Request: `EVALSHA <sha> <#KEYS> KEYS… ARGV…`
+//! One call decides a batch of decisions of one tree ([`encode_call`]). Two
+//! index spaces, both 1-based as Lua counts:
+//! - **key index**: a bucket's position in `KEYS`. Every bucket the batch
+//!   touches is sent once, however many decisions touch it.
+//! - **spec index**: a position in the `specs` argument. Every distinct level
+//!   spec (algorithm, limit, window, burst, shadow; an override is a spec of
+//!   its own) is sent once, however many buckets share it.
+//!
+//! | arg       | content                                                       |
+//! |-----------|---------------------------------------------------------------|
+//! | `ARGV[1]` | now in µs (a test clock), or `""`: the script reads Redis `TIME` |
+//! | `ARGV[2]` | TTL slack in ms: 0, or [`TEST_TTL_SLACK_MS`] with a test clock |
+//! | `ARGV[3]` | specs, [`SPEC_LEN`] bytes each ([`SPEC_FORMAT`]): code, limit, window, burst as doubles, shadow |
+//! | `ARGV[4]` | per key index, its spec index (`u16` LE)                      |
+//! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), cost (`u32` LE), level count `n` (`u8`), then `n` key indexes (`u16` LE), root first |
+//!
+//! Packed binary rather than one argument per number: each argument costs
+//! Redis a parse and an object, and the script a Lua string to convert.
+//!
+//! # Reply: one binary string
+//! `now` (a little-endian double), then per decision, per level, root first, a
+//! record: flags (one byte: [`FLAG_ALLOWED`], [`FLAG_INSUFFICIENT`],
+//! [`FLAG_CHARGED`], [`FLAG_RETRY`]), the state's length (one byte), the
+//! bucket's state as that decision saw it (the key's value as stored, or a
+//! sliding_log's [`SUMMARY_FORMAT`] summary; empty for a fresh bucket) and,
+//! with [`FLAG_RETRY`] only, a sliding_log denial's retry time (a double).
+//!
+//! # Who computes what
+//! The script decides and charges. The numbers a verdict carries (available,
+//! remaining, reset and retry times) are computed here from the returned
+//! state with the memory store's own algorithm code ([`algo::decide`]),
+//! which costs the client nanoseconds and spares Redis — the resource every
+//! instance shares — most of a script call. Only a sliding_log denial's retry
+//! time needs the log itself; the script sends it. [`decode_outcome`] then
+//! applies the same [`ChainOutcome::combine`] as the memory store and checks
+//! that the script charged exactly the levels `combine` charges.
+//!
+//! # Errors
+//! Anything that does not decode, or contradicts the algorithms or
+//! `combine`, is a bug on one side or the other: [`StoreError::Protocol`],
+//! logged here with `tracing::error!`, never an outage to fall back from.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrayvec::ArrayVec;
+
+use crate::algo::{self, BucketState, BucketView, Verdict};
+use crate::chain::{Bucket, Chain};
+use crate::clock::Micros;
+use crate::decision::{ChainOutcome, Mode};
+use crate::policy::{Algorithm, LimitSpec, MAX_LEVELS};
+use crate::store::StoreError;
+
+/// The script itself; its header comment describes the same layout.
+pub(super) const DECIDE_LUA: &str = include_str!("decide.lua");
+
+// ---------------------------------------------------------------- constants
+// Each is mirrored by a `local NAME = …` line in decide.lua; the test
+// `constants_match_decide_lua` reads them back out of the script.
+
+/// Decision mode: charge every level with room if the chain is admitted.
+pub(super) const MODE_COMMIT: u8 = b'c';
+/// Decision mode: answer as a commit would, charge nothing.
+pub(super) const MODE_DRY_RUN: u8 = b'd';
+/// Decision mode: `cost = 0`; probe with 1, charge nothing.
+pub(super) const MODE_PEEK: u8 = b'p';
+
+/// Record flag: the script found room for the probed cost.
+pub(super) const FLAG_ALLOWED: u8 = 1;
+/// Record flag: the probed cost exceeds what the bucket can ever hold.
+pub(super) const FLAG_INSUFFICIENT: u8 = 2;
+/// Record flag: the script charged the level.
+pub(super) const FLAG_CHARGED: u8 = 4;
+/// Record flag: a retry time (a little-endian double) follows the state.
+pub(super) const FLAG_RETRY: u8 = 8;
+
+/// One spec in `ARGV[3]`, as `struct.unpack` reads it: algorithm code (2
+/// bytes), limit, window, burst (doubles), shadow (a byte, 1 or 0).
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "Rust packs and reads these bytes by hand; the format is the script's, checked against it by a test"
+    )
+)]
+pub(super) const SPEC_FORMAT: &str = "<c2dddB";
+/// Bytes of one spec ([`SPEC_FORMAT`]).
+pub(super) const SPEC_LEN: usize = 2 + 3 * 8 + 1;
+
+/// A sliding_log summary (`<key>:m`): entries, units beyond one per entry
+/// (`u32`), oldest and newest admission time (doubles), entries at the newest
+/// time (`u32`).
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "Rust packs and reads these bytes by hand; the format is the script's, checked against it by a test"
+    )
+)]
+pub(super) const SUMMARY_FORMAT: &str = "<I4I4ddI4";
+/// Bytes of a summary ([`SUMMARY_FORMAT`]).
+pub(super) const SUMMARY_LEN: usize = 4 + 4 + 8 + 8 + 4;
+
+/// Bytes of a decision's header in `ARGV[5]`: mode, cost (`u32`), level count.
+pub(super) const DECISION_HEADER_LEN: usize = 1 + 4 + 1;
+
+/// Keys live this much longer than their state when the time comes from a test
+/// clock: test time and Redis' expiry clock are unrelated.
+pub(super) const TEST_TTL_SLACK_MS: u64 = 24 * 3600 * 1000;
+
+/// Most bytes of one decision in `ARGV[5]`.
+const MAX_DECISION_LEN: usize = DECISION_HEADER_LEN + 2 * MAX_LEVELS;
+
+/// Bytes of the command before the keys and the packed arguments, at most:
+/// `EVALSHA`, the 40-digit sha, the key count, `now` and the slack (each a
+/// decimal number of at most 20 digits).
+const COMMAND_HEAD_LEN: usize = 128;
+
+const _: () = assert!(
+    crate::policy::MAX_LIMIT < u32::MAX as u64,
+    "decide.lua reads costs as u32"
+);
+
+// ------------------------------------------------------------------ request
+
+/// One decision as the script wants it: its buckets' keys, its mode and cost,
+/// and each level's spec.
+#[derive(Debug)]
+pub(super) struct ScriptDecision {
+    /// Its buckets' keys, one after the other, each ending at `key_ends[i]`
+    /// (one allocation per decision, not one per key).
+    keys: String,
+    key_ends: ArrayVec<usize, MAX_LEVELS>,
+    /// [`MODE_COMMIT`], [`MODE_DRY_RUN`] or [`MODE_PEEK`].
+    mode: u8,
+    cost: u64,
+    /// Per level, root first.
+    specs: ArrayVec<SpecArg, MAX_LEVELS>,
+}
+
+/// A level's spec as the script wants it (one entry of `ARGV[3]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SpecArg {
+    /// The algorithm's code (`sl`, `sw`, `gc`, `fw`).
+    code: &'static str,
+    limit: u64,
+    window: Micros,
+    burst: u64,
+    shadow: bool,
+}
+
+impl ScriptDecision {
+    /// `chain` decided for `cost` in `mode`, with its keys under `key_prefix`.
+    /// Boxed: the decision travels through the batch queue (and the future
+    /// carrying it is boxed and moved at every layer), so it moves as one
+    /// pointer.
+    pub(super) fn new(key_prefix: &str, chain: &Chain<'_>, cost: u64, mode: Mode) -> Box<Self> {
+        let mut keys = String::new();
+        let mut key_ends = ArrayVec::new();
+        for bucket in &chain.buckets {
+            super::keys::push_bucket_key(&mut keys, key_prefix, &chain.tree.name, bucket);
+            key_ends.push(keys.len());
+        }
+        Box::new(ScriptDecision {
+            keys,
+            key_ends,
+            mode: match mode {
+                Mode::Commit => MODE_COMMIT,
+                Mode::DryRun => MODE_DRY_RUN,
+                Mode::Peek => MODE_PEEK,
+            },
+            cost,
+            specs: chain
+                .buckets
+                .iter()
+                .map(|bucket| SpecArg {
+                    code: super::keys::algorithm_code(bucket.spec.algorithm),
+                    limit: bucket.spec.limit,
+                    window: bucket.spec.window,
+                    burst: bucket.spec.burst,
+                    shadow: bucket.level.shadow,
+                })
+                .collect(),
+        })
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.key_ends.iter().copied());
+        starts
+            .zip(&self.key_ends)
+            .map(|(start, &end)| &self.keys[start..end])
+    }
+
+    /// Its number of levels (and so of records in its reply).
+    pub(super) fn levels(&self) -> usize {
+        self.specs.len()
+    }
+}
+
+/// The `EVALSHA` of `script_hash` deciding `batch` in order. `now` is a test
+/// clock's time, or `None` for the script to read Redis `TIME`.
+///
+/// Written straight into one command buffer (a `redis::ScriptInvocation`
+/// allocates a buffer per argument and then copies them all); the caller
+/// handles `NOSCRIPT` as it would.
+pub(super) fn encode_call(
+    script_hash: &str,
+    now: Option<Micros>,
+    batch: &[Box<ScriptDecision>],
+) -> Result<redis::Cmd, StoreError> {
+    // KEYS (each with its spec index), the distinct specs, and per decision
+    // its levels' key indexes.
+    let mut key_index_of: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
+    let mut keys: Vec<(&str, usize)> = Vec::new();
+    let mut specs: Vec<&SpecArg> = Vec::new();
+    let mut chains: Vec<ArrayVec<usize, MAX_LEVELS>> = Vec::with_capacity(batch.len());
+    for decision in batch {
+        let mut chain = ArrayVec::new();
+        for (key, spec) in decision.keys().zip(&decision.specs) {
+            let next_key_index = keys.len() + 1;
+            let key_index = *key_index_of.entry_ref(key).or_insert_with(|| {
+                // Few distinct specs per batch: a scan beats hashing.
+                let spec_index = match specs.iter().position(|s| *s == spec) {
+                    Some(i) => i + 1,
+                    None => {
+                        specs.push(spec);
+                        specs.len()
+                    }
+                };
+                keys.push((key, spec_index));
+                next_key_index
+            });
+            chain.push(key_index);
+        }
+        chains.push(chain);
+    }
+
+    let key_bytes: usize = keys.iter().map(|(key, _)| key.len()).sum();
+    let args = 8 + keys.len();
+    let data = COMMAND_HEAD_LEN
+        + key_bytes
+        + specs.len() * SPEC_LEN
+        + keys.len() * 2
+        + batch.len() * MAX_DECISION_LEN;
+    let mut cmd = redis::Cmd::with_capacity(args, data);
+    cmd.arg("EVALSHA").arg(script_hash).arg(keys.len());
+    for &(key, _) in &keys {
+        cmd.arg(key);
+    }
+    // ARGV[1], ARGV[2]: now and TTL slack.
+    match now {
+        Some(now) => cmd.arg(now).arg(TEST_TTL_SLACK_MS),
+        None => cmd.arg("").arg(0),
+    };
+    // ARGV[3]: the specs.
+    let mut packed = Vec::with_capacity(specs.len() * SPEC_LEN);
+    for spec in &specs {
+        packed.extend_from_slice(spec.code.as_bytes());
+        // Limits, windows and bursts are below 2^53 (the policy checks).
+        for n in [spec.limit, spec.window, spec.burst] {
+            packed.extend_from_slice(&(n as f64).to_le_bytes());
+        }
+        packed.push(u8::from(spec.shadow));
+    }
+    cmd.arg(packed);
+    // ARGV[4]: each key's spec index.
+    let mut packed = Vec::with_capacity(keys.len() * 2);
+    for &(_, spec_index) in &keys {
+        packed.extend_from_slice(&index_u16(spec_index)?.to_le_bytes());
+    }
+    cmd.arg(packed);
+    // ARGV[5]: the decisions.
+    let mut packed = Vec::with_capacity(batch.len() * MAX_DECISION_LEN);
+    for (decision, chain) in batch.iter().zip(&chains) {
+        packed.push(decision.mode);
+        // No level holds more than MAX_LIMIT (< 2^32), so any larger cost is
+        // answered the same as u32::MAX.
+        let cost = u32::try_from(decision.cost).unwrap_or(u32::MAX);
+        packed.extend_from_slice(&cost.to_le_bytes());
+        packed.push(u8::try_from(chain.len()).map_err(|_| too_big())?);
+        for &key_index in chain {
+            packed.extend_from_slice(&index_u16(key_index)?.to_le_bytes());
+        }
+    }
+    cmd.arg(packed);
+    Ok(cmd)
+}
+
+fn index_u16(index: usize) -> Result<u16, StoreError> {
+    u16::try_from(index).map_err(|_| too_big())
+}
+
+/// Cannot happen: a batch holds at most `MAX_BATCH × MAX_LEVELS` buckets.
+fn too_big() -> StoreError {
+    protocol_error("a batch too large to encode for the decision script".to_owned())
+}
+
+/// A reply or request the protocol cannot carry: a bug in `decide.lua` or
+/// this file, never an outage. Logged here, loudly, because
+/// [`FallbackStore`](crate::store::fallback::FallbackStore) passes it through.
+pub(super) fn protocol_error(detail: String) -> StoreError {
+    tracing::error!(%detail, "decide.lua protocol violated");
+    StoreError::Protocol(detail)
+}
+
+/// Whether a failed script call is the script's own fault: a Lua error raised
+/// while running `decide.lua` (Redis 7: `ERR user_script:<line>: …`; Redis 6:
+/// `ERR Error running script …`), or a reply that is not the one binary
+/// string the script returns. Those are bugs ([`StoreError::Protocol`]).
+/// Errors Redis raises with their own code keep it and are not counted here:
+/// `WRONGTYPE` (a key of ours holding another type, written by someone else),
+/// `OOM`, `BUSY`, `READONLY`, Cluster redirections, connection failures.
+pub(super) fn is_script_bug(e: &redis::RedisError) -> bool {
+    match e.kind() {
+        redis::ErrorKind::UnexpectedReturnType => true,
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+            e.detail().is_some_and(|detail| {
+                detail.starts_with("user_script:")
+                    || detail.starts_with("Error running script")
+                    || detail.starts_with("Error compiling script")
+            })
+        }
+        _ => false,
+    }
+}
+
+// -------------------------------------------------------------------- reply
+
+/// One decision's part of the reply: Redis' `now` and its levels' records,
+/// root first (a range of the whole reply, which the batch's decisions share).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct DecisionReply {
+    pub now: Micros,
+    reply: Arc<Vec<u8>>,
+    records: Range<usize>,
+}
+
+/// One level's record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct LevelRecord<'a> {
+    pub flags: u8,
+    state: &'a [u8],
+    retry: Option<Micros>,
+}
+
+fn malformed(len: usize) -> StoreError {
+    protocol_error(format!(
+        "the decision script returned {len} bytes that do not decode as its reply"
+    ))
+}
+
+/// An integer the script sent as a double: below 2^53 and whole, or damage.
+fn integer(bytes: &[u8], len: usize) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| malformed(len))?;
+    let value = f64::from_le_bytes(bytes);
+    if value.fract() != 0.0 || !(0.0..=9_007_199_254_740_992.0).contains(&value) {
+        return Err(malformed(len));
+    }
+    Ok(value as u64)
+}
+
+/// Splits one level's record off the front of `bytes`.
+fn next_record<'a>(bytes: &'a [u8], len: usize) -> Result<(LevelRecord<'a>, &'a [u8]), StoreError> {
+    let [flags, state_len, rest @ ..] = bytes else {
+        return Err(malformed(len));
+    };
+    if flags & !(FLAG_ALLOWED | FLAG_INSUFFICIENT | FLAG_CHARGED | FLAG_RETRY) != 0 {
+        return Err(malformed(len));
+    }
+    let (state, rest) = rest
+        .split_at_checked(usize::from(*state_len))
+        .ok_or_else(|| malformed(len))?;
+    let (retry, rest) = if flags & FLAG_RETRY != 0 {
+        let (retry, rest) = rest.split_at_checked(8).ok_or_else(|| malformed(len))?;
+        (Some(integer(retry, len)?), rest)
+    } else {
+        (None, rest)
+    };
+    Ok((
+        LevelRecord {
+            flags: *flags,
+            state,
+            retry,
+        },
+        rest,
+    ))
+}
+
+/// Splits the script's reply into one reply per decision, for decisions of
+/// `levels` levels each.
+pub(super) fn decode_reply(
+    reply: Vec<u8>,
+    levels: impl ExactSizeIterator<Item = usize>,
+) -> Result<Vec<DecisionReply>, StoreError> {
+    let reply = Arc::new(reply);
+    let len = reply.len();
+    let (head, mut rest) = reply.split_at_checked(8).ok_or_else(|| malformed(len))?;
+    let now = integer(head, len)?;
+    let mut replies = Vec::with_capacity(levels.len());
+    for n in levels {
+        let start = len - rest.len();
+        for _ in 0..n {
+            rest = next_record(rest, len)?.1;
+        }
+        replies.push(DecisionReply {
+            now,
+            reply: Arc::clone(&reply),
+            records: start..len - rest.len(),
+        });
+    }
+    if !rest.is_empty() {
+        return Err(malformed(len));
+    }
+    Ok(replies)
+}
+
+impl DecisionReply {
+    /// Its levels' records, root first (already checked by [`decode_reply`]).
+    pub(super) fn records(&self) -> impl Iterator<Item = Result<LevelRecord<'_>, StoreError>> {
+        let mut rest = &self.reply[self.records.clone()];
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            Some(next_record(rest, rest.len()).map(|(record, tail)| {
+                rest = tail;
+                record
+            }))
+        })
+    }
+}
+
+fn bad_state(algorithm: Algorithm, state: &[u8]) -> StoreError {
+    protocol_error(format!(
+        "a {} bucket in Redis holds {:?}, which is not a state of that algorithm",
+        super::keys::algorithm_code(algorithm),
+        String::from_utf8_lossy(state)
+    ))
+}
+
+/// A fixed_window, sliding_window or gcra state as stored: its numbers in
+/// decimal, `:`-separated (`decide.lua` writes them); empty for a fresh bucket.
+fn text_state(algorithm: Algorithm, state: &[u8]) -> Result<BucketState, StoreError> {
+    if state.is_empty() {
+        return Ok(BucketState::fresh(algorithm));
+    }
+    let bad = || bad_state(algorithm, state);
+    let text = std::str::from_utf8(state).map_err(|_| bad())?;
+    let mut numbers = text.split(':').map(|n| n.parse::<u64>().map_err(|_| bad()));
+    let mut next = || numbers.next().unwrap_or_else(|| Err(bad()));
+    let parsed = match algorithm {
+        Algorithm::FixedWindow => BucketState::FixedWindow(algo::fixed_window::State {
+            start: next()?,
+            count: next()?,
+        }),
+        Algorithm::SlidingWindow => BucketState::SlidingWindow(algo::sliding_window::State {
+            start: next()?,
+            curr: next()?,
+            prev: next()?,
+        }),
+        Algorithm::Gcra => BucketState::Gcra(algo::gcra::State { tat: next()? }),
+        Algorithm::SlidingLog => return Err(bad()),
+    };
+    if numbers.next().is_some() {
+        return Err(bad());
+    }
+    Ok(parsed)
+}
+
+/// A sliding_log seen through its summary (entries, units beyond one per
+/// entry, newest admission time), as `decide.lua` keeps it beside the log.
+struct SummaryView {
+    now: Micros,
+    window: Micros,
+    limit: u64,
+    count: u64,
+    used: u64,
+    newest: Micros,
+    /// The script's answer for the probed cost, when it denied it.
+    retry: Option<Micros>,
+}
+
+impl SummaryView {
+    fn new(
+        state: &[u8],
+        now: Micros,
+        spec: &LimitSpec,
+        retry: Option<Micros>,
+    ) -> Result<Self, StoreError> {
+        let (count, extra, newest) = if state.is_empty() {
+            (0, 0, 0)
+        } else {
+            let bad = || bad_state(Algorithm::SlidingLog, state);
+            if state.len() != SUMMARY_LEN {
+                return Err(bad());
+            }
+            let u32_at = |at: usize| {
+                u64::from(u32::from_le_bytes(
+                    state[at..at + 4].try_into().unwrap_or_default(),
+                ))
+            };
+            let newest = integer(&state[16..24], state.len()).map_err(|_| bad())?;
+            (u32_at(0), u32_at(4), newest)
+        };
+        Ok(SummaryView {
+            now,
+            window: spec.window,
+            limit: spec.limit,
+            count,
+            used: count + extra,
+            newest,
+            retry,
+        })
+    }
+}
+
+/// As `algo::sliding_log::View`, from the summary.
+impl BucketView for SummaryView {
+    fn available(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    fn retry_after(&self, _cost: u64) -> Micros {
+        // Present whenever it is asked for: checked in `level_verdict`.
+        self.retry.unwrap_or(self.window)
+    }
+
+    fn reset_after(&self, charged: u64) -> Micros {
+        let newest = if charged > 0 {
+            self.newest.max(self.now)
+        } else if self.count == 0 {
+            return 0;
+        } else {
+            self.newest
+        };
+        (newest + self.window).saturating_sub(self.now)
+    }
+}
+
+/// The verdict of one level, probed with `probe` at `now`, from its record;
+/// checked against what the script found.
+pub(super) fn level_verdict(
+    record: &LevelRecord<'_>,
+    now: Micros,
+    spec: &LimitSpec,
+    probe: u64,
+) -> Result<Verdict, StoreError> {
+    let verdict = match spec.algorithm {
+        Algorithm::SlidingLog => {
+            let view = SummaryView::new(record.state, now, spec, record.retry)?;
+            algo::verdict(&view, spec.capacity(), probe)
+        }
+        algorithm => algo::decide(&text_state(algorithm, record.state)?, now, spec, probe),
+    };
+    let retry_needed = !verdict.allowed && !verdict.insufficient;
+    if verdict.allowed != (record.flags & FLAG_ALLOWED != 0)
+        || verdict.insufficient != (record.flags & FLAG_INSUFFICIENT != 0)
+        || (spec.algorithm == Algorithm::SlidingLog && retry_needed != record.retry.is_some())
+    {
+        // Cannot happen unless decide.lua and the algorithms disagree: say so
+        // rather than hand back numbers that contradict what was recorded.
+        return Err(protocol_error(format!(
+            "the decision script and the algorithm disagree on a level's verdict \
+             (script flags {}, algorithm {verdict:?})",
+            record.flags
+        )));
+    }
+    Ok(verdict)
+}
+
+/// Builds the outcome from the script's per-level records with the same
+/// [`ChainOutcome::combine`] the memory store uses, and checks that the script
+/// charged exactly the levels `combine` says must be charged.
+pub(super) fn decode_outcome(
+    mode: Mode,
+    cost: u64,
+    buckets: &[Bucket<'_>],
+    reply: &DecisionReply,
+) -> Result<ChainOutcome, StoreError> {
+    let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
+    let mut charged = 0u32;
+    // What the script probed each level with (a peek probes with 1).
+    let probe = if mode == Mode::Peek { 1 } else { cost };
+    let mut records = reply.records();
+    for (i, bucket) in buckets.iter().enumerate() {
+        let record = records.next().unwrap_or_else(|| {
+            Err(protocol_error(format!(
+                "the decision script answered {i} of {} levels",
+                buckets.len()
+            )))
+        })?;
+        verdicts.push(level_verdict(&record, reply.now, bucket.spec, probe)?);
+        if record.flags & FLAG_CHARGED != 0 {
+            charged |= 1 << i;
+        }
+    }
+    if records.next().is_some() {
+        return Err(protocol_error(format!(
+            "the decision script answered more than {} levels",
+            buckets.len()
+        )));
+    }
+    // No overflow bucket in Redis (see the module docs of `redis`).
+    let (outcome, charge) = ChainOutcome::combine(mode, buckets, 0, &verdicts);
+    if charge != charged {
+        // Cannot happen unless decide.lua and combine disagree: say so loudly
+        // rather than hand back an answer that does not match what was recorded.
+        return Err(protocol_error(format!(
+            "the decision script and ChainOutcome::combine disagree on which levels to charge \
+             (script charged {charged:#b}, combine {charge:#b})"
+        )));
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    const NOW: Micros = 1_795_839_179_412_915;
+
+    /// A constant as `decide.lua` writes it.
+    #[derive(Debug, PartialEq)]
+    enum LuaConst {
+        Int(u64),
+        Str(String),
+    }
+
+    /// Every top-level `local NAME = value` of the script whose name is in
+    /// capitals: a number, a `'string'` or `string.byte('c')`.
+    fn lua_constants(lua: &str) -> std::collections::HashMap<&str, LuaConst> {
+        let mut out = std::collections::HashMap::new();
+        for line in lua.lines() {
+            let Some((name, value)) = line
+                .strip_prefix("local ")
+                .and_then(|rest| rest.split_once(" = "))
+            else {
+                continue;
+            };
+            if !name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                continue;
+            }
+            let value = value.split(" --").next().unwrap_or(value).trim();
+            let parsed = if let Some(c) = value
+                .strip_prefix("string.byte('")
+                .and_then(|v| v.strip_suffix("')"))
+            {
+                assert_eq!(c.len(), 1, "{line}");
+                LuaConst::Int(u64::from(c.as_bytes()[0]))
+            } else if let Some(text) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                LuaConst::Str(text.to_owned())
+            } else {
+                LuaConst::Int(
+                    value
+                        .parse()
+                        .unwrap_or_else(|_| panic!("not a constant: {line}")),
+                )
+            };
+            assert!(out.insert(name, parsed).is_none(), "{name} twice");
+        }
+        out
+    }
+
+    /// Bytes a `struct.pack` format of the kinds the protocol uses packs.
+    fn packed_len(format: &str) -> usize {
+        let format = format.strip_prefix('<').expect("little-endian");
+        let mut len = 0;
+        let mut chars = format.chars().peekable();
+        while let Some(c) = chars.next() {
+            let digits: String =
+                std::iter::from_fn(|| chars.next_if(char::is_ascii_digit)).collect();
+            len += match (c, digits.as_str()) {
+                ('d', "") => 8,
+                ('B', "") => 1,
+                ('I', n) | ('c', n) => n.parse::<usize>().unwrap(),
+                _ => panic!("format {format}: {c}{digits}"),
+            };
+        }
+        len
+    }
+
+    /// The constants the script and this file share are the same on both
+    /// sides, and each length is its format's.
+    #[test]
+    fn constants_match_decide_lua() {
+        let lua = lua_constants(DECIDE_LUA);
+        let int = |n: usize| LuaConst::Int(n as u64);
+        let shared = [
+            ("MODE_COMMIT", int(MODE_COMMIT.into())),
+            ("MODE_DRY_RUN", int(MODE_DRY_RUN.into())),
+            ("MODE_PEEK", int(MODE_PEEK.into())),
+            ("FLAG_ALLOWED", int(FLAG_ALLOWED.into())),
+            ("FLAG_INSUFFICIENT", int(FLAG_INSUFFICIENT.into())),
+            ("FLAG_CHARGED", int(FLAG_CHARGED.into())),
+            ("FLAG_RETRY", int(FLAG_RETRY.into())),
+            ("SPEC_FORMAT", LuaConst::Str(SPEC_FORMAT.to_owned())),
+            ("SPEC_LEN", int(SPEC_LEN)),
+            ("SUMMARY_FORMAT", LuaConst::Str(SUMMARY_FORMAT.to_owned())),
+            ("SUMMARY_LEN", int(SUMMARY_LEN)),
+            ("DECISION_HEADER_LEN", int(DECISION_HEADER_LEN)),
+        ];
+        for (name, value) in &shared {
+            assert_eq!(lua.get(name), Some(value), "{name} in decide.lua");
+        }
+        assert_eq!(
+            lua.len(),
+            shared.len(),
+            "decide.lua has constants this test does not check: {lua:?}"
+        );
+        assert_eq!(packed_len(SPEC_FORMAT), SPEC_LEN);
+        assert_eq!(packed_len(SUMMARY_FORMAT), SUMMARY_LEN);
+    }
+
+    fn record(flags: u8, state: &[u8], retry: Option<f64>) -> Vec<u8> {
+        let mut out = vec![flags, state.len() as u8];
+        out.extend_from_slice(state);
+        if let Some(r) = retry {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out
+    }
+
+    fn reply(now: f64, records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = now.to_le_bytes().to_vec();
+        for r in records {
+            out.extend_from_slice(r);
+        }
+        out
+    }
+
+    fn summary(count: u32, extra: u32, oldest: f64, newest: f64, seq: u32) -> Vec<u8> {
+        let mut out = count.to_le_bytes().to_vec();
+        out.extend_from_slice(&extra.to_le_bytes());
+        out.extend_from_slice(&oldest.to_le_bytes());
+        out.extend_from_slice(&newest.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        out
+    }
+
+    fn spec(algorithm: Algorithm, limit: u64, window: Micros) -> LimitSpec {
+        LimitSpec {
+            algorithm,
+            limit,
+            window,
+            burst: limit,
+        }
+    }
+
+    #[test]
+    fn splits_the_script_reply_per_decision() {
+        let a = record(5, b"1795839179000000:3", None);
+        let b = record(8, &summary(2, 0, 1.0, 2.0, 1), Some(17.0));
+        let c = record(1, b"", None);
+        let bytes = reply(NOW as f64, &[a.clone(), b.clone(), c.clone()]);
+        let decoded = decode_reply(bytes, [2, 1].into_iter()).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert!(decoded.iter().all(|d| d.now == NOW));
+        let first: Vec<_> = decoded[0].records().map(Result::unwrap).collect();
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            (first[0].flags, first[0].state),
+            (5, &b"1795839179000000:3"[..])
+        );
+        assert_eq!((first[1].flags, first[1].retry), (8, Some(17)));
+        let second: Vec<_> = decoded[1].records().map(Result::unwrap).collect();
+        assert_eq!((second[0].flags, second[0].state), (1, &b""[..]));
+    }
+
+    #[rstest]
+    #[case::empty(Vec::new(), vec![1])]
+    #[case::state_cut_short(reply(1.0, &[record(1, b"12:3", None)])[..12].to_vec(), vec![1])]
+    #[case::retry_missing(reply(1.0, &[record(8, b"", None)]), vec![1])]
+    #[case::bytes_left_over(reply(1.0, &[record(1, b"", None), record(1, b"", None)]), vec![1])]
+    #[case::unknown_flags(reply(1.0, &[record(16, b"", None)]), vec![1])]
+    #[case::now_not_an_integer(reply(1.5, &[record(1, b"", None)]), vec![1])]
+    #[case::now_not_a_number(reply(f64::NAN, &[record(1, b"", None)]), vec![1])]
+    #[case::retry_negative(reply(1.0, &[record(8, b"", Some(-1.0))]), vec![1])]
+    #[case::retry_too_large(reply(1.0, &[record(8, b"", Some(1e300))]), vec![1])]
+    fn rejects_anything_else(#[case] bytes: Vec<u8>, #[case] levels: Vec<usize>) {
+        let err = decode_reply(bytes, levels.into_iter()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Protocol(m) if m.contains("do not decode")),
+            "unexpected error: {err:?}"
+        );
+    }
+
+    /// Each algorithm's numbers come from its stored state through the
+    /// memory store's code; a fresh bucket is an empty state.
+    #[rstest]
+    #[case::fixed_window_counting(Algorithm::FixedWindow, b"1795839179000000:3".to_vec(), 1, 7, 6)]
+    #[case::fixed_window_fresh(Algorithm::FixedWindow, Vec::new(), 1, 10, 9)]
+    #[case::sliding_window(Algorithm::SlidingWindow, b"1795839179000000:4:0".to_vec(), 1, 6, 5)]
+    #[case::gcra_fresh(Algorithm::Gcra, Vec::new(), 1, 10, 9)]
+    #[case::sliding_log(
+        Algorithm::SlidingLog,
+        summary(3, 2, 1.795839179e15, 1.7958391794e15, 1),
+        1,
+        5,
+        4
+    )]
+    fn numbers_come_from_the_state(
+        #[case] algorithm: Algorithm,
+        #[case] state: Vec<u8>,
+        #[case] flags: u8,
+        #[case] available: u64,
+        #[case] remaining: u64,
+    ) {
+        let spec = spec(algorithm, 10, 1_000_000);
+        let record = LevelRecord {
+            flags,
+            state: &state,
+            retry: None,
+        };
+        let verdict = level_verdict(&record, NOW, &spec, 1).unwrap();
+        assert!(verdict.allowed);
+        assert_eq!(
+            (verdict.available, verdict.remaining),
+            (available, remaining)
+        );
+    }
+
+    #[test]
+    fn a_sliding_log_denial_takes_the_scripts_retry_time() {
+        let spec = spec(Algorithm::SlidingLog, 2, 1_000_000);
+        let state = summary(2, 0, (NOW - 10) as f64, (NOW - 5) as f64, 1);
+        let record = LevelRecord {
+            flags: FLAG_RETRY,
+            state: &state,
+            retry: Some(999_990),
+        };
+        let verdict = level_verdict(&record, NOW, &spec, 1).unwrap();
+        assert!(!verdict.allowed);
+        assert_eq!(verdict.retry_after, Some(999_990));
+        assert_eq!(verdict.reset_after, 999_995);
+    }
+
+    #[rstest]
+    #[case::flags_say_denied(Algorithm::FixedWindow, b"1:0".to_vec(), 0)]
+    #[case::denial_without_retry(Algorithm::SlidingLog, summary(10, 0, 1.0, (NOW - 1) as f64, 1), 0)]
+    fn a_record_that_contradicts_its_state_is_an_error(
+        #[case] algorithm: Algorithm,
+        #[case] state: Vec<u8>,
+        #[case] flags: u8,
+    ) {
+        let spec = spec(algorithm, 10, 1_000_000);
+        let record = LevelRecord {
+            flags,
+            state: &state,
+            retry: None,
+        };
+        let err = level_verdict(&record, NOW, &spec, 1).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Protocol(m) if m.contains("disagree")),
+            "{err:?}"
+        );
+    }
+
+    #[rstest]
+    #[case::text_for_a_log(Algorithm::SlidingLog, b"12:3".to_vec())]
+    #[case::letters(Algorithm::FixedWindow, b"12:x".to_vec())]
+    #[case::too_few(Algorithm::SlidingWindow, b"12:3".to_vec())]
+    #[case::too_many(Algorithm::Gcra, b"12:3".to_vec())]
+    fn a_state_of_another_shape_is_an_error(#[case] algorithm: Algorithm, #[case] state: Vec<u8>) {
+        let spec = spec(algorithm, 10, 1_000_000);
+        let record = LevelRecord {
+            flags: 1,
+            state: &state,
+            retry: None,
+        };
+        let err = level_verdict(&record, NOW, &spec, 1).unwrap_err();
+        assert!(
+            err.to_string().contains("not a state of that algorithm"),
+            "{err}"
+        );
+    }
+
+    /// The script must charge exactly what `combine` charges: a commit that
+    /// fits everywhere but comes back uncharged is a bug, never an answer.
+    #[rstest]
+    #[case::charged_nothing(FLAG_ALLOWED, FLAG_ALLOWED)]
+    #[case::charged_one_level(FLAG_ALLOWED | FLAG_CHARGED, FLAG_ALLOWED)]
+    fn charges_that_differ_from_combine_are_a_protocol_error(
+        #[case] root_flags: u8,
+        #[case] child_flags: u8,
+    ) {
+        let policy = crate::policy::Policy::default_notifications();
+        let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
+        let bytes = reply(
+            NOW as f64,
+            &[
+                record(root_flags, b"", None),
+                record(child_flags, b"", None),
+            ],
+        );
+        let decoded = decode_reply(bytes, [2].into_iter()).unwrap();
+        let err = decode_outcome(Mode::Commit, 1, &chain.buckets, &decoded[0]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Protocol(m) if m.contains("which levels to charge")),
+            "{err:?}"
+        );
+        // Charged as combine says: an answer.
+        let bytes = reply(
+            NOW as f64,
+            &[
+                record(FLAG_ALLOWED | FLAG_CHARGED, b"", None),
+                record(FLAG_ALLOWED | FLAG_CHARGED, b"", None),
+            ],
+        );
+        let decoded = decode_reply(bytes, [2].into_iter()).unwrap();
+        let outcome = decode_outcome(Mode::Commit, 1, &chain.buckets, &decoded[0]).unwrap();
+        assert!(outcome.allowed);
+    }
+
+    #[rstest]
+    #[case::lua_error_redis_7(
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+        "user_script:1: attempt to index local 't' (a nil value) script: e62b, on @user_script:1.",
+        true
+    )]
+    #[case::lua_error_redis_6(
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+        "Error running script (call to f_e62b): @user_script:1: boom",
+        true
+    )]
+    #[case::reply_of_another_type(redis::ErrorKind::UnexpectedReturnType, "an integer", true)]
+    #[case::other_server_error(
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+        "max number of clients reached",
+        false
+    )]
+    #[case::read_only(redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly), "", false)]
+    #[case::io(redis::ErrorKind::Io, "connection reset", false)]
+    fn script_bugs_are_told_from_outages(
+        #[case] kind: redis::ErrorKind,
+        #[case] detail: &str,
+        #[case] bug: bool,
+    ) {
+        let e = redis::RedisError::from((kind, "test", detail.to_owned()));
+        assert_eq!(is_script_bug(&e), bug, "{e}");
+    }
+}
