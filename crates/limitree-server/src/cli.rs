@@ -20,6 +20,8 @@ use limitree::{Algorithm, Policy};
 use crate::app::{App, AppError};
 use crate::client;
 use crate::config::Config;
+use crate::config::fields::env_references;
+use crate::notify::config::DEFAULT_WEBHOOK;
 use crate::server;
 use crate::telemetry::{self, LogFormat};
 
@@ -352,9 +354,13 @@ fn notify(args: NotifyArgs) -> ExitCode {
 fn config_check(file: &Path) -> ExitCode {
     match load_config(Some(file)) {
         Ok(config) => {
-            print!("{}", describe(&config));
+            let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+            print!("{}", describe_with_env(&config, &env));
             for warning in config.policy.warnings() {
                 println!("warning: {warning}");
+            }
+            for warning in environment_warnings(&config, &env) {
+                println!("warning: {}: {warning}", config.source);
             }
             ExitCode::SUCCESS
         }
@@ -362,8 +368,57 @@ fn config_check(file: &Path) -> ExitCode {
     }
 }
 
-/// The resolved config, as `config check` prints it.
+/// The resolved config, as `config check` prints it, reading `${VAR}`s from
+/// the process environment.
 pub fn describe(config: &Config) -> String {
+    describe_with_env(config, &|var: &str| {
+        std::env::var(var).ok().filter(|v| !v.is_empty())
+    })
+}
+
+/// What `config check` warns about the environment it runs in: every
+/// `${VAR}` a webhook refers to that is unset (naming the key and the
+/// variable), and a notify tree that is not keyed by `category`. The implicit
+/// default route (no `[notify] default_webhook`) is not warned about: without
+/// `SLACK_WEBHOOK_URL` it is simply absent, and `describe` says so.
+pub fn environment_warnings(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let n = &config.notify;
+    let implicit = n.default_webhook.as_deref() == Some(DEFAULT_WEBHOOK);
+    for (key, var) in n.env_references() {
+        if implicit && key == "[notify] default_webhook" {
+            continue;
+        }
+        if env(&var).is_none() {
+            warnings.push(format!(
+                "{key} refers to ${{{var}}}, which is not set here; set it where the server runs, or notifications it routes answer 503"
+            ));
+        }
+    }
+    if let Some(tree) = notify_tree(config)
+        && !tree.levels.iter().any(|l| l.by == ["category"])
+    {
+        warnings.push(format!(
+                "notifications use tree `{}`, which has no level by `category`; nothing limits them per category (name a tree in [notify] tree, or add a level with by = [\"category\"])",
+                tree.name
+            ));
+    }
+    warnings
+}
+
+/// The tree notifications are decided in: `[notify] tree`, else the only tree.
+fn notify_tree(config: &Config) -> Option<&limitree::policy::Tree> {
+    match &config.notify.tree {
+        Some(name) => config.policy.tree(name),
+        None => match config.policy.trees() {
+            [only] => Some(only),
+            _ => None,
+        },
+    }
+}
+
+/// [`describe`] with `${VAR}`s read from `env`.
+pub fn describe_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> String {
     let mut out = String::new();
     let s = &config.server;
     let _ = writeln!(out, "{}: valid", config.source);
@@ -387,21 +442,57 @@ pub fn describe(config: &Config) -> String {
     // Route keys only: webhook values may be literal URLs, which are secrets.
     let n = &config.notify;
     let routes: Vec<&str> = n.routes.keys().map(String::as_str).collect();
+    let default_route = match n.default_webhook.as_deref() {
+        None => "none".to_owned(),
+        // The implicit default is there only when its variable is.
+        Some(DEFAULT_WEBHOOK) if env("SLACK_WEBHOOK_URL").is_none() => {
+            "none (SLACK_WEBHOOK_URL is not set)".to_owned()
+        }
+        Some(DEFAULT_WEBHOOK) => "from $SLACK_WEBHOOK_URL".to_owned(),
+        Some(raw) => match env_references(raw).first() {
+            Some(var) if env(var).is_none() => format!("${{{var}}} (not set)"),
+            Some(var) => format!("from ${var}"),
+            None => "set".to_owned(),
+        },
+    };
     let _ = writeln!(
         out,
         "notify: data_dir {}, default route {}, routes [{}], queue_capacity {}, pace {} (burst {}), timeout {}",
         n.data_dir.display(),
-        if n.default_webhook.is_some() {
-            "set"
-        } else {
-            "none"
-        },
+        default_route,
         routes.join(", "),
         n.queue_capacity,
         format_duration(limitree::clock::duration_to_micros(n.pace)),
         n.burst,
         format_duration(limitree::clock::duration_to_micros(n.timeout)),
     );
+    match notify_tree(config) {
+        Some(tree) => {
+            let levels: Vec<String> = tree
+                .levels
+                .iter()
+                .map(|l| {
+                    if l.is_global() {
+                        format!("{} (global)", l.name)
+                    } else {
+                        format!("{} by {}", l.name, l.by.join(", "))
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "notify tree: {} (levels: {})",
+                tree.name,
+                levels.join("; ")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "notify tree: none; several trees and no [notify] tree, so POST /v1/notify must name one"
+            );
+        }
+    }
     if config.default_policy {
         let _ = writeln!(out, "policy: no [[trees]]; the built-in default policy");
     }

@@ -48,7 +48,7 @@
 //! | `RateLimit-Policy`, `RateLimit`, `Retry-After` | [`http::headers`] |
 //! | an error turned into an HTTP status | [`http::problem`] |
 //! | a connection timed out, shed or refused; a lingering close | [`listener`] |
-//! | Prometheus text | [`http::metrics`] (the relay hands over [`notify::RelayMetrics`]) |
+//! | Prometheus text | [`http::metrics`] (the relay hands over [`notify::metrics::Snapshot`]) |
 //! | a process exit code | [`cli`] |
 
 #![forbid(unsafe_code)]

@@ -2,12 +2,16 @@
 //! when parsed; what one section requires of another is decided here.
 
 use limitree::Policy;
+use limitree::policy::{PolicyError, Step, TomlDocument};
 
+use super::fields::Section;
 use super::server::ServerConfig;
 use crate::notify::config::NotifyConfig;
 
-/// Pushes to `errors` every problem between the parsed sections (each naming
-/// `source` and the keys):
+/// Pushes to `errors` every problem between the sections that parsed (a
+/// check whose sections did not is skipped; their own errors are reported;
+/// a `[notify] tree` is still checked against the tree names when the policy
+/// has errors), each naming the file, the line and the keys:
 /// - `[notify] tree`, when named, must be a tree of the policy keyed by
 ///   `category`: a notification is decided with the one descriptor
 ///   `category`, so the tree needs a level by `category` (else nothing is
@@ -20,24 +24,100 @@ use crate::notify::config::NotifyConfig;
 ///   A default `drain` that does not fit is reported too, not shortened: the
 ///   file then says the drain it runs with.
 pub fn across_sections(
-    server: &ServerConfig,
+    server: Option<&ServerConfig>,
+    policy: Option<&Policy>,
+    notify: Option<&NotifyConfig>,
+    doc: &TomlDocument<'_>,
+    errors: &mut Vec<String>,
+) {
+    let section = Section::new(doc, "notify");
+    match (policy, notify) {
+        (Some(policy), Some(notify)) => notify_tree(policy, notify, &section, errors),
+        // The policy has errors of its own: still say when `[notify] tree`
+        // names no tree of the file at all.
+        (None, Some(notify)) => notify_tree_named(doc, notify, &section, errors),
+        _ => {}
+    }
+    if let (Some(server), Some(notify)) = (server, notify)
+        && notify.drain >= server.shutdown_grace
+    {
+        // At `drain` when the file sets it, else at `shutdown_grace`.
+        let key =
+            |section: &str, key: &str| [Step::Key(section.to_owned()), Step::Key(key.to_owned())];
+        let location = doc
+            .location_of(&key("notify", "drain"))
+            .filter(|_| doc.has("notify"))
+            .or_else(|| doc.location_of(&key("server", "shutdown_grace")));
+        errors.push(
+                PolicyError::located(
+                    doc.source(),
+                    location,
+                    "[notify] drain",
+                    format!(
+                        "{} must be shorter than [server] shutdown_grace ({}), so deliveries stop before the server stops waiting for them; set [notify] drain below it",
+                        duration_text(notify.drain),
+                        duration_text(server.shutdown_grace),
+                    ),
+                )
+                .to_string(),
+            );
+    }
+}
+
+/// `[notify] tree` against the names of the file's `[[trees]]`, read on their
+/// own (when the policy as a whole has errors).
+fn notify_tree_named(
+    doc: &TomlDocument<'_>,
+    notify: &NotifyConfig,
+    section: &Section<'_, '_>,
+    errors: &mut Vec<String>,
+) {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: Option<String>,
+    }
+    let (Some(tree), true) = (&notify.tree, doc.has("trees")) else {
+        return;
+    };
+    let (Some(trees), _) = doc.deserialize::<Vec<Named>>("trees") else {
+        return;
+    };
+    let known: Vec<&str> = trees.iter().filter_map(|t| t.name.as_deref()).collect();
+    if !known.contains(&tree.as_str()) {
+        errors.push(undefined_tree(section, tree, &known));
+    }
+}
+
+fn undefined_tree(section: &Section<'_, '_>, tree: &str, known: &[&str]) -> String {
+    let hint = limitree::policy::closest(tree, known.iter().copied())
+        .map(|best| format!("did you mean `{best}`? "))
+        .unwrap_or_default();
+    section.error(
+        "tree",
+        format!(
+            "`{}` is not defined; {hint}defined trees: {}",
+            limitree::policy::cut(tree, limitree::policy::MAX_ECHO),
+            known.join(", ")
+        ),
+    )
+}
+
+fn notify_tree(
     policy: &Policy,
     notify: &NotifyConfig,
-    source: &str,
+    section: &Section<'_, '_>,
     errors: &mut Vec<String>,
 ) {
     if let Some(tree) = &notify.tree {
         if policy.tree(tree).is_none() {
             let known: Vec<&str> = policy.trees().iter().map(|t| t.name.as_str()).collect();
-            errors.push(format!(
-                "{source}: [notify] tree: `{tree}` is not defined; defined trees: {}",
-                known.join(", ")
-            ));
+            errors.push(undefined_tree(section, tree, &known));
         }
         if let Some(t) = policy.tree(tree) {
             if !t.levels.iter().any(|l| l.by == ["category"]) {
-                errors.push(format!(
-                    "{source}: [notify] tree: `{tree}` has no level by `category`; notifications are limited per category, so add a level with by = [\"category\"]"
+                errors.push(section.error(
+                    "tree",
+                    format!("`{tree}` has no level by `category`; notifications are limited per category, so add a level with by = [\"category\"]"),
                 ));
             }
             for level in &t.levels {
@@ -48,21 +128,17 @@ pub fn across_sections(
                     .filter(|key| *key != "category")
                     .collect();
                 if level.required && !other.is_empty() {
-                    errors.push(format!(
-                        "{source}: [notify] tree: level `{}` of `{tree}` needs descriptor `{}`, which a notification does not carry (it has only `category`); make the level optional or pick another tree",
-                        level.name,
-                        other.join("`, `")
+                    errors.push(section.error(
+                        "tree",
+                        format!(
+                            "level `{}` of `{tree}` needs descriptor `{}`, which a notification does not carry (it has only `category`); make the level optional or pick another tree",
+                            level.name,
+                            other.join("`, `")
+                        ),
                     ));
                 }
             }
         }
-    }
-    if notify.drain >= server.shutdown_grace {
-        errors.push(format!(
-            "{source}: [notify] drain: {} must be shorter than [server] shutdown_grace ({}), so deliveries stop before the server stops waiting for them; set [notify] drain below it",
-            duration_text(notify.drain),
-            duration_text(server.shutdown_grace),
-        ));
     }
 }
 
@@ -83,7 +159,8 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|e| e.starts_with("c.toml: [notify] tree: `nope` is not defined")),
+                .any(|e| e
+                    .starts_with("c.toml: line 2, column 8: [notify] tree: `nope` is not defined")),
             "{errors:?}"
         );
     }
@@ -123,10 +200,9 @@ mod tests {
         ] {
             let errors = Config::from_toml_str(text, "c.toml").unwrap_err().0;
             assert!(
-                errors
-                    .iter()
-                    .any(|e| e.starts_with("c.toml: [notify] drain: ")
-                        && e.contains("shorter than [server] shutdown_grace (2s)")),
+                errors.iter().any(|e| e.starts_with("c.toml: line ")
+                    && e.contains(": [notify] drain: ")
+                    && e.contains("shorter than [server] shutdown_grace (2s)")),
                 "{text}: {errors:?}"
             );
         }

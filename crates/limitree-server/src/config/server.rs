@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::fields::{positive_duration, socket_addr, toml_message};
+use super::fields::{DurationText, Section, positive_duration, socket_addr};
 use crate::grpc::{ResponseHeaders, UnknownDomain};
 
 /// Where the server listens unless told otherwise.
@@ -109,45 +109,43 @@ struct RawServer {
     unknown_domain: Option<String>,
     rls_headers: Option<String>,
     max_body_bytes: Option<u64>,
-    shutdown_grace: Option<String>,
-    sweep_interval: Option<String>,
-    header_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    body_timeout: Option<String>,
+    shutdown_grace: Option<DurationText>,
+    sweep_interval: Option<DurationText>,
+    header_timeout: Option<DurationText>,
+    idle_timeout: Option<DurationText>,
+    body_timeout: Option<DurationText>,
     max_connections: Option<u64>,
 }
 
 impl ServerConfig {
     /// Parses `[server]`, pushing every problem (naming `source` and the key)
     /// to `errors`; `None` when there was one.
-    pub fn parse(value: toml::Value, source: &str, errors: &mut Vec<String>) -> Option<Self> {
-        let raw: RawServer = match value.try_into() {
-            Ok(raw) => raw,
-            Err(e) => {
-                errors.push(format!("{source}: [server]: {}", toml_message(&e)));
-                return None;
-            }
-        };
+    pub fn parse(section: &Section<'_, '_>, errors: &mut Vec<String>) -> Option<Self> {
         let before = errors.len();
+        let raw: RawServer = section.read(errors)?;
         let mut server = ServerConfig::default();
         if let Some(http) = raw.http {
             match socket_addr(&http, DEFAULT_HTTP) {
                 Ok(addr) => server.http = addr,
-                Err(e) => errors.push(format!("{source}: [server] http: {e}")),
+                Err(e) => errors.push(section.error("http", e)),
             }
         }
         if let Some(grpc) = raw.grpc {
             match parse_grpc(&grpc) {
                 Ok(addr) => server.grpc = addr,
-                Err(e) => errors.push(format!("{source}: [server] grpc: {e}")),
+                Err(e) => errors.push(section.error("grpc", e)),
             }
         }
         if let Some(mode) = raw.unknown_domain {
             match mode.as_str() {
                 "allow" => server.unknown_domain = UnknownDomain::Allow,
                 "error" => server.unknown_domain = UnknownDomain::Error,
-                _ => errors.push(format!(
-                    "{source}: [server] unknown_domain: `{mode}` is not a choice; write \"allow\" (answer OK) or \"error\" (answer UNKNOWN)"
+                _ => errors.push(section.error(
+                    "unknown_domain",
+                    format!(
+                        "`{}` is not a choice; write \"allow\" (answer OK) or \"error\" (answer UNKNOWN)",
+                        limitree::policy::cut(&mode, limitree::policy::MAX_ECHO)
+                    ),
                 )),
             }
         }
@@ -156,32 +154,36 @@ impl ServerConfig {
                 "off" => server.rls_headers = ResponseHeaders::Off,
                 "draft" => server.rls_headers = ResponseHeaders::Draft,
                 "x-ratelimit" => server.rls_headers = ResponseHeaders::XRateLimit,
-                _ => errors.push(format!(
-                    "{source}: [server] rls_headers: `{form}` is not a choice; write \"off\", \"draft\" (RateLimit, RateLimit-Policy) or \"x-ratelimit\" (X-RateLimit-Limit, -Remaining, -Reset)"
+                _ => errors.push(section.error(
+                    "rls_headers",
+                    format!(
+                        "`{}` is not a choice; write \"off\", \"draft\" (RateLimit, RateLimit-Policy) or \"x-ratelimit\" (X-RateLimit-Limit, -Remaining, -Reset)",
+                        limitree::policy::cut(&form, limitree::policy::MAX_ECHO)
+                    ),
                 )),
             }
         }
         if let Some(max) = raw.max_body_bytes {
             match usize::try_from(max) {
-                Ok(0) | Err(_) => errors.push(format!(
-                    "{source}: [server] max_body_bytes: {max} is out of range; give a positive byte count such as {DEFAULT_MAX_BODY_BYTES}"
-                )),
+                Ok(0) | Err(_) => errors.push(section.error("max_body_bytes", format!(
+                    "{max} is out of range; give a positive byte count such as {DEFAULT_MAX_BODY_BYTES}"
+                ))),
                 Ok(max) => server.max_body_bytes = max,
             }
         }
         if let Some(max) = raw.max_connections {
             match usize::try_from(max) {
-                Ok(0) | Err(_) => errors.push(format!(
-                    "{source}: [server] max_connections: {max} is out of range; give a positive count such as {DEFAULT_MAX_CONNECTIONS}"
-                )),
+                Ok(0) | Err(_) => errors.push(section.error("max_connections", format!(
+                    "{max} is out of range; give a positive count such as {DEFAULT_MAX_CONNECTIONS}"
+                ))),
                 Ok(max) => server.max_connections = max,
             }
         }
-        let mut duration = |key: &str, text: Option<String>, slot: &mut Duration| {
-            if let Some(text) = text {
+        let mut duration = |key: &str, text: Option<DurationText>, slot: &mut Duration| {
+            if let Some(DurationText(text)) = text {
                 match positive_duration(&text) {
                     Ok(d) => *slot = d,
-                    Err(e) => errors.push(format!("{source}: [server] {key}: {e}")),
+                    Err(e) => errors.push(section.error(key, e)),
                 }
             }
         };

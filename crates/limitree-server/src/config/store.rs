@@ -20,10 +20,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use limitree::policy::{MAX_ECHO, cut};
 use limitree::store::fallback::OnError;
 use serde::Deserialize;
 
-use super::fields::{positive_duration, toml_message};
+use super::fields::{DurationText, Section, positive_duration};
 
 /// Which store holds bucket state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,14 +153,14 @@ impl RedisSettings {
             if let Err(e) = check_url(url) {
                 problems.push(format!(
                     "{key}: `{}` {e}; write e.g. \"redis://127.0.0.1:6379\" (rediss:// for TLS)",
-                    redact_url(url)
+                    cut(&redact_url(url), MAX_ECHO)
                 ));
             } else if let Some(password) = &self.password
                 && let Err(e) = with_password(url, password)
             {
                 problems.push(format!(
                         "[store] password_env: cannot use it with `{}`: {e}; give the password in one place",
-                        redact_url(url)
+                        cut(&redact_url(url), MAX_ECHO)
                     ));
             }
         }
@@ -320,24 +321,18 @@ struct RawStore {
     cluster: Option<Vec<String>>,
     password_env: Option<String>,
     key_prefix: Option<String>,
-    timeout: Option<String>,
+    timeout: Option<DurationText>,
     on_error: Option<String>,
 }
 
 impl StoreConfig {
     /// Parses `[store]`, pushing every problem (naming `source` and the key)
     /// to `errors`; `None` when there was one.
-    pub fn parse(value: toml::Value, source: &str, errors: &mut Vec<String>) -> Option<Self> {
-        let raw: RawStore = match value.try_into() {
-            Ok(raw) => raw,
-            Err(e) => {
-                errors.push(format!("{source}: [store]: {}", toml_message(&e)));
-                return None;
-            }
-        };
+    pub fn parse(section: &Section<'_, '_>, errors: &mut Vec<String>) -> Option<Self> {
         let before = errors.len();
+        let raw: RawStore = section.read(errors)?;
         let mut error = |key: &str, message: String| {
-            errors.push(format!("{source}: [store] {key}: {message}"));
+            errors.push(section.error(key, message));
         };
         let mut redis = RedisSettings::default();
 
@@ -380,7 +375,7 @@ impl StoreConfig {
             }
             redis.key_prefix = Some(prefix);
         }
-        if let Some(text) = raw.timeout {
+        if let Some(DurationText(text)) = raw.timeout {
             match positive_duration(&text) {
                 Ok(timeout) => redis.timeout = Some(timeout),
                 Err(e) => error("timeout", e),
@@ -392,7 +387,8 @@ impl StoreConfig {
                 None => error(
                     "on_error",
                     format!(
-                        "unknown policy `{name}`; use \"deny\" (fail closed), \"allow\" (fail open) or \"local\" (per-instance memory)"
+                        "unknown policy `{}`; use \"deny\" (fail closed), \"allow\" (fail open) or \"local\" (per-instance memory)",
+                        cut(&name, MAX_ECHO)
                     ),
                 ),
             }
@@ -406,7 +402,10 @@ impl StoreConfig {
             Some(other) => {
                 error(
                     "kind",
-                    format!("unknown store `{other}`; use \"memory\" or \"redis\""),
+                    format!(
+                        "unknown store `{}`; use \"memory\" or \"redis\"",
+                        cut(other, MAX_ECHO)
+                    ),
                 );
                 StoreKind::Memory
             }
@@ -432,7 +431,12 @@ impl StoreConfig {
         }
         if cfg!(feature = "redis") {
             for problem in redis.check_nodes("[store] url") {
-                errors.push(format!("{source}: {problem}"));
+                // "[store] KEY: message", placed at KEY.
+                let placed = problem
+                    .strip_prefix("[store] ")
+                    .and_then(|rest| rest.split_once(": "))
+                    .map(|(key, message)| section.error(key, message));
+                errors.push(placed.unwrap_or_else(|| format!("{}: {problem}", section.source())));
             }
         }
         (errors.len() == before).then_some(StoreConfig { kind, redis })
@@ -525,7 +529,7 @@ mod tests {
     )]
     #[case::unknown_key(
         "kind = \"redis\"\nurl = \"redis://a\"\npassword = \"x\"",
-        "[store]: unknown field `password`"
+        "[store] password: unknown key `password`; did you mean `password_env`?"
     )]
     fn bad_store_values_name_the_key(#[case] text: &str, #[case] expected: &str) {
         let errors = store(text).unwrap_err();

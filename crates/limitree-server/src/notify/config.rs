@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::fields::{positive_duration, toml_message};
+use crate::config::fields::{DurationText, Section, positive_duration};
 
 /// The default route with no config: Slack's incoming-webhook URL from the
 /// environment, so `SLACK_WEBHOOK_URL=… limitree serve` is a working relay.
@@ -116,39 +116,30 @@ struct RawNotify {
     default_webhook: Option<String>,
     routes: Option<BTreeMap<String, String>>,
     queue_capacity: Option<u64>,
-    pace: Option<String>,
+    pace: Option<DurationText>,
     burst: Option<u64>,
-    timeout: Option<String>,
+    timeout: Option<DurationText>,
     max_attempts: Option<u64>,
-    backoff_initial: Option<String>,
-    backoff_max: Option<String>,
-    drain: Option<String>,
+    backoff_initial: Option<DurationText>,
+    backoff_max: Option<DurationText>,
+    drain: Option<DurationText>,
     digest_samples: Option<u64>,
-    digest_interval: Option<String>,
+    digest_interval: Option<DurationText>,
     max_text_chars: Option<u64>,
     fsync: Option<bool>,
 }
 
 impl NotifyConfig {
     /// Parses `[notify]`, pushing every problem (naming `source` and the key) to `errors`.
-    pub fn parse(
-        value: toml::Value,
-        source: &str,
-        errors: &mut Vec<String>,
-    ) -> Option<NotifyConfig> {
-        let raw: RawNotify = match value.try_into() {
-            Ok(raw) => raw,
-            Err(e) => {
-                errors.push(format!("{source}: [notify]: {}", toml_message(&e)));
-                return None;
-            }
-        };
+    pub fn parse(section: &Section<'_, '_>, errors: &mut Vec<String>) -> Option<NotifyConfig> {
         let before = errors.len();
+        let raw: RawNotify = section.read(errors)?;
         let mut c = NotifyConfig::default();
         if let Some(dir) = raw.data_dir {
             if dir.is_empty() {
-                errors.push(format!(
-                    "{source}: [notify] data_dir: must name a directory, e.g. \"{DEFAULT_DATA_DIR}\""
+                errors.push(section.error(
+                    "data_dir",
+                    format!("must name a directory, e.g. \"{DEFAULT_DATA_DIR}\""),
                 ));
             }
             c.data_dir = PathBuf::from(dir);
@@ -159,8 +150,9 @@ impl NotifyConfig {
         }
         for (category, webhook) in raw.routes.unwrap_or_default() {
             if webhook.is_empty() {
-                errors.push(format!(
-                    "{source}: [notify.routes] {category}: empty webhook; write a URL or \"${{ENV_VAR}}\""
+                errors.push(section.error(
+                    &format!("routes.{category}"),
+                    "empty webhook; write a URL or \"${ENV_VAR}\"",
                 ));
             }
             c.routes.insert(category, webhook);
@@ -168,9 +160,8 @@ impl NotifyConfig {
         let mut count = |key: &str, value: Option<u64>, min: u64, slot: &mut u64| {
             if let Some(v) = value {
                 if v < min {
-                    errors.push(format!(
-                        "{source}: [notify] {key}: {v} is too small; the least is {min}"
-                    ));
+                    errors
+                        .push(section.error(key, format!("{v} is too small; the least is {min}")));
                 } else {
                     *slot = v;
                 }
@@ -192,11 +183,11 @@ impl NotifyConfig {
         c.digest_samples = usize::try_from(digest_samples).unwrap_or(usize::MAX);
         c.max_text_chars = usize::try_from(max_text_chars).unwrap_or(usize::MAX);
 
-        let mut duration = |key: &str, text: Option<String>, slot: &mut Duration| {
-            if let Some(text) = text {
+        let mut duration = |key: &str, text: Option<DurationText>, slot: &mut Duration| {
+            if let Some(DurationText(text)) = text {
                 match positive_duration(&text) {
                     Ok(d) => *slot = d,
-                    Err(e) => errors.push(format!("{source}: [notify] {key}: {e}")),
+                    Err(e) => errors.push(section.error(key, e)),
                 }
             }
         };
@@ -215,14 +206,37 @@ impl NotifyConfig {
             &mut c.digest_interval,
         );
         if c.backoff_max < c.backoff_initial {
-            errors.push(format!(
-                "{source}: [notify] backoff_max: shorter than backoff_initial; the wait only grows"
+            errors.push(section.error(
+                "backoff_max",
+                "shorter than backoff_initial; the wait only grows",
             ));
         }
         if let Some(fsync) = raw.fsync {
             c.fsync = fsync;
         }
         (errors.len() == before).then_some(c)
+    }
+}
+
+impl NotifyConfig {
+    /// Every `${VAR}` the webhooks refer to, with the key that holds it
+    /// (`[notify] default_webhook`, `[notify.routes] errors`). The implicit
+    /// default route (`${SLACK_WEBHOOK_URL}` with no `[notify]` saying so)
+    /// is listed too: the caller decides how to word it.
+    pub fn env_references(&self) -> Vec<(String, String)> {
+        use crate::config::fields::env_references;
+        let mut refs = Vec::new();
+        if let Some(default) = &self.default_webhook {
+            for var in env_references(default) {
+                refs.push(("[notify] default_webhook".to_owned(), var.to_owned()));
+            }
+        }
+        for (category, raw) in &self.routes {
+            for var in env_references(raw) {
+                refs.push((format!("[notify.routes] {category}"), var.to_owned()));
+            }
+        }
+        refs
     }
 }
 
@@ -255,6 +269,11 @@ mod tests {
         let bad = "[notify]\npace = \"soon\"\nburst = 0\n";
         let errors = Config::from_toml_str(bad, "c.toml").unwrap_err().0;
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors.iter().all(|e| e.starts_with("c.toml: [notify] ")));
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.starts_with("c.toml: line ") && e.contains(": [notify] ")),
+            "{errors:?}"
+        );
     }
 }

@@ -144,6 +144,91 @@ burst = 5
 }
 
 #[test]
+fn config_check_says_which_variables_are_unset() {
+    let path = write_config(
+        "routes.toml",
+        "[notify]\ntree = \"n\"\n[notify.routes]\nerrors = \"${LT_TEST_ERRORS_HOOK}\"\ndeploys = \"${LT_TEST_DEPLOYS_HOOK}\"\n[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"all\"\nlimit = 100\nwindow = \"30m\"\n[[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = 10\nwindow = \"30m\"\n",
+    );
+    let out = Command::new(BIN)
+        .env_remove("SLACK_WEBHOOK_URL")
+        .env_remove("LT_TEST_ERRORS_HOOK")
+        .env("LT_TEST_DEPLOYS_HOOK", "https://hooks.example/secret-path")
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for needle in [
+        "default route none (SLACK_WEBHOOK_URL is not set)",
+        "routes [deploys, errors]",
+        "notify tree: n (levels: all (global); category by category)",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");
+    }
+    let warning = format!(
+        "warning: {}: [notify.routes] errors refers to ${{LT_TEST_ERRORS_HOOK}}, which is not set here",
+        path.display()
+    );
+    assert!(stdout.contains(&warning), "{warning:?} not in\n{stdout}");
+    assert!(!stdout.contains("LT_TEST_DEPLOYS_HOOK}, which"), "{stdout}");
+    assert!(!stdout.contains("secret-path"), "{stdout}");
+
+    let out = Command::new(BIN)
+        .env("SLACK_WEBHOOK_URL", "https://hooks.example/secret-path")
+        .args(["config", "check"])
+        .arg(write_config("plain.toml", ""))
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("default route from $SLACK_WEBHOOK_URL"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("secret-path"), "{stdout}");
+}
+
+#[test]
+fn config_check_names_line_key_and_fix() {
+    let path = write_config(
+        "typed.toml",
+        "[server]\nmax_body_bytes = \"1s\"\n[notify]\ntree = \"nope\"\n[[trees]]\nname = \"notifications\"\n[[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = \"10\"\nwindow = \"30m\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = text(&out.stderr);
+    let file = path.display().to_string();
+    for needle in [
+        format!(
+            "error: {file}: line 2, column 18: [server] max_body_bytes: expected a whole number, found the string \"1s\""
+        ),
+        format!(
+            "error: {file}: line 10, column 9: trees[notifications].levels[category].limit: expected a whole number, found the string \"10\"; remove the quotes: limit = 10"
+        ),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} not in\n{stderr}");
+    }
+
+    let latin1 = write_config("latin1.toml", "");
+    std::fs::write(&latin1, b"[server]\nhttp = \"caf\xe9\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&latin1)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).contains("the file is not UTF-8: line 2, byte 12 of the line (byte offset 20 in the file) is 0xe9"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn config_check_lists_every_error_and_exits_64() {
     let path = write_config(
         "bad.toml",
@@ -176,8 +261,7 @@ algorithm = "sliding_log"
         "unknown top-level key `colour`",
         "[server] shutdown_grace",
         "[store] url: kind = \"redis\" needs",
-        "tree `api`",
-        "level `per_user`",
+        "trees[api].levels[per_user].limit: `limit` is 0",
     ] {
         assert!(stderr.contains(needle), "{needle:?} not in\n{stderr}");
     }

@@ -20,7 +20,8 @@ const UNITS: [(&str, Micros); 6] = [
 pub fn parse_duration(text: &str) -> Result<Micros, String> {
     let fail = || {
         format!(
-            "`{text}` is not a duration; write {}",
+            "`{}` is not a duration; write {}",
+            super::error::cut(text, super::error::MAX_ECHO),
             suggestion(text.trim())
         )
     };
@@ -46,7 +47,12 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
         total = number
             .checked_mul(scale)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is too long a duration",
+                    super::error::cut(text, super::error::MAX_ECHO)
+                )
+            })?;
         rest = tail.trim_start();
     }
     Ok(total)

@@ -12,7 +12,10 @@ mod error;
 mod parse;
 
 pub use duration::{format_duration, parse_duration};
-pub use error::{PolicyError, PolicyErrors};
+pub use error::{
+    MAX_ECHO, PolicyError, PolicyErrors, Step, TomlDocument, closest, cut, line_col, render_path,
+    utf8_text,
+};
 
 use std::fmt;
 
@@ -226,6 +229,13 @@ algorithm = "sliding_log"
     /// file holds other sections too).
     pub fn from_toml_trees(trees: toml::Value, source: &str) -> Result<Policy, PolicyErrors> {
         parse::parse_trees_value(trees, source)
+    }
+
+    /// Builds a policy from the `[[trees]]` of a parsed document (the
+    /// server's config file holds other sections too); errors name the line,
+    /// column and key path.
+    pub fn from_document(doc: &TomlDocument<'_>) -> Result<Policy, PolicyErrors> {
+        parse::parse_trees_of(doc)
     }
 
     pub(crate) fn from_parts(trees: Vec<Tree>, warnings: Vec<String>) -> Policy {

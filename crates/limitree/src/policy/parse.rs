@@ -9,18 +9,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
+use super::error::{MAX_ECHO, Step, cut};
 use super::{
     Algorithm, DEFAULT_MAX_BUCKETS, Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, MAX_LIMIT,
     MAX_WINDOW, MIN_WINDOW, Override, Policy, PolicyError, PolicyErrors, SLIDING_LOG_WARN_LIMIT,
-    Tree, format_duration, parse_duration,
+    TomlDocument, Tree, format_duration, parse_duration,
 };
-
-/// The part of a config document the library owns.
-#[derive(Debug, Deserialize)]
-struct RawDocument {
-    #[serde(default)]
-    trees: Vec<RawTree>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,36 +52,136 @@ struct RawOverride {
 }
 
 pub(super) fn parse_document(text: &str, source: &str) -> Result<Policy, PolicyErrors> {
-    let raw: RawDocument = toml::from_str(text).map_err(|e| toml_error(source, &e))?;
-    validate(raw.trees, source)
+    let doc = TomlDocument::parse(text, source).map_err(|e| PolicyErrors(vec![e]))?;
+    parse_trees_of(&doc)
+}
+
+/// The `[[trees]]` of `doc` (its other keys are not the library's). Every
+/// wrong type or unknown key is reported with its line and key path; the
+/// trees and levels that did read are validated too, so one run lists the
+/// problems of the whole file.
+pub(super) fn parse_trees_of(doc: &TomlDocument<'_>) -> Result<Policy, PolicyErrors> {
+    let source = doc.source();
+    if !doc.has("trees") {
+        return validate(Vec::new(), source, Some(doc), &[]);
+    }
+    let (raw, read_errors) = doc.deserialize::<Vec<RawTree>>("trees");
+    let failed: Vec<Vec<Step>> = read_errors.iter().map(|(path, _)| path.clone()).collect();
+    let mut errors: Vec<PolicyError> = read_errors.into_iter().map(|(_, e)| e).collect();
+    match raw {
+        None => {}
+        Some(raw) => match validate(raw, source, Some(doc), &failed) {
+            Ok(policy) if errors.is_empty() => return Ok(policy),
+            Ok(_) => {}
+            Err(more) => errors.extend(more.0),
+        },
+    }
+    Err(PolicyErrors(errors))
 }
 
 pub(super) fn parse_trees_value(trees: toml::Value, source: &str) -> Result<Policy, PolicyErrors> {
     let raw: Vec<RawTree> = trees.try_into().map_err(|e| toml_error(source, &e))?;
-    validate(raw, source)
+    validate(raw, source, None, &[])
 }
 
+/// What the read errors at `failed` paths leave out of validation: a tree
+/// with an error outside its levels, and each level with an error.
+fn left_out(failed: &[Vec<Step>], tree: usize, level: Option<usize>) -> bool {
+    failed
+        .iter()
+        .any(|path| match (path.get(1), path.get(2), path.get(3)) {
+            (
+                Some(Step::Index { index: t, .. }),
+                Some(Step::Key(k)),
+                Some(Step::Index { index: l, .. }),
+            ) if k == "levels" => *t == tree && level == Some(*l),
+            (Some(Step::Index { index: t, .. }), _, _) => *t == tree && level.is_none(),
+            _ => false,
+        })
+}
+
+/// The path of tree `tree` (named when its name is a valid one).
+fn tree_path(tree: usize, name: &str) -> Vec<Step> {
+    vec![
+        Step::Key("trees".to_owned()),
+        Step::Index {
+            index: tree,
+            name: valid_name(name).then(|| name.to_owned()),
+        },
+    ]
+}
+
+/// An error from a detached `toml::Value` (no line to name): toml gives the
+/// keys after the message (`in \`levels.limit\``), which name the place.
 fn toml_error(source: &str, e: &toml::de::Error) -> PolicyErrors {
-    PolicyErrors(vec![PolicyError::new(source, "", e.to_string().trim_end())])
+    let text = e.to_string();
+    let keys = text
+        .lines()
+        .find_map(|l| l.strip_prefix("in `"))
+        .map(|k| k.trim_end_matches('`'));
+    let mut path = vec![Step::Key("trees".to_owned())];
+    path.extend(
+        keys.into_iter()
+            .flat_map(|k| k.split('.'))
+            .map(|k| Step::Key(k.to_owned())),
+    );
+    let place = super::error::render_path(&path);
+    let message = super::error::plain_words(e.message(), &path);
+    PolicyErrors(vec![PolicyError::new(source, &place, message)])
 }
 
 /// Collects errors for one document.
 struct Problems<'a> {
     source: &'a str,
     errors: Vec<PolicyError>,
+    /// The document, to say on which line a problem is.
+    doc: Option<&'a TomlDocument<'a>>,
+    /// The path of what is being validated (a tree, a level, an override).
+    at: Vec<Step>,
 }
 
 impl Problems<'_> {
+    /// A problem with what is being validated as a whole, named by its key
+    /// path (`trees[api].levels[user]`; `place` when there is none).
     fn push(&mut self, place: &str, message: impl Into<String>) {
+        let location = self.doc.and_then(|d| d.location_of(&self.at));
+        let place = self.place(&self.at, place);
         self.errors
-            .push(PolicyError::new(self.source, place, message));
+            .push(PolicyError::located(self.source, location, &place, message));
+    }
+
+    /// A problem with its key `key`, named by its path
+    /// (`trees[api].levels[user].limit`) and located at the key when it is
+    /// given (else at what holds it).
+    fn push_key(&mut self, place: &str, key: &str, message: impl Into<String>) {
+        let mut path = self.at.clone();
+        path.push(Step::Key(key.to_owned()));
+        let location = self.doc.and_then(|d| d.location_of(&path));
+        let place = self.place(&path, place);
+        self.errors
+            .push(PolicyError::located(self.source, location, &place, message));
+    }
+
+    fn place(&self, path: &[Step], place: &str) -> String {
+        if self.at.is_empty() {
+            place.to_owned()
+        } else {
+            super::error::render_path(path)
+        }
     }
 }
 
-fn validate(raw_trees: Vec<RawTree>, source: &str) -> Result<Policy, PolicyErrors> {
+fn validate<'a>(
+    raw_trees: Vec<RawTree>,
+    source: &'a str,
+    doc: Option<&'a TomlDocument<'a>>,
+    failed: &[Vec<Step>],
+) -> Result<Policy, PolicyErrors> {
     let mut problems = Problems {
         source,
         errors: Vec::new(),
+        doc,
+        at: Vec::new(),
     };
     let mut warnings = Vec::new();
     if raw_trees.is_empty() {
@@ -99,20 +193,26 @@ fn validate(raw_trees: Vec<RawTree>, source: &str) -> Result<Policy, PolicyError
     let mut tree_names = HashSet::new();
     let mut trees = Vec::with_capacity(raw_trees.len());
     for (index, raw) in raw_trees.into_iter().enumerate() {
-        let place = format!("tree `{}`", raw.name);
+        if left_out(failed, index, None) {
+            continue;
+        }
+        problems.at = tree_path(index, &raw.name);
+        let place = format!("tree `{}`", cut(&raw.name, MAX_ECHO));
         if !valid_name(&raw.name) {
-            problems.push(
+            problems.push_key(
                 &format!("tree #{}", index + 1),
+                "name",
                 format!(
                     "name `{}` is not allowed; use 1-64 letters, digits, `_`, `-` or `.`",
-                    raw.name
+                    cut(&raw.name, MAX_ECHO)
                 ),
             );
         }
         if !tree_names.insert(raw.name.clone()) {
             problems.push(&place, "defined twice; tree names must be unique");
         }
-        if raw.levels.is_empty() {
+        let some_left_out = (0..raw.levels.len()).any(|l| left_out(failed, index, Some(l)));
+        if raw.levels.is_empty() && !some_left_out {
             problems.push(
                 &place,
                 "has no levels; add `[[trees.levels]]` tables, root (global) first",
@@ -129,8 +229,19 @@ fn validate(raw_trees: Vec<RawTree>, source: &str) -> Result<Policy, PolicyError
         }
         let mut level_names = HashSet::new();
         let mut levels = Vec::with_capacity(raw.levels.len());
-        for raw_level in raw.levels {
-            let level_place = format!("{place}, level `{}`", raw_level.name);
+        for (level_index, raw_level) in raw.levels.into_iter().enumerate() {
+            if left_out(failed, index, Some(level_index)) {
+                continue;
+            }
+            problems.at = tree_path(index, &raw.name);
+            problems.at.extend([
+                Step::Key("levels".to_owned()),
+                Step::Index {
+                    index: level_index,
+                    name: valid_name(&raw_level.name).then(|| raw_level.name.clone()),
+                },
+            ]);
+            let level_place = format!("{place}, level `{}`", cut(&raw_level.name, MAX_ECHO));
             if !level_names.insert(raw_level.name.clone()) {
                 problems.push(
                     &level_place,
@@ -182,10 +293,16 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
     let algorithm = match raw.algorithm.as_deref() {
         None => Algorithm::SlidingLog,
         Some(name) => Algorithm::from_name(name).unwrap_or_else(|| {
-            problems.push(
+            let names = Algorithm::ALL.map(Algorithm::as_str);
+            let hint = super::error::closest(name, names)
+                .map(|best| format!("did you mean `{best}`? "))
+                .unwrap_or_default();
+            problems.push_key(
                 place,
+                "algorithm",
                 format!(
-                    "algorithm `{name}` is unknown; use one of `sliding_log`, `sliding_window`, `gcra`, `fixed_window`"
+                    "algorithm `{}` is unknown; {hint}use one of `sliding_log`, `sliding_window`, `gcra`, `fixed_window`",
+                    cut(name, MAX_ECHO)
                 ),
             );
             Algorithm::SlidingLog
@@ -212,8 +329,9 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
         Some(v) => window_value(v, place, problems),
     };
     if raw.burst.is_some() && algorithm != Algorithm::Gcra {
-        problems.push(
+        problems.push_key(
             place,
+            "burst",
             format!("`burst` applies only to `algorithm = \"gcra\"`, not `{algorithm}`; remove it or switch the algorithm"),
         );
     }
@@ -224,10 +342,14 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
     let mut by_seen = HashSet::new();
     for key in &raw.by {
         if key.is_empty() || key.len() > 256 {
-            problems.push(place, "a `by` key is empty or longer than 256 bytes");
+            problems.push_key(place, "by", "a `by` key is empty or longer than 256 bytes");
         }
         if !by_seen.insert(key) {
-            problems.push(place, format!("`by` names `{key}` twice"));
+            problems.push_key(
+                place,
+                "by",
+                format!("`by` names `{}` twice", cut(key, MAX_ECHO)),
+            );
         }
     }
     if raw.by.len() > MAX_BY_KEYS {
@@ -272,8 +394,17 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
     check_spec(&spec, place, problems);
 
     let mut overrides: Vec<Override> = Vec::new();
+    let level_at = problems.at.clone();
     for (i, raw_override) in raw.overrides.into_iter().enumerate() {
         let oplace = format!("{place}, override #{}", i + 1);
+        problems.at = level_at.clone();
+        problems.at.extend([
+            Step::Key("overrides".to_owned()),
+            Step::Index {
+                index: i,
+                name: None,
+            },
+        ]);
         if let Some(o) = validate_override(raw_override, &raw.by, &spec, &oplace, problems) {
             if overrides.iter().any(|other| other.values == o.values) {
                 problems.push(&oplace, "matches the same values as an earlier override");
@@ -282,6 +413,7 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
         }
     }
 
+    problems.at = level_at;
     (problems.errors.len() == before).then_some(Level {
         name: raw.name,
         by: raw.by,
@@ -353,16 +485,18 @@ fn positive(n: i64, field: &str, place: &str, problems: &mut Problems<'_>) -> Op
         } else {
             ""
         };
-        problems.push(
+        problems.push_key(
             place,
+            field,
             format!("`{field}` is {n}; it must be at least 1{hint}"),
         );
         return None;
     }
     let n = n.unsigned_abs();
     if n > MAX_LIMIT {
-        problems.push(
+        problems.push_key(
             place,
+            field,
             format!("`{field}` is {n}; the largest allowed is {MAX_LIMIT}"),
         );
         return None;
@@ -374,16 +508,21 @@ fn window_value(value: &toml::Value, place: &str, problems: &mut Problems<'_>) -
     let text = match value {
         toml::Value::String(s) => s.as_str(),
         toml::Value::Integer(n) => {
-            problems.push(
+            problems.push_key(
                 place,
+                "window",
                 format!("window `{n}` has no unit; write `\"{n}s\"` or `\"{n}ms\"`"),
             );
             return None;
         }
         other => {
-            problems.push(
+            problems.push_key(
                 place,
-                format!("window `{other}` is not a duration; write e.g. `\"30m\"`"),
+                "window",
+                format!(
+                    "window `{}` is not a duration; write e.g. `\"30m\"`",
+                    cut(&other.to_string(), MAX_ECHO)
+                ),
             );
             return None;
         }
@@ -391,21 +530,29 @@ fn window_value(value: &toml::Value, place: &str, problems: &mut Problems<'_>) -
     let us = match parse_duration(text) {
         Ok(us) => us,
         Err(e) => {
-            problems.push(place, format!("window {e}"));
+            problems.push_key(place, "window", format!("window {e}"));
             return None;
         }
     };
     if us < MIN_WINDOW {
-        problems.push(
+        problems.push_key(
             place,
-            format!("window `{text}` is shorter than 1ms; windows are at least `1ms`"),
+            "window",
+            format!(
+                "window `{}` is shorter than 1ms; windows are at least `1ms`",
+                cut(text, MAX_ECHO)
+            ),
         );
         return None;
     }
     if us > MAX_WINDOW {
-        problems.push(
+        problems.push_key(
             place,
-            format!("window `{text}` is longer than a year (`366d`), the longest allowed"),
+            "window",
+            format!(
+                "window `{}` is longer than a year (`366d`), the longest allowed",
+                cut(text, MAX_ECHO)
+            ),
         );
         return None;
     }
@@ -470,7 +617,7 @@ mod tests {
     #[case::missing_window("limit = 1", "`window` is missing")]
     #[case::word_window(
         "limit = 1\nwindow = \"30 minutes\"",
-        "tree `t`, level `l`: window `30 minutes` is not a duration; write `30m`"
+        "trees[t].levels[l].window: window `30 minutes` is not a duration; write `30m`"
     )]
     #[case::unitless_window("limit = 1\nwindow = 30", "has no unit")]
     #[case::zero_window("limit = 1\nwindow = \"0s\"", "shorter than 1ms")]
@@ -491,7 +638,10 @@ mod tests {
         "limit = 1\nwindow = \"1s\"\nby = [\"a\", \"a\"]",
         "`by` names `a` twice"
     )]
-    #[case::unknown_field("limit = 1\nwindow = \"1s\"\nlimt = 3", "unknown field `limt`")]
+    #[case::unknown_field(
+        "limit = 1\nwindow = \"1s\"\nlimt = 3",
+        "unknown key `limt`; did you mean `limit`?"
+    )]
     #[case::override_wrong_key(
         "limit = 1\nwindow = \"1s\"\nby = [\"a\"]\noverrides = [{ when = { b = \"x\" }, limit = 2 }]",
         "`when` must give a value for `a`"
@@ -505,6 +655,76 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
         assert!(text.starts_with("limits.toml: "), "{text}");
+    }
+
+    /// Broken documents: each message names the line and column, the key path
+    /// and the fix, in words (no `i64`, no `map`/`sequence`).
+    #[rstest]
+    #[case::quoted_number(
+        "[[trees]]\nname = \"notifications\"\n[[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = \"10\"\nwindow = \"30m\"\n",
+        &["f.toml: line 6, column 9: trees[notifications].levels[category].limit: expected a whole number, found the string \"10\"; remove the quotes: limit = 10"]
+    )]
+    #[case::single_bracket_levels(
+        "[[trees]]\nname = \"n\"\n[trees.levels]\nname = \"x\"\nlimit = 1\nwindow = \"1s\"\n",
+        &["f.toml: line 3, column 1: trees[n].levels: expected a list, found a table; write each entry as its own `[[trees.levels]]` table (double brackets)"]
+    )]
+    #[case::typo(
+        "[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"x\"\nlimit = 1\nwidnow = \"1s\"\n",
+        &["f.toml: line 6, column 1: trees[n].levels[x].widnow: unknown key `widnow`; did you mean `window`?"]
+    )]
+    #[case::every_level_at_once(
+        "[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"a\"\nlimit = \"10\"\nwindow = \"1s\"\n[[trees.levels]]\nname = \"b\"\nlimit = 1\nwindow = 5\nburst = true\n[[trees.levels]]\nname = \"c\"\nlimit = 0\nwindow = \"1s\"\n",
+        &[
+            "f.toml: line 5, column 9: trees[n].levels[a].limit: expected a whole number",
+            "f.toml: line 11, column 9: trees[n].levels[b].burst: expected a whole number, found true",
+            "f.toml: line 14, column 9: trees[n].levels[c].limit: `limit` is 0",
+        ]
+    )]
+    #[case::validation_names_the_line(
+        "[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"x\"\nlimit = 1\nwindow = \"30 minutes\"\n",
+        &["f.toml: line 6, column 10: trees[n].levels[x].window: window `30 minutes` is not a duration; write `30m`"]
+    )]
+    #[case::unknown_algorithm(
+        "[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"x\"\nlimit = 1\nwindow = \"1s\"\nalgorithm = \"sliding_windows\"\n",
+        &["f.toml: line 7, column 13: trees[n].levels[x].algorithm: algorithm `sliding_windows` is unknown; did you mean `sliding_window`?"]
+    )]
+    #[case::syntax(
+        "[[trees]]\nname = = \"n\"\n",
+        &["f.toml: line 2, column 8: extra `=`; the line reads: name = = \"n\""]
+    )]
+    #[case::long_value_is_cut(
+        &format!("[[trees]]\nname = \"n\"\n[[trees.levels]]\nname = \"x\"\nlimit = 1\nwindow = \"{}\"\n", "9".repeat(5000)),
+        &["f.toml: line 6, column 10: trees[n].levels[x].window: window `999"]
+    )]
+    fn broken_documents(#[case] text: &str, #[case] expected: &[&str]) {
+        let err = Policy::from_toml_str(text, "f.toml").unwrap_err();
+        let messages: Vec<String> = err.errors().iter().map(ToString::to_string).collect();
+        for want in expected {
+            assert!(
+                messages.iter().any(|m| m.starts_with(want)),
+                "{want:?} not in {messages:#?}"
+            );
+        }
+        assert!(messages.iter().all(|m| m.len() < 400), "{messages:#?}");
+        for rust in ["i64", "u64", "map", "sequence", "invalid type"] {
+            assert!(
+                messages.iter().all(|m| !m.contains(rust)),
+                "{rust} in {messages:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn detached_values_are_reported_in_words() {
+        let doc: toml::Table = toml::from_str(&level("limit = \"10\"\nwindow = \"1s\"")).unwrap();
+        let trees = doc["trees"].clone();
+        let err = Policy::from_toml_trees(trees, "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "f.toml: trees.levels.limit: expected a whole number, found the string \"10\"; remove the quotes: limit = 10"
+        );
     }
 
     #[test]
@@ -525,7 +745,7 @@ window = "1s"
         assert_eq!(err.errors().len(), 2, "{err}");
         assert!(
             err.to_string()
-                .contains("tree `t`, level `a`: defined twice")
+                .contains("trees[t].levels[a]: defined twice")
         );
     }
 
@@ -534,7 +754,7 @@ window = "1s"
         let one =
             "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"a\"\nlimit = 1\nwindow = \"1s\"\n";
         let err = Policy::from_toml_str(&format!("{one}{one}"), "f").unwrap_err();
-        assert!(err.to_string().contains("tree `t`: defined twice"), "{err}");
+        assert!(err.to_string().contains("trees[t]: defined twice"), "{err}");
         let err = Policy::from_toml_str("", "f").unwrap_err();
         assert!(err.to_string().contains("no trees defined"), "{err}");
     }
