@@ -4,7 +4,7 @@
 //! axum's `serve` has no header or idle timeout and no cap, so a few hundred
 //! idle sockets could hold every descriptor and leave new clients hanging
 //! with nothing in the log. Here every connection is served by
-//! [`connection::serve`] in the server's connection tracker, under
+//! `connection::serve` in the server's connection tracker, under
 //! [`Limits`], and:
 //!
 //! - at `max_connections`, or when `accept` fails for want of descriptors

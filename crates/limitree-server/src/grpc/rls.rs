@@ -1,5 +1,5 @@
 //! Envoy's `ShouldRateLimit` on a native tree: how a `RateLimitRequest` becomes
-//! one [`CheckRequest`] and how the [`Decision`] becomes a `RateLimitResponse`.
+//! one [`limitree::CheckRequest`] and how the [`Decision`] becomes a `RateLimitResponse`.
 //!
 //! The mapping (the README's "gRPC" section says the same):
 //! - `domain` names the tree.
