@@ -41,6 +41,7 @@ mod notify;
 #[cfg(feature = "redis")]
 mod notify_redis;
 mod notify_restart;
+mod packaging;
 #[cfg(feature = "redis")]
 mod redis;
 /// Real `redis-server` processes on free loopback ports (the library's test
