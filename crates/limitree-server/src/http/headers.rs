@@ -17,6 +17,8 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use limitree::{Decision, LevelStatus, Micros};
 
+use super::reply::push_u64;
+
 /// `RateLimit-Policy`.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit`.
@@ -30,78 +32,80 @@ pub fn seconds_ceil(us: Micros) -> u64 {
 /// The headers that go with a check's answer.
 pub fn for_decision(decision: &Decision) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let enforcing: Vec<&LevelStatus> = decision.levels.iter().filter(|l| !l.shadow).collect();
-
-    let policy = enforcing
-        .iter()
-        .map(|l| {
-            format!(
-                "{};q={};w={}",
-                sf_string(&l.name),
-                l.limit,
-                seconds_ceil(l.window)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    insert(&mut headers, RATELIMIT_POLICY, &policy);
-
-    if let Some(tightest) = most_constraining(&enforcing) {
-        let value = format!(
-            "{};r={};t={}",
-            sf_string(&tightest.name),
-            tightest.remaining,
-            seconds_ceil(tightest.reset_after)
-        );
-        insert(&mut headers, RATELIMIT, &value);
-    }
-
-    if let Some(retry) = decision.retry_after.filter(|_| !decision.allowed) {
-        insert(
-            &mut headers,
-            header::RETRY_AFTER,
-            &seconds_ceil(retry).to_string(),
-        );
-    }
+    insert_for_decision(&mut headers, decision);
     headers
 }
 
-/// The level a client should watch: fewest units left; on a tie, the one that
-/// takes longest to reset (it will stay tight longest).
-fn most_constraining<'a>(levels: &[&'a LevelStatus]) -> Option<&'a LevelStatus> {
-    levels.iter().copied().min_by(|a, b| {
-        a.remaining
-            .cmp(&b.remaining)
-            .then(b.reset_after.cmp(&a.reset_after))
-    })
+/// Adds the headers that go with a check's answer to `headers`. Each value is
+/// written into one reused buffer, without a `String` (or `format!`) per level.
+pub fn insert_for_decision(headers: &mut HeaderMap, decision: &Decision) {
+    let mut value = Vec::with_capacity(48 * decision.levels.len());
+    let mut tightest: Option<&LevelStatus> = None;
+    for l in decision.levels.iter().filter(|l| !l.shadow) {
+        if !value.is_empty() {
+            value.extend_from_slice(b", ");
+        }
+        sf_string(&mut value, &l.name);
+        value.extend_from_slice(b";q=");
+        push_u64(&mut value, l.limit);
+        value.extend_from_slice(b";w=");
+        push_u64(&mut value, seconds_ceil(l.window));
+        tightest = Some(match tightest {
+            Some(t) if !tighter(l, t) => t,
+            _ => l,
+        });
+    }
+    insert(headers, RATELIMIT_POLICY, &value);
+
+    if let Some(tightest) = tightest {
+        value.clear();
+        sf_string(&mut value, &tightest.name);
+        value.extend_from_slice(b";r=");
+        push_u64(&mut value, tightest.remaining);
+        value.extend_from_slice(b";t=");
+        push_u64(&mut value, seconds_ceil(tightest.reset_after));
+        insert(headers, RATELIMIT, &value);
+    }
+
+    if let Some(retry) = decision.retry_after.filter(|_| !decision.allowed) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds_ceil(retry)));
+    }
+}
+
+/// Whether `a` is a tighter level to watch than `b`: fewer units left; on a
+/// tie, it takes longer to reset (it will stay tight longer). On a full tie the
+/// first level is kept.
+fn tighter(a: &LevelStatus, b: &LevelStatus) -> bool {
+    a.remaining
+        .cmp(&b.remaining)
+        .then(b.reset_after.cmp(&a.reset_after))
+        .is_lt()
 }
 
 /// A structured-field string: quoted, with `"` and `\` escaped. Characters a
 /// structured-field string cannot carry (non-ASCII, controls) become `?`, so a
 /// strange level name cannot break the header.
-fn sf_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+fn sf_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     for c in s.chars() {
         match c {
             '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
+                out.push(b'\\');
+                out.push(c as u8);
             }
-            ' '..='~' => out.push(c),
-            _ => out.push('?'),
+            ' '..='~' => out.push(c as u8),
+            _ => out.push(b'?'),
         }
     }
-    out.push('"');
-    out
+    out.push(b'"');
 }
 
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
     if value.is_empty() {
         return;
     }
-    // Every value is built from ASCII above, so this always succeeds.
-    if let Ok(value) = HeaderValue::from_str(value) {
+    // Every value is built from visible ASCII above, so this always succeeds.
+    if let Ok(value) = HeaderValue::from_bytes(value) {
         headers.insert(name, value);
     }
 }
@@ -145,7 +149,12 @@ mod tests {
 
     #[test]
     fn names_are_escaped() {
-        assert_eq!(sf_string(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(sf_string("é"), "\"?\"");
+        let sf = |s: &str| {
+            let mut out = Vec::new();
+            sf_string(&mut out, s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(sf(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(sf("é"), "\"?\"");
     }
 }

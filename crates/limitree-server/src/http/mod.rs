@@ -50,8 +50,13 @@ pub struct AppState {
 
 /// The router. Unknown paths and wrong methods answer problem+json too (axum's
 /// defaults have empty bodies); `Allow` is still set by axum's method router.
+///
+/// The request-id middleware and the panic catcher wrap the routes once, as
+/// one service (the outer router's only fallback), rather than through
+/// `Router::layer`, which wraps every route in boxed layers of its own that are
+/// cloned, and allocated, on every request.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/check", post(check::check).fallback(problem::post_only))
         .route(
             "/v1/notify",
@@ -65,8 +70,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz).fallback(problem::get_only))
         .route("/readyz", get(health::readyz).fallback(problem::get_only))
         .fallback(problem::not_found)
-        .layer(CatchPanicLayer::custom(problem::panicked))
+        .with_state(state);
+    let service = tower::ServiceBuilder::new()
         // Outermost, so even a panic's response carries the request id.
         .layer(middleware::from_fn(request_id::track))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(problem::panicked))
+        .service(routes);
+    Router::new().fallback_service(service)
 }

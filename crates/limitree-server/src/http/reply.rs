@@ -87,6 +87,110 @@ impl From<Decision> for CheckReply {
     }
 }
 
+/// The body of `POST /v1/check` for `decision`, written straight from it: the
+/// same bytes as serializing [`CheckReply::from`] with serde_json (a test holds
+/// them equal), without copying every name and bucket into a `CheckReply`
+/// first, and without serde's per-field machinery.
+pub fn check_json(decision: &Decision) -> Vec<u8> {
+    let d = decision;
+    let mut out = Vec::with_capacity(96 + 224 * d.levels.len());
+    out.extend_from_slice(b"{\"tree\":");
+    push_json_str(&mut out, &d.tree);
+    out.extend_from_slice(b",\"allowed\":");
+    push_bool(&mut out, d.allowed);
+    out.extend_from_slice(b",\"reason\":");
+    push_json_str(&mut out, d.reason.as_str());
+    out.extend_from_slice(b",\"retry_after_ms\":");
+    push_opt_u64(&mut out, d.retry_after.map(micros_to_millis_ceil));
+    out.extend_from_slice(b",\"levels\":[");
+    for (i, l) in d.levels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        push_json_str(&mut out, &l.name);
+        out.extend_from_slice(b",\"bucket\":");
+        push_json_str(&mut out, &l.bucket);
+        out.extend_from_slice(b",\"limit\":");
+        push_u64(&mut out, l.limit);
+        out.extend_from_slice(b",\"window_ms\":");
+        push_u64(&mut out, micros_to_millis_ceil(l.window));
+        out.extend_from_slice(b",\"remaining\":");
+        push_u64(&mut out, l.remaining);
+        out.extend_from_slice(b",\"reset_after_ms\":");
+        push_u64(&mut out, micros_to_millis_ceil(l.reset_after));
+        out.extend_from_slice(b",\"allowed\":");
+        push_bool(&mut out, l.allowed);
+        out.extend_from_slice(b",\"retry_after_ms\":");
+        push_opt_u64(&mut out, l.retry_after.map(micros_to_millis_ceil));
+        out.extend_from_slice(b",\"shadow\":");
+        push_bool(&mut out, l.shadow);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn push_bool(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+fn push_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => push_u64(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `v` in decimal.
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it: `"`, `\\` and the
+/// control characters; everything else (also non-ASCII) as is.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +207,57 @@ mod tests {
         let again: CheckReply =
             serde_json::from_str(&serde_json::to_string(&reply).unwrap()).unwrap();
         assert_eq!(again, reply);
+    }
+
+    #[test]
+    fn the_check_body_is_written_as_the_reply_type_serializes() {
+        use limitree::{LevelStatus, Reason};
+        let level = |name: &str, shadow, retry_after: Option<u64>| LevelStatus {
+            name: name.to_owned(),
+            bucket: "category=a\"b\\\u{1}\u{1f}\n\t\u{e9}/".to_owned(),
+            limit: 10,
+            window: 1_800_000_000,
+            remaining: 3,
+            reset_after: 1_000_001,
+            allowed: retry_after.is_none(),
+            retry_after,
+            shadow,
+        };
+        for decision in [
+            Decision {
+                tree: "t".to_owned(),
+                allowed: false,
+                reason: Reason::Limited,
+                retry_after: Some(1_500_001),
+                levels: vec![
+                    level("global", false, None),
+                    level("category", true, Some(7)),
+                ],
+            },
+            Decision {
+                tree: "big".to_owned(),
+                allowed: true,
+                reason: Reason::Shadow,
+                retry_after: Some(u64::MAX),
+                levels: vec![LevelStatus {
+                    limit: u64::MAX,
+                    remaining: 0,
+                    ..level("x", false, Some(999))
+                }],
+            },
+            Decision {
+                tree: "t".to_owned(),
+                allowed: true,
+                reason: Reason::Ok,
+                retry_after: None,
+                levels: vec![],
+            },
+        ] {
+            let expected = serde_json::to_vec(&CheckReply::from(decision.clone())).unwrap();
+            assert_eq!(
+                String::from_utf8(check_json(&decision)).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

@@ -49,12 +49,14 @@ fn check_exit_codes_follow_the_decision_and_sigterm_exits_zero() {
         text(&bad.stderr)
     );
 
-    // Request logs carry the request id and the check's tree and descriptors.
-    let logged = served
+    // At the default level a request that goes well logs nothing: the access
+    // log is off unless `RUST_LOG` names `limitree::access`.
+    let access: Vec<String> = served
         .lines
         .try_iter()
-        .any(|l| l.contains("request_id=") && l.contains("descriptors="));
-    assert!(logged, "no request log line with its span");
+        .filter(|l| l.contains("request finished"))
+        .collect();
+    assert!(access.is_empty(), "{access:?}");
 
     let status = served.terminate();
     assert_eq!(status.code(), Some(0));
@@ -77,8 +79,51 @@ fn check_against_nothing_exits_two() {
 }
 
 #[test]
+fn a_warning_carries_the_request_span() {
+    // One bucket per level: the second category overflows, and the store warns
+    // while deciding that request.
+    let config = write_config(
+        "one-bucket.toml",
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 10
+window = "30m"
+max_buckets = 1
+"#,
+    );
+    let mut served = Served::start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    for category in ["category=a", "category=b"] {
+        let out = served.check(&[category]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    assert_eq!(served.terminate().code(), Some(0));
+    let lines: Vec<String> = served.lines.try_iter().collect();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("WARN") && l.contains("max_buckets"))
+        .unwrap_or_else(|| panic!("no warning in {lines:?}"));
+    assert!(
+        warning.contains("request_id=") && warning.contains(r#"descriptors={"category": "b"}"#),
+        "{warning}"
+    );
+}
+
+#[test]
 fn json_logs_carry_the_request_span() {
-    let mut served = Served::start(&["--http", "127.0.0.1:0", "--log-format", "json"]);
+    // The access log, turned on by naming its target.
+    let mut served = Served::start_with_env(
+        &["--http", "127.0.0.1:0", "--log-format", "json"],
+        &[("RUST_LOG", "info,limitree::access=info")],
+    );
     let out = served.check(&["category=errors"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(served.terminate().code(), Some(0));
