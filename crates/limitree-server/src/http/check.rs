@@ -170,15 +170,15 @@ impl<'de> Deserialize<'de> for Top<'de> {
                         "dry_run" => Some(3),
                         _ => None,
                     };
-                    if let Some(slot) = slot {
-                        if std::mem::replace(&mut seen[slot], true) {
-                            map.next_value::<IgnoredAny>()?;
-                            let problem = format!("`{key}` is given twice; give each field once");
-                            if !problems.contains(&problem) {
-                                problems.push(problem);
-                            }
-                            continue;
+                    if let Some(slot) = slot
+                        && std::mem::replace(&mut seen[slot], true)
+                    {
+                        map.next_value::<IgnoredAny>()?;
+                        let problem = format!("`{key}` is given twice; give each field once");
+                        if !problems.contains(&problem) {
+                            problems.push(problem);
                         }
+                        continue;
                     }
                     match slot {
                         Some(0) => match map.next_value::<Loose<'de>>()? {
