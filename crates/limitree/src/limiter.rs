@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::chain::{ChainError, Descriptors};
+use crate::chain::{ChainError, Descriptors, Target};
 use crate::decision::{Decision, MAX_COST, Mode};
 use crate::policy::{Policy, Tree};
 use crate::store::{Store, StoreError};
@@ -101,10 +101,44 @@ impl Limiter {
             return Err(CheckError::CostTooLarge { cost: request.cost });
         }
         let tree = self.tree(request.tree)?;
-        let chain = tree.chain(request.descriptors)?;
+        let chain = tree.chain(request.descriptors, request.cost)?;
         let mode = Mode::for_request(request.cost, request.dry_run);
-        let outcome = self.store.decide(&chain, request.cost, mode).await?;
+        let outcome = self.store.decide(&chain, mode).await?;
         tracing::trace!(tree = %tree.name, allowed = outcome.allowed, reason = %outcome.reason, "decided");
         Ok(Decision::new(&chain, &outcome))
+    }
+
+    /// Decides one call of several descriptors (Envoy's `ShouldRateLimit`),
+    /// each an ordered list of entries with its own cost (`costs[i]` for
+    /// `descriptors[i]`), in **one** atomic store call, all-or-nothing: an
+    /// answer that is not allowed charged nothing anywhere; an allowed commit
+    /// charged every matched bucket its cost (duplicates merged, costs summed).
+    /// Works for both kinds of tree (see [`Tree::chain_for_descriptors`]).
+    ///
+    /// The call costs the sum of `costs`: 0 is a peek ([`Mode::Peek`]: does
+    /// one more unit fit everywhere); otherwise a descriptor of cost 0 is
+    /// checked and reported but neither charged nor able to deny. A matched
+    /// `requests_per_unit: 0` rule denies the call
+    /// ([`Reason::InsufficientCapacity`](crate::Reason::InsufficientCapacity))
+    /// unless it is in shadow mode.
+    ///
+    /// Returns the decision (its `levels` are the chain's buckets) and, per
+    /// request descriptor, what it landed on: a [`Target::Buckets`] indexes
+    /// `Decision::levels`.
+    pub async fn check_descriptors<'a, D: AsRef<[(&'a str, &'a str)]> + Sync>(
+        &self,
+        tree: &'a Tree,
+        descriptors: &'a [D],
+        costs: &[u64],
+        dry_run: bool,
+    ) -> Result<(Decision, Vec<Target>), CheckError> {
+        if let Some(&cost) = costs.iter().find(|&&c| c > MAX_COST) {
+            return Err(CheckError::CostTooLarge { cost });
+        }
+        let (chain, targets) = tree.chain_for_descriptors(descriptors, costs)?;
+        let mode = Mode::for_request(chain.total_cost(), dry_run);
+        let outcome = self.store.decide(&chain, mode).await?;
+        tracing::trace!(tree = %tree.name, allowed = outcome.allowed, reason = %outcome.reason, "decided");
+        Ok((Decision::new(&chain, &outcome), targets))
     }
 }

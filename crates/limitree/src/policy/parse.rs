@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{
     Algorithm, DEFAULT_MAX_BUCKETS, Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, MAX_LIMIT,
     MAX_WINDOW, MIN_WINDOW, Override, Policy, PolicyError, PolicyErrors, SLIDING_LOG_WARN_LIMIT,
-    Tree, format_duration, parse_duration,
+    Selection, Tree, format_duration, parse_duration,
 };
 
 /// The part of a config document the library owns.
@@ -154,6 +154,7 @@ fn validate(raw_trees: Vec<RawTree>, source: &str) -> Result<Policy, PolicyError
             name: raw.name,
             levels,
             index,
+            selection: Selection::Native,
         });
     }
     if problems.errors.is_empty() {

@@ -81,9 +81,9 @@ impl Fixture {
         mode: Mode,
     ) -> ChainOutcome {
         let tree = self.policy.tree(tree).expect("tree exists");
-        let chain = tree.chain(descriptors).expect("valid chain");
+        let chain = tree.chain(descriptors, cost).expect("valid chain");
         self.store
-            .decide(&chain, cost, mode)
+            .decide(&chain, mode)
             .await
             .expect("store decides")
     }

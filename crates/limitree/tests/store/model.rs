@@ -115,7 +115,9 @@ pub fn buckets(
     policy: &Policy,
     descriptors: &[(&str, &str)],
 ) -> Vec<(usize, String, LimitSpec, bool)> {
-    let chain = policy.trees()[0].chain(descriptors).expect("valid chain");
+    let chain = policy.trees()[0]
+        .chain(descriptors, 1)
+        .expect("valid chain");
     chain
         .buckets
         .iter()

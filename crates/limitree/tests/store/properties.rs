@@ -136,17 +136,17 @@ proptest! {
             now += step.advance;
             clock.set(now);
             let d = descriptors(step);
-            let chain = tree.chain(d.as_slice()).unwrap();
+            let chain = tree.chain(d.as_slice(), step.cost).unwrap();
             let mode = Mode::for_request(step.cost, step.dry_run);
-            let before = block_on(store.decide(&chain, 0, Mode::Peek)).unwrap();
-            let got = block_on(store.decide(&chain, step.cost, mode)).unwrap();
+            let before = block_on(store.decide(&chain, Mode::Peek)).unwrap();
+            let got = block_on(store.decide(&chain, mode)).unwrap();
             let (allowed, levels) = model.decide(&buckets(&policy, &d), now, step.cost, mode);
             prop_assert_eq!(got.allowed, allowed, "step {:?} got {:?}", step, got);
             for (g, m) in got.levels.iter().zip(&levels) {
                 prop_assert_eq!((g.allowed, g.remaining), (m.allowed, m.remaining), "step {:?}: {:?}", step, got);
             }
             if !got.allowed || mode != Mode::Commit {
-                let after = block_on(store.decide(&chain, 0, Mode::Peek)).unwrap();
+                let after = block_on(store.decide(&chain, Mode::Peek)).unwrap();
                 prop_assert_eq!(&before, &after, "a denial, dry run or peek changed state");
             }
             if got.reason == Reason::Limited {
@@ -157,10 +157,10 @@ proptest! {
                 // probe a microsecond early first, then at retry_after, and carry on
                 // from there.
                 clock.set(now + retry - 1);
-                let early = block_on(store.decide(&chain, step.cost, probe_mode)).unwrap();
+                let early = block_on(store.decide(&chain, probe_mode)).unwrap();
                 now += retry;
                 clock.set(now);
-                let at = block_on(store.decide(&chain, step.cost, probe_mode)).unwrap();
+                let at = block_on(store.decide(&chain, probe_mode)).unwrap();
                 prop_assert!(at.allowed, "not allowed at retry_after {}: {:?}", retry, at);
                 prop_assert!(!early.allowed, "allowed 1µs before retry_after {}: {:?}", retry, early);
             }
@@ -182,7 +182,6 @@ proptest! {
         let policy = Arc::new(Policy::from_toml_str(&text, "generated").unwrap());
         let clock = ManualClock::new(T0);
         let store = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
-        let chain = policy.trees()[0].chain(&[] as &[(&str, &str)]).unwrap();
         let spec = policy.trees()[0].levels[0].spec;
         let w = spec.window;
         let mut admitted: Vec<(Micros, u64)> = Vec::new();
@@ -190,7 +189,8 @@ proptest! {
         for (advance, cost) in steps {
             now += advance;
             clock.set(now);
-            if block_on(store.decide(&chain, cost, Mode::Commit)).unwrap().allowed {
+            let chain = policy.trees()[0].chain(&[] as &[(&str, &str)], cost).unwrap();
+            if block_on(store.decide(&chain, Mode::Commit)).unwrap().allowed {
                 admitted.push((now, cost));
             }
         }

@@ -138,18 +138,12 @@ fn run(topology: Topology, levels: &[LevelSpec], start: Micros, steps: &[Step]) 
                 None => clock.advance_micros(s.advance),
             }
             let descriptors = [("k", VALUES[s.value])];
-            let chain = tree.chain(&descriptors).expect("valid chain");
             // Costs 0..=capacity+1, biased to the small ones.
             let cost = s.cost_pick.min(max_capacity + 1);
+            let chain = tree.chain(&descriptors, cost).expect("valid chain");
             let mode = Mode::for_request(cost, s.dry_run);
-            let expected = memory
-                .decide(&chain, cost, mode)
-                .await
-                .expect("memory decides");
-            let actual = redis
-                .decide(&chain, cost, mode)
-                .await
-                .expect("redis decides");
+            let expected = memory.decide(&chain, mode).await.expect("memory decides");
+            let actual = redis.decide(&chain, mode).await.expect("redis decides");
             assert_eq!(
                 actual,
                 expected,
@@ -222,9 +216,9 @@ algorithm = "fixed_window"
         tasks.spawn(async move {
             let value = VALUES[(i % 3) as usize];
             let descriptors = [("k", value)];
-            let chain = policy.trees()[0].chain(&descriptors).unwrap();
             let cost = 1 + i % 3;
-            let outcome = store.decide(&chain, cost, Mode::Commit).await.unwrap();
+            let chain = policy.trees()[0].chain(&descriptors, cost).unwrap();
+            let outcome = store.decide(&chain, Mode::Commit).await.unwrap();
             (value, cost, outcome)
         });
     }

@@ -107,7 +107,7 @@ algorithm = "gcra"
         )
         .unwrap();
         let tree = &policy.trees()[0];
-        let chain = tree.chain(values).unwrap();
+        let chain = tree.chain(values, 1).unwrap();
         chain
             .buckets
             .iter()
