@@ -620,3 +620,233 @@ fn owner<'a, D: AsRef<[(&'a str, &'a str)]>>(by: &[String], descriptors: &[D]) -
                 .rposition(|d| by.iter().any(|b| has(d, b)))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::policy::Policy;
+    use crate::policy::envoy::EnvoyConfig;
+
+    const EDGE: &str = r#"
+domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit:
+      unit: second
+      requests_per_unit: 10
+  - key: path
+    value: /login
+    rate_limit:
+      unit: minute
+      requests_per_unit: 5
+    descriptors:
+      - key: user
+        rate_limit:
+          unit: minute
+          requests_per_unit: 2
+  - key: blocked
+    rate_limit:
+      unit: second
+      requests_per_unit: 0
+  - key: free
+    rate_limit:
+      unlimited: true
+  - key: tier
+    rate_limit:
+      name: general
+      unit: second
+      requests_per_unit: 100
+  - key: vip
+    rate_limit:
+      name: vip
+      unit: second
+      requests_per_unit: 1000
+      replaces:
+        - name: general
+"#;
+
+    fn edge() -> Policy {
+        let domain = EnvoyConfig::from_yaml_str(EDGE, "edge.yaml").unwrap();
+        Policy::from_envoy_domains(vec![domain]).unwrap()
+    }
+
+    fn b(i: usize) -> Target {
+        Target::Buckets(BucketSet::one(i))
+    }
+
+    /// (level, bucket label, cost) per bucket of a chain.
+    fn shape(chain: &Chain<'_>) -> Vec<(String, String, u64)> {
+        chain
+            .buckets
+            .iter()
+            .map(|b| (b.level.name.clone(), b.label(), b.cost))
+            .collect()
+    }
+
+    fn owned(buckets: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
+        buckets
+            .iter()
+            .map(|(l, b, c)| ((*l).to_owned(), (*b).to_owned(), *c))
+            .collect()
+    }
+
+    #[rstest]
+    #[case::one_descriptor(
+        vec![vec![("remote_address", "1.2.3.4")]], vec![2],
+        vec![("remote_address", "remote_address=1.2.3.4", 2)], vec![b(0)]
+    )]
+    #[case::ordered_by_level_not_by_request(
+        vec![vec![("path", "/login"), ("user", "ann")], vec![("remote_address", "a")]], vec![1, 3],
+        vec![("remote_address", "remote_address=a", 3), ("path=/login.user", "path=/login,user=ann", 1)],
+        vec![b(1), b(0)]
+    )]
+    #[case::duplicates_merge_and_sum_their_costs(
+        vec![vec![("remote_address", "a")], vec![("remote_address", "a")]], vec![2, 3],
+        vec![("remote_address", "remote_address=a", 5)], vec![b(0), b(0)]
+    )]
+    #[case::one_rule_two_values_two_buckets_by_value(
+        vec![vec![("remote_address", "b")], vec![("remote_address", "a")]], vec![1, 0],
+        vec![("remote_address", "remote_address=a", 0), ("remote_address", "remote_address=b", 1)],
+        vec![b(1), b(0)]
+    )]
+    #[case::a_rule_on_the_way_is_reached_by_a_shorter_descriptor(
+        vec![vec![("path", "/login")]], vec![1],
+        vec![("path=/login", "path=/login", 1)], vec![b(0)]
+    )]
+    #[case::no_rule_no_limit(
+        vec![vec![("nothing", "x")], vec![("path", "/other")]], vec![1, 1],
+        vec![], vec![Target::NoLimit, Target::NoLimit]
+    )]
+    #[case::unlimited_and_blocked_rules_have_no_bucket(
+        vec![vec![("free", "1")], vec![("blocked", "1")]], vec![1, 4],
+        vec![], vec![Target::UnlimitedRule { rule_index: 4 }, Target::Blocked { rule_index: 3 }]
+    )]
+    #[case::replaced_rules_are_dropped(
+        vec![vec![("tier", "gold")], vec![("vip", "yes")]], vec![1, 1],
+        vec![("vip", "vip=yes", 1)], vec![Target::NoLimit, b(0)]
+    )]
+    fn envoy_chains(
+        #[case] descriptors: Vec<Vec<(&str, &str)>>,
+        #[case] costs: Vec<u64>,
+        #[case] buckets: Vec<(&str, &str, u64)>,
+        #[case] targets: Vec<Target>,
+    ) {
+        let policy = edge();
+        let tree = &policy.trees()[0];
+        let (chain, got) = tree.chain_for_descriptors(&descriptors, &costs).unwrap();
+        assert_eq!(shape(&chain), owned(&buckets));
+        assert_eq!(got, targets);
+    }
+
+    #[test]
+    fn blocked_rules_are_merged_and_deny_unless_free() {
+        let policy = edge();
+        let descriptors = [vec![("blocked", "1")], vec![("blocked", "2")]];
+        let (chain, _) = policy.trees()[0]
+            .chain_for_descriptors(&descriptors, &[0, 3])
+            .unwrap();
+        assert_eq!(
+            chain.blocked,
+            [BlockedRule {
+                rule_index: 3,
+                cost: 3,
+                shadow: false
+            }]
+        );
+        assert!(chain.blocked_denies(Mode::Commit));
+        let (free, _) = policy.trees()[0]
+            .chain_for_descriptors(&descriptors[..1], &[0])
+            .unwrap();
+        assert!(!free.blocked_denies(Mode::DryRun));
+        assert!(free.blocked_denies(Mode::Peek));
+    }
+
+    #[test]
+    fn more_buckets_than_a_chain_holds_is_an_error() {
+        let policy = edge();
+        let values: Vec<String> = (0..=MAX_LEVELS).map(|i| format!("10.0.0.{i}")).collect();
+        let descriptors: Vec<Vec<(&str, &str)>> = values
+            .iter()
+            .map(|v| vec![("remote_address", v.as_str())])
+            .collect();
+        let costs = vec![1; descriptors.len()];
+        let err = policy.trees()[0]
+            .chain_for_descriptors(&descriptors, &costs)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ChainError::TooManyBuckets {
+                tree: "edge".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_envoy_tree_needs_a_descriptor_list() {
+        let policy = edge();
+        let err = policy.trees()[0]
+            .chain(&[("remote_address", "a")], 1)
+            .unwrap_err();
+        assert!(matches!(err, ChainError::DescriptorListRequired { .. }));
+    }
+
+    #[test]
+    fn costs_must_pair_with_descriptors() {
+        let policy = edge();
+        let descriptors = [vec![("remote_address", "a")]];
+        let err = policy.trees()[0]
+            .chain_for_descriptors(&descriptors, &[1, 2])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ChainError::CostCount {
+                descriptors: 1,
+                costs: 2
+            }
+        );
+    }
+
+    /// Native trees: one merged map; each level charged the cost of the
+    /// descriptor it is reported on.
+    #[rstest]
+    #[case::each_level_on_its_descriptor(
+        vec![vec![("user", "ann")], vec![("category", "errors")]], vec![2, 5],
+        vec![2, 5], vec![b(0), b(1)]
+    )]
+    #[case::both_on_one_descriptor(
+        vec![vec![("category", "errors")], vec![("user", "ann")]], vec![3, 1],
+        vec![3, 3], vec![Target::Buckets(BucketSet(0b11)), Target::NoLimit]
+    )]
+    #[case::the_same_value_twice_is_fine(
+        vec![vec![("category", "errors")], vec![("category", "errors")]], vec![1, 4],
+        vec![1, 1], vec![Target::Buckets(BucketSet(0b11)), Target::NoLimit]
+    )]
+    fn native_chains(
+        #[case] descriptors: Vec<Vec<(&str, &str)>>,
+        #[case] costs: Vec<u64>,
+        #[case] bucket_costs: Vec<u64>,
+        #[case] targets: Vec<Target>,
+    ) {
+        let policy = Policy::default_notifications();
+        let (chain, got) = policy.trees()[0]
+            .chain_for_descriptors(&descriptors, &costs)
+            .unwrap();
+        let costs: Vec<u64> = chain.buckets.iter().map(|b| b.cost).collect();
+        assert_eq!(costs, bucket_costs);
+        assert_eq!(got, targets);
+    }
+
+    #[test]
+    fn a_native_key_with_two_values_is_an_error_quoting_them_cut() {
+        let policy = Policy::default_notifications();
+        let long = "x".repeat(1 << 16);
+        let descriptors = [vec![("category", "a")], vec![("category", long.as_str())]];
+        let err = policy.trees()[0]
+            .chain_for_descriptors(&descriptors, &[1, 1])
+            .unwrap_err();
+        assert!(matches!(err, ChainError::ConflictingValues { .. }));
+        assert!(err.to_string().len() < 400, "{err}");
+    }
+}
