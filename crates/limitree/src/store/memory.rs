@@ -387,6 +387,40 @@ mod tests {
         );
     }
 
+    /// Two buckets of one level (one Envoy rule, two values) that both land
+    /// in the level's overflow bucket share it: locked once (no deadlock),
+    /// asked for both costs together, charged both.
+    #[test]
+    fn two_buckets_in_one_overflow_bucket_are_asked_for_their_sum() {
+        let domain = crate::policy::envoy::EnvoyConfig::from_yaml_str(
+            "domain: d\ndescriptors:\n  - key: ip\n    rate_limit:\n      unit: minute\n      requests_per_unit: 4\n",
+            "d.yaml",
+        )
+        .unwrap();
+        let policy = Policy::from_envoy_domains(vec![domain]).unwrap();
+        let mut tree = policy.trees()[0].clone();
+        tree.levels[0].max_buckets = 1;
+        let policy = Policy::from_parts(vec![tree], Vec::new());
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000_000));
+        let store = MemoryStore::with_clock(&policy, clock);
+        let tree = &policy.trees()[0];
+        let decide = |descriptors: &[Vec<(&str, &str)>], costs: &[u64]| {
+            let (chain, _) = tree.chain_for_descriptors(descriptors, costs).unwrap();
+            store.decide_chain(&chain, Mode::Commit).unwrap()
+        };
+        assert!(decide(&[vec![("ip", "a")]], &[1]).allowed);
+        let two = [vec![("ip", "x")], vec![("ip", "y")]];
+        let o = decide(&two, &[2, 3]);
+        assert!(!o.allowed && o.levels.iter().all(|l| l.overflow), "{o:?}");
+        let o = decide(&two, &[2, 2]);
+        assert!(o.allowed, "{o:?}");
+        assert_eq!(
+            o.levels.iter().map(|l| l.remaining).collect::<Vec<_>>(),
+            [0, 0]
+        );
+        assert!(!decide(&[vec![("ip", "z")]], &[1]).allowed);
+    }
+
     /// Adapts `&mut dyn Hasher` to a sized `Hasher`.
     struct HasherRef<'a>(&'a mut dyn Hasher);
     impl Hasher for HasherRef<'_> {

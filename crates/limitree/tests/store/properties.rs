@@ -72,6 +72,8 @@ struct Step {
     category: &'static str,
     user: Option<&'static str>,
     cost: u64,
+    /// Sometimes each bucket gets its own cost instead (root first).
+    bucket_costs: Option<[u64; 3]>,
     dry_run: bool,
 }
 
@@ -87,15 +89,19 @@ fn step_gen() -> impl Strategy<Value = Step> {
         prop::sample::select(vec!["a", "b", "c"]),
         prop::option::of(prop::sample::select(vec!["u1", "u2"])),
         prop_oneof![1 => Just(0u64), 6 => 1..4u64, 1 => 4..10u64],
+        prop::option::weighted(0.3, [0..4u64, 0..4u64, 0..4u64]),
         prop::bool::weighted(0.15),
     )
-        .prop_map(|(advance, category, user, cost, dry_run)| Step {
-            advance,
-            category,
-            user,
-            cost,
-            dry_run,
-        })
+        .prop_map(
+            |(advance, category, user, cost, bucket_costs, dry_run)| Step {
+                advance,
+                category,
+                user,
+                cost,
+                bucket_costs,
+                dry_run,
+            },
+        )
 }
 
 fn descriptors(step: &Step) -> Vec<(&'static str, &'static str)> {
@@ -136,11 +142,17 @@ proptest! {
             now += step.advance;
             clock.set(now);
             let d = descriptors(step);
-            let chain = tree.chain(d.as_slice(), step.cost).unwrap();
-            let mode = Mode::for_request(step.cost, step.dry_run);
+            let mut chain = tree.chain(d.as_slice(), step.cost).unwrap();
+            if let Some(costs) = step.bucket_costs {
+                for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
+                    bucket.cost = cost;
+                }
+            }
+            let costs: Vec<u64> = chain.buckets.iter().map(|b| b.cost).collect();
+            let mode = Mode::for_request(chain.total_cost(), step.dry_run);
             let before = block_on(store.decide(&chain, Mode::Peek)).unwrap();
             let got = block_on(store.decide(&chain, mode)).unwrap();
-            let (allowed, levels) = model.decide(&buckets(&policy, &d), now, step.cost, mode);
+            let (allowed, levels) = model.decide(&buckets(&policy, &d), &costs, now, mode);
             prop_assert_eq!(got.allowed, allowed, "step {:?} got {:?}", step, got);
             for (g, m) in got.levels.iter().zip(&levels) {
                 prop_assert_eq!((g.allowed, g.remaining), (m.allowed, m.remaining), "step {:?}: {:?}", step, got);
