@@ -24,7 +24,7 @@
 //! everything the call takes from it. A bucket of cost 0 (Envoy's
 //! `hits_addend: 0`: "checked and reported, not charged") is reported as a
 //! peek reports it — what is left now — and never denies the call nor is
-//! charged. A whole chain of cost 0 is a [`Mode::Peek`](crate::Mode::Peek)
+//! charged. A whole chain of cost 0 is a [`Mode::Peek`]
 //! (which asks whether one more unit fits at every bucket).
 //!
 //! # Order

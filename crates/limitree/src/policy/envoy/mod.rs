@@ -6,6 +6,11 @@
 //! a request descriptor lands on and which bucket it counts in. No I/O: the caller
 //! reads files (and lists a directory), the gRPC layer and the stores do the rest.
 //!
+//! Deciding is elsewhere: [`Policy::from_envoy_domains`](crate::Policy::from_envoy_domains)
+//! turns domains into trees (`tree.rs`, [`DomainTree`]), and
+//! [`Tree::chain_for_descriptors`](crate::policy::Tree::chain_for_descriptors)
+//! builds one call's chain from its matches.
+//!
 //! Matching follows envoyproxy/ratelimit's `GetLimit` (see [`Domain::matches`]);
 //! the differences are deliberate and listed in `README-envoy-section.md` beside
 //! this file.
