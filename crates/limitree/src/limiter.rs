@@ -142,3 +142,80 @@ impl Limiter {
         Ok((Decision::new(&chain, &outcome), targets))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::BucketSet;
+    use crate::decision::Reason;
+    use crate::policy::envoy::EnvoyConfig;
+    use crate::store::MemoryStore;
+
+    /// The memory store's futures are ready at once: poll once.
+    fn ready<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => unreachable!("the memory store answers at once"),
+        }
+    }
+
+    const YAML: &str = "domain: d
+descriptors:
+  - key: ip
+    rate_limit:
+      unit: minute
+      requests_per_unit: 2
+  - key: closed
+    rate_limit:
+      unit: second
+      requests_per_unit: 0
+";
+
+    fn limiter() -> Limiter {
+        let domain = EnvoyConfig::from_yaml_str(YAML, "d.yaml").unwrap();
+        let policy = Arc::new(Policy::from_envoy_domains(vec![domain]).unwrap());
+        let store = Arc::new(MemoryStore::new(&policy));
+        Limiter::new(policy, store)
+    }
+
+    #[test]
+    fn a_call_of_several_descriptors_is_one_decision() {
+        let limiter = limiter();
+        let tree = limiter.tree(Some("d")).unwrap();
+        let call = [vec![("ip", "a")], vec![("ip", "a")]];
+        let (decision, targets) =
+            ready(limiter.check_descriptors(tree, &call, &[1, 1], false)).unwrap();
+        assert!(decision.allowed);
+        assert_eq!(decision.levels.len(), 1);
+        assert_eq!(decision.levels[0].remaining, 0);
+        assert_eq!(targets, [Target::Buckets(BucketSet::one(0)); 2]);
+        // Full: denied, and a peek (all costs 0) says so without charging.
+        let (decision, _) = ready(limiter.check_descriptors(tree, &call, &[0, 0], false)).unwrap();
+        assert!(!decision.allowed && decision.reason == Reason::Limited);
+    }
+
+    #[test]
+    fn a_blocking_rule_denies_without_charging() {
+        let limiter = limiter();
+        let tree = limiter.tree(Some("d")).unwrap();
+        let call = [vec![("ip", "b")], vec![("closed", "x")]];
+        let (decision, targets) =
+            ready(limiter.check_descriptors(tree, &call, &[1, 1], false)).unwrap();
+        assert!(!decision.allowed);
+        assert_eq!(decision.reason, Reason::InsufficientCapacity);
+        assert_eq!(decision.levels[0].remaining, 2, "nothing charged");
+        assert_eq!(targets[1], Target::Blocked { rule_index: 1 });
+    }
+
+    #[test]
+    fn every_cost_is_bounded() {
+        let limiter = limiter();
+        let tree = limiter.tree(Some("d")).unwrap();
+        let call = [vec![("ip", "c")]];
+        let err =
+            ready(limiter.check_descriptors(tree, &call, &[MAX_COST + 1], false)).unwrap_err();
+        assert_eq!(err, CheckError::CostTooLarge { cost: MAX_COST + 1 });
+    }
+}

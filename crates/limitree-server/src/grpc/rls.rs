@@ -418,6 +418,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn unlimited_and_blocking_rules_report_as_envoyproxy_ratelimit_does() {
+        let domain = envoy::EnvoyConfig::from_yaml_str(
+            "domain: d\ndescriptors:\n  - key: closed\n    rate_limit:\n      unit: second\n      requests_per_unit: 0\n  - key: free\n    rate_limit:\n      unlimited: true\n",
+            "d.yaml",
+        )
+        .unwrap();
+        let policy = Policy::from_envoy_domains(vec![domain]).unwrap();
+        let decision = Decision {
+            tree: "d".to_owned(),
+            allowed: false,
+            reason: Reason::InsufficientCapacity,
+            retry_after: None,
+            levels: Vec::new(),
+        };
+        let targets = [
+            Target::UnlimitedRule { rule_index: 1 },
+            Target::Blocked { rule_index: 0 },
+        ];
+        let r = response(&decision, &policy.trees()[0], &targets);
+        assert_eq!(r.overall_code, Code::OverLimit as i32);
+        assert_eq!(r.statuses[0].code, Code::Ok as i32);
+        assert_eq!(r.statuses[0].limit_remaining, u32::MAX);
+        assert_eq!(r.statuses[1].code, Code::OverLimit as i32);
+        let limit = r.statuses[1].current_limit.as_ref().unwrap();
+        assert_eq!(
+            (limit.requests_per_unit, limit.unit),
+            (0, Unit::Second as i32)
+        );
+    }
+
     #[rstest]
     #[case::second(SECOND, Unit::Second)]
     #[case::minute(60 * SECOND, Unit::Minute)]
