@@ -95,12 +95,8 @@ fn bench_regime(
                 b.iter_custom(|iters| {
                     run_threads(iters, threads, &|i| {
                         let descriptors = [("category", CATEGORIES[(i % 20) as usize])];
-                        let chain = tree.chain(&descriptors).expect("chain");
-                        black_box(
-                            store
-                                .decide_chain(&chain, 1, Mode::Commit)
-                                .expect("decides"),
-                        );
+                        let chain = tree.chain(&descriptors, 1).expect("chain");
+                        black_box(store.decide_chain(&chain, Mode::Commit).expect("decides"));
                     })
                 });
             });

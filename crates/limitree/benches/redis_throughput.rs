@@ -119,8 +119,8 @@ async fn limitree(url: &str, run: usize, secs: u64) -> (f64, u64) {
         async move {
             let category = format!("c{}", (caller as u64 + i) % CATEGORIES as u64);
             let descriptors = [("category", category.as_str())];
-            let chain = policy.trees()[0].chain(&descriptors).expect("a chain");
-            store.decide(&chain, 1, Mode::Commit).await.is_ok()
+            let chain = policy.trees()[0].chain(&descriptors, 1).expect("a chain");
+            store.decide(&chain, Mode::Commit).await.is_ok()
         }
     })
     .await

@@ -8,7 +8,7 @@
 //! 1. [`Verdict`] (in [`crate::algo`]): one bucket's answer for a cost, from
 //!    its state alone — room or not, what is left, when to retry. Knows
 //!    nothing of levels or chains.
-//! 2. [`Bucket`] (in [`crate::chain`]): which level and bucket, and the limit
+//! 2. [`Bucket`](crate::chain::Bucket) (in [`crate::chain`]): which level and bucket, and the limit
 //!    it holds — what the chain rule needs besides the verdict. (A store adds
 //!    one bit: whether the request landed in the level's overflow bucket.)
 //! 3. [`LevelOutcome`]: the level's part of a store's answer, made by
@@ -24,7 +24,7 @@ use std::fmt;
 use arrayvec::ArrayVec;
 
 use crate::algo::Verdict;
-use crate::chain::{Bucket, Chain};
+use crate::chain::Chain;
 use crate::clock::Micros;
 use crate::policy::MAX_LEVELS;
 
@@ -34,11 +34,13 @@ pub const MAX_COST: u64 = crate::policy::MAX_LIMIT;
 /// What to do with a request that fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Charge every level (a normal check).
+    /// Charge every bucket its own cost (a normal check).
     Commit,
     /// Answer as a commit would, record nothing.
     DryRun,
-    /// `cost = 0`: report the state; `allowed` says whether one more unit fits.
+    /// The whole chain costs 0: report the state; `allowed` says whether one
+    /// more unit fits at every bucket. (A bucket of cost 0 in a chain that costs
+    /// something is not a peek: see [`ChainOutcome::combine`].)
     Peek,
 }
 
@@ -130,20 +132,30 @@ pub struct ChainOutcome {
 }
 
 impl ChainOutcome {
-    /// Combines per-level verdicts under the all-or-nothing rule. `verdicts` were
-    /// computed for the request's cost (1 for a peek), one per bucket of the
-    /// chain (`buckets`); bit `i` of `overflow` says the request's bucket `i`
-    /// was its level's overflow bucket (see [`Bucket::spec_in`]).
-    /// Returns the outcome and a bit mask of the levels to charge: none unless the
-    /// chain is admitted in [`Mode::Commit`], and never a shadow level that had no
-    /// room.
+    /// Combines per-level verdicts under the all-or-nothing rule. `verdicts`
+    /// were computed for each bucket's [`Bucket::probe`](crate::chain::Bucket::probe) (its cost; 1 for a
+    /// peek), one per bucket of `chain`; bit `i` of `overflow` says the
+    /// request's bucket `i` was its level's overflow bucket (see
+    /// [`Bucket::spec_in`](crate::chain::Bucket::spec_in)).
+    ///
+    /// A bucket of cost 0 in a commit or dry run fits by definition (it takes
+    /// nothing): it is reported as a peek reports it (what is left now), never
+    /// denies and is never charged. A [`Chain::blocked`] rule that
+    /// [applies](crate::chain::BlockedRule::applies) denies the chain as a
+    /// bucket of limit 0 would (`insufficient_capacity`: retrying never helps),
+    /// unless it is in shadow mode.
+    ///
+    /// Returns the outcome and a bit mask of the buckets to charge (each with
+    /// its own cost): none unless the chain is admitted in [`Mode::Commit`],
+    /// never a bucket of cost 0, and never a shadow level that had no room.
     #[inline]
     pub fn combine(
         mode: Mode,
-        buckets: &[Bucket<'_>],
+        chain: &Chain<'_>,
         overflow: u32,
         verdicts: &[Verdict],
     ) -> (ChainOutcome, u32) {
+        let buckets = &chain.buckets[..];
         let mut allowed = true;
         let mut insufficient = false;
         let mut shadow_denied = false;
@@ -159,6 +171,14 @@ impl ChainOutcome {
             allowed = false;
             insufficient |= v.insufficient;
             retry = retry.max(v.retry_after);
+        }
+        for blocked in chain.blocked.iter().filter(|b| b.applies(mode)) {
+            if blocked.shadow {
+                shadow_denied = true;
+            } else {
+                allowed = false;
+                insufficient = true;
+            }
         }
         let reason = if insufficient {
             Reason::InsufficientCapacity
@@ -179,10 +199,11 @@ impl ChainOutcome {
         for (i, (bucket, v)) in buckets.iter().zip(verdicts).enumerate() {
             let overflowed = overflow & (1 << i) != 0;
             let spec = bucket.spec_in(overflowed);
-            let admitted_here = allowed && v.allowed;
-            // A peek reports what is left now; otherwise what is left after this
-            // request if the chain admits it.
-            let (remaining, reset_after) = if admitted_here && mode != Mode::Peek {
+            // Takes something from this bucket if the chain is admitted. A peek
+            // (and a bucket of cost 0) reports what is left now; otherwise
+            // what is left after this request if the chain admits it.
+            let takes = allowed && v.allowed && mode != Mode::Peek && bucket.cost > 0;
+            let (remaining, reset_after) = if takes {
                 (v.remaining, v.reset_after)
             } else {
                 (v.available, v.reset_after_now)
@@ -199,7 +220,7 @@ impl ChainOutcome {
                 shadow: bucket.level.shadow,
                 overflow: overflowed,
             });
-            if admitted_here && mode == Mode::Commit {
+            if takes && mode == Mode::Commit {
                 charge |= 1 << i;
             }
         }

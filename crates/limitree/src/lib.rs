@@ -35,18 +35,33 @@
 //! # Layout
 //! Where each thing is decided, parsed or serialized — one place each:
 //! - [`policy`]: the config model (trees, levels, limits, overrides, shares)
-//!   and its validation; parsing TOML and envoyproxy/ratelimit YAML in
-//!   `policy/parse.rs`, durations (`30m`, `250ms`) in `policy/duration.rs`,
-//!   the error type in `policy/error.rs`.
+//!   and its validation; parsing TOML in `policy/parse.rs`, durations
+//!   (`30m`, `250ms`) in `policy/duration.rs`, the error type in
+//!   `policy/error.rs`. A tree's [`Selection`] says how requests pick its
+//!   buckets: native (TOML) trees, or envoyproxy/ratelimit domains.
+//!   - [`policy::envoy`]: envoyproxy/ratelimit YAML — parsing and validation
+//!     (`load.rs`, `yaml.rs`), descriptor matching and `replaces`
+//!     (`mod.rs`), and a domain as a tree (`tree.rs`:
+//!     [`Policy::from_envoy_domains`]; each counted rule a level; the tree
+//!     keeps its domain for matching).
 //! - [`algo`]: the four algorithms as pure functions of (state, now, spec,
 //!   cost) → [`algo::Verdict`], one file each; `algo/tests.rs` holds their
 //!   named step scripts.
 //! - [`chain`]: a request's descriptors → its [`Chain`]: the
-//!   [`chain::Bucket`] of each level (which override applies is decided here).
+//!   [`chain::Bucket`] of each level (which override applies is decided
+//!   here), **each with its own cost**. Native trees take one descriptor map
+//!   ([`policy::Tree::chain`]); a call of several descriptors (Envoy's
+//!   `ShouldRateLimit`, per-descriptor `hits_addend`) goes through
+//!   [`policy::Tree::chain_for_descriptors`], which matches Envoy rules,
+//!   merges descriptors that land on one bucket (costs summed), orders the
+//!   buckets for locking and says what each descriptor landed on
+//!   ([`Target`]). Costs live on buckets so that one atomic decision can
+//!   charge each matched limit what its own descriptor asks.
 //! - [`decision`]: **the** all-or-nothing rule ([`ChainOutcome::combine`],
-//!   the one pure function every store applies) and the answer's shape
-//!   ([`Decision`], [`LevelStatus`]); its module docs list the stages of a
-//!   level's record.
+//!   the one pure function every store applies: per-bucket costs, cost-0
+//!   buckets reported but never charged, blocking rules) and the answer's
+//!   shape ([`Decision`], [`LevelStatus`]); its module docs list the stages
+//!   of a level's record.
 //! - [`store`]: the [`Store`] trait (decide a whole chain atomically) and
 //!   [`StoreError`];
 //!   - [`store::memory`]: the in-process [`MemoryStore`] (bucket locks,
@@ -54,12 +69,14 @@
 //!   - [`store::fallback`]: `on_error` — the answer while the shared store
 //!     fails (and the errors that are bugs, passed through);
 //!   - `store::redis` (feature `redis`): the Redis store. Bucket keys in
-//!     `keys.rs`; the script call — request encoding, reply decoding, and the
-//!     constants shared with `decide.lua`, which sits beside it — in
-//!     `protocol.rs`; concurrent decisions batched into one call in
-//!     `batch.rs`; connections in `connection.rs`; configuration and URLs in
-//!     `config.rs`.
-//! - [`limiter`]: the front door: request → chain → store → [`Decision`].
+//!     `keys.rs`; the script call — request encoding (a cost per level),
+//!     reply decoding, and the constants shared with `decide.lua`, which
+//!     sits beside it — in `protocol.rs`; concurrent decisions batched into
+//!     one call in `batch.rs`; connections in `connection.rs`; configuration
+//!     and URLs in `config.rs`.
+//! - [`limiter`]: the front door: request → chain → store → [`Decision`]
+//!   ([`Limiter::check`] for one descriptor map and cost,
+//!   [`Limiter::check_descriptors`] for a call of several descriptors).
 //! - [`clock`]: time, with a manual clock for tests.
 
 #![forbid(unsafe_code)]
@@ -72,9 +89,9 @@ pub mod limiter;
 pub mod policy;
 pub mod store;
 
-pub use chain::{Chain, ChainError, Descriptors};
+pub use chain::{BlockedRule, BucketSet, Chain, ChainError, Descriptors, Target};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use decision::{ChainOutcome, Decision, LevelStatus, MAX_COST, Mode, Reason};
 pub use limiter::{CheckError, CheckRequest, Limiter};
-pub use policy::{Algorithm, LimitSpec, Policy, PolicyError, PolicyErrors};
+pub use policy::{Algorithm, LimitSpec, Policy, PolicyError, PolicyErrors, Selection};
 pub use store::{MemoryStore, Store, StoreError};

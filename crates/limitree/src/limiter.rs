@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::chain::{ChainError, Descriptors};
+use crate::chain::{ChainError, Descriptors, Target};
 use crate::decision::{Decision, MAX_COST, Mode};
 use crate::policy::{Policy, Tree};
 use crate::store::{Store, StoreError};
@@ -101,10 +101,121 @@ impl Limiter {
             return Err(CheckError::CostTooLarge { cost: request.cost });
         }
         let tree = self.tree(request.tree)?;
-        let chain = tree.chain(request.descriptors)?;
+        let chain = tree.chain(request.descriptors, request.cost)?;
         let mode = Mode::for_request(request.cost, request.dry_run);
-        let outcome = self.store.decide(&chain, request.cost, mode).await?;
+        let outcome = self.store.decide(&chain, mode).await?;
         tracing::trace!(tree = %tree.name, allowed = outcome.allowed, reason = %outcome.reason, "decided");
         Ok(Decision::new(&chain, &outcome))
+    }
+
+    /// Decides one call of several descriptors (Envoy's `ShouldRateLimit`),
+    /// each an ordered list of entries with its own cost (`costs[i]` for
+    /// `descriptors[i]`), in **one** atomic store call, all-or-nothing: an
+    /// answer that is not allowed charged nothing anywhere; an allowed commit
+    /// charged every matched bucket its cost (duplicates merged, costs summed).
+    /// Works for both kinds of tree (see [`Tree::chain_for_descriptors`]).
+    ///
+    /// The call costs the sum of `costs`: 0 is a peek ([`Mode::Peek`]: does
+    /// one more unit fit everywhere); otherwise a descriptor of cost 0 is
+    /// checked and reported but neither charged nor able to deny. A matched
+    /// `requests_per_unit: 0` rule denies the call
+    /// ([`Reason::InsufficientCapacity`](crate::Reason::InsufficientCapacity))
+    /// unless it is in shadow mode.
+    ///
+    /// Returns the decision (its `levels` are the chain's buckets) and, per
+    /// request descriptor, what it landed on: a [`Target::Buckets`] indexes
+    /// `Decision::levels`.
+    pub async fn check_descriptors<'a, D: AsRef<[(&'a str, &'a str)]> + Sync>(
+        &self,
+        tree: &'a Tree,
+        descriptors: &'a [D],
+        costs: &[u64],
+        dry_run: bool,
+    ) -> Result<(Decision, Vec<Target>), CheckError> {
+        if let Some(&cost) = costs.iter().find(|&&c| c > MAX_COST) {
+            return Err(CheckError::CostTooLarge { cost });
+        }
+        let (chain, targets) = tree.chain_for_descriptors(descriptors, costs)?;
+        let mode = Mode::for_request(chain.total_cost(), dry_run);
+        let outcome = self.store.decide(&chain, mode).await?;
+        tracing::trace!(tree = %tree.name, allowed = outcome.allowed, reason = %outcome.reason, "decided");
+        Ok((Decision::new(&chain, &outcome), targets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::BucketSet;
+    use crate::decision::Reason;
+    use crate::policy::envoy::EnvoyConfig;
+    use crate::store::MemoryStore;
+
+    /// The memory store's futures are ready at once: poll once.
+    fn ready<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => unreachable!("the memory store answers at once"),
+        }
+    }
+
+    const YAML: &str = "domain: d
+descriptors:
+  - key: ip
+    rate_limit:
+      unit: minute
+      requests_per_unit: 2
+  - key: closed
+    rate_limit:
+      unit: second
+      requests_per_unit: 0
+";
+
+    fn limiter() -> Limiter {
+        let domain = EnvoyConfig::from_yaml_str(YAML, "d.yaml").unwrap();
+        let policy = Arc::new(Policy::from_envoy_domains(vec![domain]).unwrap());
+        let store = Arc::new(MemoryStore::new(&policy));
+        Limiter::new(policy, store)
+    }
+
+    #[test]
+    fn a_call_of_several_descriptors_is_one_decision() {
+        let limiter = limiter();
+        let tree = limiter.tree(Some("d")).unwrap();
+        let call = [vec![("ip", "a")], vec![("ip", "a")]];
+        let (decision, targets) =
+            ready(limiter.check_descriptors(tree, &call, &[1, 1], false)).unwrap();
+        assert!(decision.allowed);
+        assert_eq!(decision.levels.len(), 1);
+        assert_eq!(decision.levels[0].remaining, 0);
+        assert_eq!(targets, [Target::Buckets(BucketSet::one(0)); 2]);
+        // Full: denied, and a peek (all costs 0) says so without charging.
+        let (decision, _) = ready(limiter.check_descriptors(tree, &call, &[0, 0], false)).unwrap();
+        assert!(!decision.allowed && decision.reason == Reason::Limited);
+    }
+
+    #[test]
+    fn a_blocking_rule_denies_without_charging() {
+        let limiter = limiter();
+        let tree = limiter.tree(Some("d")).unwrap();
+        let call = [vec![("ip", "b")], vec![("closed", "x")]];
+        let (decision, targets) =
+            ready(limiter.check_descriptors(tree, &call, &[1, 1], false)).unwrap();
+        assert!(!decision.allowed);
+        assert_eq!(decision.reason, Reason::InsufficientCapacity);
+        assert_eq!(decision.levels[0].remaining, 2, "nothing charged");
+        assert_eq!(targets[1], Target::Blocked { rule_index: 1 });
+    }
+
+    #[test]
+    fn every_cost_is_bounded() {
+        let limiter = limiter();
+        let tree = limiter.tree(Some("d")).unwrap();
+        let call = [vec![("ip", "c")]];
+        let err =
+            ready(limiter.check_descriptors(tree, &call, &[MAX_COST + 1], false)).unwrap_err();
+        assert_eq!(err, CheckError::CostTooLarge { cost: MAX_COST + 1 });
     }
 }

@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use limitree::{CheckError, CheckRequest, Limiter, StoreError};
+use limitree::{CheckError, Limiter, StoreError};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -127,18 +127,14 @@ impl RateLimitServer {
             Err(CheckError::UnknownTree { .. }) => return Ok(self.unknown(&question)),
             Err(e) => return Err(status(&e)),
         };
-        let decision = self
+        let descriptors = question.descriptors();
+        let (decision, targets) = self
             .limiter
-            .check(CheckRequest {
-                tree: Some(&question.tree),
-                descriptors: &question.descriptors,
-                cost: question.cost,
-                dry_run: false,
-            })
+            .check_descriptors(tree, &descriptors, &question.costs, false)
             .await
             .map_err(|e| status(&e))?;
         tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
-        let mut response = rls::response(&decision, tree, &question.keys);
+        let mut response = rls::response(&decision, tree, &targets);
         response.response_headers_to_add = rls::headers(&decision, self.headers);
         Ok(response)
     }
@@ -165,7 +161,7 @@ impl RateLimitServer {
         };
         RateLimitResponse {
             overall_code: code as i32,
-            statuses: question.keys.iter().map(|_| rls_status(code)).collect(),
+            statuses: question.entries.iter().map(|_| rls_status(code)).collect(),
             ..Default::default()
         }
     }

@@ -1,25 +1,29 @@
-//! Envoy's `ShouldRateLimit` on a native tree: how a `RateLimitRequest` becomes
-//! one [`limitree::CheckRequest`] and how the [`Decision`] becomes a `RateLimitResponse`.
+//! Envoy's `ShouldRateLimit`: how a `RateLimitRequest` becomes one call of
+//! [`Limiter::check_descriptors`](limitree::Limiter::check_descriptors) and how
+//! its [`Decision`] becomes a `RateLimitResponse`.
 //!
 //! The mapping (the README's "gRPC" section says the same):
 //! - `domain` names the tree.
-//! - The entries of every request descriptor are merged into one descriptor map,
-//!   so the call is **one chain, decided all-or-nothing**: an `OVER_LIMIT` answer
-//!   charged nothing anywhere. A key given twice with different values is an
-//!   `INVALID_ARGUMENT`; the same value twice is fine.
-//! - Cost: the request's `hits_addend` (0 and unset both mean 1); a descriptor's
-//!   own `hits_addend` overrides it. Until buckets carry their own costs, the
-//!   descriptors of one call must agree on it (else `INVALID_ARGUMENT`); all of
-//!   them 0 is a peek (checked and reported, nothing charged).
-//! - Statuses: one per request descriptor, in request order. Each level of the
-//!   chain is reported on the first descriptor whose entries hold all of the
-//!   level's `by` keys (a global level: the first descriptor); a descriptor's
-//!   status is its most constraining level — a denying one if any, else the one
-//!   with the fewest units left. A descriptor no level is reported on is `OK`
-//!   without a limit, as envoyproxy/ratelimit answers descriptors that match no
-//!   rule.
-
-use std::collections::BTreeMap;
+//! - The call is **one chain, decided all-or-nothing**: an `OVER_LIMIT` answer
+//!   charged nothing anywhere. The library builds it
+//!   ([`Tree::chain_for_descriptors`]): for an envoyproxy/ratelimit domain, each
+//!   request descriptor matches at most one rule, and two landing on the same
+//!   bucket are merged; for a native tree, the entries of every descriptor are
+//!   merged into one descriptor map (a key given twice with different values
+//!   is an `INVALID_ARGUMENT`; the same value twice is fine).
+//! - Cost: per descriptor, its own `hits_addend`, else the request's (0 and
+//!   unset both mean 1). Each bucket is charged the cost of the descriptor it
+//!   is reported on (summed over merged descriptors); a descriptor of cost 0 is
+//!   checked and reported but not charged, and all of them 0 is a peek.
+//! - Statuses: one per request descriptor, in request order, from its
+//!   [`Target`]: on a native tree each level is reported on the first
+//!   descriptor whose entries hold all of the level's `by` keys (a global
+//!   level: the first descriptor); a descriptor's status is its most
+//!   constraining level — a denying one if any, else the one with the fewest
+//!   units left. A descriptor with no limit (no rule, or no level reported on
+//!   it) is `OK` without a limit, as envoyproxy/ratelimit answers descriptors
+//!   that match no rule; an `unlimited` rule is `OK` with `limit_remaining` =
+//!   `u32::MAX`; a `requests_per_unit: 0` rule is `OVER_LIMIT` with a limit of 0.
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
@@ -29,8 +33,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
-use limitree::policy::{Tree, format_duration};
-use limitree::{Decision, LevelStatus, Micros};
+use limitree::policy::{Tree, envoy, format_duration};
+use limitree::{Decision, LevelStatus, Micros, Target};
 
 use super::ResponseHeaders;
 
@@ -64,23 +68,6 @@ pub enum RequestError {
         /// Entries it has.
         count: usize,
     },
-    /// One key with two values.
-    #[error(
-        "descriptor key `{key}` is given twice with different values (`{first}`, then `{second}`); a call is one chain, so each key may have one value"
-    )]
-    ConflictingValues {
-        /// The key (cut to 64 bytes).
-        key: String,
-        /// The first value (cut).
-        first: String,
-        /// The other value (cut).
-        second: String,
-    },
-    /// Descriptors with different costs.
-    #[error(
-        "descriptors carry different hits_addend values ({0} and {1}); limitree decides one cost per call: send them in separate calls"
-    )]
-    MixedCosts(u64, u64),
 }
 
 /// A `RateLimitRequest` as one check.
@@ -88,12 +75,20 @@ pub enum RequestError {
 pub struct Question {
     /// The tree (`domain`).
     pub tree: String,
-    /// Every descriptor's entries, merged.
-    pub descriptors: BTreeMap<String, String>,
-    /// Per request descriptor, its keys (for attributing levels to statuses).
-    pub keys: Vec<Vec<String>>,
-    /// Units to take; 0 peeks.
-    pub cost: u64,
+    /// Per request descriptor, its entries in order.
+    pub entries: Vec<Vec<(String, String)>>,
+    /// Per request descriptor, the units it takes (all 0: a peek).
+    pub costs: Vec<u64>,
+}
+
+impl Question {
+    /// The entries as the library takes them.
+    pub fn descriptors(&self) -> Vec<Vec<(&str, &str)>> {
+        self.entries
+            .iter()
+            .map(|d| d.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+            .collect()
+    }
 }
 
 /// Reads `request` as a question, or says why it is not one.
@@ -111,41 +106,23 @@ pub fn question(request: &RateLimitRequest) -> Result<Question, RequestError> {
         0 => 1,
         n => u64::from(n),
     };
-    let mut cost = None;
-    let mut descriptors: BTreeMap<String, String> = BTreeMap::new();
-    let mut keys = Vec::with_capacity(request.descriptors.len());
+    let mut entries = Vec::with_capacity(request.descriptors.len());
+    let mut costs = Vec::with_capacity(request.descriptors.len());
     for (index, descriptor) in request.descriptors.iter().enumerate() {
         check_shape(index, descriptor)?;
-        let own = descriptor.hits_addend.map_or(call_cost, |v| v.value);
-        match cost {
-            None => cost = Some(own),
-            Some(c) if c != own => return Err(RequestError::MixedCosts(c, own)),
-            Some(_) => {}
-        }
-        let mut these = Vec::with_capacity(descriptor.entries.len());
-        for entry in &descriptor.entries {
-            match BTreeMap::get(&descriptors, entry.key.as_str()) {
-                Some(first) if *first != entry.value => {
-                    return Err(RequestError::ConflictingValues {
-                        key: cut(&entry.key),
-                        first: cut(first),
-                        second: cut(&entry.value),
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    descriptors.insert(entry.key.clone(), entry.value.clone());
-                }
-            }
-            these.push(entry.key.clone());
-        }
-        keys.push(these);
+        costs.push(descriptor.hits_addend.map_or(call_cost, |v| v.value));
+        entries.push(
+            descriptor
+                .entries
+                .iter()
+                .map(|e| (e.key.clone(), e.value.clone()))
+                .collect(),
+        );
     }
     Ok(Question {
         tree: request.domain.clone(),
-        descriptors,
-        keys,
-        cost: cost.unwrap_or(call_cost),
+        entries,
+        costs,
     })
 }
 
@@ -157,38 +134,30 @@ fn check_shape(index: usize, descriptor: &RateLimitDescriptor) -> Result<(), Req
     }
 }
 
-/// `text`, cut to 64 bytes on a character boundary, for messages.
-fn cut(text: &str) -> String {
-    const MAX: usize = 64;
-    if text.len() <= MAX {
-        return text.to_owned();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-/// The answer to `question` given its decision on `tree`.
-pub fn response(decision: &Decision, tree: &Tree, keys: &[Vec<String>]) -> RateLimitResponse {
-    let mut owned: Vec<Vec<&LevelStatus>> = vec![Vec::new(); keys.len()];
-    for status in &decision.levels {
-        let by = tree
-            .levels
-            .iter()
-            .find(|l| l.name == status.name)
-            .map_or(&[][..], |l| l.by.as_slice());
-        if let Some(owner) = owner(by, keys) {
-            owned[owner].push(status);
-        }
-    }
+/// The answer to a question on `tree`, given its decision and what each
+/// request descriptor landed on (both from `Limiter::check_descriptors`).
+pub fn response(decision: &Decision, tree: &Tree, targets: &[Target]) -> RateLimitResponse {
+    let rule = |rule_index: usize| tree.envoy().and_then(|d| d.domain.rules.get(rule_index));
+    let statuses = targets
+        .iter()
+        .map(|target| match *target {
+            Target::Buckets(set) => {
+                let levels: Vec<&LevelStatus> =
+                    set.iter().filter_map(|i| decision.levels.get(i)).collect();
+                descriptor_status(&levels)
+            }
+            Target::UnlimitedRule { .. } => DescriptorStatus {
+                code: Code::Ok as i32,
+                limit_remaining: u32::MAX,
+                ..Default::default()
+            },
+            Target::Blocked { rule_index } => blocked_status(rule(rule_index)),
+            Target::NoLimit => descriptor_status(&[]),
+        })
+        .collect();
     RateLimitResponse {
         overall_code: code(decision.allowed) as i32,
-        statuses: owned
-            .iter()
-            .map(|levels| descriptor_status(levels))
-            .collect(),
+        statuses,
         ..Default::default()
     }
 }
@@ -232,12 +201,28 @@ pub fn headers(decision: &Decision, form: ResponseHeaders) -> Vec<HeaderValue> {
     }
 }
 
-/// The descriptor a level with `by` keys is reported on: the first holding all
-/// of them, else the last holding any.
-fn owner(by: &[String], keys: &[Vec<String>]) -> Option<usize> {
-    keys.iter()
-        .position(|k| by.iter().all(|b| k.contains(b)))
-        .or_else(|| keys.iter().rposition(|k| by.iter().any(|b| k.contains(b))))
+/// A `requests_per_unit: 0` rule's status: over the limit (`OK` in shadow
+/// mode), a limit of 0, nothing remaining.
+fn blocked_status(rule: Option<&envoy::Rule>) -> DescriptorStatus {
+    let shadow = rule.is_some_and(|r| r.shadow);
+    DescriptorStatus {
+        code: code(shadow) as i32,
+        current_limit: rule.map(|r| RateLimit {
+            name: r.name.clone(),
+            requests_per_unit: 0,
+            unit: r.unit.map_or(Unit::Unknown, |u| match u {
+                envoy::Unit::Second => Unit::Second,
+                envoy::Unit::Minute => Unit::Minute,
+                envoy::Unit::Hour => Unit::Hour,
+                envoy::Unit::Day => Unit::Day,
+                envoy::Unit::Week => Unit::Week,
+                envoy::Unit::Month => Unit::Month,
+                envoy::Unit::Year => Unit::Year,
+            }) as i32,
+        }),
+        limit_remaining: 0,
+        ..Default::default()
+    }
 }
 
 fn code(allowed: bool) -> Code {
@@ -322,7 +307,7 @@ fn proto_duration(us: Micros) -> ProtoDuration {
 mod tests {
     use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
     use envoy_types::pb::google::protobuf::UInt64Value;
-    use limitree::{Policy, Reason};
+    use limitree::{BucketSet, Policy, Reason};
     use rstest::rstest;
 
     use super::*;
@@ -350,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_of_every_descriptor_merge_into_one_chain() {
+    fn entries_are_kept_per_descriptor_in_order() {
         let q = question(&request(
             vec![
                 descriptor(&[("category", "errors")], None),
@@ -360,27 +345,27 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(q.tree, "notifications");
-        assert_eq!(q.cost, 1);
+        assert_eq!(q.costs, [1, 1]);
         assert_eq!(
-            q.descriptors.into_iter().collect::<Vec<_>>(),
+            q.descriptors(),
             [
-                ("category".to_owned(), "errors".to_owned()),
-                ("user".to_owned(), "ann".to_owned())
+                vec![("category", "errors")],
+                vec![("category", "errors"), ("user", "ann")]
             ]
         );
-        assert_eq!(q.keys, [vec!["category"], vec!["category", "user"]]);
     }
 
     #[rstest]
-    #[case::call_level(5, None, None, 5)]
-    #[case::descriptor_overrides(5, Some(3), Some(3), 3)]
-    #[case::zero_call_means_one(0, None, None, 1)]
-    #[case::explicit_zero_peeks(7, Some(0), Some(0), 0)]
+    #[case::call_level(5, None, None, [5, 5])]
+    #[case::descriptor_overrides(5, Some(3), Some(3), [3, 3])]
+    #[case::zero_call_means_one(0, None, None, [1, 1])]
+    #[case::explicit_zero_peeks(7, Some(0), Some(0), [0, 0])]
+    #[case::each_descriptor_its_own(4, Some(2), None, [2, 4])]
     fn costs(
         #[case] call: u32,
         #[case] first: Option<u64>,
         #[case] second: Option<u64>,
-        #[case] cost: u64,
+        #[case] expected: [u64; 2],
     ) {
         let q = question(&request(
             vec![
@@ -390,7 +375,7 @@ mod tests {
             call,
         ))
         .unwrap();
-        assert_eq!(q.cost, cost);
+        assert_eq!(q.costs, expected);
     }
 
     #[rstest]
@@ -398,27 +383,8 @@ mod tests {
     #[case::no_descriptors(request(vec![], 0), RequestError::NoDescriptors)]
     #[case::too_many(request(vec![descriptor(&[("a", "b")], None); 65], 0), RequestError::TooManyDescriptors(65))]
     #[case::empty_descriptor(request(vec![descriptor(&[], None)], 0), RequestError::EmptyDescriptor(0))]
-    #[case::conflict(
-        request(vec![descriptor(&[("category", "errors")], None), descriptor(&[("category", "deploys")], None)], 0),
-        RequestError::ConflictingValues { key: "category".into(), first: "errors".into(), second: "deploys".into() }
-    )]
-    #[case::mixed_costs(request(vec![descriptor(&[("a", "b")], Some(2)), descriptor(&[("c", "d")], None)], 4), RequestError::MixedCosts(2, 4))]
     fn bad_requests(#[case] request: RateLimitRequest, #[case] error: RequestError) {
         assert_eq!(question(&request), Err(error));
-    }
-
-    #[test]
-    fn long_values_are_cut_in_messages() {
-        let long = "x".repeat(1 << 20);
-        let e = question(&request(
-            vec![
-                descriptor(&[("category", "a")], None),
-                descriptor(&[("category", &long)], None),
-            ],
-            0,
-        ))
-        .unwrap_err();
-        assert!(e.to_string().len() < 400, "{e}");
     }
 
     fn status(name: &str, remaining: u64, allowed: bool, retry: Option<Micros>) -> LevelStatus {
@@ -449,8 +415,11 @@ mod tests {
                 status("category", 0, false, Some(3 * SECOND)),
             ],
         };
-        let keys = vec![vec!["user".to_owned()], vec!["category".to_owned()]];
-        let r = response(&decision, tree, &keys);
+        let targets = [
+            Target::Buckets(BucketSet::one(0)),
+            Target::Buckets(BucketSet::one(1)),
+        ];
+        let r = response(&decision, tree, &targets);
         assert_eq!(r.overall_code, Code::OverLimit as i32);
         // The global level goes to the first descriptor, category to the second.
         assert_eq!(r.statuses[0].code, Code::Ok as i32);
@@ -479,8 +448,8 @@ mod tests {
             retry_after: None,
             levels: vec![status("global", 40, true, None)],
         };
-        let keys = vec![vec!["category".to_owned()], vec!["path".to_owned()]];
-        let r = response(&decision, &policy.trees()[0], &keys);
+        let targets = [Target::Buckets(BucketSet::one(0)), Target::NoLimit];
+        let r = response(&decision, &policy.trees()[0], &targets);
         assert_eq!(r.overall_code, Code::Ok as i32);
         assert_eq!(
             r.statuses[1],
@@ -531,6 +500,37 @@ mod tests {
                 .any(|h| h.key == "retry-after" && h.value == "3")
         );
         assert!(headers(&decision, ResponseHeaders::Off).is_empty());
+    }
+
+    #[test]
+    fn unlimited_and_blocking_rules_report_as_envoyproxy_ratelimit_does() {
+        let domain = envoy::EnvoyConfig::from_yaml_str(
+            "domain: d\ndescriptors:\n  - key: closed\n    rate_limit:\n      unit: second\n      requests_per_unit: 0\n  - key: free\n    rate_limit:\n      unlimited: true\n",
+            "d.yaml",
+        )
+        .unwrap();
+        let policy = Policy::from_envoy_domains(vec![domain]).unwrap();
+        let decision = Decision {
+            tree: "d".to_owned(),
+            allowed: false,
+            reason: Reason::InsufficientCapacity,
+            retry_after: None,
+            levels: Vec::new(),
+        };
+        let targets = [
+            Target::UnlimitedRule { rule_index: 1 },
+            Target::Blocked { rule_index: 0 },
+        ];
+        let r = response(&decision, &policy.trees()[0], &targets);
+        assert_eq!(r.overall_code, Code::OverLimit as i32);
+        assert_eq!(r.statuses[0].code, Code::Ok as i32);
+        assert_eq!(r.statuses[0].limit_remaining, u32::MAX);
+        assert_eq!(r.statuses[1].code, Code::OverLimit as i32);
+        let limit = r.statuses[1].current_limit.as_ref().unwrap();
+        assert_eq!(
+            (limit.requests_per_unit, limit.unit),
+            (0, Unit::Second as i32)
+        );
     }
 
     #[rstest]

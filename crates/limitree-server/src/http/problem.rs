@@ -217,6 +217,11 @@ impl ApiError {
                     "invalid-descriptor",
                     "Invalid descriptor",
                 ),
+                CheckError::Chain(_) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-descriptors",
+                    "Invalid descriptors",
+                ),
                 CheckError::CostTooLarge { .. } => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid-cost",

@@ -76,7 +76,6 @@ impl Store for DownStore {
     fn decide<'a>(
         &'a self,
         _chain: &'a Chain<'a>,
-        _cost: u64,
         _mode: Mode,
     ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
         Box::pin(std::future::ready(Err(StoreError::Unavailable(

@@ -21,11 +21,17 @@ use std::fmt;
 
 use crate::clock::Micros;
 
-/// At most this many levels in one tree: a chain is decided under one lock set
-/// (or one Redis script), and is carried on the stack.
+/// At most this many buckets in one chain: a chain is decided under one lock set
+/// (or one Redis script), and is carried on the stack. A native (TOML) tree has
+/// at most this many levels, since one request may pass all of them; an
+/// envoyproxy/ratelimit domain may have any number of rules (levels), and a
+/// call whose descriptors match more than this many buckets is a
+/// [`ChainError::TooManyBuckets`](crate::ChainError::TooManyBuckets).
 pub const MAX_LEVELS: usize = 8;
-/// At most this many `by` keys on one level.
-pub const MAX_BY_KEYS: usize = 4;
+/// At most this many `by` keys on one level (for an envoyproxy/ratelimit rule:
+/// entries on its descriptor path; deeper rules are refused when the domain
+/// becomes a tree).
+pub const MAX_BY_KEYS: usize = 8;
 /// The largest `limit`, `burst` or request `cost`: large enough for byte budgets,
 /// small enough that every product the algorithms form stays exact in a Lua number.
 pub const MAX_LIMIT: u64 = 1_000_000_000;
@@ -178,10 +184,38 @@ impl Level {
 pub struct Tree {
     /// Unique within the policy; also the Redis hash tag.
     pub name: String,
-    /// Root first. Never empty.
+    /// Root first. Never empty for a native tree; an envoyproxy/ratelimit
+    /// domain has one level per counted rule (possibly none).
     pub levels: Vec<Level>,
     /// Position in [`Policy::trees`]: stores index their state by it.
     pub index: usize,
+    /// How a request's descriptors select the tree's buckets.
+    pub selection: Selection,
+}
+
+/// How a request's descriptors select a tree's buckets (its chain).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// limitree's own trees (TOML): the descriptors are one map, and the chain
+    /// holds the bucket of every level whose `by` keys the map gives
+    /// ([`Tree::chain`]).
+    #[default]
+    Native,
+    /// An envoyproxy/ratelimit domain: each request descriptor (an ordered
+    /// list of entries) matches at most one rule, and the chain holds the
+    /// bucket of every matched rule's level
+    /// ([`Tree::chain_for_descriptors`]).
+    Envoy(std::sync::Arc<envoy::DomainTree>),
+}
+
+impl Tree {
+    /// The envoyproxy/ratelimit domain this tree was built from, if any.
+    pub fn envoy(&self) -> Option<&envoy::DomainTree> {
+        match &self.selection {
+            Selection::Native => None,
+            Selection::Envoy(domain) => Some(domain),
+        }
+    }
 }
 
 /// A validated set of trees.
@@ -236,6 +270,13 @@ algorithm = "sliding_log"
     /// column and key path.
     pub fn from_document(doc: &TomlDocument<'_>) -> Result<Policy, PolicyErrors> {
         parse::parse_trees_of(doc)
+    }
+
+    /// Builds a policy from envoyproxy/ratelimit domains (see
+    /// [`envoy::EnvoyConfig::from_yaml_files`]): each domain becomes a tree
+    /// named after it, each counted rule a level (see [`envoy::DomainTree`]).
+    pub fn from_envoy_domains(domains: Vec<envoy::Domain>) -> Result<Policy, PolicyErrors> {
+        envoy::tree::policy_from_domains(domains)
     }
 
     pub(crate) fn from_parts(trees: Vec<Tree>, warnings: Vec<String>) -> Policy {

@@ -13,7 +13,7 @@ use super::error::{MAX_ECHO, Step, cut};
 use super::{
     Algorithm, DEFAULT_MAX_BUCKETS, Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, MAX_LIMIT,
     MAX_WINDOW, MIN_WINDOW, Override, Policy, PolicyError, PolicyErrors, SLIDING_LOG_WARN_LIMIT,
-    TomlDocument, Tree, format_duration, parse_duration,
+    Selection, TomlDocument, Tree, format_duration, parse_duration,
 };
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +265,7 @@ fn validate<'a>(
             name: raw.name,
             levels,
             index,
+            selection: Selection::Native,
         });
     }
     if problems.errors.is_empty() {

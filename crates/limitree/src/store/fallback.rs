@@ -80,19 +80,15 @@ impl FallbackStore {
         self.on_error
     }
 
-    fn without_primary(
-        &self,
-        chain: &Chain<'_>,
-        cost: u64,
-        mode: Mode,
-    ) -> Result<ChainOutcome, StoreError> {
+    fn without_primary(&self, chain: &Chain<'_>, mode: Mode) -> Result<ChainOutcome, StoreError> {
         let allowed = match self.on_error {
             OnError::Local => {
-                let mut outcome = self.local.decide_chain(chain, cost, mode)?;
+                let mut outcome = self.local.decide_chain(chain, mode)?;
                 outcome.reason = Reason::StoreUnavailable;
                 return Ok(outcome);
             }
-            OnError::Allow => true,
+            // A blocking rule denies whatever the store would have said.
+            OnError::Allow => !chain.blocked_denies(mode),
             OnError::Deny => false,
         };
         // Nothing is known about the buckets: report every level as `on_error`
@@ -126,11 +122,10 @@ impl Store for FallbackStore {
     fn decide<'a>(
         &'a self,
         chain: &'a Chain<'a>,
-        cost: u64,
         mode: Mode,
     ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
         Box::pin(async move {
-            match self.primary.decide(chain, cost, mode).await {
+            match self.primary.decide(chain, mode).await {
                 Ok(outcome) => Ok(outcome),
                 // A policy mismatch or a broken protocol is a bug, not an
                 // outage: no fallback hides it (the store logged it already).
@@ -143,7 +138,7 @@ impl Store for FallbackStore {
                         tree = %chain.tree.name,
                         "store failed; deciding by on_error"
                     );
-                    self.without_primary(chain, cost, mode)
+                    self.without_primary(chain, mode)
                 }
             }
         })

@@ -3,8 +3,11 @@
 //! # Atomicity
 //! A decision locks the chain's buckets in level order (root first — the same
 //! order for every request, so two decisions never wait on each other in a
-//! cycle), evaluates every bucket, and charges them all only if every non-shadow
-//! bucket has room. Nothing is charged otherwise.
+//! cycle; buckets of one level, which an Envoy domain's chain may hold, by
+//! address), evaluates every bucket for its own cost, and charges each its
+//! cost only if every non-shadow bucket has room. Nothing is charged
+//! otherwise. Two buckets of one level that land in its overflow bucket share
+//! it: it is locked once and asked for both costs together.
 //!
 //! # Memory
 //! A keyed level keeps its buckets in a map guarded by a `RwLock`: deciders hold
@@ -139,26 +142,34 @@ impl MemoryStore {
     }
 
     /// Decides `chain` now; the synchronous core of [`Store::decide`].
-    pub fn decide_chain(
-        &self,
-        chain: &Chain<'_>,
-        cost: u64,
-        mode: Mode,
-    ) -> Result<ChainOutcome, StoreError> {
+    pub fn decide_chain(&self, chain: &Chain<'_>, mode: Mode) -> Result<ChainOutcome, StoreError> {
         let levels = match self.trees.get(chain.tree.index) {
             Some((name, levels)) if *name == chain.tree.name => levels,
             _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
         };
         let now = self.clock.now();
-        let probe = if mode == Mode::Peek { 1 } else { cost };
+        // The distinct keyed levels of the chain, ascending: their maps are
+        // read-locked in this order (the same for every request, so a writer
+        // waiting on one map never closes a cycle), each once even when the
+        // chain has several buckets of one level (an Envoy rule matched with
+        // different values).
+        let mut keyed: ArrayVec<usize, MAX_LEVELS> = ArrayVec::new();
+        for bucket in &chain.buckets {
+            match levels.get(bucket.level_index) {
+                Some(LevelBuckets::Keyed(_)) if !keyed.contains(&bucket.level_index) => {
+                    keyed.push(bucket.level_index);
+                }
+                Some(_) => {}
+                None => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+            }
+        }
+        keyed.sort_unstable();
         loop {
-            // Read locks of every keyed level on the chain, root first.
-            let maps: ArrayVec<Option<RwLockReadGuard<'_, BucketMap>>, MAX_LEVELS> = chain
-                .buckets
+            let maps: ArrayVec<(usize, RwLockReadGuard<'_, BucketMap>), MAX_LEVELS> = keyed
                 .iter()
-                .map(|bucket| match levels.get(bucket.level_index) {
-                    Some(LevelBuckets::Keyed(k)) => Some(k.buckets.read()),
-                    _ => None,
+                .filter_map(|&l| match &levels[l] {
+                    LevelBuckets::Keyed(k) => Some((l, k.buckets.read())),
+                    LevelBuckets::Global(_) => None,
                 })
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
@@ -166,9 +177,13 @@ impl MemoryStore {
             let mut slots: ArrayVec<(&Mutex<BucketState>, bool), MAX_LEVELS> = ArrayVec::new();
             let mut missing = None;
             for (i, bucket) in chain.buckets.iter().enumerate() {
-                let slot = match (levels.get(bucket.level_index), &maps[i]) {
-                    (Some(LevelBuckets::Global(state)), _) => Some((state, false)),
-                    (Some(LevelBuckets::Keyed(k)), Some(map)) => {
+                let slot = match &levels[bucket.level_index] {
+                    LevelBuckets::Global(state) => Some((state, false)),
+                    LevelBuckets::Keyed(k) => {
+                        let Some((_, map)) = maps.iter().find(|(l, _)| *l == bucket.level_index)
+                        else {
+                            return Err(StoreError::UnknownTree(chain.tree.name.clone()));
+                        };
                         match map.get(&KeyRef(&bucket.values)) {
                             Some(state) => Some((state, false)),
                             None if map.len() >= k.level.max_buckets
@@ -180,7 +195,6 @@ impl MemoryStore {
                             None => None,
                         }
                     }
-                    _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
                 };
                 match slot {
                     Some(slot) => slots.push(slot),
@@ -193,42 +207,78 @@ impl MemoryStore {
             if let Some(i) = missing {
                 drop(slots);
                 drop(maps);
-                if let Some(LevelBuckets::Keyed(k)) = levels.get(chain.buckets[i].level_index) {
+                if let LevelBuckets::Keyed(k) = &levels[chain.buckets[i].level_index] {
                     k.insert(&chain.buckets[i].values, chain.buckets[i].overridden, now);
                 }
                 continue;
             }
-
-            // Lock the buckets in level order, then decide and charge.
-            let mut guards: ArrayVec<(MutexGuard<'_, BucketState>, bool), MAX_LEVELS> = slots
-                .iter()
-                .map(|(state, overflow)| (state.lock(), *overflow))
-                .collect();
-            let mut overflow = 0u32;
-            let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
-            for (i, (bucket, (state, overflowed))) in
-                chain.buckets.iter().zip(guards.iter_mut()).enumerate()
-            {
-                let spec = bucket.spec_in(*overflowed);
-                state.conform(spec);
-                algo::prune(state, now, spec);
-                if *overflowed {
-                    overflow |= 1 << i;
-                }
-                verdicts.push(algo::decide(state, now, spec, probe));
-            }
-            let (outcome, charged) =
-                ChainOutcome::combine(mode, &chain.buckets, overflow, &verdicts);
-            for (i, (bucket, (state, overflowed))) in
-                chain.buckets.iter().zip(guards.iter_mut()).enumerate()
-            {
-                if charged & (1 << i) != 0 {
-                    algo::charge(state, now, bucket.spec_in(*overflowed), cost);
-                }
-            }
-            return Ok(outcome);
+            return Ok(decide_locked(chain, mode, now, &slots));
         }
     }
+}
+
+/// Locks `slots` (one per bucket of `chain`), decides and charges. Every bucket
+/// of a chain is distinct, but two of one level may share that level's
+/// overflow bucket: each state is locked once, in one order for every
+/// request (level, then address: the overflow bucket is per level), and a
+/// shared one is evaluated for the sum of the costs that land on it.
+fn decide_locked(
+    chain: &Chain<'_>,
+    mode: Mode,
+    now: Micros,
+    slots: &[(&Mutex<BucketState>, bool)],
+) -> ChainOutcome {
+    // Distinct states in lock order, and each bucket's position among them.
+    let mut order: ArrayVec<usize, MAX_LEVELS> = (0..slots.len()).collect();
+    order.sort_unstable_by_key(|&i| {
+        (
+            chain.buckets[i].level_index,
+            std::ptr::from_ref(slots[i].0) as usize,
+        )
+    });
+    let mut guards: ArrayVec<MutexGuard<'_, BucketState>, MAX_LEVELS> = ArrayVec::new();
+    let mut guard_of = [0usize; MAX_LEVELS];
+    let mut last: Option<*const Mutex<BucketState>> = None;
+    for &i in &order {
+        let state = std::ptr::from_ref(slots[i].0);
+        if last != Some(state) {
+            guards.push(slots[i].0.lock());
+            last = Some(state);
+        }
+        guard_of[i] = guards.len() - 1;
+    }
+    // What each state is asked for: the sum of its buckets' costs (one
+    // bucket's, but for a shared overflow bucket).
+    let mut asked = [0u64; MAX_LEVELS];
+    for (i, bucket) in chain.buckets.iter().enumerate() {
+        asked[guard_of[i]] = asked[guard_of[i]].saturating_add(bucket.cost);
+    }
+    let mut overflow = 0u32;
+    let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
+    for (i, bucket) in chain.buckets.iter().enumerate() {
+        let overflowed = slots[i].1;
+        let spec = bucket.spec_in(overflowed);
+        let state = &mut guards[guard_of[i]];
+        state.conform(spec);
+        algo::prune(state, now, spec);
+        if overflowed {
+            overflow |= 1 << i;
+        }
+        let probe = match bucket.probe(mode) {
+            0 => 0,
+            probe if mode == Mode::Peek => probe,
+            _ => asked[guard_of[i]],
+        };
+        verdicts.push(algo::decide(state, now, spec, probe));
+    }
+    let (outcome, charged) = ChainOutcome::combine(mode, chain, overflow, &verdicts);
+    for (i, bucket) in chain.buckets.iter().enumerate() {
+        if charged & (1 << i) != 0 {
+            let spec = bucket.spec_in(slots[i].1);
+            algo::charge(&mut guards[guard_of[i]], now, spec, bucket.cost);
+        }
+    }
+    outcome
 }
 
 impl KeyedLevel {
@@ -287,10 +337,9 @@ impl Store for MemoryStore {
     fn decide<'a>(
         &'a self,
         chain: &'a Chain<'a>,
-        cost: u64,
         mode: Mode,
     ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
-        Box::pin(std::future::ready(self.decide_chain(chain, cost, mode)))
+        Box::pin(std::future::ready(self.decide_chain(chain, mode)))
     }
 
     fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -336,6 +385,40 @@ mod tests {
             h(&|hs| KeyRef(&values).hash(&mut HasherRef(hs))),
             h(&|hs| owned.hash(&mut HasherRef(hs)))
         );
+    }
+
+    /// Two buckets of one level (one Envoy rule, two values) that both land
+    /// in the level's overflow bucket share it: locked once (no deadlock),
+    /// asked for both costs together, charged both.
+    #[test]
+    fn two_buckets_in_one_overflow_bucket_are_asked_for_their_sum() {
+        let domain = crate::policy::envoy::EnvoyConfig::from_yaml_str(
+            "domain: d\ndescriptors:\n  - key: ip\n    rate_limit:\n      unit: minute\n      requests_per_unit: 4\n",
+            "d.yaml",
+        )
+        .unwrap();
+        let policy = Policy::from_envoy_domains(vec![domain]).unwrap();
+        let mut tree = policy.trees()[0].clone();
+        tree.levels[0].max_buckets = 1;
+        let policy = Policy::from_parts(vec![tree], Vec::new());
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000_000));
+        let store = MemoryStore::with_clock(&policy, clock);
+        let tree = &policy.trees()[0];
+        let decide = |descriptors: &[Vec<(&str, &str)>], costs: &[u64]| {
+            let (chain, _) = tree.chain_for_descriptors(descriptors, costs).unwrap();
+            store.decide_chain(&chain, Mode::Commit).unwrap()
+        };
+        assert!(decide(&[vec![("ip", "a")]], &[1]).allowed);
+        let two = [vec![("ip", "x")], vec![("ip", "y")]];
+        let o = decide(&two, &[2, 3]);
+        assert!(!o.allowed && o.levels.iter().all(|l| l.overflow), "{o:?}");
+        let o = decide(&two, &[2, 2]);
+        assert!(o.allowed, "{o:?}");
+        assert_eq!(
+            o.levels.iter().map(|l| l.remaining).collect::<Vec<_>>(),
+            [0, 0]
+        );
+        assert!(!decide(&[vec![("ip", "z")]], &[1]).allowed);
     }
 
     /// Adapts `&mut dyn Hasher` to a sized `Hasher`.

@@ -49,14 +49,16 @@ pub enum StoreError {
 
 /// Shared bucket state that decides chains atomically.
 pub trait Store: Send + Sync + fmt::Debug {
-    /// Decides `chain` for `cost` in `mode`, all-or-nothing: either every
-    /// non-shadow bucket has room and (in [`Mode::Commit`]) every bucket with room
-    /// is charged, or nothing is. Atomic with respect to every other call on this
-    /// store (and, for a shared store, on every instance).
+    /// Decides `chain` in `mode`, all-or-nothing: either every non-shadow
+    /// bucket has room for its own [`cost`](crate::chain::Bucket::cost) (and no
+    /// [blocking rule](Chain::blocked) denies) and, in [`Mode::Commit`], every
+    /// bucket with room is charged its cost, or nothing is. A bucket of cost 0
+    /// is reported, never charged, never denies. Atomic with respect to every
+    /// other call on this store (and, for a shared store, on every instance).
+    /// [`ChainOutcome::combine`] is the rule.
     fn decide<'a>(
         &'a self,
         chain: &'a Chain<'a>,
-        cost: u64,
         mode: Mode,
     ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>>;
 

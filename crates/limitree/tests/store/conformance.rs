@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use limitree::{ChainOutcome, ManualClock, Micros, Mode, Policy, Reason, Store};
+use limitree::policy::envoy::EnvoyConfig;
+use limitree::{Chain, ChainOutcome, ManualClock, Micros, Mode, Policy, Reason, Store, Target};
 
 use crate::support::{ALGORITHMS, T0};
 
@@ -30,6 +31,8 @@ macro_rules! conformance_suite {
             overrides_and_optional_levels,
             windows_roll_over,
             trees_are_independent,
+            each_bucket_is_charged_its_own_cost,
+            an_envoy_domain_decides_a_call_all_or_nothing,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -62,6 +65,36 @@ impl Fixture {
         }
     }
 
+    pub fn with_policy(h: &dyn Harness, policy: Policy) -> Fixture {
+        let policy = Arc::new(policy);
+        let clock = ManualClock::new(T0);
+        let store = h.store(&policy, clock.clone());
+        Fixture {
+            policy,
+            store,
+            clock,
+        }
+    }
+
+    pub async fn decide_chain(&self, chain: &Chain<'_>, mode: Mode) -> ChainOutcome {
+        self.store.decide(chain, mode).await.expect("store decides")
+    }
+
+    /// One call of several descriptors on the first tree, each with its cost,
+    /// decided as `Limiter::check_descriptors` does (a sum of 0 peeks).
+    pub async fn call(
+        &self,
+        descriptors: &[Vec<(&str, &str)>],
+        costs: &[u64],
+    ) -> (ChainOutcome, Vec<Target>) {
+        let tree = &self.policy.trees()[0];
+        let (chain, targets) = tree
+            .chain_for_descriptors(descriptors, costs)
+            .expect("valid chain");
+        let mode = Mode::for_request(chain.total_cost(), false);
+        (self.decide_chain(&chain, mode).await, targets)
+    }
+
     pub fn default_policy(h: &dyn Harness) -> Fixture {
         let policy = Arc::new(Policy::default_notifications());
         let clock = ManualClock::new(T0);
@@ -81,9 +114,9 @@ impl Fixture {
         mode: Mode,
     ) -> ChainOutcome {
         let tree = self.policy.tree(tree).expect("tree exists");
-        let chain = tree.chain(descriptors).expect("valid chain");
+        let chain = tree.chain(descriptors, cost).expect("valid chain");
         self.store
-            .decide(&chain, cost, mode)
+            .decide(&chain, mode)
             .await
             .expect("store decides")
     }
@@ -347,4 +380,119 @@ pub async fn trees_are_independent(h: &dyn Harness) {
     assert!(f.decide_in("t", ERRORS, 4, Mode::Commit).await.allowed);
     let o = f.decide_in("u", ERRORS, 4, Mode::Commit).await;
     assert!(o.allowed, "tree u has its own buckets: {o:?}");
+}
+
+/// A chain whose buckets each carry their own cost: a denial charges none of
+/// them, an admitted commit charges each its own, and a bucket of cost 0 is
+/// reported (what is left now) but never charged and never denies.
+pub async fn each_bucket_is_charged_its_own_cost(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &two_levels(algorithm));
+        let tree = &f.policy.trees()[0];
+        let with_costs = |global: u64, category: u64| {
+            let mut chain = tree.chain(ERRORS, 1).expect("valid chain");
+            chain.buckets[0].cost = global;
+            chain.buckets[1].cost = category;
+            chain
+        };
+        let o = f.decide_chain(&with_costs(5, 3), Mode::Commit).await;
+        assert!(o.allowed, "{algorithm}: {o:?}");
+        assert_eq!(Fixture::remaining(&o), vec![15, 1], "{algorithm}");
+        // The category has 1 left: a cost of 2 there denies, and charges
+        // neither bucket.
+        let o = f.decide_chain(&with_costs(1, 2), Mode::Commit).await;
+        assert!(!o.allowed && o.levels[0].allowed && !o.levels[1].allowed);
+        assert_eq!(Fixture::remaining(&f.peek(ERRORS).await), vec![15, 1]);
+        // Cost 0 at the global: reported as it stands, not charged.
+        let o = f.decide_chain(&with_costs(0, 1), Mode::Commit).await;
+        assert!(o.allowed, "{algorithm}: {o:?}");
+        assert_eq!(Fixture::remaining(&o), vec![15, 0], "{algorithm}");
+        // Cost 0 at a full category: it fits (takes nothing) and never denies.
+        let o = f.decide_chain(&with_costs(3, 0), Mode::Commit).await;
+        assert!(o.allowed && o.levels[1].allowed, "{algorithm}: {o:?}");
+        assert_eq!(Fixture::remaining(&o), vec![12, 0], "{algorithm}");
+        // A dry run of the same answers the same and records nothing.
+        let o = f.decide_chain(&with_costs(2, 0), Mode::DryRun).await;
+        assert!(o.allowed);
+        assert_eq!(Fixture::remaining(&o), vec![10, 0], "{algorithm}");
+        let peek = f.peek(ERRORS).await;
+        assert_eq!(Fixture::remaining(&peek), vec![12, 0], "{algorithm}");
+        assert!(!peek.allowed, "a peek still asks for one unit everywhere");
+    }
+}
+
+const EDGE: &str = r#"
+domain: edge
+descriptors:
+  - key: remote_address
+    rate_limit:
+      unit: minute
+      requests_per_unit: 4
+  - key: path
+    value: /login
+    rate_limit:
+      unit: minute
+      requests_per_unit: 2
+  - key: blocked
+    rate_limit:
+      unit: second
+      requests_per_unit: 0
+"#;
+
+/// An envoyproxy/ratelimit domain as a tree: every bucket a call's
+/// descriptors match is decided in one store call — a denial charges none,
+/// duplicates are one bucket, a blocking rule denies and charges nothing.
+pub async fn an_envoy_domain_decides_a_call_all_or_nothing(h: &dyn Harness) {
+    let domain = EnvoyConfig::from_yaml_str(EDGE, "edge.yaml").expect("valid domain");
+    let f = Fixture::with_policy(
+        h,
+        Policy::from_envoy_domains(vec![domain]).expect("valid policy"),
+    );
+    let login = vec![
+        vec![("path", "/login")],
+        vec![("remote_address", "10.0.0.1")],
+    ];
+    let (o, targets) = f.call(&login, &[1, 1]).await;
+    assert!(o.allowed, "{o:?}");
+    // Buckets in level order: remote_address (rule 0) first.
+    assert_eq!(Fixture::remaining(&o), vec![3, 1]);
+    assert_eq!(
+        targets,
+        [
+            Target::Buckets(limitree::BucketSet::one(1)),
+            Target::Buckets(limitree::BucketSet::one(0))
+        ]
+    );
+    assert!(f.call(&login, &[1, 1]).await.0.allowed);
+    let (o, _) = f.call(&login, &[1, 1]).await;
+    assert!(!o.allowed && o.reason == Reason::Limited, "{o:?}");
+    // The denial charged the address nothing.
+    let address = vec![vec![("remote_address", "10.0.0.1")]];
+    assert_eq!(Fixture::remaining(&f.call(&address, &[0]).await.0), vec![2]);
+
+    // Two descriptors on one bucket are one bucket, charged their sum.
+    let twice = vec![
+        vec![("remote_address", "10.0.0.2")],
+        vec![("remote_address", "10.0.0.2")],
+    ];
+    let (o, _) = f.call(&twice, &[2, 2]).await;
+    assert!(o.allowed && o.levels.len() == 1, "{o:?}");
+    assert_eq!(Fixture::remaining(&o), vec![0]);
+    assert!(!f.call(&twice, &[1, 0]).await.0.allowed);
+
+    // A blocking rule denies the call and nothing is charged…
+    let blocked = vec![
+        vec![("remote_address", "10.0.0.3")],
+        vec![("blocked", "yes")],
+    ];
+    let (o, _) = f.call(&blocked, &[1, 1]).await;
+    assert!(
+        !o.allowed && o.reason == Reason::InsufficientCapacity,
+        "{o:?}"
+    );
+    assert_eq!(Fixture::remaining(&o), vec![4]);
+    // …unless it is asked for nothing (hits_addend 0): then the rest is charged.
+    let (o, _) = f.call(&blocked, &[1, 0]).await;
+    assert!(o.allowed, "{o:?}");
+    assert_eq!(Fixture::remaining(&o), vec![3]);
 }

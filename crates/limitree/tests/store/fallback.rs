@@ -19,7 +19,6 @@ impl Store for Failing {
     fn decide<'a>(
         &'a self,
         _chain: &'a limitree::Chain<'a>,
-        _cost: u64,
         _mode: Mode,
     ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
         Box::pin(std::future::ready(Err(self.0.clone())))
@@ -56,8 +55,10 @@ fn fallback_over(primary: Failing, on_error: OnError) -> (Arc<Policy>, FallbackS
 #[tokio::test]
 async fn a_failing_store_is_answered_by_on_error(#[case] on_error: OnError, #[case] allowed: bool) {
     let (policy, store) = fallback(on_error);
-    let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
-    let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+    let chain = policy.trees()[0]
+        .chain(&[("category", "errors")], 1)
+        .unwrap();
+    let o = store.decide(&chain, Mode::Commit).await.unwrap();
     assert_eq!(o.allowed, allowed);
     assert_eq!(o.reason, Reason::StoreUnavailable);
     assert_eq!(o.levels.len(), 2);
@@ -70,11 +71,13 @@ async fn a_failing_store_is_answered_by_on_error(#[case] on_error: OnError, #[ca
 #[tokio::test]
 async fn local_keeps_the_limits_per_instance() {
     let (policy, store) = fallback(OnError::Local);
-    let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
+    let chain = policy.trees()[0]
+        .chain(&[("category", "errors")], 1)
+        .unwrap();
     for _ in 0..10 {
-        assert!(store.decide(&chain, 1, Mode::Commit).await.unwrap().allowed);
+        assert!(store.decide(&chain, Mode::Commit).await.unwrap().allowed);
     }
-    let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+    let o = store.decide(&chain, Mode::Commit).await.unwrap();
     assert!(!o.allowed);
     assert_eq!(o.reason, Reason::StoreUnavailable);
     assert!(o.retry_after.is_some());
@@ -90,6 +93,8 @@ async fn local_keeps_the_limits_per_instance() {
 #[tokio::test]
 async fn a_bug_passes_through(#[case] error: StoreError, #[case] on_error: OnError) {
     let (policy, store) = fallback_over(Failing(error.clone()), on_error);
-    let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
-    assert_eq!(store.decide(&chain, 1, Mode::Commit).await, Err(error));
+    let chain = policy.trees()[0]
+        .chain(&[("category", "errors")], 1)
+        .unwrap();
+    assert_eq!(store.decide(&chain, Mode::Commit).await, Err(error));
 }

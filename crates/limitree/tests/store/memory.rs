@@ -110,7 +110,7 @@ async fn a_store_refuses_a_tree_it_was_not_built_for() {
     let (f, _) = memory_fixture(CAPPED);
     let other = Policy::default_notifications();
     let descriptors = [("category", "x")];
-    let chain = other.trees()[0].chain(&descriptors).unwrap();
-    let err = f.store.decide(&chain, 1, Mode::Commit).await.unwrap_err();
+    let chain = other.trees()[0].chain(&descriptors, 1).unwrap();
+    let err = f.store.decide(&chain, Mode::Commit).await.unwrap_err();
     assert!(err.to_string().contains("notifications"), "{err}");
 }

@@ -64,15 +64,20 @@ impl Model {
         }
     }
 
-    /// Decides a chain: `buckets` holds (level index, bucket label, spec, shadow).
+    /// Decides a chain: `buckets` holds (level index, bucket label, spec,
+    /// shadow), `costs` each bucket's own cost. A bucket of cost 0 (outside a
+    /// peek) always fits, is reported as it stands and is never charged.
     pub fn decide(
         &mut self,
         buckets: &[(usize, String, LimitSpec, bool)],
+        costs: &[u64],
         now: Micros,
-        cost: u64,
         mode: Mode,
     ) -> (bool, Vec<ModelLevel>) {
-        let probe = if mode == Mode::Peek { 1 } else { cost };
+        let probes: Vec<u64> = costs
+            .iter()
+            .map(|&c| if mode == Mode::Peek { 1 } else { c })
+            .collect();
         let avail: Vec<u64> = buckets
             .iter()
             .map(|(level, bucket, spec, _)| {
@@ -82,8 +87,8 @@ impl Model {
             .collect();
         let fits: Vec<bool> = buckets
             .iter()
-            .zip(&avail)
-            .map(|((_, _, spec, _), a)| probe <= spec.capacity() && probe <= *a)
+            .zip(avail.iter().zip(&probes))
+            .map(|((_, _, spec, _), (a, p))| *p <= spec.capacity() && p <= a)
             .collect();
         let allowed = buckets
             .iter()
@@ -92,8 +97,9 @@ impl Model {
         let levels = buckets
             .iter()
             .zip(avail.iter().zip(&fits))
-            .map(|((level, bucket, _, _), (a, f))| {
-                let charged = allowed && *f && mode != Mode::Peek;
+            .zip(costs)
+            .map(|(((level, bucket, _, _), (a, f)), &cost)| {
+                let charged = allowed && *f && mode != Mode::Peek && cost > 0;
                 if charged && mode == Mode::Commit {
                     self.logs[*level]
                         .entry(bucket.clone())
@@ -115,7 +121,9 @@ pub fn buckets(
     policy: &Policy,
     descriptors: &[(&str, &str)],
 ) -> Vec<(usize, String, LimitSpec, bool)> {
-    let chain = policy.trees()[0].chain(descriptors).expect("valid chain");
+    let chain = policy.trees()[0]
+        .chain(descriptors, 1)
+        .expect("valid chain");
     chain
         .buckets
         .iter()

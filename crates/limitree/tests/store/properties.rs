@@ -72,6 +72,8 @@ struct Step {
     category: &'static str,
     user: Option<&'static str>,
     cost: u64,
+    /// Sometimes each bucket gets its own cost instead (root first).
+    bucket_costs: Option<[u64; 3]>,
     dry_run: bool,
 }
 
@@ -87,15 +89,19 @@ fn step_gen() -> impl Strategy<Value = Step> {
         prop::sample::select(vec!["a", "b", "c"]),
         prop::option::of(prop::sample::select(vec!["u1", "u2"])),
         prop_oneof![1 => Just(0u64), 6 => 1..4u64, 1 => 4..10u64],
+        prop::option::weighted(0.3, [0..4u64, 0..4u64, 0..4u64]),
         prop::bool::weighted(0.15),
     )
-        .prop_map(|(advance, category, user, cost, dry_run)| Step {
-            advance,
-            category,
-            user,
-            cost,
-            dry_run,
-        })
+        .prop_map(
+            |(advance, category, user, cost, bucket_costs, dry_run)| Step {
+                advance,
+                category,
+                user,
+                cost,
+                bucket_costs,
+                dry_run,
+            },
+        )
 }
 
 fn descriptors(step: &Step) -> Vec<(&'static str, &'static str)> {
@@ -136,17 +142,23 @@ proptest! {
             now += step.advance;
             clock.set(now);
             let d = descriptors(step);
-            let chain = tree.chain(d.as_slice()).unwrap();
-            let mode = Mode::for_request(step.cost, step.dry_run);
-            let before = block_on(store.decide(&chain, 0, Mode::Peek)).unwrap();
-            let got = block_on(store.decide(&chain, step.cost, mode)).unwrap();
-            let (allowed, levels) = model.decide(&buckets(&policy, &d), now, step.cost, mode);
+            let mut chain = tree.chain(d.as_slice(), step.cost).unwrap();
+            if let Some(costs) = step.bucket_costs {
+                for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
+                    bucket.cost = cost;
+                }
+            }
+            let costs: Vec<u64> = chain.buckets.iter().map(|b| b.cost).collect();
+            let mode = Mode::for_request(chain.total_cost(), step.dry_run);
+            let before = block_on(store.decide(&chain, Mode::Peek)).unwrap();
+            let got = block_on(store.decide(&chain, mode)).unwrap();
+            let (allowed, levels) = model.decide(&buckets(&policy, &d), &costs, now, mode);
             prop_assert_eq!(got.allowed, allowed, "step {:?} got {:?}", step, got);
             for (g, m) in got.levels.iter().zip(&levels) {
                 prop_assert_eq!((g.allowed, g.remaining), (m.allowed, m.remaining), "step {:?}: {:?}", step, got);
             }
             if !got.allowed || mode != Mode::Commit {
-                let after = block_on(store.decide(&chain, 0, Mode::Peek)).unwrap();
+                let after = block_on(store.decide(&chain, Mode::Peek)).unwrap();
                 prop_assert_eq!(&before, &after, "a denial, dry run or peek changed state");
             }
             if got.reason == Reason::Limited {
@@ -157,10 +169,10 @@ proptest! {
                 // probe a microsecond early first, then at retry_after, and carry on
                 // from there.
                 clock.set(now + retry - 1);
-                let early = block_on(store.decide(&chain, step.cost, probe_mode)).unwrap();
+                let early = block_on(store.decide(&chain, probe_mode)).unwrap();
                 now += retry;
                 clock.set(now);
-                let at = block_on(store.decide(&chain, step.cost, probe_mode)).unwrap();
+                let at = block_on(store.decide(&chain, probe_mode)).unwrap();
                 prop_assert!(at.allowed, "not allowed at retry_after {}: {:?}", retry, at);
                 prop_assert!(!early.allowed, "allowed 1µs before retry_after {}: {:?}", retry, early);
             }
@@ -182,7 +194,6 @@ proptest! {
         let policy = Arc::new(Policy::from_toml_str(&text, "generated").unwrap());
         let clock = ManualClock::new(T0);
         let store = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
-        let chain = policy.trees()[0].chain(&[] as &[(&str, &str)]).unwrap();
         let spec = policy.trees()[0].levels[0].spec;
         let w = spec.window;
         let mut admitted: Vec<(Micros, u64)> = Vec::new();
@@ -190,7 +201,8 @@ proptest! {
         for (advance, cost) in steps {
             now += advance;
             clock.set(now);
-            if block_on(store.decide(&chain, cost, Mode::Commit)).unwrap().allowed {
+            let chain = policy.trees()[0].chain(&[] as &[(&str, &str)], cost).unwrap();
+            if block_on(store.decide(&chain, Mode::Commit)).unwrap().allowed {
                 admitted.push((now, cost));
             }
         }

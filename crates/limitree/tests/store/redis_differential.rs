@@ -35,6 +35,8 @@ struct Step {
     advance: Micros,
     /// Sometimes the clock goes backwards instead (stores must tolerate it).
     back: Option<Micros>,
+    /// Sometimes each bucket gets its own cost (root first), 0 included.
+    level_costs: Option<[u64; 3]>,
 }
 
 fn level() -> impl Strategy<Value = LevelSpec> {
@@ -76,14 +78,18 @@ fn step() -> impl Strategy<Value = Step> {
             1 => 0..4_000_000_000u64,
         ],
         proptest::option::weighted(0.05, 0..2_000_000u64),
+        proptest::option::weighted(0.3, [0..=4u64, 0..=4u64, 0..=4u64]),
     )
-        .prop_map(|(value, cost_pick, dry_run, advance, back)| Step {
-            value,
-            cost_pick,
-            dry_run,
-            advance,
-            back,
-        })
+        .prop_map(
+            |(value, cost_pick, dry_run, advance, back, level_costs)| Step {
+                value,
+                cost_pick,
+                dry_run,
+                advance,
+                back,
+                level_costs,
+            },
+        )
 }
 
 fn policy_toml(levels: &[LevelSpec]) -> String {
@@ -138,18 +144,17 @@ fn run(topology: Topology, levels: &[LevelSpec], start: Micros, steps: &[Step]) 
                 None => clock.advance_micros(s.advance),
             }
             let descriptors = [("k", VALUES[s.value])];
-            let chain = tree.chain(&descriptors).expect("valid chain");
             // Costs 0..=capacity+1, biased to the small ones.
             let cost = s.cost_pick.min(max_capacity + 1);
-            let mode = Mode::for_request(cost, s.dry_run);
-            let expected = memory
-                .decide(&chain, cost, mode)
-                .await
-                .expect("memory decides");
-            let actual = redis
-                .decide(&chain, cost, mode)
-                .await
-                .expect("redis decides");
+            let mut chain = tree.chain(&descriptors, cost).expect("valid chain");
+            if let Some(costs) = s.level_costs {
+                for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
+                    bucket.cost = cost;
+                }
+            }
+            let mode = Mode::for_request(chain.total_cost(), s.dry_run);
+            let expected = memory.decide(&chain, mode).await.expect("memory decides");
+            let actual = redis.decide(&chain, mode).await.expect("redis decides");
             assert_eq!(
                 actual,
                 expected,
@@ -222,10 +227,15 @@ algorithm = "fixed_window"
         tasks.spawn(async move {
             let value = VALUES[(i % 3) as usize];
             let descriptors = [("k", value)];
-            let chain = policy.trees()[0].chain(&descriptors).unwrap();
-            let cost = 1 + i % 3;
-            let outcome = store.decide(&chain, cost, Mode::Commit).await.unwrap();
-            (value, cost, outcome)
+            // Each bucket its own cost, and one bucket charged different
+            // costs by the decisions of one batch: the script's memo must
+            // evaluate it again for each.
+            let (global_cost, k_cost) = (1 + i % 2, 1 + i % 3);
+            let mut chain = policy.trees()[0].chain(&descriptors, 1).unwrap();
+            chain.buckets[0].cost = global_cost;
+            chain.buckets[1].cost = k_cost;
+            let outcome = store.decide(&chain, Mode::Commit).await.unwrap();
+            (value, (global_cost, k_cost), outcome)
         });
     }
     // Per bucket: (remaining reported, cost) of each admitted decision.
@@ -233,13 +243,13 @@ algorithm = "fixed_window"
     let mut per_k: std::collections::HashMap<&str, Vec<(u64, u64)>> = Default::default();
     let mut denied = 0;
     while let Some(joined) = tasks.join_next().await {
-        let (value, cost, outcome) = joined.unwrap();
+        let (value, (global_cost, k_cost), outcome) = joined.unwrap();
         if outcome.allowed {
-            global.push((outcome.levels[0].remaining, cost));
+            global.push((outcome.levels[0].remaining, global_cost));
             per_k
                 .entry(value)
                 .or_default()
-                .push((outcome.levels[1].remaining, cost));
+                .push((outcome.levels[1].remaining, k_cost));
         } else {
             denied += 1;
         }

@@ -46,11 +46,10 @@ async fn decide(
     cost: u64,
     mode: Mode,
 ) -> limitree::ChainOutcome {
-    let chain = policy.trees()[0].chain(descriptors).expect("valid chain");
-    store
-        .decide(&chain, cost, mode)
-        .await
-        .expect("store decides")
+    let chain = policy.trees()[0]
+        .chain(descriptors, cost)
+        .expect("valid chain");
+    store.decide(&chain, mode).await.expect("store decides")
 }
 
 /// All-or-nothing on both topologies, with time from Redis `TIME`.
@@ -316,10 +315,10 @@ async fn cluster_keeps_a_tree_in_one_slot() {
     let cluster = support::cluster();
     let mut ports = std::collections::BTreeSet::new();
     for tree in policy.trees() {
-        let chain = tree.chain(&[("user", "u")]).unwrap();
-        let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+        let chain = tree.chain(&[("user", "u")], 1).unwrap();
+        let o = store.decide(&chain, Mode::Commit).await.unwrap();
         assert!(o.allowed);
-        let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+        let o = store.decide(&chain, Mode::Commit).await.unwrap();
         assert!(!o.allowed, "second request in {}", tree.name);
         let prefix = &store.config().key_prefix;
         let keys: Vec<String> = chain
@@ -360,8 +359,8 @@ async fn an_unreachable_redis_fails_fast() {
     let store = RedisStore::lazy(config).unwrap();
     assert!(store.check_ready().await.is_err());
     let policy = policy(DEFAULT_LIKE);
-    let chain = policy.trees()[0].chain(&[("category", "x")]).unwrap();
-    assert!(store.decide(&chain, 1, Mode::Commit).await.is_err());
+    let chain = policy.trees()[0].chain(&[("category", "x")], 1).unwrap();
+    assert!(store.decide(&chain, Mode::Commit).await.is_err());
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -404,9 +403,9 @@ async fn memory_per_bucket_is_small() {
         ));
         let tree = &policy.trees()[0];
         let descriptors = [("category", "errors")];
-        let chain = tree.chain(&descriptors).unwrap();
+        let chain = tree.chain(&descriptors, 1).unwrap();
         let key = keys::bucket_key("limitree", &tree.name, &chain.buckets[0]);
-        store.decide(&chain, 1, Mode::Commit).await.unwrap();
+        store.decide(&chain, Mode::Commit).await.unwrap();
         let one = usage(&key);
         if alg == "sliding_log" {
             // The log and its summary (see decide.lua).
@@ -414,7 +413,7 @@ async fn memory_per_bucket_is_small() {
             report.push(format!("{alg} {one} B + {summary} B summary"));
             assert!(summary < 150, "{alg}: {summary} bytes for {key}:m");
             for _ in 1..100 {
-                store.decide(&chain, 1, Mode::Commit).await.unwrap();
+                store.decide(&chain, Mode::Commit).await.unwrap();
             }
             let hundred = usage(&key);
             let per_admission = (hundred - one) / 99;
@@ -423,7 +422,7 @@ async fn memory_per_bucket_is_small() {
             ));
             assert!(per_admission < 64, "{per_admission} bytes per admission");
             // A multi-unit admission is one entry; its units live in the summary.
-            store.decide(&chain, 2, Mode::Commit).await.unwrap();
+            store.decide(&chain, Mode::Commit).await.unwrap();
             assert_eq!(server.command(&["EXISTS", &format!("{key}:u")]), "0");
         } else {
             report.push(format!("{alg} {one} B"));
@@ -452,8 +451,8 @@ async fn concurrent_instances_admit_exactly_the_limit() {
         tasks.spawn(async move {
             let category = format!("c{}", i % 20);
             let descriptors = [("category", category.as_str())];
-            let chain = policy.trees()[0].chain(&descriptors).unwrap();
-            let o = store.decide(&chain, 1, Mode::Commit).await.unwrap();
+            let chain = policy.trees()[0].chain(&descriptors, 1).unwrap();
+            let o = store.decide(&chain, Mode::Commit).await.unwrap();
             (i % 20, o.allowed)
         });
     }
@@ -487,7 +486,7 @@ async fn concurrent_instances_admit_exactly_the_limit() {
 async fn assert_fails_fast(store: &RedisStore, chain: &limitree::Chain<'_>, timeout: Duration) {
     for _ in 0..5 {
         let started = Instant::now();
-        let result = store.decide(chain, 1, Mode::Commit).await;
+        let result = store.decide(chain, Mode::Commit).await;
         assert!(result.is_err(), "decided without redis: {result:?}");
         assert!(started.elapsed() < timeout + Duration::from_millis(300));
     }
@@ -500,7 +499,7 @@ async fn decide_once_back(
     within: Duration,
 ) -> limitree::ChainOutcome {
     eventually_async(within, Duration::from_millis(20), || {
-        store.decide(chain, 1, Mode::Commit)
+        store.decide(chain, Mode::Commit)
     })
     .await
     .unwrap_or_else(|e| panic!("still failing {within:?} after redis returned: {e}"))
@@ -527,7 +526,7 @@ async fn decisions_resume_after_a_redis_restart() {
     );
 
     drop(server);
-    let chain = policy.trees()[0].chain(&errors).unwrap();
+    let chain = policy.trees()[0].chain(&errors, 1).unwrap();
     assert_fails_fast(&store, &chain, timeout).await;
     assert!(store.check_ready().await.is_err());
 
@@ -631,12 +630,12 @@ async fn a_silent_connection_is_replaced() {
     );
 
     proxy.silence();
-    let chain = policy.trees()[0].chain(&errors).unwrap();
+    let chain = policy.trees()[0].chain(&errors, 1).unwrap();
     // Every call in between fails fast, with a timeout.
     let failures = std::cell::Cell::new(0);
     let outcome = eventually_async(Duration::from_secs(4), Duration::ZERO, || async {
         let started = Instant::now();
-        let result = store.decide(&chain, 1, Mode::Commit).await;
+        let result = store.decide(&chain, Mode::Commit).await;
         if let Err(e) = &result {
             failures.set(failures.get() + 1);
             assert!(matches!(e, StoreError::Timeout(100)), "{e:?}");
@@ -692,7 +691,7 @@ async fn decisions_resume_after_a_cluster_node_restart() {
     std::fs::copy(std::path::Path::new(&dir).join(file), &conf).unwrap();
     drop(node);
 
-    let chain = policy.trees()[0].chain(&errors).unwrap();
+    let chain = policy.trees()[0].chain(&errors, 1).unwrap();
     assert_fails_fast(&store, &chain, timeout).await;
 
     let node = support::RedisServer::start_cluster_node_on(port, &conf);

@@ -63,8 +63,8 @@ fn concurrent_checks_admit_exactly_the_limit(
                     let c = (thread * 7 + i) % CATEGORIES;
                     let category = format!("c{c}");
                     let descriptors = [("category", category.as_str())];
-                    let chain = tree.chain(&descriptors).unwrap();
-                    if store.decide_chain(&chain, 1, Mode::Commit).unwrap().allowed {
+                    let chain = tree.chain(&descriptors, 1).unwrap();
+                    if store.decide_chain(&chain, Mode::Commit).unwrap().allowed {
                         per_category[c].fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -80,7 +80,7 @@ fn concurrent_checks_admit_exactly_the_limit(
     // The store's own view agrees: denials consumed nothing.
     let tree = &policy.trees()[0];
     let peek = store
-        .decide_chain(&tree.chain(&[("category", "c0")]).unwrap(), 0, Mode::Peek)
+        .decide_chain(&tree.chain(&[("category", "c0")], 0).unwrap(), Mode::Peek)
         .unwrap();
     assert_eq!(peek.levels[0].remaining, global - expected);
     assert_eq!(peek.levels[1].remaining, 10 - counts[0]);

@@ -6,11 +6,17 @@
 //! a request descriptor lands on and which bucket it counts in. No I/O: the caller
 //! reads files (and lists a directory), the gRPC layer and the stores do the rest.
 //!
+//! Deciding is elsewhere: [`Policy::from_envoy_domains`](crate::Policy::from_envoy_domains)
+//! turns domains into trees (`tree.rs`, [`DomainTree`]), and
+//! [`Tree::chain_for_descriptors`](crate::policy::Tree::chain_for_descriptors)
+//! builds one call's chain from its matches.
+//!
 //! Matching follows envoyproxy/ratelimit's `GetLimit` (see [`Domain::matches`]);
 //! the differences are deliberate and listed in the README's section
 //! "envoyproxy/ratelimit configs".
 
 mod load;
+pub(crate) mod tree;
 mod yaml;
 
 #[cfg(test)]
@@ -19,8 +25,12 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 
-use super::{LimitSpec, PolicyErrors};
+use arrayvec::ArrayVec;
+
+use super::{LimitSpec, MAX_BY_KEYS, PolicyErrors};
 use crate::clock::Micros;
+
+pub use tree::DomainTree;
 
 /// Deepest nesting of YAML lists and mappings a config may have (each
 /// descriptor level uses two).
@@ -215,7 +225,7 @@ impl fmt::Display for Rule {
 }
 
 /// A parsed, validated envoyproxy/ratelimit config file: one domain.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     /// The `domain`: what Envoy's requests name (limitree's tree).
     pub name: String,
@@ -230,13 +240,13 @@ pub struct Domain {
 }
 
 /// The descriptor list of one level, indexed the way matching looks it up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Level {
     by_key: HashMap<String, KeyEntries>,
 }
 
 /// All descriptors of one level that share a `key`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct KeyEntries {
     exact: HashMap<String, usize>,
     /// File order: the first pattern that matches wins, as in envoyproxy/ratelimit.
@@ -245,7 +255,7 @@ struct KeyEntries {
 }
 
 /// A descriptor node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Node {
     rule: Option<usize>,
     children: Level,
@@ -255,7 +265,7 @@ struct Node {
 }
 
 /// A value with `*` wildcards, each matching zero or more characters.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Pattern {
     parts: Vec<String>,
 }
@@ -423,8 +433,40 @@ impl Domain {
     /// limit). Use [`Domain::match_request`] for all descriptors of one request,
     /// which also applies `replaces`.
     pub fn matches(&self, descriptor: &[(&str, &str)]) -> Option<Match<'_>> {
-        let mut level = &self.root;
         let mut bucket = Vec::with_capacity(descriptor.len());
+        let rule_index = self.walk(descriptor, |key, value| {
+            bucket.push((key.to_owned(), value.to_owned()));
+            true
+        })?;
+        Some(Match {
+            rule_index,
+            rule: &self.rules[rule_index],
+            bucket,
+        })
+    }
+
+    /// [`Domain::matches`] without allocating, for deciding: the rule's index,
+    /// with the bucket's values (the request's own, or a `share_threshold`
+    /// pattern, borrowed from the domain) in `values`. `None` also when the
+    /// path is deeper than `values` holds (a [`DomainTree`] has no such rule).
+    pub(crate) fn match_values<'a>(
+        &'a self,
+        descriptor: &[(&'a str, &'a str)],
+        values: &mut ArrayVec<&'a str, MAX_BY_KEYS>,
+    ) -> Option<usize> {
+        values.clear();
+        self.walk(descriptor, |_, value| values.try_push(value).is_ok())
+    }
+
+    /// The search of [`Domain::matches`]: `visit` is given each entry's key
+    /// and bucket value as it lands (and may stop the search by returning
+    /// false); returns the rule's index.
+    fn walk<'a>(
+        &'a self,
+        descriptor: &[(&'a str, &'a str)],
+        mut visit: impl FnMut(&'a str, &'a str) -> bool,
+    ) -> Option<usize> {
+        let mut level = &self.root;
         let mut found = None;
         for (i, &(key, value)) in descriptor.iter().enumerate() {
             let entries = level.by_key.get(key)?;
@@ -442,7 +484,9 @@ impl Domain {
                 .or(entries.key_only)?;
             let node = &self.nodes[id];
             let bucket_value = node.shared_pattern.as_deref().unwrap_or(value);
-            bucket.push((key.to_owned(), bucket_value.to_owned()));
+            if !visit(key, bucket_value) {
+                return None;
+            }
             if i + 1 == descriptor.len() {
                 found = node.rule;
             } else if node.children.by_key.is_empty() {
@@ -450,12 +494,7 @@ impl Domain {
             }
             level = &node.children;
         }
-        let rule_index = found?;
-        Some(Match {
-            rule_index,
-            rule: &self.rules[rule_index],
-            bucket,
-        })
+        found
     }
 
     /// Matches every descriptor of one request ([`Domain::matches`]) and then
@@ -475,24 +514,34 @@ impl Domain {
 
 /// `replaces` over the matches of one request (see [`Domain::match_request`]).
 pub fn apply_replaces(matches: &mut [Option<Match<'_>>]) {
-    let replaced: Vec<&str> = matches
-        .iter()
-        .flatten()
-        .flat_map(|m| m.rule.replaces.iter().map(String::as_str))
-        .collect();
+    let replaced = replaced_names(matches.iter().flatten().map(|m| m.rule));
     if replaced.is_empty() {
         return;
     }
     for slot in matches.iter_mut() {
-        let drop = slot.as_ref().is_some_and(|m| {
-            !m.rule.unlimited()
-                && m.rule
-                    .yaml_name
-                    .as_deref()
-                    .is_some_and(|n| replaced.contains(&n))
-        });
-        if drop {
+        if slot
+            .as_ref()
+            .is_some_and(|m| is_replaced(m.rule, &replaced))
+        {
             *slot = None;
         }
     }
+}
+
+/// The names every rule of `matched` (one request's matched rules, unlimited
+/// ones included) replaces.
+pub(crate) fn replaced_names<'a>(matched: impl Iterator<Item = &'a Rule>) -> Vec<&'a str> {
+    matched
+        .flat_map(|rule| rule.replaces.iter().map(String::as_str))
+        .collect()
+}
+
+/// Whether a matched `rule` is dropped by the request's `replaced` names:
+/// counted and blocking rules are; unlimited ones never (they are `OK` anyway).
+pub(crate) fn is_replaced(rule: &Rule, replaced: &[&str]) -> bool {
+    !rule.unlimited()
+        && rule
+            .yaml_name
+            .as_deref()
+            .is_some_and(|n| replaced.contains(&n))
 }

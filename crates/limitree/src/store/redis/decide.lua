@@ -27,10 +27,13 @@
 --          of their own.
 -- ARGV[4]  per key index, the spec index of that bucket (u16 LE)
 -- ARGV[5]  the decisions, one after the other: a DECISION_HEADER_LEN header
---          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, cost u32 LE, number of
---          levels n), then per level, root first, its key index (u16 LE). A
---          peek probes with 1 and charges nothing. No level holds more than
---          10^9, so a larger cost is sent as 2^32-1 and answered the same.
+--          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, number of levels n), then
+--          per level, root first, DECISION_LEVEL_LEN bytes: its key index (u16
+--          LE) and its bucket's cost (u32 LE). Each bucket is charged its own
+--          cost; a level of cost 0 is probed with 0 (it always fits) and never
+--          charged. A peek probes every level with 1 and charges nothing. No
+--          level holds more than 10^9, so a larger cost is sent as 2^32-1 and
+--          answered the same.
 -- Packed rather than one argument per number: each argument costs Redis a
 -- parse and an object, and the script a Lua string to convert (strtod).
 --
@@ -63,7 +66,8 @@ local SPEC_FORMAT = '<c2dddB'
 local SPEC_LEN = 27
 local SUMMARY_FORMAT = '<I4I4ddI4'
 local SUMMARY_LEN = 28
-local DECISION_HEADER_LEN = 6
+local DECISION_HEADER_LEN = 2
+local DECISION_LEVEL_LEN = 6
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
 -- up across an integer when b is large, so correct it by one either way.
@@ -517,46 +521,57 @@ end
 local reply = { struct.pack('<d', now) }
 local reply_len = 1 -- #reply, kept by hand
 
--- The current decision's key indexes, per level, root first.
-local chain = {}
+-- The current decision's key indexes and costs, per level, root first.
+local chain, costs = {}, {}
 
 -- ARGV[5]: the decisions, in order. The loop stays inline (no call per
 -- decision): it runs for every decision of every batch.
 local decisions = ARGV[5]
 local pos = 1
 while pos <= #decisions do
-  -- The header and (most chains are that short) the first two key indexes in
-  -- one string.byte (struct.unpack interprets its format on every call).
-  local mode, c0, c1, c2, c3, n, a0, a1, b0, b1 = string.byte(decisions, pos, pos + 9)
-  local cost = c0 + 256 * (c1 + 256 * (c2 + 256 * c3))
-  if n >= 1 then chain[1] = a0 + 256 * a1 end
-  if n >= 2 then chain[2] = b0 + 256 * b1 end
-  for i = 3, n do
-    local at = pos + DECISION_HEADER_LEN + 2 * (i - 1)
-    local lo, hi = string.byte(decisions, at, at + 1)
-    chain[i] = lo + 256 * hi
+  -- The header and (most chains are that short) the first two levels in one
+  -- string.byte (struct.unpack interprets its format on every call).
+  local mode, n, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5 =
+    string.byte(decisions, pos, pos + DECISION_HEADER_LEN + 2 * DECISION_LEVEL_LEN - 1)
+  if n >= 1 then
+    chain[1] = a0 + 256 * a1
+    costs[1] = a2 + 256 * (a3 + 256 * (a4 + 256 * a5))
   end
-  pos = pos + DECISION_HEADER_LEN + 2 * n
-  local probe = cost
-  if mode == MODE_PEEK then probe = 1 end
+  if n >= 2 then
+    chain[2] = b0 + 256 * b1
+    costs[2] = b2 + 256 * (b3 + 256 * (b4 + 256 * b5))
+  end
+  for i = 3, n do
+    local at = pos + DECISION_HEADER_LEN + DECISION_LEVEL_LEN * (i - 1)
+    local k0, k1, c0, c1, c2, c3 = string.byte(decisions, at, at + DECISION_LEVEL_LEN - 1)
+    chain[i] = k0 + 256 * k1
+    costs[i] = c0 + 256 * (c1 + 256 * (c2 + 256 * c3))
+  end
+  pos = pos + DECISION_HEADER_LEN + DECISION_LEVEL_LEN * n
+  local peek = mode == MODE_PEEK
 
-  -- ChainOutcome::combine: every level evaluated (nothing charged yet); a
-  -- non-shadow level without room denies the chain.
+  -- ChainOutcome::combine: every level evaluated for its own cost (nothing
+  -- charged yet); a non-shadow level without room denies the chain. The memo
+  -- is keyed by the probe, so a bucket an earlier decision probed with
+  -- another cost is evaluated again.
   local admitted = true
   for i = 1, n do
     local k = chain[i]
+    local probe = costs[i]
+    if peek then probe = 1 end
     if memo_probe[k] ~= probe then evaluate(k, probe) end
     if memo_denies[k] then admitted = false end
   end
 
-  -- Charge every level with room, only if the chain is admitted and
-  -- committing (a shadow level without room is not charged); one record per
-  -- level either way.
+  -- Charge every level with room its own cost, only if the chain is admitted
+  -- and committing (a shadow level without room is not charged, nor is a
+  -- level of cost 0); one record per level either way.
   local committing = admitted and mode == MODE_COMMIT
   for i = 1, n do
     local k = chain[i]
     local record = memo_record[k]
-    if committing and memo_allowed[k] then
+    local cost = costs[i]
+    if committing and memo_allowed[k] and cost > 0 then
       -- The same record with the charged flag.
       record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
       charge(k, cost)

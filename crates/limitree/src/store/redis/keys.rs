@@ -9,7 +9,11 @@
 //! - The part in braces is a Redis Cluster **hash tag**: only it is hashed, so
 //!   every bucket of a tree lands in one slot and one script may touch them all
 //!   (a script may only use keys of one slot).
-//! - Level names are plain (`[A-Za-z0-9_.-]`, checked by the policy).
+//! - Level names of native trees are plain (`[A-Za-z0-9_.-]`, checked by the
+//!   policy) and written as they are. An envoyproxy/ratelimit rule's name may
+//!   hold any character (`key=value` paths, values with `:`), so a name that is
+//!   not plain is written `~<byte length>:<name>`: `~` is never in a plain
+//!   name, and the length keeps the name from running into what follows.
 //! - The algorithm's short code (`sl`, `sw`, `gc`, `fw`) is part of the key, so a
 //!   policy reload that changes a level's algorithm starts its buckets afresh, as
 //!   the memory store does, instead of reading another algorithm's state.
@@ -69,16 +73,27 @@ pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, bu
     // Per value: two colons and at most 3 digits of length (values are at most
     // 256 bytes, checked by the chain).
     let values: usize = bucket.values.iter().map(|v| v.len() + 5).sum();
-    out.reserve(key_prefix.len() + tree.len() + level.len() + 8 + values);
+    out.reserve(key_prefix.len() + tree.len() + level.len() + 16 + values);
     push_tree_tag(out, key_prefix, tree);
     out.push(':');
-    out.push_str(level);
+    if is_plain(level) {
+        out.push_str(level);
+    } else {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "~{}:{level}", level.len());
+    }
     out.push(':');
     out.push_str(code);
     for value in &bucket.values {
         // Writing to a String cannot fail.
         let _ = write!(out, ":{}:{value}", value.len());
     }
+}
+
+/// A name written into keys as it is (see the module docs).
+fn is_plain(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -107,7 +122,7 @@ algorithm = "gcra"
         )
         .unwrap();
         let tree = &policy.trees()[0];
-        let chain = tree.chain(values).unwrap();
+        let chain = tree.chain(values, 1).unwrap();
         chain
             .buckets
             .iter()
@@ -131,6 +146,23 @@ algorithm = "gcra"
         assert_eq!(
             key(&[("a", "0123456789"), ("b", &long)]),
             format!("{{limitree:t}}:global:sl {{limitree:t}}:pair:gc:10:0123456789:256:{long}")
+        );
+    }
+
+    #[test]
+    fn envoy_rule_names_are_escaped() {
+        let domain = crate::policy::envoy::EnvoyConfig::from_yaml_str(
+            "domain: d\ndescriptors:\n  - key: a\n    value: 'x:1'\n    rate_limit:\n      unit: second\n      requests_per_unit: 1\n",
+            "d.yaml",
+        )
+        .unwrap();
+        let policy = Policy::from_envoy_domains(vec![domain]).unwrap();
+        let tree = &policy.trees()[0];
+        let descriptors = [vec![("a", "x:1")]];
+        let (chain, _) = tree.chain_for_descriptors(&descriptors, &[1]).unwrap();
+        assert_eq!(
+            bucket_key("limitree", &tree.name, &chain.buckets[0]),
+            "{limitree:d}:~5:a=x:1:fw:3:x:1"
         );
     }
 

@@ -223,13 +223,12 @@ impl RedisStore {
     async fn decide_chain(
         &self,
         chain: &Chain<'_>,
-        cost: u64,
         mode: Mode,
     ) -> Result<ChainOutcome, StoreError> {
         if chain.buckets.is_empty() {
-            return Ok(ChainOutcome::combine(mode, &[], 0, &[]).0);
+            return Ok(ChainOutcome::combine(mode, chain, 0, &[]).0);
         }
-        let decision = ScriptDecision::new(&self.config.key_prefix, chain, cost, mode);
+        let decision = ScriptDecision::new(&self.config.key_prefix, chain, mode);
         let reply = self
             .batcher
             .submit(&chain.tree.name, decision, |batch| {
@@ -238,7 +237,7 @@ impl RedisStore {
                 Box::pin(self.call(batch))
             })
             .await?;
-        protocol::decode_outcome(mode, cost, &chain.buckets, &reply)
+        protocol::decode_outcome(mode, chain, &reply)
     }
 
     /// One script call deciding `batch` in order; one reply per decision.
@@ -279,10 +278,9 @@ impl Store for RedisStore {
     fn decide<'a>(
         &'a self,
         chain: &'a Chain<'a>,
-        cost: u64,
         mode: Mode,
     ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
-        Box::pin(self.bounded(self.decide_chain(chain, cost, mode)))
+        Box::pin(self.bounded(self.decide_chain(chain, mode)))
     }
 
     fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -17,7 +17,14 @@
 //! | `ARGV[2]` | TTL slack in ms: 0, or [`TEST_TTL_SLACK_MS`] with a test clock |
 //! | `ARGV[3]` | specs, [`SPEC_LEN`] bytes each ([`SPEC_FORMAT`]): code, limit, window, burst as doubles, shadow |
 //! | `ARGV[4]` | per key index, its spec index (`u16` LE)                      |
-//! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), cost (`u32` LE), level count `n` (`u8`), then `n` key indexes (`u16` LE), root first |
+//! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), level count `n` (`u8`), then per level, root first, its key index (`u16` LE) and its bucket's cost (`u32` LE) |
+//!
+//! Each level carries its own cost (a bucket's [`Bucket::cost`]): two
+//! decisions of a batch may charge one bucket different costs, and the
+//! script's per-batch memo is keyed by the probed cost, so it stays exact. A
+//! level of cost 0 in a commit or dry run is probed with 0 (it always fits)
+//! and never charged. A chain a [blocking rule](Chain::blocked) denies is sent
+//! as a dry run: the script charges nothing, and `combine` agrees.
 //!
 //! Packed binary rather than one argument per number: each argument costs
 //! Redis a parse and an object, and the script a Lua string to convert.
@@ -51,7 +58,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use crate::algo::{self, BucketState, BucketView, Verdict};
-use crate::chain::{Bucket, Chain};
+use crate::chain::Chain;
 use crate::clock::Micros;
 use crate::decision::{ChainOutcome, Mode};
 use crate::policy::{Algorithm, LimitSpec, MAX_LEVELS};
@@ -68,7 +75,7 @@ pub(super) const DECIDE_LUA: &str = include_str!("decide.lua");
 pub(super) const MODE_COMMIT: u8 = b'c';
 /// Decision mode: answer as a commit would, charge nothing.
 pub(super) const MODE_DRY_RUN: u8 = b'd';
-/// Decision mode: `cost = 0`; probe with 1, charge nothing.
+/// Decision mode: the chain costs 0; probe every level with 1, charge nothing.
 pub(super) const MODE_PEEK: u8 = b'p';
 
 /// Record flag: the script found room for the probed cost.
@@ -107,15 +114,17 @@ pub(super) const SUMMARY_FORMAT: &str = "<I4I4ddI4";
 /// Bytes of a summary ([`SUMMARY_FORMAT`]).
 pub(super) const SUMMARY_LEN: usize = 4 + 4 + 8 + 8 + 4;
 
-/// Bytes of a decision's header in `ARGV[5]`: mode, cost (`u32`), level count.
-pub(super) const DECISION_HEADER_LEN: usize = 1 + 4 + 1;
+/// Bytes of a decision's header in `ARGV[5]`: mode, level count.
+pub(super) const DECISION_HEADER_LEN: usize = 1 + 1;
+/// Bytes of one level of a decision in `ARGV[5]`: key index (`u16`), cost (`u32`).
+pub(super) const DECISION_LEVEL_LEN: usize = 2 + 4;
 
 /// Keys live this much longer than their state when the time comes from a test
 /// clock: test time and Redis' expiry clock are unrelated.
 pub(super) const TEST_TTL_SLACK_MS: u64 = 24 * 3600 * 1000;
 
 /// Most bytes of one decision in `ARGV[5]`.
-const MAX_DECISION_LEN: usize = DECISION_HEADER_LEN + 2 * MAX_LEVELS;
+const MAX_DECISION_LEN: usize = DECISION_HEADER_LEN + DECISION_LEVEL_LEN * MAX_LEVELS;
 
 /// Bytes of the command before the keys and the packed arguments, at most:
 /// `EVALSHA`, the 40-digit sha, the key count, `now` and the slack (each a
@@ -129,8 +138,8 @@ const _: () = assert!(
 
 // ------------------------------------------------------------------ request
 
-/// One decision as the script wants it: its buckets' keys, its mode and cost,
-/// and each level's spec.
+/// One decision as the script wants it: its buckets' keys, its mode, and each
+/// level's spec and cost.
 #[derive(Debug)]
 pub(super) struct ScriptDecision {
     /// Its buckets' keys, one after the other, each ending at `key_ends[i]`
@@ -139,9 +148,10 @@ pub(super) struct ScriptDecision {
     key_ends: ArrayVec<usize, MAX_LEVELS>,
     /// [`MODE_COMMIT`], [`MODE_DRY_RUN`] or [`MODE_PEEK`].
     mode: u8,
-    cost: u64,
     /// Per level, root first.
     specs: ArrayVec<SpecArg, MAX_LEVELS>,
+    /// Per level, root first: its bucket's cost.
+    costs: ArrayVec<u64, MAX_LEVELS>,
 }
 
 /// A level's spec as the script wants it (one entry of `ARGV[3]`).
@@ -156,11 +166,11 @@ struct SpecArg {
 }
 
 impl ScriptDecision {
-    /// `chain` decided for `cost` in `mode`, with its keys under `key_prefix`.
+    /// `chain` decided in `mode`, with its keys under `key_prefix`.
     /// Boxed: the decision travels through the batch queue (and the future
     /// carrying it is boxed and moved at every layer), so it moves as one
     /// pointer.
-    pub(super) fn new(key_prefix: &str, chain: &Chain<'_>, cost: u64, mode: Mode) -> Box<Self> {
+    pub(super) fn new(key_prefix: &str, chain: &Chain<'_>, mode: Mode) -> Box<Self> {
         let mut keys = String::new();
         let mut key_ends = ArrayVec::new();
         for bucket in &chain.buckets {
@@ -171,11 +181,13 @@ impl ScriptDecision {
             keys,
             key_ends,
             mode: match mode {
+                // A blocking rule denies the chain: nothing may be charged.
+                Mode::Commit if chain.blocked_denies(mode) => MODE_DRY_RUN,
                 Mode::Commit => MODE_COMMIT,
                 Mode::DryRun => MODE_DRY_RUN,
                 Mode::Peek => MODE_PEEK,
             },
-            cost,
+            costs: chain.buckets.iter().map(|bucket| bucket.cost).collect(),
             specs: chain
                 .buckets
                 .iter()
@@ -279,13 +291,13 @@ pub(super) fn encode_call(
     let mut packed = Vec::with_capacity(batch.len() * MAX_DECISION_LEN);
     for (decision, chain) in batch.iter().zip(&chains) {
         packed.push(decision.mode);
-        // No level holds more than MAX_LIMIT (< 2^32), so any larger cost is
-        // answered the same as u32::MAX.
-        let cost = u32::try_from(decision.cost).unwrap_or(u32::MAX);
-        packed.extend_from_slice(&cost.to_le_bytes());
         packed.push(u8::try_from(chain.len()).map_err(|_| too_big())?);
-        for &key_index in chain {
+        for (&key_index, &cost) in chain.iter().zip(&decision.costs) {
             packed.extend_from_slice(&index_u16(key_index)?.to_le_bytes());
+            // No level holds more than MAX_LIMIT (< 2^32), so any larger cost
+            // is answered the same as u32::MAX.
+            let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+            packed.extend_from_slice(&cost.to_le_bytes());
         }
     }
     cmd.arg(packed);
@@ -579,14 +591,12 @@ pub(super) fn level_verdict(
 /// charged exactly the levels `combine` says must be charged.
 pub(super) fn decode_outcome(
     mode: Mode,
-    cost: u64,
-    buckets: &[Bucket<'_>],
+    chain: &Chain<'_>,
     reply: &DecisionReply,
 ) -> Result<ChainOutcome, StoreError> {
+    let buckets = &chain.buckets[..];
     let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
     let mut charged = 0u32;
-    // What the script probed each level with (a peek probes with 1).
-    let probe = if mode == Mode::Peek { 1 } else { cost };
     let mut records = reply.records();
     for (i, bucket) in buckets.iter().enumerate() {
         let record = records.next().unwrap_or_else(|| {
@@ -595,6 +605,8 @@ pub(super) fn decode_outcome(
                 buckets.len()
             )))
         })?;
+        // What the script probed the level with (a peek probes with 1).
+        let probe = bucket.probe(mode);
         verdicts.push(level_verdict(&record, reply.now, bucket.spec, probe)?);
         if record.flags & FLAG_CHARGED != 0 {
             charged |= 1 << i;
@@ -607,7 +619,7 @@ pub(super) fn decode_outcome(
         )));
     }
     // No overflow bucket in Redis (see the module docs of `redis`).
-    let (outcome, charge) = ChainOutcome::combine(mode, buckets, 0, &verdicts);
+    let (outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts);
     if charge != charged {
         // Cannot happen unless decide.lua and combine disagree: say so loudly
         // rather than hand back an answer that does not match what was recorded.
@@ -706,6 +718,7 @@ mod tests {
             ("SUMMARY_FORMAT", LuaConst::Str(SUMMARY_FORMAT.to_owned())),
             ("SUMMARY_LEN", int(SUMMARY_LEN)),
             ("DECISION_HEADER_LEN", int(DECISION_HEADER_LEN)),
+            ("DECISION_LEVEL_LEN", int(DECISION_LEVEL_LEN)),
         ];
         for (name, value) in &shared {
             assert_eq!(lua.get(name), Some(value), "{name} in decide.lua");
@@ -892,7 +905,9 @@ mod tests {
         #[case] child_flags: u8,
     ) {
         let policy = crate::policy::Policy::default_notifications();
-        let chain = policy.trees()[0].chain(&[("category", "errors")]).unwrap();
+        let chain = policy.trees()[0]
+            .chain(&[("category", "errors")], 1)
+            .unwrap();
         let bytes = reply(
             NOW as f64,
             &[
@@ -901,7 +916,7 @@ mod tests {
             ],
         );
         let decoded = decode_reply(bytes, [2].into_iter()).unwrap();
-        let err = decode_outcome(Mode::Commit, 1, &chain.buckets, &decoded[0]).unwrap_err();
+        let err = decode_outcome(Mode::Commit, &chain, &decoded[0]).unwrap_err();
         assert!(
             matches!(&err, StoreError::Protocol(m) if m.contains("which levels to charge")),
             "{err:?}"
@@ -915,7 +930,7 @@ mod tests {
             ],
         );
         let decoded = decode_reply(bytes, [2].into_iter()).unwrap();
-        let outcome = decode_outcome(Mode::Commit, 1, &chain.buckets, &decoded[0]).unwrap();
+        let outcome = decode_outcome(Mode::Commit, &chain, &decoded[0]).unwrap();
         assert!(outcome.allowed);
     }
 
