@@ -424,8 +424,9 @@ pub fn describe_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
     let _ = writeln!(out, "{}: valid", config.source);
     let _ = writeln!(
         out,
-        "server: http {}, max_body_bytes {}, shutdown_grace {}, sweep_interval {}",
+        "server: http {}, grpc {}, max_body_bytes {}, shutdown_grace {}, sweep_interval {}",
         s.http,
+        s.grpc.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         s.max_body_bytes,
         format_duration(limitree::clock::duration_to_micros(s.shutdown_grace)),
         format_duration(limitree::clock::duration_to_micros(s.sweep_interval)),
@@ -502,6 +503,21 @@ pub fn describe_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
 
 fn describe_policy(out: &mut String, policy: &Policy) {
     for tree in policy.trees() {
+        // An envoyproxy/ratelimit domain: each rule as it was read.
+        if let Some(envoy) = tree.envoy() {
+            let _ = writeln!(
+                out,
+                "domain {} (envoyproxy/ratelimit, {})",
+                tree.name, envoy.domain.source
+            );
+            for rule in &envoy.domain.rules {
+                let _ = writeln!(out, "  {rule}");
+            }
+            for warning in &envoy.domain.warnings {
+                let _ = writeln!(out, "  warning: {warning}");
+            }
+            continue;
+        }
         let _ = writeln!(out, "tree {}", tree.name);
         for level in &tree.levels {
             let by = if level.by.is_empty() {

@@ -85,11 +85,28 @@ impl Config {
 
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        if envoy::is_envoy(path) {
+            return Config::from_envoy(path);
+        }
         let source = path.display().to_string();
         let bytes = std::fs::read(path)
             .map_err(|e| ConfigErrors(vec![format!("{source}: cannot read the file: {e}")]))?;
         let text = utf8_text(&bytes, &source).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
         Config::from_toml_str(text, &source)
+    }
+
+    /// An envoyproxy/ratelimit YAML file or directory ([`envoy`]): its
+    /// domains are the policy; every other section keeps its default.
+    pub fn from_envoy(path: &Path) -> Result<Config, ConfigErrors> {
+        let domains = envoy::load(path).map_err(ConfigErrors)?;
+        let policy = Policy::from_envoy_domains(domains)
+            .map_err(|e| ConfigErrors(e.errors().iter().map(ToString::to_string).collect()))?;
+        Ok(Config {
+            source: path.display().to_string(),
+            policy,
+            default_policy: false,
+            ..Config::builtin()
+        })
     }
 
     /// Parses and validates a config document; `source` names it in errors.

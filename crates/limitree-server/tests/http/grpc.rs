@@ -547,3 +547,87 @@ async fn the_json_bridge_answers_like_grpc() {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
 }
+
+/// `limitree serve --config deploy/envoy/ratelimit/` (the shipped
+/// envoyproxy/ratelimit config) answering the descriptors the shipped Envoy
+/// config sends: `[generic_key=notify]` and `[category=…]` on every call.
+#[tokio::test]
+async fn the_shipped_envoy_config_decides_all_or_nothing() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/envoy/ratelimit");
+    let served = Served::start(&["--http", "127.0.0.1:0", "--config", dir]);
+    let mut client = client(&served).await;
+    let call = |category: &str| {
+        request(
+            "notifications",
+            vec![
+                descriptor(&[("generic_key", "notify")]),
+                descriptor(&[("category", category)]),
+            ],
+        )
+    };
+    for i in 0..10 {
+        let r = ask(&mut client, call("errors")).await;
+        assert_eq!(code(r.overall_code), Code::Ok, "call {i}");
+        assert_eq!(r.statuses[0].limit_remaining, 99 - i);
+        assert_eq!(r.statuses[1].limit_remaining, 9 - i);
+        let limit = r.statuses[1].current_limit.as_ref().unwrap();
+        assert_eq!(
+            (limit.name.as_str(), limit.requests_per_unit),
+            ("category: 10 per 30m", 10)
+        );
+    }
+    // Over the category's limit: denied, and the global rule is not charged.
+    let denied = ask(&mut client, call("errors")).await;
+    assert_eq!(code(denied.overall_code), Code::OverLimit);
+    assert_eq!(code(denied.statuses[0].code), Code::Ok);
+    assert_eq!(code(denied.statuses[1].code), Code::OverLimit);
+    assert_eq!(denied.statuses[0].limit_remaining, 90);
+    // A blocked category denies the call and charges nothing anywhere.
+    let spam = ask(&mut client, call("spam")).await;
+    assert_eq!(code(spam.overall_code), Code::OverLimit);
+    assert_eq!(code(spam.statuses[1].code), Code::OverLimit);
+    assert_eq!(
+        spam.statuses[1]
+            .current_limit
+            .as_ref()
+            .unwrap()
+            .requests_per_unit,
+        0
+    );
+    // An unlimited category: OK, only the global rule counts.
+    let critical = ask(&mut client, call("critical")).await;
+    assert_eq!(code(critical.overall_code), Code::Ok);
+    assert_eq!(
+        critical.statuses[0].limit_remaining, 89,
+        "spam charged nothing"
+    );
+    assert_eq!(critical.statuses[1].limit_remaining, u32::MAX);
+    // A descriptor no rule matches is OK without a limit.
+    let other = ask(
+        &mut client,
+        request("notifications", vec![descriptor(&[("path", "/x")])]),
+    )
+    .await;
+    assert_eq!(code(other.overall_code), Code::Ok);
+    assert_eq!(other.statuses[0].current_limit, None);
+
+    // config check prints what each rule became.
+    let out = std::process::Command::new(crate::support::served::BIN)
+        .args(["config", "check", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = crate::support::served::text(&out.stdout);
+    assert!(
+        text.contains("domain notifications (envoyproxy/ratelimit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  category: 10 per 30m (30m, sliding_log)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  category=spam: 0 per second (always over limit)"),
+        "{text}"
+    );
+}
