@@ -8,8 +8,9 @@
 //! ```
 //!
 //! `RateLimit-Policy` lists every enforcing level of the chain (its quota `q`
-//! and window `w` in seconds); `RateLimit` names the most constraining one (the
-//! fewest units remaining; on a tie, the longest wait until reset) with what
+//! and window `w` in seconds); `RateLimit` names the most constraining one (a
+//! level that denied, else the fewest units remaining; on a tie, the longest
+//! wait until reset) with what
 //! remains (`r`) and the seconds until it resets (`t`). Shadow levels never deny,
 //! so they are left out. Every time is rounded **up** to whole seconds: a client
 //! that waits as told is never early.
@@ -72,12 +73,14 @@ pub fn insert_for_decision(headers: &mut HeaderMap, decision: &Decision) {
     }
 }
 
-/// Whether `a` is a tighter level to watch than `b`: fewer units left; on a
-/// tie, it takes longer to reset (it will stay tight longer). On a full tie the
-/// first level is kept.
+/// Whether `a` is a tighter level to watch than `b`: it denied and `b` did
+/// not (a level with fewer units left that had room did not stop this
+/// request); else fewer units left; on a tie, it takes longer to reset (it
+/// will stay tight longer). On a full tie the first level is kept.
 fn tighter(a: &LevelStatus, b: &LevelStatus) -> bool {
-    a.remaining
-        .cmp(&b.remaining)
+    a.allowed
+        .cmp(&b.allowed)
+        .then(a.remaining.cmp(&b.remaining))
         .then(b.reset_after.cmp(&a.reset_after))
         .is_lt()
 }
@@ -114,6 +117,31 @@ fn insert(headers: &mut HeaderMap, name: HeaderName, value: &[u8]) {
 mod tests {
     use super::*;
     use limitree::Reason;
+
+    /// A request denied by a level with 4 left (it asked for more), while a
+    /// level with only 3 left had room for it: `RateLimit` names the level
+    /// that denied, not the one with the fewest left.
+    #[test]
+    fn the_level_that_denied_is_named_even_with_more_left() {
+        let decision = Decision {
+            tree: "t".to_owned(),
+            allowed: false,
+            reason: Reason::Limited,
+            retry_after: Some(2_000_000),
+            levels: vec![
+                LevelStatus {
+                    allowed: true,
+                    ..level("global", 3, 1_000_000)
+                },
+                LevelStatus {
+                    allowed: false,
+                    ..level("category", 4, 1_000_000)
+                },
+            ],
+        };
+        let headers = for_decision(&decision);
+        assert_eq!(headers[RATELIMIT], "\"category\";r=4;t=1");
+    }
 
     fn level(name: &str, remaining: u64, reset_after: Micros) -> LevelStatus {
         LevelStatus {
