@@ -63,6 +63,7 @@
 //! vanished without a reset never makes it fail.
 
 mod batch;
+mod cause;
 mod config;
 mod connection;
 pub mod keys;
@@ -146,9 +147,21 @@ impl RedisStore {
         if let Some(connection) = self.connection.lock().clone() {
             return Ok(connection);
         }
-        let connection = Connection::open(&self.config.target, self.config.timeout)
-            .await
-            .map_err(|e| self.error(&e))?;
+        // A little under the call's deadline, so that a connection that never
+        // completes is reported as such rather than as a bare timeout.
+        let within = self.config.timeout * 9 / 10;
+        let connection = tokio::time::timeout(
+            within,
+            Connection::open(&self.config.target, self.config.timeout),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(cause::connect_timed_out(
+                &self.config.target,
+                within.as_millis(),
+            ))
+        })?
+        .map_err(|e| self.error(&e))?;
         self.note_reply();
         *self.connection.lock() = Some(connection.clone());
         Ok(connection)
@@ -216,7 +229,7 @@ impl RedisStore {
         if e.is_timeout() {
             self.timeout_error()
         } else {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(cause::describe(e, &self.config.target))
         }
     }
 
