@@ -54,10 +54,11 @@
 //! # Failures
 //! Every call is bounded by [`RedisConfig::timeout`] and fails with
 //! [`StoreError::Timeout`]; connection and server errors become
-//! [`StoreError::Unavailable`]; a reply that breaks the script protocol, or a
+//! [`StoreError::Unavailable`], naming their cause and address (`cause.rs`:
+//! refused, WRONGPASS/NOAUTH, TLS, LOADING, CLUSTERDOWN); a reply that breaks the script protocol, or a
 //! Lua error in the script itself, is a bug and becomes
 //! [`StoreError::Protocol`] (logged, never a fallback). The connection is made on first use if the store
-//! was built with [`RedisStore::lazy`], and remade (with backoff) when it drops,
+//! was built with [`RedisStore::lazy`], and remade by the next call when it drops,
 //! so a store outlives Redis restarts. A connection that has stayed silent for
 //! ten timeouts (at least 1 s) is dropped and made again too: a peer that
 //! vanished without a reset never makes it fail.
