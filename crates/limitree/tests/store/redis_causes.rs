@@ -303,3 +303,57 @@ async fn an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() {
     assert!(back[0].contains("Redis back after 3.0s"), "{}", back[0]);
     assert_eq!(captured.lines("unavailable").len(), 1);
 }
+
+/// Sends one command as an admin holding `password` (the support helper
+/// cannot authenticate).
+async fn admin(port: u16, password: &str, args: &[&str]) -> redis::RedisResult<redis::Value> {
+    let client = redis::Client::open(format!("redis://:{password}@127.0.0.1:{port}"))?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut c)
+        .await
+}
+
+/// The password changes on the server and the connection drops: calls fail
+/// with an authentication error, and once the password is back they succeed
+/// again by themselves (the connection is made anew, not left failed).
+#[tokio::test]
+async fn an_authentication_failure_on_reconnect_does_not_stick() {
+    let server = support::RedisServer::start(&[]);
+    let port = server.port();
+    server.command(&["CONFIG", "SET", "requirepass", "first"]);
+    let store = RedisStore::connect(
+        RedisConfig::standalone(format!("redis://:first@127.0.0.1:{port}")).with_timeout(TIMEOUT),
+    )
+    .await
+    .unwrap();
+    store.check_ready().await.unwrap();
+
+    admin(port, "first", &["CONFIG", "SET", "requirepass", "second"])
+        .await
+        .unwrap();
+    let _ = admin(port, "second", &["CLIENT", "KILL", "TYPE", "normal"]).await;
+    let failed = eventually_async(
+        Duration::from_secs(2),
+        Duration::from_millis(10),
+        || async {
+            match store.check_ready().await {
+                Err(e) if e.to_string().contains("WRONGPASS") => Ok(e),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!failed.to_string().contains("first"), "{failed}");
+
+    admin(port, "second", &["CONFIG", "SET", "requirepass", "first"])
+        .await
+        .unwrap();
+    eventually_async(Duration::from_secs(2), Duration::from_millis(10), || {
+        store.check_ready()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("still failing after the password came back: {e}"));
+}

@@ -230,6 +230,12 @@ impl RedisStore {
         if e.is_timeout() {
             self.timeout_error()
         } else {
+            // redis-rs reconnects after I/O errors only: a reconnection refused
+            // its password would stay failed even once the password is right
+            // again, so the next call makes a new connection.
+            if e.kind() == redis::ErrorKind::AuthenticationFailed {
+                self.connection.lock().take();
+            }
             StoreError::Unavailable(cause::describe(e, &self.config.target))
         }
     }
