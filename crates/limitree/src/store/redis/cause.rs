@@ -14,8 +14,8 @@ use redis::{ErrorKind, IntoConnectionInfo, RedisError, ServerErrorKind};
 
 use super::config::RedisTarget;
 
-/// Where `target` is, as `host:port` (several, comma-separated, for a
-/// Cluster); never the URL, which may hold a password.
+/// Where `target` is, as `host:port` (for a Cluster: `a node of the cluster
+/// host:port, …`); never the URL, which may hold a password.
 pub(super) fn address(target: &RedisTarget) -> String {
     let one = |url: &str| {
         url.into_connection_info()
@@ -23,7 +23,11 @@ pub(super) fn address(target: &RedisTarget) -> String {
     };
     match target {
         RedisTarget::Standalone(url) => one(url),
-        RedisTarget::Cluster(urls) => urls.iter().map(|u| one(u)).collect::<Vec<_>>().join(", "),
+        // redis-rs does not say which node failed.
+        RedisTarget::Cluster(urls) => format!(
+            "a node of the cluster {}",
+            urls.iter().map(|u| one(u)).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
