@@ -27,6 +27,7 @@
 //! meanwhile`), timed on the local store's clock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
@@ -73,6 +74,9 @@ pub struct FallbackStore {
     on_error: OnError,
     /// The outage in progress, if any: logged when it starts and ends.
     outage: Mutex<Option<Outage>>,
+    /// Whether `outage` is set: read without the lock by every successful
+    /// call, so the lock is taken only while the primary fails.
+    in_outage: AtomicBool,
 }
 
 /// An outage of the primary: when it started (local store's clock) and how
@@ -108,6 +112,7 @@ impl FallbackStore {
             local,
             on_error,
             outage: Mutex::new(None),
+            in_outage: AtomicBool::new(false),
         }
     }
 
@@ -117,6 +122,7 @@ impl FallbackStore {
         match outage.as_mut() {
             Some(outage) => outage.failures += 1,
             None => {
+                self.in_outage.store(true, Ordering::Relaxed);
                 *outage = Some(Outage {
                     since: self.local.clock().now(),
                     failures: 1,
@@ -136,7 +142,15 @@ impl FallbackStore {
 
     /// A call succeeded: the end of an outage is logged, with its length.
     fn note_success(&self) {
-        let Some(outage) = self.outage.lock().take() else {
+        if !self.in_outage.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(outage) = ({
+            let mut outage = self.outage.lock();
+            // Under the lock, so that an outage starting now is not lost.
+            self.in_outage.store(false, Ordering::Relaxed);
+            outage.take()
+        }) else {
             return;
         };
         let micros = self.local.clock().now().saturating_sub(outage.since);
