@@ -117,8 +117,12 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
     assert_eq!(ready.status(), 503);
     let problem: Value = ready.json().await.unwrap();
     let detail = problem["detail"].as_str().unwrap();
+    // Said as such; on a loaded machine the handshake (which loads the trust
+    // store) may instead run past the connect deadline, which names it too.
     assert!(
-        detail.contains(&format!("TLS handshake with 127.0.0.1:{tls_port} failed")),
+        detail.contains(&format!("TLS handshake with 127.0.0.1:{tls_port} failed"))
+            || (detail.contains(&format!("no connection to 127.0.0.1:{tls_port}"))
+                && detail.contains("TLS handshake timed out")),
         "{problem}"
     );
     assert_eq!(untrusted.terminate().code(), Some(0));
