@@ -80,6 +80,8 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    probe_store(state.limiter.store().as_ref()).await;
+
     let addr = listener.local_addr()?;
     tracing::info!(
         store = state.limiter.store().kind(),
@@ -190,6 +192,20 @@ pub async fn run_with_grpc(
 
 /// Drops idle buckets every `every` until cancelled, so memory tracks the
 /// buckets in use rather than every bucket ever seen.
+/// Tries the store once at start-up (within its own deadline) and logs what
+/// it found: ready, or why not. The server starts either way: while the store
+/// fails, `on_error` decides, and it is used as soon as it answers.
+async fn probe_store(store: &dyn Store) {
+    match store.check_ready().await {
+        Ok(()) => tracing::info!(store = store.kind(), "store ready"),
+        Err(e) => tracing::warn!(
+            store = store.kind(),
+            error = %e,
+            "store not ready at start-up: {e}; serving anyway (on_error decides until it answers)"
+        ),
+    }
+}
+
 async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

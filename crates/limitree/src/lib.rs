@@ -72,8 +72,9 @@
 //!     `keys.rs`; the script call — request encoding (a cost per level),
 //!     reply decoding, and the constants shared with `decide.lua`, which
 //!     sits beside it — in `protocol.rs`; concurrent decisions batched into
-//!     one call in `batch.rs`; connections in `connection.rs`; configuration
-//!     and URLs in `config.rs`.
+//!     one call in `batch.rs`; connections in `connection.rs`; what a Redis
+//!     failure was (refused, authentication, TLS, LOADING, CLUSTERDOWN) in
+//!     `cause.rs`; configuration and URLs in `config.rs`.
 //! - [`limiter`]: the front door: request → chain → store → [`Decision`]
 //!   ([`Limiter::check`] for one descriptor map and cost,
 //!   [`Limiter::check_descriptors`] for a call of several descriptors).

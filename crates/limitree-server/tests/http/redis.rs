@@ -518,8 +518,32 @@ async fn the_binary_starts_and_stops_while_redis_is_down() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+    let problem: Value = ready.json().await.unwrap();
+    let refused = format!("connection refused at 127.0.0.1:{port}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains(&refused),
+        "{problem}"
+    );
+    // Start-up tried the store once and said why it is not ready; the outage
+    // was logged once, not once per request.
+    let early = served.early.join("\n");
+    assert!(
+        early.contains(&format!(
+            "store not ready at start-up: store unavailable: {refused}"
+        )),
+        "{early}"
+    );
     let stopping = Instant::now();
     assert_eq!(served.terminate().code(), Some(0));
+    let later: Vec<String> = served.lines.try_iter().collect();
+    let outage = format!("Redis unavailable: {refused}; on_error = deny decides");
+    let logged = served
+        .early
+        .iter()
+        .chain(&later)
+        .filter(|l| l.contains(&outage))
+        .count();
+    assert_eq!(logged, 1, "{early}\n{}", later.join("\n"));
     assert!(
         stopping.elapsed() < Duration::from_secs(3),
         "{:?}",

@@ -19,11 +19,21 @@
 //!
 //! Readiness ([`Store::check_ready`]) still reports the primary, so `/readyz`
 //! fails while the shared store is unreachable even though requests are answered.
+//!
+//! An outage is logged twice, not once per request: a warning when the first
+//! call fails (`Redis unavailable: connection refused at 127.0.0.1:6390;
+//! on_error = deny decides`) and an info line when a call (or a readiness
+//! check) succeeds again (`Redis back after 3.2s; 120 calls failed
+//! meanwhile`), timed on the local store's clock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
 
 use super::{BoxFuture, MemoryStore, Store, StoreError};
 use crate::chain::Chain;
+use crate::clock::Micros;
 use crate::decision::{ChainOutcome, LevelOutcome, Mode, Reason};
 
 /// What to do while the primary store fails (`store.on_error`).
@@ -62,6 +72,35 @@ pub struct FallbackStore {
     /// Used only under [`OnError::Local`]; built for the same policy.
     local: MemoryStore,
     on_error: OnError,
+    /// The outage in progress, if any: logged when it starts and ends.
+    outage: Mutex<Option<Outage>>,
+    /// Whether `outage` is set: read without the lock by every successful
+    /// call, so the lock is taken only while the primary fails.
+    in_outage: AtomicBool,
+}
+
+/// An outage of the primary: when it started (local store's clock) and how
+/// many calls `on_error` answered since.
+#[derive(Debug)]
+struct Outage {
+    since: Micros,
+    failures: u64,
+}
+
+/// `kind` as a name in a sentence (`redis` → `Redis`).
+fn display_name(kind: &str) -> &str {
+    match kind {
+        "redis" => "Redis",
+        other => other,
+    }
+}
+
+/// What failed, without `StoreError`'s generic prefix.
+fn cause(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(cause) => cause.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl FallbackStore {
@@ -72,7 +111,62 @@ impl FallbackStore {
             primary,
             local,
             on_error,
+            outage: Mutex::new(None),
+            in_outage: AtomicBool::new(false),
         }
+    }
+
+    /// A call failed: the start of an outage is logged, the rest counted.
+    fn note_failure(&self, e: &StoreError) {
+        let mut outage = self.outage.lock();
+        match outage.as_mut() {
+            Some(outage) => outage.failures += 1,
+            None => {
+                self.in_outage.store(true, Ordering::Relaxed);
+                *outage = Some(Outage {
+                    since: self.local.clock().now(),
+                    failures: 1,
+                });
+                tracing::warn!(
+                    error = %e,
+                    store = self.primary.kind(),
+                    on_error = self.on_error.as_str(),
+                    "{} unavailable: {}; on_error = {} decides",
+                    display_name(self.primary.kind()),
+                    cause(e),
+                    self.on_error.as_str(),
+                );
+            }
+        }
+    }
+
+    /// A call succeeded: the end of an outage is logged, with its length.
+    fn note_success(&self) {
+        if !self.in_outage.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(outage) = ({
+            let mut outage = self.outage.lock();
+            // Under the lock, so that an outage starting now is not lost.
+            self.in_outage.store(false, Ordering::Relaxed);
+            outage.take()
+        }) else {
+            return;
+        };
+        let micros = self.local.clock().now().saturating_sub(outage.since);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a duration in a log line, to a tenth of a second"
+        )]
+        let seconds = micros as f64 / 1e6;
+        tracing::info!(
+            store = self.primary.kind(),
+            outage_ms = micros / 1_000,
+            failures = outage.failures,
+            "{} back after {seconds:.1}s; {} calls failed meanwhile",
+            display_name(self.primary.kind()),
+            outage.failures,
+        );
     }
 
     /// What it does while the primary fails.
@@ -126,18 +220,15 @@ impl Store for FallbackStore {
     ) -> BoxFuture<'a, Result<ChainOutcome, StoreError>> {
         Box::pin(async move {
             match self.primary.decide(chain, mode).await {
-                Ok(outcome) => Ok(outcome),
+                Ok(outcome) => {
+                    self.note_success();
+                    Ok(outcome)
+                }
                 // A policy mismatch or a broken protocol is a bug, not an
                 // outage: no fallback hides it (the store logged it already).
                 Err(e @ (StoreError::UnknownTree(_) | StoreError::Protocol(_))) => Err(e),
                 Err(e) => {
-                    tracing::warn!(
-                        error = %e,
-                        store = self.primary.kind(),
-                        on_error = self.on_error.as_str(),
-                        tree = %chain.tree.name,
-                        "store failed; deciding by on_error"
-                    );
+                    self.note_failure(&e);
                     self.without_primary(chain, mode)
                 }
             }
@@ -145,7 +236,15 @@ impl Store for FallbackStore {
     }
 
     fn check_ready(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.primary.check_ready()
+        Box::pin(async move {
+            let ready = self.primary.check_ready().await;
+            match &ready {
+                Ok(()) => self.note_success(),
+                Err(StoreError::UnknownTree(_) | StoreError::Protocol(_)) => {}
+                Err(e) => self.note_failure(e),
+            }
+            ready
+        })
     }
 
     fn expire_idle(&self) -> usize {

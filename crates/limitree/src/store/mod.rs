@@ -33,6 +33,16 @@ pub enum StoreError {
     /// The store did not answer within its deadline.
     #[error("store did not answer within {0} ms")]
     Timeout(u64),
+    /// The store did not answer within its deadline while not connected, and
+    /// its last attempt to connect had failed with `cause` (for Redis: refused,
+    /// authentication, TLS, …): the call waited on another's attempt.
+    #[error("store did not answer within {timeout_ms} ms: {cause}")]
+    TimeoutConnecting {
+        /// The deadline, in milliseconds.
+        timeout_ms: u64,
+        /// Why the last connection attempt failed.
+        cause: String,
+    },
     /// The chain's tree is not one the store was built for (the store and the
     /// limiter were given different policies).
     #[error("the store does not know tree `{0}`")]

@@ -12,6 +12,8 @@ mod memory;
 mod model;
 mod properties;
 #[cfg(feature = "redis")]
+mod redis_causes;
+#[cfg(feature = "redis")]
 mod redis_conformance;
 #[cfg(feature = "redis")]
 mod redis_differential;

@@ -56,10 +56,13 @@ impl Connection {
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
-                    // Retry the (re)connection a few times quickly; callers never
-                    // wait past their own deadline anyway.
-                    .set_number_of_retries(2)
-                    .set_max_delay(timeout);
+                    // No retries inside a connection attempt: redis-rs would
+                    // sleep 100 ms or more between them, past the caller's
+                    // deadline, so a refused connection or a wrong password
+                    // surfaced as a bare timeout. The next call makes the next
+                    // attempt (one at a time: concurrent calls share it), and
+                    // fails fast with the cause.
+                    .set_number_of_retries(0);
                 let manager = ConnectionManager::new_with_config(client, manager_config).await?;
                 Ok(Connection::Standalone(manager))
             }

@@ -54,15 +54,17 @@
 //! # Failures
 //! Every call is bounded by [`RedisConfig::timeout`] and fails with
 //! [`StoreError::Timeout`]; connection and server errors become
-//! [`StoreError::Unavailable`]; a reply that breaks the script protocol, or a
+//! [`StoreError::Unavailable`], naming their cause and address (`cause.rs`:
+//! refused, WRONGPASS/NOAUTH, TLS, LOADING, CLUSTERDOWN); a reply that breaks the script protocol, or a
 //! Lua error in the script itself, is a bug and becomes
 //! [`StoreError::Protocol`] (logged, never a fallback). The connection is made on first use if the store
-//! was built with [`RedisStore::lazy`], and remade (with backoff) when it drops,
+//! was built with [`RedisStore::lazy`], and remade by the next call when it drops,
 //! so a store outlives Redis restarts. A connection that has stayed silent for
 //! ten timeouts (at least 1 s) is dropped and made again too: a peer that
 //! vanished without a reset never makes it fail.
 
 mod batch;
+mod cause;
 mod config;
 mod connection;
 pub mod keys;
@@ -100,6 +102,9 @@ pub struct RedisStore {
     connection: parking_lot::Mutex<Option<Connection>>,
     /// One connection attempt at a time; the others wait for its result.
     connecting: tokio::sync::Mutex<()>,
+    /// Why the last connection attempt failed (cleared when one succeeds):
+    /// what a call that timed out waiting on another's attempt reports.
+    connect_error: parking_lot::Mutex<Option<String>>,
     /// When the store was built: the origin of `last_reply`.
     started: Instant,
     /// Milliseconds after `started` of the last reply from Redis (or of the
@@ -126,6 +131,7 @@ impl RedisStore {
             config,
             connection: parking_lot::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            connect_error: parking_lot::Mutex::new(None),
             started: Instant::now(),
             last_reply: AtomicU64::new(0),
             script: redis::Script::new(protocol::DECIDE_LUA),
@@ -146,9 +152,27 @@ impl RedisStore {
         if let Some(connection) = self.connection.lock().clone() {
             return Ok(connection);
         }
-        let connection = Connection::open(&self.config.target, self.config.timeout)
-            .await
-            .map_err(|e| self.error(&e))?;
+        // A little under the call's deadline, so that a connection that never
+        // completes is reported as such rather than as a bare timeout.
+        let within = self.config.timeout * 9 / 10;
+        let connection = tokio::time::timeout(
+            within,
+            Connection::open(&self.config.target, self.config.timeout),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(cause::connect_timed_out(
+                &self.config.target,
+                within.as_millis(),
+            ))
+        })
+        .and_then(|opened| opened.map_err(|e| self.error(&e)))
+        .inspect_err(|e| {
+            if let StoreError::Unavailable(cause) = e {
+                *self.connect_error.lock() = Some(cause.clone());
+            }
+        })?;
+        self.connect_error.lock().take();
         self.note_reply();
         *self.connection.lock() = Some(connection.clone());
         Ok(connection)
@@ -209,14 +233,28 @@ impl RedisStore {
     }
 
     fn timeout_error(&self) -> StoreError {
-        StoreError::Timeout(u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX))
+        let timeout_ms = u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX);
+        if self.connection.lock().is_some() {
+            return StoreError::Timeout(timeout_ms);
+        }
+        let cause = self.connect_error.lock().clone();
+        StoreError::TimeoutConnecting {
+            timeout_ms,
+            cause: cause.unwrap_or_else(|| cause::still_connecting(&self.config.target)),
+        }
     }
 
     fn error(&self, e: &redis::RedisError) -> StoreError {
         if e.is_timeout() {
             self.timeout_error()
         } else {
-            StoreError::Unavailable(e.to_string())
+            // redis-rs reconnects after I/O errors only: a reconnection refused
+            // its password would stay failed even once the password is right
+            // again, so the next call makes a new connection.
+            if e.kind() == redis::ErrorKind::AuthenticationFailed {
+                self.connection.lock().take();
+            }
+            StoreError::Unavailable(cause::describe(e, &self.config.target))
         }
     }
 
