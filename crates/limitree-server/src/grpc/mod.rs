@@ -234,7 +234,10 @@ impl RateLimitService for RateLimitServer {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .filter(|v| crate::http::request_id::is_sane(v.as_bytes()))
-            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+            .map_or_else(
+                || crate::http::request_id::fresh_uuid().to_string(),
+                str::to_owned,
+            );
         self.answer(request.get_ref(), &id).await.map(Response::new)
     }
 }

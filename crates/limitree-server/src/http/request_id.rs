@@ -40,9 +40,15 @@ pub fn is_sane(id: &[u8]) -> bool {
     (1..=MAX_REQUEST_ID_LEN).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())
 }
 
+/// A fresh UUIDv4 from the thread's CSPRNG (no syscall per request); the
+/// gRPC service names its calls with these too.
+pub fn fresh_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// A fresh UUIDv4, as a header value.
 fn fresh_id() -> HeaderValue {
-    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let uuid = fresh_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid.hyphenated().encode_lower(&mut text);
     HeaderValue::from_str(text).expect("a hyphenated UUID is a valid header value")
