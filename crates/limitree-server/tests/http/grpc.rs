@@ -631,3 +631,77 @@ async fn the_shipped_envoy_config_decides_all_or_nothing() {
         "{text}"
     );
 }
+
+/// A `RateLimitRequest` whose `domain` (field 1) and a descriptor entry's key
+/// are bytes that are not UTF-8: what a typed client cannot send.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    domain: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    descriptors: Vec<RawDescriptor>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawDescriptor {
+    #[prost(message, repeated, tag = "1")]
+    entries: Vec<RawEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawEntry {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// Invalid UTF-8 in a string field: the request cannot be decoded, which gRPC's
+/// status-code table answers `INTERNAL` ("error parsing request proto"); the
+/// message says why, nothing is charged, and the server keeps serving.
+#[tokio::test]
+async fn invalid_utf8_in_a_string_is_refused_and_charges_nothing() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let addr = served.grpc.as_deref().unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for (domain, value) in [
+        (b"notif\xffications".to_vec(), b"errors".to_vec()),
+        (b"notifications".to_vec(), b"err\xc3\x28ors".to_vec()),
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let raw = RawRequest {
+            domain,
+            descriptors: vec![RawDescriptor {
+                entries: vec![RawEntry {
+                    key: b"category".to_vec(),
+                    value,
+                }],
+            }],
+        };
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+        );
+        let answer: Result<tonic::Response<RawRequest>, tonic::Status> = grpc
+            .unary(
+                tonic::Request::new(raw),
+                path,
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+        let status = answer.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+        assert!(status.message().contains("UTF-8"), "{status:?}");
+    }
+    let mut client = client(&served).await;
+    let after = ask(
+        &mut client,
+        request("notifications", vec![descriptor(&[("category", "errors")])]),
+    )
+    .await;
+    assert_eq!(after.statuses[0].limit_remaining, 9, "nothing was charged");
+}
