@@ -35,11 +35,18 @@ fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequ
     }
 }
 
-async fn client(served: &Served) -> RateLimitServiceClient<Channel> {
+/// An h2c channel to `served`'s gRPC listener.
+async fn channel(served: &Served) -> Channel {
     let addr = served.grpc.as_deref().expect("the gRPC listener is on");
-    RateLimitServiceClient::connect(format!("http://{addr}"))
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
         .await
         .expect("connects over h2c")
+}
+
+async fn client(served: &Served) -> RateLimitServiceClient<Channel> {
+    RateLimitServiceClient::new(channel(served).await)
 }
 
 async fn ask(
@@ -237,12 +244,7 @@ async fn an_unknown_domain_is_ok_or_unknown_as_configured() {
 #[tokio::test]
 async fn the_health_service_says_serving() {
     let served = Served::start(&["--http", "127.0.0.1:0"]);
-    let addr = served.grpc.as_deref().unwrap();
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = channel(&served).await;
     let mut health = HealthClient::new(channel);
     for service in ["", "envoy.service.ratelimit.v3.RateLimitService"] {
         let r = health
@@ -662,12 +664,7 @@ struct RawEntry {
 #[tokio::test]
 async fn invalid_utf8_in_a_string_is_refused_and_charges_nothing() {
     let served = Served::start(&["--http", "127.0.0.1:0"]);
-    let addr = served.grpc.as_deref().unwrap();
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = channel(&served).await;
     for (domain, value) in [
         (b"notif\xffications".to_vec(), b"errors".to_vec()),
         (b"notifications".to_vec(), b"err\xc3\x28ors".to_vec()),
