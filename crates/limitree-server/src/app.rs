@@ -21,7 +21,10 @@ use std::sync::Arc;
 use limitree::{Clock, Limiter, MemoryStore, Policy, Store, SystemClock};
 
 use crate::config::{Config, StoreKind};
-use crate::http::{AppState, metrics::CheckCounters};
+use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::metrics::decisions::{CountedStore, DecisionMetrics};
+use crate::metrics::store::StoreMetrics;
 use crate::notify::Relay;
 use crate::server::Lifecycle;
 
@@ -70,32 +73,34 @@ impl App {
             reason,
         };
         let policy = Arc::new(config.policy.clone());
+        let metrics = Arc::new(Metrics::new());
+        let store_metrics = StoreMetrics::new(&metrics);
         // The one conversion of `[store]` to the library's Redis config; the
         // store and the relay's outbox both use it.
         let redis = redis_config(config).map_err(store_error)?;
         let store: Arc<dyn Store> = match &redis {
-            None => Arc::new(MemoryStore::with_clock(&policy, Arc::clone(&clock))),
-            Some(redis) => {
-                redis_store(config, redis, &policy, Arc::clone(&clock)).map_err(store_error)?
-            }
+            None => Arc::new(store_metrics.wrap(Arc::new(MemoryStore::with_clock(
+                &policy,
+                Arc::clone(&clock),
+            )))),
+            Some(redis) => redis_store(config, redis, &policy, Arc::clone(&clock), &store_metrics)
+                .map_err(store_error)?,
         };
+        // Outermost: it sees every decision, also those `on_error` made.
+        let decisions = DecisionMetrics::new(
+            &metrics,
+            &policy,
+            config.server.near_limit_ratio.0,
+            config.server.detailed_max_values,
+        );
+        let store = Arc::new(CountedStore::new(store, Arc::new(decisions)));
         let limiter = Limiter::new(policy, store);
         let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
         if let Some(redis) = &redis {
             use_redis_outbox(&notify, redis);
         }
         Ok(App {
-            state: AppState {
-                checks: Arc::new(CheckCounters::new(limiter.policy())),
-                notify,
-                rls: crate::grpc::RateLimitServer::new(
-                    limiter.clone(),
-                    config.server.unknown_domain,
-                )
-                .with_headers(config.server.rls_headers),
-                limiter,
-                max_body_bytes: config.server.max_body_bytes,
-            },
+            state: AppState::new(config, limiter, notify, metrics),
             lifecycle: Lifecycle::from(&config.server),
         })
     }
@@ -124,14 +129,15 @@ fn redis_config(config: &Config) -> Result<Option<RedisConfig>, String> {
     }
 }
 
-/// The Redis store at `redis`, behind `on_error` with a memory store on
-/// `clock` for `on_error = "local"`.
+/// The Redis store at `redis` (timed and its errors counted), behind
+/// `on_error` with a memory store on `clock` for `on_error = "local"`.
 #[cfg(feature = "redis")]
 fn redis_store(
     config: &Config,
     redis: &RedisConfig,
     policy: &Policy,
     clock: Arc<dyn Clock>,
+    metrics: &StoreMetrics,
 ) -> Result<Arc<dyn Store>, String> {
     use limitree::store::fallback::FallbackStore;
     use limitree::store::redis::RedisStore;
@@ -144,7 +150,7 @@ fn redis_store(
         on_error.as_str()
     );
     Ok(Arc::new(FallbackStore::new(
-        Arc::new(primary),
+        Arc::new(metrics.wrap(Arc::new(primary))),
         MemoryStore::with_clock(policy, clock),
         on_error,
     )))
@@ -156,6 +162,7 @@ fn redis_store(
     redis: &RedisConfig,
     _: &Policy,
     _: Arc<dyn Clock>,
+    _: &StoreMetrics,
 ) -> Result<Arc<dyn Store>, String> {
     match *redis {}
 }

@@ -29,6 +29,8 @@
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,
 //!   paced delivery with retries and dead letters, suppression digests, the
 //!   outbox (a file, or a Redis stream with the Redis store).
+//! - [`metrics`]: the Prometheus registry of each server and the families
+//!   recorded around the store, the router and the relay.
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
@@ -48,7 +50,7 @@
 //! | `RateLimit-Policy`, `RateLimit`, `Retry-After` | [`http::headers`] |
 //! | an error turned into an HTTP status | [`http::problem`] |
 //! | a connection timed out, shed or refused; a lingering close | [`listener`] |
-//! | Prometheus text | [`http::metrics`] (the relay hands over [`notify::metrics::Snapshot`]) |
+//! | a metric family registered, recorded, rendered | [`metrics`] (served by [`http::metrics`]) |
 //! | a process exit code | [`cli`] |
 
 #![forbid(unsafe_code)]
@@ -61,6 +63,7 @@ pub mod grpc;
 pub mod http;
 pub mod listener;
 pub mod lock;
+pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod telemetry;

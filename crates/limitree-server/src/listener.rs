@@ -36,7 +36,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::metrics::{MetricType, write_header, write_sample};
 use crate::http::problem::ApiError;
 use connection::{End, Phase, Shared, Stop, Watch, Watched};
 
@@ -84,59 +83,69 @@ pub struct ConnectionMetrics {
     body_timeouts: AtomicU64,
 }
 
-impl ConnectionMetrics {
-    /// The Prometheus text for these counters.
-    pub fn render(&self, out: &mut String) {
+impl crate::metrics::Collector for ConnectionMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        const OPEN: &str = "limitree_http_connections";
-        write_header(out, OPEN, MetricType::Gauge, "Open HTTP connections.");
-        write_sample(out, OPEN, &[], load(&self.open));
-        const ACCEPTED: &str = "limitree_http_connections_accepted_total";
-        write_header(
-            out,
-            ACCEPTED,
+        ConstGauge::new(i64::try_from(load(&self.open)).unwrap_or(i64::MAX)).encode(
+            encoder.encode_descriptor(
+                "limitree_http_connections",
+                "Open HTTP connections",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
+        for (name, help, counter) in [
+            (
+                "limitree_http_connections_accepted",
+                "HTTP connections accepted",
+                &self.accepted,
+            ),
+            (
+                "limitree_http_accept_errors",
+                "Failed accepts (e.g. EMFILE: out of file descriptors)",
+                &self.accept_errors,
+            ),
+            (
+                "limitree_http_connections_refused",
+                "Connections answered 503 at max_connections, every open one busy",
+                &self.refused,
+            ),
+        ] {
+            ConstCounter::new(load(counter)).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "limitree_http_connections_closed",
+            "Connections closed by the server, by reason (client and keep-alive closes are not counted)",
+            None,
             MetricType::Counter,
-            "HTTP connections accepted.",
-        );
-        write_sample(out, ACCEPTED, &[], load(&self.accepted));
-        const ERRORS: &str = "limitree_http_accept_errors_total";
-        write_header(
-            out,
-            ERRORS,
-            MetricType::Counter,
-            "Failed accepts (e.g. EMFILE: out of file descriptors).",
-        );
-        write_sample(out, ERRORS, &[], load(&self.accept_errors));
-        const REFUSED: &str = "limitree_http_connections_refused_total";
-        write_header(
-            out,
-            REFUSED,
-            MetricType::Counter,
-            "Connections answered 503 at max_connections, every open one busy.",
-        );
-        write_sample(out, REFUSED, &[], load(&self.refused));
-        const CLOSED: &str = "limitree_http_connections_closed_total";
-        write_header(
-            out,
-            CLOSED,
-            MetricType::Counter,
-            "Connections closed by the server, by reason (client and keep-alive closes are not counted).",
-        );
+        )?;
         for (reason, counter) in [
             ("header_timeout", &self.header_timeouts),
             ("idle_timeout", &self.idle_timeouts),
             ("shed", &self.shed),
         ] {
-            write_sample(out, CLOSED, &[("reason", reason)], load(counter));
+            ConstCounter::new(load(counter))
+                .encode(family.encode_family(&[("reason", reason)])?)?;
         }
-        const BODY: &str = "limitree_http_body_timeouts_total";
-        write_header(
-            out,
-            BODY,
+        ConstCounter::new(load(&self.body_timeouts)).encode(encoder.encode_descriptor(
+            "limitree_http_body_timeouts",
+            "Requests answered 408 because the body did not arrive within body_timeout",
+            None,
             MetricType::Counter,
-            "Requests answered 408 because the body did not arrive within body_timeout.",
-        );
-        write_sample(out, BODY, &[], load(&self.body_timeouts));
+        )?)
     }
 }
 

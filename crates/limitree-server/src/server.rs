@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{self, AppState};
-use crate::listener::{self, ConnectionMetrics, Limits};
+use crate::listener::{self, Limits};
 
 /// How the server runs, beyond what handlers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +88,7 @@ pub async fn run(
         "listening on http://{addr}"
     );
 
+    let connection_metrics = Arc::clone(&state.connections);
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
     let abort = CancellationToken::new();
@@ -95,7 +96,7 @@ pub async fn run(
         listener,
         http::router(state),
         lifecycle.connections,
-        Arc::new(ConnectionMetrics::default()),
+        connection_metrics,
         &connections,
         stopping.clone(),
         abort.clone(),

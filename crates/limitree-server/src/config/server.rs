@@ -14,6 +14,8 @@
 //! idle_timeout = "75s"        # an idle keep-alive connection is closed after this
 //! body_timeout = "30s"        # a request body must arrive within this (408)
 //! max_connections = 10000     # open connections at most; past it idle ones are shed
+//! near_limit_ratio = 0.8      # a level's bucket this full after an admitted request counts as near its limit
+//! detailed_max_values = 100   # per `detailed` level: descriptor values with a metric series of their own
 //! ```
 
 use std::net::SocketAddr;
@@ -54,6 +56,22 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Set it below `ulimit -n` for a 503 at the cap instead.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// envoyproxy/ratelimit's near-limit ratio: a bucket at least this full after
+/// an admitted request is "near its limit".
+pub const DEFAULT_NEAR_LIMIT_RATIO: f64 = 0.8;
+/// Per `detailed` level, the descriptor values that get metric series of
+/// their own; later values share `value="__other__"`. Each value costs a few
+/// series on every scrape, so this bounds what hostile values can add.
+pub const DEFAULT_DETAILED_MAX_VALUES: usize = 100;
+/// Most a config may raise `detailed_max_values` to.
+pub const MAX_DETAILED_MAX_VALUES: usize = 10_000;
+
+/// A ratio in (0, 1] (validated when parsed, so never NaN: equality is total).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratio(pub f64);
+
+impl Eq for Ratio {}
+
 /// The `[server]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -79,6 +97,11 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// A bucket this full after an admitted request is near its limit
+    /// (`limitree_level_near_limit_total`).
+    pub near_limit_ratio: Ratio,
+    /// Per `detailed` level, the values with series of their own.
+    pub detailed_max_values: usize,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +118,8 @@ impl Default for ServerConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            near_limit_ratio: Ratio(DEFAULT_NEAR_LIMIT_RATIO),
+            detailed_max_values: DEFAULT_DETAILED_MAX_VALUES,
         }
     }
 }
@@ -115,6 +140,8 @@ struct RawServer {
     idle_timeout: Option<DurationText>,
     body_timeout: Option<DurationText>,
     max_connections: Option<u64>,
+    near_limit_ratio: Option<f64>,
+    detailed_max_values: Option<u64>,
 }
 
 impl ServerConfig {
@@ -177,6 +204,25 @@ impl ServerConfig {
                     "{max} is out of range; give a positive count such as {DEFAULT_MAX_CONNECTIONS}"
                 ))),
                 Ok(max) => server.max_connections = max,
+            }
+        }
+        if let Some(ratio) = raw.near_limit_ratio {
+            if ratio > 0.0 && ratio <= 1.0 {
+                server.near_limit_ratio = Ratio(ratio);
+            } else {
+                errors.push(section.error(
+                    "near_limit_ratio",
+                    format!("{ratio} is out of range; give a number above 0 and at most 1, such as {DEFAULT_NEAR_LIMIT_RATIO}"),
+                ));
+            }
+        }
+        if let Some(max) = raw.detailed_max_values {
+            match usize::try_from(max) {
+                Ok(n @ 1..=MAX_DETAILED_MAX_VALUES) => server.detailed_max_values = n,
+                _ => errors.push(section.error(
+                    "detailed_max_values",
+                    format!("{max} is out of range; give a count from 1 to {MAX_DETAILED_MAX_VALUES}, such as {DEFAULT_DETAILED_MAX_VALUES}"),
+                )),
             }
         }
         let mut duration = |key: &str, text: Option<DurationText>, slot: &mut Duration| {
@@ -270,5 +316,44 @@ mod tests {
         let errors =
             Config::from_toml_str("[server]\nmax_connections = 0\n", "c.toml").unwrap_err();
         assert!(errors.0[0].contains("max_connections"), "{errors:?}");
+    }
+
+    #[test]
+    fn metric_settings_are_parsed_and_checked() {
+        let text = "[server]\nnear_limit_ratio = 0.5\ndetailed_max_values = 3\n";
+        let server = Config::from_toml_str(text, "c.toml").unwrap().server;
+        assert_eq!(server.near_limit_ratio, Ratio(0.5));
+        assert_eq!(server.detailed_max_values, 3);
+        let defaults = ServerConfig::default();
+        assert_eq!(defaults.near_limit_ratio, Ratio(0.8));
+        assert_eq!(defaults.detailed_max_values, 100);
+        for (text, key) in [
+            (
+                "near_limit_ratio = 0.0",
+                "near_limit_ratio: 0 is out of range",
+            ),
+            (
+                "near_limit_ratio = 1.5",
+                "near_limit_ratio: 1.5 is out of range",
+            ),
+            (
+                "near_limit_ratio = nan",
+                "near_limit_ratio: NaN is out of range",
+            ),
+            (
+                "detailed_max_values = 0",
+                "detailed_max_values: 0 is out of range",
+            ),
+            (
+                "detailed_max_values = 10001",
+                "detailed_max_values: 10001 is out of range",
+            ),
+        ] {
+            let errors = Config::from_toml_str(&format!("[server]\n{text}\n"), "c.toml")
+                .unwrap_err()
+                .0
+                .join("\n");
+            assert!(errors.contains(key), "{text}: {errors}");
+        }
     }
 }

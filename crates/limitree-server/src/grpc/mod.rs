@@ -68,10 +68,15 @@ pub struct RateLimitServer {
     counters: Arc<GrpcCounters>,
 }
 
-/// What the rate limit service counts (rendered by `GET /metrics`). Labels
-/// are tree names from the policy and fixed codes: a client cannot add series.
+/// What the rate limit service counts, rendered by `GET /metrics` through
+/// its [`Collector`](crate::metrics::Collector) impl. Labels are tree names
+/// from the policy and fixed codes: a client cannot add series.
 #[derive(Debug)]
 pub struct GrpcCounters {
+    /// Seconds each gRPC `ShouldRateLimit` call took in the service (from the
+    /// decoded request to the response; not `POST /json`, which the HTTP
+    /// metrics time).
+    pub duration: crate::metrics::Histogram,
     /// Per tree: calls answered `OK`, and `OVER_LIMIT`.
     pub by_domain: Vec<(String, [AtomicU64; 2])>,
     /// Calls for a domain that names no tree.
@@ -84,6 +89,7 @@ pub struct GrpcCounters {
 impl GrpcCounters {
     fn new(limiter: &Limiter) -> Self {
         GrpcCounters {
+            duration: crate::metrics::latency_histogram(),
             by_domain: limiter
                 .policy()
                 .trees()
@@ -238,7 +244,56 @@ impl RateLimitService for RateLimitServer {
                 || crate::http::request_id::fresh_uuid().to_string(),
                 str::to_owned,
             );
-        self.answer(request.get_ref(), &id).await.map(Response::new)
+        let watch = crate::metrics::Stopwatch::start();
+        let answer = self.answer(request.get_ref(), &id).await.map(Response::new);
+        self.counters.duration.observe(watch.seconds());
+        answer
+    }
+}
+
+impl crate::metrics::Collector for GrpcCounters {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+
+        let load = |a: &AtomicU64| ConstCounter::new(a.load(Ordering::Relaxed));
+        let mut family = encoder.encode_descriptor(
+            "limitree_rls_decisions",
+            "ShouldRateLimit answers (gRPC and POST /json), by domain and overall code",
+            None,
+            MetricType::Counter,
+        )?;
+        for (domain, codes) in &self.by_domain {
+            for (code, value) in ["ok", "over_limit"].iter().zip(codes) {
+                load(value).encode(
+                    family.encode_family(&[("domain", domain.as_str()), ("code", code)])?,
+                )?;
+            }
+        }
+        load(&self.unknown_domain).encode(encoder.encode_descriptor(
+            "limitree_rls_unknown_domain",
+            "ShouldRateLimit calls for a domain that names no tree",
+            None,
+            MetricType::Counter,
+        )?)?;
+        load(&self.errors).encode(encoder.encode_descriptor(
+            "limitree_rls_errors",
+            "ShouldRateLimit calls answered with an error status (invalid argument, store failure)",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let mut family = encoder.encode_descriptor(
+            "limitree_grpc_request_duration_seconds",
+            "gRPC calls: seconds from the decoded request to the response, by method",
+            None,
+            MetricType::Histogram,
+        )?;
+        self.duration
+            .encode(family.encode_family(&[("method", "ShouldRateLimit")])?)
     }
 }
 

@@ -90,7 +90,9 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Result<Re
     // The tree actually decided (it may have been left to the default).
     span.record("tree", decision.tree.as_str());
     tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
-    state.checks.record(&decision);
+    if limitree::Mode::for_request(request.cost, request.dry_run) == limitree::Mode::Commit {
+        state.checks.record(&decision);
+    }
 
     let mut response = Response::new(Body::from(reply::check_json(&decision)));
     let headers = response.headers_mut();

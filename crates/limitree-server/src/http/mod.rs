@@ -3,7 +3,7 @@
 //! - [`body`]: Content-Type, size cap and JSON parsing shared by the POST endpoints.
 //! - [`check`]: `POST /v1/check`.
 //! - [`notify`]: `POST /v1/notify` (the Slack relay).
-//! - [`metrics`]: `GET /metrics` (Prometheus text).
+//! - [`metrics`]: `GET /metrics` (Prometheus text; the families are in [`crate::metrics`]).
 //! - [`health`]: `GET /healthz`, `GET /readyz`.
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
@@ -44,8 +44,44 @@ pub struct AppState {
     pub notify: Relay,
     /// Check decisions counted for `GET /metrics`.
     pub checks: Arc<metrics::CheckCounters>,
+    /// Every metric family, rendered by `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Connection counters, kept by the listener.
+    pub connections: Arc<crate::listener::ConnectionMetrics>,
+    /// Responses by route and status, recorded by the router's layer.
+    pub http_metrics: Arc<crate::metrics::http::HttpMetrics>,
     /// Envoy's `ShouldRateLimit`: served over gRPC, and over HTTP at `POST /json`.
     pub rls: crate::grpc::RateLimitServer,
+}
+
+impl AppState {
+    /// The state for `config` around `limiter` and `notify`, registering the
+    /// handlers' own families (checks, HTTP responses, connections, the rate
+    /// limit service, the relay) in `metrics`. The store's families are
+    /// registered by whoever wraps the store ([`crate::app::App::build`]).
+    pub fn new(
+        config: &crate::config::Config,
+        limiter: Limiter,
+        notify: Relay,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> AppState {
+        let rls = crate::grpc::RateLimitServer::new(limiter.clone(), config.server.unknown_domain)
+            .with_headers(config.server.rls_headers);
+        metrics.register_collector(Arc::clone(rls.counters()));
+        let connections = Arc::new(crate::listener::ConnectionMetrics::default());
+        metrics.register_collector(Arc::clone(&connections));
+        metrics.register_collector(crate::metrics::relay::RelayCollector(notify.clone()));
+        AppState {
+            checks: Arc::new(metrics::CheckCounters::new(limiter.policy(), &metrics)),
+            http_metrics: Arc::new(crate::metrics::http::HttpMetrics::new(&metrics)),
+            connections,
+            metrics,
+            notify,
+            rls,
+            limiter,
+            max_body_bytes: config.server.max_body_bytes,
+        }
+    }
 }
 
 /// The router. Unknown paths and wrong methods answer problem+json too (axum's
@@ -70,6 +106,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz).fallback(problem::get_only))
         .route("/readyz", get(health::readyz).fallback(problem::get_only))
         .fallback(problem::not_found)
+        // Every route and the fallback, so a new route is counted too; inside
+        // the router, where the matched route's template is known.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.http_metrics),
+            crate::metrics::http::track,
+        ))
         .with_state(state);
     let service = tower::ServiceBuilder::new()
         // Outermost, so even a panic's response carries the request id.

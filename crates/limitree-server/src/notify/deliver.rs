@@ -271,6 +271,10 @@ impl Worker {
             let wait = match self.call(n).await {
                 Attempt::Delivered => {
                     bump(&counters.delivered);
+                    let waited = self.clock.now().saturating_sub(n.accepted_at);
+                    counters
+                        .delivery_latency
+                        .observe(Duration::from_micros(waited).as_secs_f64());
                     tracing::info!(attempts, "delivered");
                     self.done(n).await;
                     return true;
@@ -302,6 +306,7 @@ impl Worker {
                 () = tokio::time::sleep(wait) => {}
                 () = stop.as_mut() => return false,
             }
+            bump(&counters.retries);
         }
     }
 

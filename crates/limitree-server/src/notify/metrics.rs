@@ -5,10 +5,15 @@
 //! data, not text, so whoever writes the Prometheus exposition decides its
 //! format in one place (`crate::http::metrics`).
 //!
+//! The delivery latency is a histogram (`prometheus_client`'s, a shared
+//! handle like the atomics); `crate::metrics::relay` renders all of it.
+//!
 //! Labels are webhook labels, never URLs (a URL is a secret), and never
 //! categories (a client could invent unboundedly many).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Counts of what became of every notification posted, and of digests.
 #[derive(Debug, Default)]
@@ -26,7 +31,7 @@ pub struct Counters {
 }
 
 /// One webhook's delivery outcomes; its worker is the only writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WebhookCounters {
     /// Slack answered 2xx.
     pub delivered: AtomicU64,
@@ -36,6 +41,30 @@ pub struct WebhookCounters {
     pub failed: AtomicU64,
     /// Given up: kept as a dead letter.
     pub dead_lettered: AtomicU64,
+    /// Calls made again after a 429 or a failure.
+    pub retries: AtomicU64,
+    /// Seconds from a notification's acceptance to Slack's 2xx for it, on the
+    /// relay's clock: queueing, pacing and retries included.
+    pub delivery_latency: Histogram,
+}
+
+/// Buckets of the delivery latency (seconds): pacing spaces messages a second
+/// apart by default and retries back off up to a minute, so they reach minutes.
+pub const DELIVERY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+impl Default for WebhookCounters {
+    fn default() -> Self {
+        WebhookCounters {
+            delivered: AtomicU64::default(),
+            rate_limited: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            dead_lettered: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            delivery_latency: Histogram::new(DELIVERY_BUCKETS),
+        }
+    }
 }
 
 /// The relay's counts at one moment, as plain values.
@@ -84,6 +113,8 @@ pub struct Deliveries {
     pub failed: u64,
     /// Given up.
     pub dead_lettered: u64,
+    /// Calls made again after a 429 or a failure.
+    pub retries: u64,
 }
 
 impl Counters {
@@ -111,6 +142,7 @@ impl WebhookCounters {
             rate_limited: load(&self.rate_limited),
             failed: load(&self.failed),
             dead_lettered: load(&self.dead_lettered),
+            retries: load(&self.retries),
         }
     }
 }

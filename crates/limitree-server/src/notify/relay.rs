@@ -126,6 +126,26 @@ impl Relay {
         self.shared.digests.pending()
     }
 
+    /// Per webhook (label, in route order), its delivery latency histogram:
+    /// a handle onto the one its worker records into.
+    pub fn delivery_latencies(
+        &self,
+    ) -> Vec<(String, prometheus_client::metrics::histogram::Histogram)> {
+        let shared = &self.shared;
+        shared
+            .routes
+            .webhooks()
+            .iter()
+            .zip(&shared.webhook_counters)
+            .map(|(webhook, counters)| {
+                (
+                    webhook.label().to_owned(),
+                    counters.delivery_latency.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// The counters now, as plain values (per webhook in route order).
     pub fn metrics(&self) -> Snapshot {
         let shared = &self.shared;

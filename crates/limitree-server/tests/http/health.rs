@@ -98,20 +98,13 @@ impl Store for DownStore {
 async fn a_failing_store_is_503_problem_json() {
     let config = Config::builtin();
     let limiter = Limiter::new(Arc::new(config.policy.clone()), Arc::new(DownStore));
-    let state = AppState {
-        checks: Arc::new(limitree_server::http::metrics::CheckCounters::new(
-            &config.policy,
-        )),
-        notify: Relay::new(
-            &config.notify,
-            limiter.clone(),
-            Arc::new(limitree::SystemClock::new()),
-            |_| None,
-        ),
-        rls: limitree_server::grpc::RateLimitServer::new(limiter.clone(), Default::default()),
-        limiter,
-        max_body_bytes: config.server.max_body_bytes,
-    };
+    let notify = Relay::new(
+        &config.notify,
+        limiter.clone(),
+        Arc::new(limitree::SystemClock::new()),
+        |_| None,
+    );
+    let state = AppState::new(&config, limiter, notify, Arc::default());
     let server = TestServer::with_state(state, &config).await;
 
     let ready = server

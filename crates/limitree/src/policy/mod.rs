@@ -149,6 +149,10 @@ pub struct Level {
     /// Cap on distinct buckets in one store (keyed levels). Values seen past the
     /// cap share one overflow bucket; see the README.
     pub max_buckets: usize,
+    /// Metrics keep this level's descriptor values (`detailed = true` in TOML,
+    /// `detailed_metric` in envoyproxy/ratelimit YAML). Only the server reads it;
+    /// it caps how many distinct values get a series of their own.
+    pub detailed: bool,
 }
 
 impl Level {

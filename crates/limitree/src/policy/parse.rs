@@ -39,6 +39,8 @@ struct RawLevel {
     required: Option<bool>,
     max_buckets: Option<i64>,
     #[serde(default)]
+    detailed: bool,
+    #[serde(default)]
     overrides: Vec<RawOverride>,
 }
 
@@ -375,6 +377,12 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
             "`max_buckets` needs `by` keys: a level without `by` has one bucket",
         );
     }
+    if raw.by.is_empty() && raw.detailed {
+        problems.push(
+            place,
+            "`detailed = true` needs `by` keys: a level without `by` has no values to show",
+        );
+    }
     if raw.by.is_empty() && !raw.overrides.is_empty() {
         problems.push(place, "`overrides` need `by` keys to match on");
     }
@@ -423,6 +431,7 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
         shadow: raw.shadow,
         required,
         max_buckets,
+        detailed: raw.detailed,
     })
 }
 

@@ -57,6 +57,21 @@ pub enum StoreError {
     Protocol(String),
 }
 
+impl StoreError {
+    /// The variant as a fixed, lower-case word (`unavailable`, `timeout`,
+    /// `timeout_connecting`, `unknown_tree`, `protocol`): a bounded label for
+    /// metrics, where the message itself (addresses, causes) would not be.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::TimeoutConnecting { .. } => "timeout_connecting",
+            StoreError::UnknownTree(_) => "unknown_tree",
+            StoreError::Protocol(_) => "protocol",
+        }
+    }
+}
+
 /// Shared bucket state that decides chains atomically.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Decides `chain` in `mode`, all-or-nothing: either every non-shadow

@@ -126,6 +126,9 @@ fn tree_of(domain: Domain, index: usize) -> Result<Tree, Vec<PolicyError>> {
 }
 
 fn level_of(rule: &Rule, by: Vec<String>, spec: crate::policy::LimitSpec) -> Level {
+    // A rule whose entries all have fixed values has one bucket: its values
+    // are in its name already.
+    let detailed = rule.detailed_metric && !by.is_empty();
     Level {
         name: rule.name.clone(),
         by,
@@ -134,6 +137,7 @@ fn level_of(rule: &Rule, by: Vec<String>, spec: crate::policy::LimitSpec) -> Lev
         shadow: rule.shadow,
         required: false,
         max_buckets: DEFAULT_MAX_BUCKETS,
+        detailed,
     }
 }
 
