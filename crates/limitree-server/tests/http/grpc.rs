@@ -14,7 +14,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::support::served::{Served, write_config};
 
-fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
+pub(crate) fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
     RateLimitDescriptor {
         entries: entries
             .iter()
@@ -27,7 +27,7 @@ fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
     }
 }
 
-fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
+pub(crate) fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
     RateLimitRequest {
         domain: domain.to_owned(),
         descriptors,
@@ -45,11 +45,11 @@ async fn channel(served: &Served) -> Channel {
         .expect("connects over h2c")
 }
 
-async fn client(served: &Served) -> RateLimitServiceClient<Channel> {
+pub(crate) async fn client(served: &Served) -> RateLimitServiceClient<Channel> {
     RateLimitServiceClient::new(channel(served).await)
 }
 
-async fn ask(
+pub(crate) async fn ask(
     client: &mut RateLimitServiceClient<Channel>,
     r: RateLimitRequest,
 ) -> RateLimitResponse {
@@ -60,7 +60,7 @@ async fn ask(
         .into_inner()
 }
 
-fn code(c: i32) -> Code {
+pub(crate) fn code(c: i32) -> Code {
     Code::try_from(c).expect("a known code")
 }
 
