@@ -619,6 +619,21 @@ mod tests {
         assert_eq!(tree.levels[1].spec.window, 1_800_000_000);
     }
 
+    #[test]
+    fn detailed_is_off_unless_asked() {
+        let p = Policy::from_toml_str(
+            &format!(
+                "{}[[trees.levels]]\nname = \"m\"\nby = [\"a\"]\nlimit = 1\nwindow = \"1s\"\ndetailed = true\n",
+                level("by = [\"a\"]\nlimit = 1\nwindow = \"1s\"")
+            ),
+            "limits.toml",
+        )
+        .unwrap();
+        let levels = &p.tree("t").unwrap().levels;
+        assert!(!levels[0].detailed);
+        assert!(levels[1].detailed);
+    }
+
     #[rstest]
     #[case::zero_limit("limit = 0\nwindow = \"1s\"", "`limit` is 0; it must be at least 1")]
     #[case::negative_limit("limit = -3\nwindow = \"1s\"", "`limit` is -3")]
@@ -643,6 +658,14 @@ mod tests {
     #[case::optional_global(
         "limit = 1\nwindow = \"1s\"\nrequired = false",
         "`required = false` needs `by` keys"
+    )]
+    #[case::detailed_global(
+        "limit = 1\nwindow = \"1s\"\ndetailed = true",
+        "`detailed = true` needs `by` keys"
+    )]
+    #[case::detailed_not_a_bool(
+        "limit = 1\nwindow = \"1s\"\nby = [\"a\"]\ndetailed = \"yes\"",
+        "detailed"
     )]
     #[case::duplicate_by(
         "limit = 1\nwindow = \"1s\"\nby = [\"a\", \"a\"]",

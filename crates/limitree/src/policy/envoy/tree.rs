@@ -232,6 +232,21 @@ descriptors:
     }
 
     #[test]
+    fn detailed_metric_marks_the_level_detailed() {
+        let yaml = "domain: d\ndescriptors:\n  - key: a\n    detailed_metric: true\n    rate_limit: {unit: second, requests_per_unit: 1}\n  - key: b\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
+        let domain = EnvoyConfig::from_yaml_str(yaml, "d.yaml").unwrap();
+        let policy = Policy::from_envoy_domains(vec![domain]).unwrap();
+        let detailed: Vec<(&str, bool)> = policy
+            .tree("d")
+            .unwrap()
+            .levels
+            .iter()
+            .map(|l| (l.name.as_str(), l.detailed))
+            .collect();
+        assert_eq!(detailed, [("a", true), ("b", false)]);
+    }
+
+    #[test]
     fn a_domain_given_twice_is_an_error() {
         let domain = EnvoyConfig::from_yaml_str(YAML, "a.yaml").unwrap();
         let err = Policy::from_envoy_domains(vec![domain.clone(), domain]).unwrap_err();
