@@ -601,3 +601,67 @@ fn metric_names(expr: &str) -> Vec<String> {
     }
     names
 }
+
+/// With Redis unreachable, each failed store call is counted by its kind,
+/// and the decisions `on_error` made are counted as `store_unavailable`.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn store_errors_are_counted_by_kind() {
+    let path = write_config(
+        &format!("metrics-down-{}.toml", rand_suffix()),
+        "[store]\ntimeout = \"100ms\"\non_error = \"allow\"\n",
+    );
+    let redis = format!("redis://127.0.0.1:{}", crate::support::free_port());
+    let served = Served::start_with_env(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--redis",
+            &redis,
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "off",
+        ],
+        &[("RUST_LOG", "warn,limitree_server::server=info")],
+    );
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let reply = post_check(
+            &http,
+            &served.base,
+            &json!({"descriptors": {"category": "errors"}}),
+        )
+        .await;
+        assert_eq!(reply["reason"], "store_unavailable");
+    }
+    let metrics = Exposition::scrape(&http, &served.base).await;
+    let errors: f64 = metrics
+        .all("limitree_store_errors_total")
+        .iter()
+        .filter(|s| s.labels["store"] == "redis")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(errors, 3.0, "one per failed call");
+    assert_eq!(
+        metrics.value(
+            "limitree_store_duration_seconds_count",
+            &[("store", "redis")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metrics.value(
+            "limitree_decisions_total",
+            &[("tree", "notifications"), ("reason", "store_unavailable")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metrics.value(
+            "limitree_store_errors_total",
+            &[("store", "redis"), ("error", "protocol")]
+        ),
+        0.0
+    );
+}
