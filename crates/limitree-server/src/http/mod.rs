@@ -92,7 +92,9 @@ impl AppState {
 /// `Router::layer`, which wraps every route in boxed layers of its own that are
 /// cloned, and allocated, on every request.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
+    // Routes go through `Routes::route` (as `Router::route`): the metrics
+    // layer labels requests with the same templates.
+    let (routes, http_metrics) = crate::metrics::http::Routes::default()
         .route("/v1/check", post(check::check).fallback(problem::post_only))
         .route(
             "/v1/notify",
@@ -105,17 +107,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz).fallback(problem::get_only))
         .route("/readyz", get(health::readyz).fallback(problem::get_only))
-        .fallback(problem::not_found)
-        // Every route and the fallback, so a new route is counted too; inside
-        // the router, where the matched route's template is known.
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.http_metrics),
-            crate::metrics::http::track,
-        ))
-        .with_state(state);
+        .finish(&state.http_metrics);
+    let routes = routes.fallback(problem::not_found).with_state(state);
     let service = tower::ServiceBuilder::new()
         // Outermost, so even a panic's response carries the request id.
         .layer(middleware::from_fn(request_id::track))
+        // Outside the panic catcher, so a panic's 500 is counted too.
+        .layer(http_metrics)
         .layer(CatchPanicLayer::custom(problem::panicked))
         .service(routes);
     Router::new().fallback_service(service)
