@@ -99,7 +99,7 @@ struct Families {
 pub struct DecisionMetrics {
     families: Families,
     /// Per tree of the start-up policy, in policy order.
-    trees: Vec<Arc<TreeSeries>>,
+    trees: Vec<TreeSeries>,
     /// Trees met later (after a reload), by name.
     later: Mutex<Vec<Arc<TreeSeries>>>,
     near_limit_ratio: f64,
@@ -186,7 +186,7 @@ impl DecisionMetrics {
         let trees = policy
             .trees()
             .iter()
-            .map(|tree| Arc::new(TreeSeries::new(&families, tree)))
+            .map(|tree| TreeSeries::new(&families, tree))
             .collect();
         DecisionMetrics {
             families,
@@ -199,7 +199,22 @@ impl DecisionMetrics {
 
     /// Counts `outcome`, the store's answer for `chain` in `mode`.
     pub fn record(&self, chain: &Chain<'_>, mode: Mode, outcome: &ChainOutcome) {
-        let series = self.series(chain.tree);
+        if let Some(series) = self.trees.get(chain.tree.index)
+            && series.matches(chain.tree)
+        {
+            return self.record_in(series, chain, mode, outcome);
+        }
+        let series = self.later(chain.tree);
+        self.record_in(&series, chain, mode, outcome);
+    }
+
+    fn record_in(
+        &self,
+        series: &TreeSeries,
+        chain: &Chain<'_>,
+        mode: Mode,
+        outcome: &ChainOutcome,
+    ) {
         let reason = reason_index(outcome.reason);
         let counter = match mode {
             Mode::Peek => &series.peeks,
@@ -232,13 +247,8 @@ impl DecisionMetrics {
         }
     }
 
-    /// The series of `tree`: the start-up policy's by index, else by name.
-    fn series(&self, tree: &Tree) -> Arc<TreeSeries> {
-        if let Some(series) = self.trees.get(tree.index)
-            && series.matches(tree)
-        {
-            return Arc::clone(series);
-        }
+    /// The series of a tree the start-up policy did not have, by name.
+    fn later(&self, tree: &Tree) -> Arc<TreeSeries> {
         let mut later = self.later.lock();
         if let Some(series) = later.iter().find(|s| s.matches(tree)) {
             return Arc::clone(series);
