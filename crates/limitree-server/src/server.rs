@@ -153,6 +153,7 @@ pub async fn run_with_grpc(
         "gRPC listening on {} (envoy.service.ratelimit.v3.RateLimitService, grpc.health.v1.Health)",
         grpc.local_addr()?
     );
+    let auth = crate::grpc::Authorize(state.auth.clone());
     let stop = CancellationToken::new();
     let http = async {
         let served = run(http, state, lifecycle, stop.clone().cancelled_owned()).await;
@@ -160,7 +161,7 @@ pub async fn run_with_grpc(
         served
     };
     let grpc = async {
-        let serving = crate::grpc::serve(grpc, service, stop.clone().cancelled_owned());
+        let serving = crate::grpc::serve(grpc, service, auth, stop.clone().cancelled_owned());
         let mut serving = std::pin::pin!(serving);
         let served = tokio::select! {
             served = &mut serving => served,
