@@ -35,8 +35,8 @@ fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequ
     }
 }
 
-/// An h2c channel to `served`'s gRPC listener.
-async fn channel(served: &Served) -> Channel {
+/// An h2c channel to `served`'s gRPC listener (the auth tests use it too).
+pub async fn channel(served: &Served) -> Channel {
     let addr = served.grpc.as_deref().expect("the gRPC listener is on");
     Channel::from_shared(format!("http://{addr}"))
         .unwrap()
