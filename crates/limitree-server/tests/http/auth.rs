@@ -54,9 +54,9 @@ impl Sent {
 /// a file (with the trailing newline an editor leaves), plus `extra` lines in
 /// `[server.auth]`.
 fn protected(name: &str, extra: &str, args: &[&str]) -> Served {
-    let token_file = write_config(&format!("{name}-admin-token"), &format!("{ADMIN}\n"));
+    let token_file = write_config(&format!("auth-{name}-admin-token"), &format!("{ADMIN}\n"));
     let config = write_config(
-        &format!("{name}.toml"),
+        &format!("auth-{name}.toml"),
         &format!(
             "[server.auth]\ncheck = [\"${{LIMITREE_TEST_CHECK}}\"]\nadmin = [\"file:{}\"]\n{extra}",
             token_file.display()
@@ -314,9 +314,9 @@ async fn grpc_calls_need_a_token_and_health_stays_open() {
 /// HTTP and gRPC, refused and let through.
 #[tokio::test]
 async fn tokens_never_appear_in_the_log() {
-    let token_file = write_config("log-admin-token", &format!("{ADMIN}\n"));
+    let token_file = write_config("auth-log-admin-token", &format!("{ADMIN}\n"));
     let config = write_config(
-        "log.toml",
+        "auth-log.toml",
         &format!(
             "[server.auth]\ncheck = [\"${{LIMITREE_TEST_CHECK}}\"]\nadmin = [\"file:{}\"]\nopen_metrics = false\n",
             token_file.display()
@@ -428,9 +428,9 @@ fn bad_tokens_stop_the_server_and_fail_the_check(#[case] auth: &str, #[case] exp
 /// `config check` says where tokens come from, never what they are.
 #[test]
 fn config_check_names_the_token_sources() {
-    let token_file = write_config("describe-admin-token", &format!("{ADMIN}\n"));
+    let token_file = write_config("auth-describe-admin-token", &format!("{ADMIN}\n"));
     let config = write_config(
-        "describe.toml",
+        "auth-describe.toml",
         &format!(
             "[server.auth]\ncheck = [\"${{LIMITREE_TEST_CHECK}}\"]\nadmin = [\"file:{}\"]\n",
             token_file.display()
