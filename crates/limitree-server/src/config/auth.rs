@@ -13,7 +13,7 @@
 //! dropped). A token in the config text would be shared with the file, so it
 //! is refused, and no message ever repeats what was written there.
 //!
-//! Parsing ([`AuthConfig::parse`]) only reads the names; [`AuthConfig::resolve`]
+//! Parsing only reads the names; [`AuthConfig::resolve`]
 //! reads the variables and files when the server starts (and in `config
 //! check`), and an unset variable or unreadable file is an error there,
 //! placed at its key like any other config error.
