@@ -3,6 +3,7 @@
 
 pub mod policy;
 pub mod poll;
+pub mod rls;
 pub mod served;
 pub mod server;
 pub mod slack;
