@@ -1,6 +1,7 @@
 //! What the test modules share, one thing in one place (see the list in
 //! `main.rs`).
 
+pub mod certs;
 pub mod policy;
 pub mod poll;
 pub mod rls;
