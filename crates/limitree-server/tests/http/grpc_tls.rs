@@ -133,6 +133,22 @@ async fn grpc_over_tls_answers_a_client_trusting_the_ca_and_no_other(#[case] tol
     // Neither refused client was charged anything.
     let r = ask(&mut client, errors()).await;
     assert_eq!(r.statuses[0].limit_remaining, 8);
+
+    // `config check` says the listener is TLS and with which files.
+    if let Told::Toml = told {
+        let out = Command::new(BIN)
+            .args(["config", "check", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!(
+                "grpc 127.0.0.1:8081 (TLS: cert {cert}, key {key})"
+            )),
+            "{stdout}"
+        );
+    }
 }
 
 /// What a broken `grpc_tls` makes of `config check` and `serve`: exit 64,
