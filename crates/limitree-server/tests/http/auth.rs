@@ -18,7 +18,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::grpc::channel;
+use crate::support::rls::channel;
 use crate::support::served::{BIN, Served, text, write_config};
 
 /// The check token, passed to the server in `LIMITREE_TEST_CHECK`.
