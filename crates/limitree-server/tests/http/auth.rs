@@ -18,7 +18,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::support::rls::channel;
+use crate::support::certs::make_certificates;
+use crate::support::rls::{channel, grpc_addr};
 use crate::support::served::{BIN, Served, text, write_config};
 
 /// The check token, passed to the server in `LIMITREE_TEST_CHECK`.
@@ -307,6 +308,58 @@ async fn grpc_calls_need_a_token_and_health_stays_open() {
         .into_inner()
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
+}
+
+/// Tokens over gRPC with TLS (`[server] grpc_tls`), where a bearer token
+/// cannot be read off the wire: the same refusals and grants as over h2c.
+#[tokio::test]
+async fn grpc_over_tls_checks_tokens_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_certificates(dir.path(), "auth-tls", "auth-tls");
+    let config = write_config(
+        "auth-tls.toml",
+        &format!(
+            "[server]\ngrpc_tls = {{ cert = {:?}, key = {:?} }}\n[server.auth]\ncheck = [\"${{LIMITREE_TEST_CHECK}}\"]\n",
+            files.cert.to_str().unwrap(),
+            files.key.to_str().unwrap()
+        ),
+    );
+    let served = Served::start_with_env(
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[("LIMITREE_TEST_CHECK", CHECK)],
+    );
+    let ca = tonic::transport::Certificate::from_pem(std::fs::read(&files.ca).unwrap());
+    let channel = tonic::transport::Channel::from_shared(format!("https://{}", grpc_addr(&served)))
+        .unwrap()
+        .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(ca))
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection");
+    let mut client = RateLimitServiceClient::new(channel);
+    for sent in [Sent::Nothing, Sent::Wrong, Sent::Check] {
+        let mut request = tonic::Request::new(rls_request());
+        if let Some(token) = sent.token() {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        match client.should_rate_limit(request).await {
+            Ok(answer) => {
+                assert_eq!(sent, Sent::Check);
+                assert_eq!(answer.into_inner().overall_code, Code::Ok as i32);
+            }
+            Err(status) => {
+                assert_ne!(sent, Sent::Check, "{status:?}");
+                assert_eq!(status.code(), tonic::Code::Unauthenticated, "{sent:?}");
+            }
+        }
+    }
 }
 
 /// No token (right or wrong) appears anywhere in the server's log, even at
