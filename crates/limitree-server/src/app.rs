@@ -42,6 +42,10 @@ pub struct App {
 /// config file and the section, and holds no password.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// A `[server.auth]` token could not be read (an unset `${VAR}`, an
+    /// unreadable `file:`); each message names its key, never a value.
+    #[error("{}", .0.join("\n"))]
+    Auth(Vec<String>),
     /// The store refused the `[store]` settings.
     #[error("{config}: [store]: {reason}")]
     Store {
@@ -94,13 +98,17 @@ impl App {
             config.server.detailed_max_values,
         );
         let store = Arc::new(CountedStore::new(store, Arc::new(decisions)));
+        let auth = match &config.server.auth {
+            None => None,
+            Some(auth) => Some(Arc::new(auth.resolve(&env).map_err(AppError::Auth)?)),
+        };
         let limiter = Limiter::new(policy, store);
         let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
         if let Some(redis) = &redis {
             use_redis_outbox(&notify, redis);
         }
         Ok(App {
-            state: AppState::new(config, limiter, notify, metrics),
+            state: AppState::new(config, limiter, notify, metrics, auth),
             lifecycle: Lifecycle::from(&config.server),
         })
     }

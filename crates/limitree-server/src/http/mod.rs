@@ -1,5 +1,6 @@
 //! The HTTP JSON API: one module per endpoint, one for headers, one for errors.
 //!
+//! - [`auth`]: the scope each path needs (`[server.auth]`), 401/403 before routing.
 //! - [`body`]: Content-Type, size cap and JSON parsing shared by the POST endpoints.
 //! - [`check`]: `POST /v1/check`.
 //! - [`notify`]: `POST /v1/notify` (the Slack relay).
@@ -11,6 +12,7 @@
 //! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
 //! - [`rls_json`]: `POST /json`, envoyproxy/ratelimit's HTTP bridge (proto3 JSON).
 
+pub mod auth;
 pub mod body;
 pub mod check;
 pub mod headers;
@@ -52,10 +54,12 @@ pub struct AppState {
     pub http_metrics: Arc<crate::metrics::http::HttpMetrics>,
     /// Envoy's `ShouldRateLimit`: served over gRPC, and over HTTP at `POST /json`.
     pub rls: crate::grpc::RateLimitServer,
+    /// `[server.auth]`'s tokens; `None`: every endpoint is open.
+    pub auth: Option<Arc<crate::auth::Tokens>>,
 }
 
 impl AppState {
-    /// The state for `config` around `limiter` and `notify`, registering the
+    /// The state for `config` around `limiter`, `notify` and `auth`'s tokens, registering the
     /// handlers' own families (checks, HTTP responses, connections, the rate
     /// limit service, the relay) in `metrics`. The store's families are
     /// registered by whoever wraps the store ([`crate::app::App::build`]).
@@ -64,6 +68,7 @@ impl AppState {
         limiter: Limiter,
         notify: Relay,
         metrics: Arc<crate::metrics::Metrics>,
+        auth: Option<Arc<crate::auth::Tokens>>,
     ) -> AppState {
         let rls = crate::grpc::RateLimitServer::new(limiter.clone(), config.server.unknown_domain)
             .with_headers(config.server.rls_headers);
@@ -79,6 +84,7 @@ impl AppState {
             notify,
             rls,
             limiter,
+            auth,
             max_body_bytes: config.server.max_body_bytes,
         }
     }
@@ -91,7 +97,12 @@ impl AppState {
 /// one service (the outer router's only fallback), rather than through
 /// `Router::layer`, which wraps every route in boxed layers of its own that are
 /// cloned, and allocated, on every request.
+///
+/// With `[server.auth]`, the token check sits inside the request-id layer (so
+/// a 401 carries the id and is logged in the request's span) and before the
+/// routes, so it answers for unknown paths too ([`auth`] says why).
 pub fn router(state: AppState) -> Router {
+    let auth = state.auth.clone();
     // Routes go through `Routes::route` (as `Router::route`): the metrics
     // layer labels requests with the same templates.
     let (routes, http_metrics) = crate::metrics::http::Routes::default()
@@ -115,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         // Outside the panic catcher, so a panic's 500 is counted too.
         .layer(http_metrics)
         .layer(CatchPanicLayer::custom(problem::panicked))
+        .option_layer(auth.map(|tokens| middleware::from_fn_with_state(tokens, auth::require)))
         .service(routes);
     Router::new().fallback_service(service)
 }

@@ -104,7 +104,7 @@ async fn a_failing_store_is_503_problem_json() {
         Arc::new(limitree::SystemClock::new()),
         |_| None,
     );
-    let state = AppState::new(&config, limiter, notify, Arc::default());
+    let state = AppState::new(&config, limiter, notify, Arc::default(), None);
     let server = TestServer::with_state(state, &config).await;
 
     let ready = server

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::grpc::{ask, client, code, descriptor, request};
 use crate::support::exposition::Exposition;
 use crate::support::poll::{SOON, eventually};
+use crate::support::rls::{ask, client, code, descriptor, request};
 use crate::support::served::{Served, write_config};
 use crate::support::slack::{Recorder, hook_url, mock_slack, slack_ok};
 
