@@ -167,6 +167,38 @@ pub struct Chain<'a> {
     pub blocked: Vec<BlockedRule>,
 }
 
+impl<'a> Chain<'a> {
+    /// The chain of one bucket: level `level_index` of `tree` with `values`
+    /// (one per `by` key, in order; none for a global level), costing
+    /// nothing — what the introspection API peeks at and resets
+    /// ([`crate::inspect`]). Values are checked as a request's are.
+    pub fn one_bucket(
+        tree: &'a Tree,
+        level_index: usize,
+        values: &[&'a str],
+    ) -> Result<Chain<'a>, ChainError> {
+        let level = &tree.levels[level_index];
+        let mut checked = ArrayVec::new();
+        for (key, value) in level.by.iter().zip(values) {
+            checked.push(check_value(key, value)?);
+        }
+        let mut buckets = ArrayVec::new();
+        buckets.push(Bucket {
+            level_index,
+            level,
+            spec: level.spec_for(&checked),
+            overridden: level.override_for(&checked).is_some(),
+            values: checked,
+            cost: 0,
+        });
+        Ok(Chain {
+            tree,
+            buckets,
+            blocked: Vec::new(),
+        })
+    }
+}
+
 impl Chain<'_> {
     /// Whether a blocking rule denies the chain in `mode` (nothing is then
     /// charged anywhere).

@@ -29,7 +29,7 @@ use arrayvec::ArrayVec;
 use hashbrown::{Equivalent, HashMap};
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use super::{BoxFuture, Store, StoreError};
+use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
@@ -361,6 +361,81 @@ impl Store for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<ScannedBuckets, StoreError>> {
+        Box::pin(std::future::ready(self.scan_level(scan)))
+    }
+
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(std::future::ready(self.reset_chain(chain)))
+    }
+}
+
+impl MemoryStore {
+    /// The tree's levels, if this store was built for it.
+    fn levels_of(&self, tree: &crate::policy::Tree) -> Result<&[LevelBuckets], StoreError> {
+        match self.trees.get(tree.index) {
+            Some((name, levels)) if *name == tree.name => Ok(levels),
+            _ => Err(StoreError::UnknownTree(tree.name.clone())),
+        }
+    }
+
+    /// [`Store::scan_buckets`]: the level's map under its read lock, so a
+    /// scan holds off new buckets of that level (not decisions on existing
+    /// ones) for as long as it takes to copy at most `max_buckets` keys.
+    fn scan_level(&self, scan: BucketScan<'_>) -> Result<ScannedBuckets, StoreError> {
+        let levels = self.levels_of(scan.tree)?;
+        match levels.get(scan.level_index) {
+            None => Err(StoreError::UnknownTree(scan.tree.name.clone())),
+            Some(LevelBuckets::Global(_)) => Ok(ScannedBuckets {
+                buckets: vec![Vec::new()],
+                truncated: false,
+            }),
+            Some(LevelBuckets::Keyed(k)) => {
+                let map = k.buckets.read();
+                let mut matching = map.keys().filter(|key| match scan.prefix {
+                    None => true,
+                    Some(prefix) => key.0.first().is_some_and(|v| v.starts_with(prefix)),
+                });
+                let buckets: Vec<Vec<String>> = matching
+                    .by_ref()
+                    .take(scan.max_buckets)
+                    .map(|key| key.0.iter().map(|v| v.to_string()).collect())
+                    .collect();
+                let truncated = matching.next().is_some();
+                Ok(ScannedBuckets { buckets, truncated })
+            }
+        }
+    }
+
+    /// [`Store::reset`]: a keyed bucket is removed from its level's map
+    /// (under the write lock, so nobody is using it), a global one set fresh.
+    /// A bucket counts as reset if it held live state (it was not idle), as
+    /// a Redis key exists only until its state goes idle.
+    pub fn reset_chain(&self, chain: &Chain<'_>) -> Result<usize, StoreError> {
+        let levels = self.levels_of(chain.tree)?;
+        let now = self.clock.now();
+        let mut reset = 0;
+        for bucket in &chain.buckets {
+            let live = |state: &BucketState| algo::idle_at(state, bucket.spec) > now;
+            match levels.get(bucket.level_index) {
+                None => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+                Some(LevelBuckets::Global(state)) => {
+                    let fresh = BucketState::fresh(bucket.level.spec.algorithm);
+                    let old = std::mem::replace(&mut *state.lock(), fresh);
+                    reset += usize::from(live(&old));
+                }
+                Some(LevelBuckets::Keyed(k)) => {
+                    let removed = k.buckets.write().remove(&KeyRef(&bucket.values));
+                    reset += usize::from(removed.is_some_and(|s| live(&s.into_inner())));
+                }
+            }
+        }
+        Ok(reset)
     }
 }
 
