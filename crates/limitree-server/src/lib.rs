@@ -29,6 +29,8 @@
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,
 //!   paced delivery with retries and dead letters, suppression digests, the
 //!   outbox (a file, or a Redis stream with the Redis store).
+//! - [`denials`]: recent denials and a count per level, fed by every API
+//!   that decides, shown by the status page.
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
@@ -57,6 +59,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod denials;
 pub mod grpc;
 pub mod http;
 pub mod listener;

@@ -37,6 +37,7 @@ mod errors;
 mod framing;
 mod grpc;
 mod health;
+mod introspect;
 mod notify;
 #[cfg(feature = "redis")]
 mod notify_redis;
