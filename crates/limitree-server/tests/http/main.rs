@@ -57,4 +57,5 @@ mod redis_support;
 #[cfg(feature = "redis")]
 mod redis_tls;
 mod shutdown;
+mod status_page;
 mod support;
