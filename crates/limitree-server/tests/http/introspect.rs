@@ -456,3 +456,42 @@ async fn an_envoy_domain_shows_its_rules() {
     assert_eq!(rules.len(), 1, "{policy}");
     assert!(rules[0].as_str().unwrap().contains("ip"), "{policy}");
 }
+
+/// A denial answered over `POST /json` (Envoy's HTTP bridge, the gRPC
+/// service's own code path) reaches the status page's ring and counters.
+#[tokio::test]
+async fn rate_limit_service_denials_are_recorded_for_the_status_page() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("d.yaml"),
+        "domain: d\ndescriptors:\n  - key: ip\n    rate_limit:\n      unit: minute\n      requests_per_unit: 1\n",
+    )
+    .unwrap();
+    let server = TestServer::with_config(Config::load(dir.path()).unwrap()).await;
+    let call =
+        json!({"domain": "d", "descriptors": [{"entries": [{"key": "ip", "value": "10.0.0.1"}]}]});
+    let codes: Vec<u16> = futures_util::future::join_all((0..2).map(|_| async {
+        server
+            .client
+            .post(server.url("/json"))
+            .json(&call)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }))
+    .await;
+    let mut codes = codes;
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 429]);
+    let (_, status) = get(&server, "/v1/status").await;
+    let denial = &status["denials"][0];
+    assert_eq!(denial["source"], "rls", "{status}");
+    assert_eq!(denial["tree"], "d");
+    assert_eq!(denial["reason"], "limited");
+    let level = &status["trees"][0]["levels"][0];
+    assert_eq!(level["denied"], 1, "{status}");
+    assert_eq!(denial["levels"][0]["level"], level["name"]);
+    assert_eq!(level["buckets"][0]["used"], 1, "{status}");
+}
