@@ -114,6 +114,7 @@ async fn a_failing_store_is_503_problem_json() {
             Arc::new(limitree::SystemClock::new()),
         ),
         limiter,
+        auth: None,
         max_body_bytes: config.server.max_body_bytes,
     };
     let server = TestServer::with_state(state, &config).await;
