@@ -398,6 +398,7 @@ mod tests {
             allowed,
             retry_after: retry,
             shadow: false,
+            share: None,
         }
     }
 

@@ -13,7 +13,7 @@ use super::error::{MAX_ECHO, Step, cut};
 use super::{
     Algorithm, DEFAULT_MAX_BUCKETS, Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, MAX_LIMIT,
     MAX_WINDOW, MIN_WINDOW, Override, Policy, PolicyError, PolicyErrors, SLIDING_LOG_WARN_LIMIT,
-    Selection, TomlDocument, Tree, format_duration, parse_duration,
+    Selection, Shares, TomlDocument, Tree, format_duration, parse_duration,
 };
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +40,9 @@ struct RawLevel {
     max_buckets: Option<i64>,
     #[serde(default)]
     overrides: Vec<RawOverride>,
+    /// Fair sharing: value → units of the parent's limit guaranteed to it.
+    #[serde(default)]
+    shares: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +52,7 @@ struct RawOverride {
     limit: Option<i64>,
     window: Option<toml::Value>,
     burst: Option<i64>,
+    guaranteed: Option<i64>,
 }
 
 pub(super) fn parse_document(text: &str, source: &str) -> Result<Policy, PolicyErrors> {
@@ -228,6 +232,7 @@ fn validate<'a>(
             );
         }
         let mut level_names = HashSet::new();
+        let raw_level_count = raw.levels.len();
         let mut levels = Vec::with_capacity(raw.levels.len());
         for (level_index, raw_level) in raw.levels.into_iter().enumerate() {
             if left_out(failed, index, Some(level_index)) {
@@ -261,11 +266,19 @@ fn validate<'a>(
                 levels.push(level);
             }
         }
+        // Shares bind two levels: checked once every level is valid (a
+        // missing one would shift the parent).
+        let shares = if levels.len() == raw_level_count {
+            validate_shares(&levels, index, &raw.name, &place, &mut problems)
+        } else {
+            None
+        };
         trees.push(Tree {
             name: raw.name,
             levels,
             index,
             selection: Selection::Native,
+            shares,
         });
     }
     if problems.errors.is_empty() {
@@ -378,6 +391,17 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
     if raw.by.is_empty() && !raw.overrides.is_empty() {
         problems.push(place, "`overrides` need `by` keys to match on");
     }
+    if !raw.shares.is_empty() && raw.by.len() != 1 {
+        problems.push_key(
+            place,
+            "shares",
+            format!(
+                "`shares` name values of one `by` key, but this level has {}; use \
+                 `guaranteed = N` inside an `overrides` entry instead",
+                raw.by.len()
+            ),
+        );
+    }
     let max_buckets = match raw.max_buckets {
         None => DEFAULT_MAX_BUCKETS,
         Some(n) => positive(n, "max_buckets", place, problems).map_or(DEFAULT_MAX_BUCKETS, |n| {
@@ -411,6 +435,29 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
                 problems.push(&oplace, "matches the same values as an earlier override");
             }
             overrides.push(o);
+        }
+    }
+    if raw.by.len() == 1 {
+        for (value, n) in &raw.shares {
+            let Some(guaranteed) = positive(*n, "shares", place, problems) else {
+                continue;
+            };
+            match overrides.iter_mut().find(|o| o.values == [value.clone()]) {
+                Some(o) if o.guaranteed.is_some() => problems.push_key(
+                    place,
+                    "shares",
+                    format!(
+                        "`{}` has a guarantee both in `shares` and in `overrides`; keep one",
+                        cut(value, MAX_ECHO)
+                    ),
+                ),
+                Some(o) => o.guaranteed = Some(guaranteed),
+                None => overrides.push(Override {
+                    values: vec![value.clone()],
+                    spec,
+                    guaranteed: Some(guaranteed),
+                }),
+            }
         }
     }
 
@@ -476,7 +523,118 @@ fn validate_override(
         burst,
     };
     check_spec(&spec, place, problems);
-    (values.len() == by.len()).then_some(Override { values, spec })
+    let guaranteed = match raw.guaranteed {
+        Some(n) => Some(positive(n, "guaranteed", place, problems)?),
+        None => None,
+    };
+    (values.len() == by.len()).then_some(Override {
+        values,
+        spec,
+        guaranteed,
+    })
+}
+
+/// The tree's [`Shares`], if a level gives guarantees: the level directly
+/// above it must be a global, non-shadow level whose limit holds the sum of
+/// the guarantees, and at most one level of a tree may give them.
+fn validate_shares(
+    levels: &[Level],
+    tree_index: usize,
+    tree_name: &str,
+    place: &str,
+    problems: &mut Problems<'_>,
+) -> Option<Shares> {
+    let mut found: Option<Shares> = None;
+    for (child, level) in levels.iter().enumerate() {
+        let guarantees: Vec<(Vec<String>, u64)> = level
+            .overrides
+            .iter()
+            .filter_map(|o| Some((o.values.clone(), o.guaranteed?)))
+            .collect();
+        if guarantees.is_empty() {
+            continue;
+        }
+        problems.at = tree_path(tree_index, tree_name);
+        problems.at.extend([
+            Step::Key("levels".to_owned()),
+            Step::Index {
+                index: child,
+                name: Some(level.name.clone()),
+            },
+        ]);
+        let level_place = format!("{place}, level `{}`", level.name);
+        let Some(parent) = child.checked_sub(1).map(|p| &levels[p]) else {
+            problems.push(
+                &level_place,
+                "gives guaranteed shares, but it is the root level: a share is part of the \
+                 level directly above; move the level below a global one",
+            );
+            continue;
+        };
+        if !parent.is_global() {
+            problems.push(
+                &level_place,
+                format!(
+                    "gives guaranteed shares of level `{}`, which has `by` keys; the level \
+                     directly above a level with shares must be global (no `by`)",
+                    parent.name
+                ),
+            );
+            continue;
+        }
+        if parent.shadow {
+            problems.push(
+                &level_place,
+                format!(
+                    "gives guaranteed shares of level `{}`, a shadow level (it never denies, so \
+                     there is nothing to share); remove `shadow` there or the shares here",
+                    parent.name
+                ),
+            );
+            continue;
+        }
+        let reserved: u64 = guarantees.iter().map(|(_, g)| g).sum();
+        if reserved > parent.spec.limit {
+            problems.push(
+                &level_place,
+                format!(
+                    "the guaranteed shares sum to {reserved}, more than the {} of level `{}` \
+                     they are part of; lower them so they sum to at most {}",
+                    parent.spec.limit, parent.name, parent.spec.limit
+                ),
+            );
+            continue;
+        }
+        if found.is_some() {
+            problems.push(
+                &level_place,
+                "gives guaranteed shares too; only one level of a tree may give them",
+            );
+            continue;
+        }
+        let shares = Shares::split(child - 1, child, &parent.spec, guarantees);
+        for part in &shares.parts {
+            if part.spec.capacity() == 0 {
+                problems.push(
+                    &level_place,
+                    format!(
+                        "the guarantee of {} for `{}` is less than one unit of the gcra burst {} \
+                         of level `{}` (limit {}); raise it to at least {}",
+                        part.guaranteed,
+                        cut(&part.values.join(","), MAX_ECHO),
+                        parent.spec.burst,
+                        parent.name,
+                        parent.spec.limit,
+                        parent.spec.limit.div_ceil(parent.spec.burst.max(1)),
+                    ),
+                );
+            }
+            check_spec(&part.spec, &level_place, problems);
+        }
+        check_spec(&shares.pool, &level_place, problems);
+        found = Some(shares);
+    }
+    found
 }
 
 fn positive(n: i64, field: &str, place: &str, problems: &mut Problems<'_>) -> Option<u64> {

@@ -619,7 +619,7 @@ pub(super) fn decode_outcome(
         )));
     }
     // No overflow bucket in Redis (see the module docs of `redis`).
-    let (outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts);
+    let (outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts, None);
     if charge != charged {
         // Cannot happen unless decide.lua and combine disagree: say so loudly
         // rather than hand back an answer that does not match what was recorded.
