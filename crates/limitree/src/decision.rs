@@ -492,3 +492,41 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    /// [`share_retry`] against the definition, by brute force: the earliest
+    /// wait at which some split of `cost` fits both parts.
+    #[rstest]
+    #[case::guarantee_fast(3, 10, 4, 5, 1)]
+    #[case::pool_fast(1, 3, 10, 6, 0)]
+    #[case::both_empty(0, 0, 5, 5, 0)]
+    #[case::no_room_in_the_guarantee(0, 7, 0, 4, 2)]
+    fn share_retry_is_the_earliest_split(
+        #[case] ga: u64,
+        #[case] gstep: u64,
+        #[case] pa: u64,
+        #[case] pstep: u64,
+        #[case] offset: u64,
+    ) {
+        let (gcap, pcap) = (6u64, 5u64);
+        // Each part frees one unit every `step` µs after `offset`.
+        let g_wait = |k: u64| offset + (k - ga) * gstep;
+        let p_wait = |k: u64| (k - pa) * pstep;
+        for cost in (ga + pa + 1)..=(gcap + pcap) {
+            let wg = |k: u64| if k <= ga { 0 } else { g_wait(k) };
+            let wp = |k: u64| if k <= pa { 0 } else { p_wait(k) };
+            let brute = (0..=gcap.min(cost))
+                .filter(|k| cost - k <= pcap)
+                .map(|k| wg(k).max(wp(cost - k)))
+                .min()
+                .unwrap();
+            let got = share_retry(cost, Some((ga, gcap, &g_wait)), (pa, pcap, &p_wait));
+            assert_eq!(got, brute, "cost {cost}");
+        }
+    }
+}

@@ -935,6 +935,90 @@ window = "1s"
         assert_eq!(level.spec_for(&["other"]).limit, 10);
     }
 
+    fn two_levels(parent: &str, child: &str) -> String {
+        format!(
+            "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nwindow = \"30m\"\n{parent}\n\
+             [[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = 10\nwindow = \"30m\"\n{child}\n"
+        )
+    }
+
+    #[rstest]
+    #[case::more_than_the_parent(
+        "limit = 10",
+        "shares = { a = 6, b = 5 }",
+        "f.toml: line 7, column 1: trees[t].levels[category]: the guaranteed shares sum to 11, more than the 10 \
+         of level `global` they are part of; lower them so they sum to at most 10"
+    )]
+    #[case::shadow_parent("limit = 10\nshadow = true", "shares = { a = 1 }", "a shadow level")]
+    #[case::keyed_parent(
+        "limit = 10\nby = [\"tenant\"]",
+        "shares = { a = 1 }",
+        "which has `by` keys"
+    )]
+    #[case::zero_share(
+        "limit = 10",
+        "shares = { a = 0 }",
+        "`shares` is 0; it must be at least 1"
+    )]
+    #[case::twice(
+        "limit = 10",
+        "shares = { a = 1 }\noverrides = [{ when = { category = \"a\" }, guaranteed = 2 }]",
+        "`a` has a guarantee both in `shares` and in `overrides`"
+    )]
+    #[case::less_than_a_burst_unit(
+        "limit = 10\nalgorithm = \"gcra\"\nburst = 2",
+        "algorithm = \"gcra\"\nshares = { a = 4 }",
+        "the guarantee of 4 for `a` is less than one unit of the gcra burst 2"
+    )]
+    fn rejects_shares(#[case] parent: &str, #[case] child: &str, #[case] expected: &str) {
+        let err = Policy::from_toml_str(&two_levels(parent, child), "f.toml").unwrap_err();
+        let messages: Vec<String> = err.errors().iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{expected:?} not in {messages:#?}"
+        );
+    }
+
+    #[test]
+    fn a_root_level_has_nothing_to_share() {
+        let err = Policy::from_toml_str(
+            &level("by = [\"c\"]\nlimit = 5\nwindow = \"1s\"\nshares = { a = 1 }"),
+            "f",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("it is the root level"), "{err}");
+    }
+
+    #[test]
+    fn shares_split_the_parent_into_guarantees_and_a_pool() {
+        let text = two_levels(
+            "limit = 100\nalgorithm = \"gcra\"\nburst = 50",
+            "algorithm = \"gcra\"\nshares = { errors = 4, warnings = 6 }\n\
+             overrides = [{ when = { category = \"info\" }, limit = 3, guaranteed = 10 }]",
+        );
+        let p = Policy::from_toml_str(&text, "f").unwrap();
+        let shares = p.trees()[0].shares.as_ref().unwrap();
+        assert_eq!((shares.parent, shares.child, shares.reserved), (0, 1, 20));
+        let parts: Vec<(String, u64, u64, u64)> = shares
+            .parts
+            .iter()
+            .map(|p| (p.values.join(","), p.guaranteed, p.spec.limit, p.spec.burst))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("info".to_owned(), 10, 10, 5),
+                ("errors".to_owned(), 4, 4, 2),
+                ("warnings".to_owned(), 6, 6, 3)
+            ]
+        );
+        assert_eq!((shares.pool.limit, shares.pool.burst), (80, 40));
+        // A guaranteed value keeps its ceiling: the level's, or its override's.
+        let level = &p.trees()[0].levels[1];
+        assert_eq!(level.spec_for(&["errors"]).limit, 10);
+        assert_eq!(level.spec_for(&["info"]).limit, 3);
+    }
+
     #[test]
     fn warns_about_large_sliding_logs() {
         let p = Policy::from_toml_str(&level("limit = 50000\nwindow = \"1h\""), "f").unwrap();

@@ -972,6 +972,7 @@ mod tests {
     ) {
         let spec = spec(algorithm, 10, 1_000_000);
         let record = LevelRecord {
+            guarantee: &[],
             flags,
             state: &state,
             retry: None,
@@ -1010,6 +1011,7 @@ mod tests {
     ) {
         let spec = spec(algorithm, 10, 1_000_000);
         let record = LevelRecord {
+            guarantee: &[],
             flags,
             state: &state,
             retry: None,
