@@ -50,7 +50,10 @@ fn schedule() -> Vec<(u64, usize)> {
     }
     let quiet = QUIET_REQUESTS * 10;
     for i in 0..quiet {
-        events.push((20 * MINUTE + i as u64 * 9 * MINUTE / quiet as u64, 10 + i % 10));
+        events.push((
+            20 * MINUTE + i as u64 * 9 * MINUTE / quiet as u64,
+            10 + i % 10,
+        ));
     }
     events
 }
@@ -137,7 +140,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| category | sent | strict | shares |");
     println!("|---|---|---|---|");
     for c in 0..CATEGORIES {
-        let sent = if c < 10 { NOISY_REQUESTS } else { QUIET_REQUESTS };
+        let sent = if c < 10 {
+            NOISY_REQUESTS
+        } else {
+            QUIET_REQUESTS
+        };
         println!("| c{c:02} | {sent} | {} | {} |", strict[c], shared[c]);
     }
     let total = |v: &[u64]| v.iter().sum::<u64>();
