@@ -59,8 +59,10 @@ pub struct LevelReply {
     pub pool_remaining: Option<u64>,
 }
 
-/// A child level's guarantee, as a [`LevelReply`] shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A child level's guarantee, as a [`LevelReply`] shows it. Read tolerantly
+/// (a missing field is 0), as the rest of the reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ShareReply {
     /// The value's guaranteed units of the parent (0: it only borrows).
     pub guaranteed: u64,
