@@ -542,12 +542,20 @@ local function share_retry(cost, ga, gcap, g_wait, pa, pcap, p_wait)
   return math.min(at, wp(cost - (a - 1)))
 end
 
+-- Per key index: how many times the batch charged it (a shared parent's memo
+-- below is valid while neither of its parts changed).
+local charges = {}
+-- A shared parent's last evaluation per (pool, guarantee) pair: the probe,
+-- the parts' charge counts it saw, and its results. In a saturated batch most
+-- decisions see parts no earlier decision charged.
+local shared_memo = {}
+
 -- A shared parent (fair sharing, decision.rs `share_verdict`): the pool kp
 -- and the request's guarantee kg (0: none), evaluated for `probe` together —
 -- room iff guarantee plus pool can take it, the guarantee giving first.
 -- Returns allowed, what the guarantee and the pool would give, and the
--- level's record. Not memoised: it is one level of a chain.
-local function evaluate_shared(kp, kg, probe)
+-- level's record.
+local function evaluate_shared_now(kp, kg, probe)
   local pspec = bucket_spec[kp]
   local alg = pspec.alg
   local sp = load(kp)
@@ -579,6 +587,18 @@ local function evaluate_shared(kp, kg, probe)
   return allowed, from_g, probe - from_g, record
 end
 
+local function evaluate_shared(kp, kg, probe)
+  local id = kp * 65536 + kg
+  local m = shared_memo[id]
+  local cp, cg = charges[kp] or 0, charges[kg] or 0
+  if m and m[1] == probe and m[2] == cp and m[3] == cg then
+    return m[4], m[5], m[6], m[7]
+  end
+  local allowed, from_g, from_p, record = evaluate_shared_now(kp, kg, probe)
+  shared_memo[id] = { probe, cp, cg, allowed, from_g, from_p, record }
+  return allowed, from_g, from_p, record
+end
+
 -- Charges bucket k with `cost` and saves it, with a TTL until it goes idle.
 local function charge(k, cost)
   local spec = bucket_spec[k]
@@ -586,6 +606,7 @@ local function charge(k, cost)
   local s = alg.charge(states[k], now, limits, cost)
   states[k] = s
   memo_probe[k] = nil -- its state changed
+  charges[k] = (charges[k] or 0) + 1
   local ttl = nil
   local idle_in = alg.idle_at(s, limits) - now
   if idle_in > 0 or slack > 0 then
