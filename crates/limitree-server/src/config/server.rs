@@ -5,6 +5,7 @@
 //! [server]
 //! http = "127.0.0.1:8080"     # where to listen
 //! grpc = "127.0.0.1:8081"     # Envoy's RateLimitService; "off" disables it
+//! grpc_tls = { cert = "/etc/limitree/grpc.pem", key = "/etc/limitree/grpc.key" }  # optional: gRPC over TLS instead of h2c
 //! unknown_domain = "allow"    # gRPC calls for a domain naming no tree: "allow" (OK) or "error" (UNKNOWN)
 //! rls_headers = "off"         # headers ShouldRateLimit asks Envoy to add: "off", "draft", "x-ratelimit"
 //! max_body_bytes = 65536      # largest request body
@@ -15,13 +16,18 @@
 //! body_timeout = "30s"        # a request body must arrive within this (408)
 //! max_connections = 10000     # open connections at most; past it idle ones are shed
 //! ```
+//!
+//! `[server.auth]` (API tokens) is read here too, by [`super::auth`].
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::auth::{AuthConfig, RawAuth};
 use super::fields::{DurationText, Section, positive_duration, socket_addr};
+use crate::grpc::tls::GrpcTls;
 use crate::grpc::{ResponseHeaders, UnknownDomain};
 
 /// Where the server listens unless told otherwise.
@@ -61,6 +67,8 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// gRPC listen address; `None`: no gRPC listener (`grpc = "off"`).
     pub grpc: Option<SocketAddr>,
+    /// The gRPC listener's certificate and key; `None`: h2c (plaintext).
+    pub grpc_tls: Option<GrpcTls>,
     /// What a gRPC call for an unknown domain gets.
     pub unknown_domain: UnknownDomain,
     /// The headers a `ShouldRateLimit` answer carries.
@@ -79,6 +87,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// `[server.auth]`: API tokens; `None`, the default, serves everyone.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +96,7 @@ impl Default for ServerConfig {
         ServerConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            grpc_tls: None,
             unknown_domain: UnknownDomain::Allow,
             rls_headers: ResponseHeaders::Off,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -95,6 +106,7 @@ impl Default for ServerConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            auth: None,
         }
     }
 }
@@ -106,6 +118,7 @@ impl Default for ServerConfig {
 struct RawServer {
     http: Option<String>,
     grpc: Option<String>,
+    grpc_tls: Option<RawGrpcTls>,
     unknown_domain: Option<String>,
     rls_headers: Option<String>,
     max_body_bytes: Option<u64>,
@@ -115,6 +128,15 @@ struct RawServer {
     idle_timeout: Option<DurationText>,
     body_timeout: Option<DurationText>,
     max_connections: Option<u64>,
+    auth: Option<RawAuth>,
+}
+
+/// `grpc_tls = { cert = "PATH", key = "PATH" }` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrpcTls {
+    cert: String,
+    key: String,
 }
 
 impl ServerConfig {
@@ -134,6 +156,12 @@ impl ServerConfig {
             match parse_grpc(&grpc) {
                 Ok(addr) => server.grpc = addr,
                 Err(e) => errors.push(section.error("grpc", e)),
+            }
+        }
+        if let Some(tls) = raw.grpc_tls {
+            match GrpcTls::load(Path::new(&tls.cert), Path::new(&tls.key)) {
+                Ok(tls) => server.grpc_tls = Some(tls),
+                Err(e) => errors.push(section.error(e.key(), e)),
             }
         }
         if let Some(mode) = raw.unknown_domain {
@@ -204,7 +232,33 @@ impl ServerConfig {
         );
         duration("idle_timeout", raw.idle_timeout, &mut server.idle_timeout);
         duration("body_timeout", raw.body_timeout, &mut server.body_timeout);
+        if let Some(auth) = raw.auth {
+            server.auth = AuthConfig::parse(auth, section, errors);
+        }
         (errors.len() == before).then_some(server)
+    }
+}
+
+impl ServerConfig {
+    /// The one WARN line `limitree serve` logs when it listens (HTTP or gRPC)
+    /// on an address other hosts may reach (not loopback: `0.0.0.0`, `[::]`,
+    /// a LAN address) without `[server.auth]`, where anyone who reaches the
+    /// port can spend every client's quota. `None` when it does not.
+    pub fn exposure_warning(&self) -> Option<String> {
+        if self.auth.is_some() {
+            return None;
+        }
+        let exposed: Vec<String> = std::iter::once(("HTTP", self.http))
+            .chain(self.grpc.map(|grpc| ("gRPC", grpc)))
+            .filter(|(_, addr)| !addr.ip().is_loopback())
+            .map(|(what, addr)| format!("{what} {addr}"))
+            .collect();
+        (!exposed.is_empty()).then(|| {
+            format!(
+                "serving {} (not loopback) without API tokens: anyone who reaches the port can check and spend every client's quota; add [server.auth] to a TOML config, or listen on 127.0.0.1",
+                exposed.join(" and ")
+            )
+        })
     }
 }
 
