@@ -48,6 +48,7 @@ mod notify;
 #[cfg(feature = "redis")]
 mod notify_redis;
 mod notify_restart;
+mod notify_shares;
 mod packaging;
 #[cfg(feature = "redis")]
 mod redis;

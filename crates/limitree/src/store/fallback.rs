@@ -201,6 +201,7 @@ impl FallbackStore {
                 insufficient: false,
                 shadow: bucket.level.shadow,
                 overflow: false,
+                share: None,
             })
             .collect();
         Ok(ChainOutcome {

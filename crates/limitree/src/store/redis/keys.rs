@@ -146,6 +146,33 @@ pub fn companion_keys(bucket_key: &str) -> [String; 2] {
     [format!("{bucket_key}:m"), format!("{bucket_key}:u")]
 }
 
+/// Appends the key of a shared parent's pool (fair sharing) to `out`: the
+/// parent's bucket key and `:pool`. Neither it nor [`push_guarantee_key`]'s
+/// can be a bucket's key: after a bucket key's algorithm code comes nothing
+/// or `:<digits>:`.
+pub(super) fn push_pool_key(out: &mut String, key_prefix: &str, tree: &str, parent: &Bucket<'_>) {
+    push_bucket_key(out, key_prefix, tree, parent);
+    out.push_str(":pool");
+}
+
+/// Appends the key of the guarantee of the child `values` (fair sharing) of
+/// the shared `parent` to `out`: the parent's bucket key, `:g`, then each value
+/// as a bucket key writes it.
+pub(super) fn push_guarantee_key(
+    out: &mut String,
+    key_prefix: &str,
+    tree: &str,
+    parent: &Bucket<'_>,
+    values: &[String],
+) {
+    push_bucket_key(out, key_prefix, tree, parent);
+    out.push_str(":g");
+    for value in values {
+        // Writing to a String cannot fail.
+        let _ = write!(out, ":{}:{value}", value.len());
+    }
+}
+
 /// A name written into keys as it is (see the module docs).
 fn is_plain(name: &str) -> bool {
     name.bytes()

@@ -272,7 +272,7 @@ impl RedisStore {
         mode: Mode,
     ) -> Result<ChainOutcome, StoreError> {
         if chain.buckets.is_empty() {
-            return Ok(ChainOutcome::combine(mode, chain, 0, &[]).0);
+            return Ok(ChainOutcome::combine(mode, chain, 0, &[], None).0);
         }
         let decision = ScriptDecision::new(&self.config.key_prefix, chain, mode);
         let reply = self
