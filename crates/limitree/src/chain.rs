@@ -217,10 +217,23 @@ impl<'a> Chain<'a> {
             values: checked,
             cost: 0,
         });
+        // A shared parent's bucket is its pool (with no guarantee: the
+        // bucket stands for no child value), as in a request's chain.
+        let share = tree
+            .shares
+            .as_ref()
+            .filter(|shares| shares.parent == level_index)
+            .map(|shares| ChainShare {
+                shares,
+                parent: 0,
+                child: None,
+                part: None,
+            });
         Ok(Chain {
             tree,
             buckets,
             blocked: Vec::new(),
+            share,
         })
     }
 }

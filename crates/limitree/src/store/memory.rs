@@ -481,7 +481,7 @@ impl MemoryStore {
         let levels = self.levels_of(scan.tree)?;
         match levels.get(scan.level_index) {
             None => Err(StoreError::UnknownTree(scan.tree.name.clone())),
-            Some(LevelBuckets::Global(_)) => Ok(ScannedBuckets {
+            Some(LevelBuckets::Global(_) | LevelBuckets::Shared(_)) => Ok(ScannedBuckets {
                 buckets: vec![Vec::new()],
                 truncated: false,
             }),
@@ -518,6 +518,23 @@ impl MemoryStore {
                     let fresh = BucketState::fresh(bucket.level.spec.algorithm);
                     let old = std::mem::replace(&mut *state.lock(), fresh);
                     reset += usize::from(live(&old));
+                }
+                // A shared parent is its parts: every guarantee and the pool.
+                Some(LevelBuckets::Shared(shared)) => {
+                    let Some(shares) = chain.tree.shares.as_ref() else {
+                        return Err(StoreError::UnknownTree(chain.tree.name.clone()));
+                    };
+                    let specs = shares.parts.iter().map(|p| &p.spec);
+                    let mut was_live = false;
+                    for (state, spec) in shared.parts.iter().zip(specs) {
+                        let fresh = BucketState::fresh(spec.algorithm);
+                        let old = std::mem::replace(&mut *state.lock(), fresh);
+                        was_live |= algo::idle_at(&old, spec) > now;
+                    }
+                    let fresh = BucketState::fresh(shares.pool.algorithm);
+                    let old = std::mem::replace(&mut *shared.pool.lock(), fresh);
+                    was_live |= algo::idle_at(&old, &shares.pool) > now;
+                    reset += usize::from(was_live);
                 }
                 Some(LevelBuckets::Keyed(k)) => {
                     let removed = k.buckets.write().remove(&KeyRef(&bucket.values));

@@ -436,10 +436,36 @@ impl RedisStore {
         for bucket in &chain.buckets {
             let key = keys::bucket_key(&self.config.key_prefix, &chain.tree.name, bucket);
             let [summary, units] = keys::companion_keys(&key);
-            let deleted: usize = redis::cmd("DEL")
-                .arg(&key)
-                .arg(&summary)
-                .arg(&units)
+            let mut del = redis::cmd("DEL");
+            del.arg(&key).arg(&summary).arg(&units);
+            // A shared parent's state is its pool and every guarantee.
+            if let Some(shares) = chain
+                .tree
+                .shares
+                .as_ref()
+                .filter(|s| s.parent == bucket.level_index)
+            {
+                let mut part_key = String::new();
+                keys::push_pool_key(
+                    &mut part_key,
+                    &self.config.key_prefix,
+                    &chain.tree.name,
+                    bucket,
+                );
+                del.arg(&part_key);
+                for part in &shares.parts {
+                    part_key.clear();
+                    keys::push_guarantee_key(
+                        &mut part_key,
+                        &self.config.key_prefix,
+                        &chain.tree.name,
+                        bucket,
+                        &part.values,
+                    );
+                    del.arg(&part_key);
+                }
+            }
+            let deleted: usize = del
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| self.error(&e))?;
