@@ -95,7 +95,7 @@ pub async fn run(
         listener,
         http::router(state),
         lifecycle.connections,
-        Arc::new(ConnectionMetrics::default()),
+        Arc::new(ConnectionMetrics::new(listener::Protocol::Http)),
         &connections,
         stopping.clone(),
         abort.clone(),
