@@ -305,6 +305,7 @@ pub(crate) struct Acceptor {
     slots: Arc<Semaphore>,
     metrics: Arc<ConnectionMetrics>,
     errors: LogEvery,
+    listeners: Listeners,
 }
 
 impl Acceptor {
@@ -312,13 +313,17 @@ impl Acceptor {
         listener: TcpListener,
         max_connections: usize,
         metrics: Arc<ConnectionMetrics>,
+        listeners: &Listeners,
     ) -> Acceptor {
+        let registry = Arc::new(Registry::new());
+        listeners.0.lock().push(Arc::clone(&registry));
         Acceptor {
             listener,
-            registry: Arc::new(Registry::new()),
+            registry,
             slots: Arc::new(Semaphore::new(max_connections)),
             metrics,
             errors: LogEvery::default(),
+            listeners: listeners.clone(),
         }
     }
 
@@ -376,18 +381,47 @@ impl Acceptor {
                  (raise `ulimit -n`, or lower [server] max_connections below it)"
             );
         }
-        let closed = self.registry.closed.notified();
-        let mut closed = std::pin::pin!(closed);
-        closed.as_mut().enable();
-        let wait = if self.registry.shed_oldest() {
-            SHED_WAIT
-        } else {
-            ACCEPT_BACKOFF
+        // Its own connections first, then the other listener's.
+        let registries: Vec<Arc<Registry>> = {
+            let all = self.listeners.0.lock();
+            std::iter::once(Arc::clone(&self.registry))
+                .chain(
+                    all.iter()
+                        .filter(|r| !Arc::ptr_eq(r, &self.registry))
+                        .cloned(),
+                )
+                .collect()
         };
-        tokio::select! {
-            () = closed => {}
-            () = tokio::time::sleep(wait) => {}
+        for registry in registries {
+            let closed = registry.closed.notified();
+            let mut closed = std::pin::pin!(closed);
+            closed.as_mut().enable();
+            if registry.shed_oldest() {
+                tokio::select! {
+                    () = closed => {}
+                    () = tokio::time::sleep(SHED_WAIT) => {}
+                }
+                return;
+            }
         }
+        tokio::time::sleep(ACCEPT_BACKOFF).await;
+    }
+}
+
+/// Every listener's open connections in one server. Descriptors are the
+/// process's, not a listener's: when `accept` fails for want of one, a
+/// listener sheds its own oldest idle connection or, with none, another
+/// listener's, so a flood of idle gRPC sockets cannot starve the HTTP
+/// listener (`GET /metrics`, `/healthz`), nor the reverse.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners(Arc<Mutex<Vec<Arc<Registry>>>>);
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.listeners
+            .0
+            .lock()
+            .retain(|r| !Arc::ptr_eq(r, &self.registry));
     }
 }
 
@@ -399,6 +433,7 @@ pub(crate) async fn accept_loop(
     router: Router,
     limits: Limits,
     metrics: Arc<ConnectionMetrics>,
+    listeners: &Listeners,
     connections: &TaskTracker,
     stopping: CancellationToken,
     abort: CancellationToken,
@@ -413,7 +448,7 @@ pub(crate) async fn accept_loop(
         limits,
         metrics: Arc::clone(&metrics),
     });
-    let mut acceptor = Acceptor::new(listener, limits.max_connections, metrics);
+    let mut acceptor = Acceptor::new(listener, limits.max_connections, metrics, listeners);
     let registry = Arc::clone(acceptor.registry());
     let refusals = Arc::new(Semaphore::new(REFUSALS));
     let stop = Stop {

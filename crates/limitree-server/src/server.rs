@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{self, AppState};
-use crate::listener::{self, ConnectionMetrics, Limits};
+use crate::listener::{self, ConnectionMetrics, Limits, Listeners};
 
 /// How the server runs, beyond what handlers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,18 @@ pub async fn run(
     lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_among(listener, state, lifecycle, &Listeners::default(), shutdown).await
+}
+
+/// [`run`] as one of the server's `listeners` (which shed each other's idle
+/// connections when descriptors run out).
+async fn run_among(
+    listener: TcpListener,
+    state: AppState,
+    lifecycle: Lifecycle,
+    listeners: &Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
 
@@ -96,6 +108,7 @@ pub async fn run(
         http::router(state),
         lifecycle.connections,
         Arc::new(ConnectionMetrics::new(listener::Protocol::Http)),
+        listeners,
         &connections,
         stopping.clone(),
         abort.clone(),
@@ -157,13 +170,28 @@ pub async fn run_with_grpc(
         if grpc_tls.is_some() { "TLS" } else { "h2c" }
     );
     let stop = CancellationToken::new();
+    let listeners = Listeners::default();
     let http = async {
-        let served = run(http, state, lifecycle, stop.clone().cancelled_owned()).await;
+        let served = run_among(
+            http,
+            state,
+            lifecycle,
+            &listeners,
+            stop.clone().cancelled_owned(),
+        )
+        .await;
         stop.cancel();
         served
     };
     let grpc = async {
-        let serving = crate::grpc::serve(grpc, service, grpc_tls, stop.clone().cancelled_owned());
+        let serving = crate::grpc::serve(
+            grpc,
+            service,
+            grpc_tls,
+            lifecycle.connections,
+            &listeners,
+            stop.clone().cancelled_owned(),
+        );
         let mut serving = std::pin::pin!(serving);
         let served = tokio::select! {
             served = &mut serving => served,
