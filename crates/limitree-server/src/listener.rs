@@ -38,8 +38,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::metrics::{MetricType, write_header, write_sample};
 use crate::http::problem::ApiError;
-pub(crate) use connection::{Phase, Watch};
 use connection::{End, Shared, Stop, Watched};
+pub(crate) use connection::{Phase, Watch};
 
 pub use connection::{LINGER_BYTES, LINGER_TIME};
 
@@ -612,5 +612,41 @@ mod tests {
         assert!(fresh.shed.is_cancelled());
         assert!(!registry.shed_oldest());
         assert!(!busy.shed.is_cancelled());
+    }
+
+    async fn acceptor(listeners: &Listeners) -> Acceptor {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = Arc::new(ConnectionMetrics::new(Protocol::Http));
+        Acceptor::new(listener, 8, metrics, listeners)
+    }
+
+    /// What `accept` returns when the process is out of descriptors.
+    fn emfile() -> io::Error {
+        io::Error::from_raw_os_error(24)
+    }
+
+    /// A failed accept sheds the listener's own idle connection first, and
+    /// another listener's only when it has none: descriptors are shared.
+    #[tokio::test(start_paused = true)]
+    async fn out_of_descriptors_a_listener_sheds_its_own_idle_connection_then_the_others() {
+        let listeners = Listeners::default();
+        let mut http = acceptor(&listeners).await;
+        let grpc = acceptor(&listeners).await;
+        let grpc_idle = watch(grpc.registry(), Phase::Idle);
+        let http_idle = watch(http.registry(), Phase::Idle);
+
+        http.failed(&emfile()).await;
+        assert!(http_idle.shed.is_cancelled());
+        assert!(!grpc_idle.shed.is_cancelled());
+
+        http.failed(&emfile()).await;
+        assert!(grpc_idle.shed.is_cancelled());
+        assert_eq!(http.metrics().accept_errors.load(Ordering::Relaxed), 2);
+
+        // A listener that stopped is no longer shed for.
+        let other = watch(grpc.registry(), Phase::Idle);
+        drop(grpc);
+        http.failed(&emfile()).await;
+        assert!(!other.shed.is_cancelled());
     }
 }

@@ -325,10 +325,12 @@ where
         Box::pin(async move {
             let response = response.await?;
             Ok(match guard {
-                Some(guard) => response.map(|inner| Body::new(Tracked {
-                    inner,
-                    _guard: guard,
-                })),
+                Some(guard) => response.map(|inner| {
+                    Body::new(Tracked {
+                        inner,
+                        _guard: guard,
+                    })
+                }),
                 None => response,
             })
         })

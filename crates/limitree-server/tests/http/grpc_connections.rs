@@ -2,7 +2,9 @@
 //! serve`: a client that never completes its TLS handshake or HTTP/2 preface
 //! is closed after `header_timeout`, an HTTP/2 connection with no call open
 //! after `idle_timeout`, and a flood of idle sockets holding every
-//! descriptor still lets a new tonic client (and `GET /metrics`) in.
+//! descriptor still lets a new tonic client (and `GET /metrics`) in; a call
+//! whose request never completes is ended after `body_timeout`, and at
+//! `max_connections` with a call open on each a new client is closed.
 //!
 //! Short timeouts (300 ms) keep the tests quick; each waits against a
 //! generous deadline and asserts what happened, not how fast.
@@ -14,6 +16,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use rstest::rstest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tonic::codegen::{Bytes, http};
 
 use crate::support::certs::make_certificates;
 use crate::support::poll::eventually;
@@ -32,9 +35,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x0
 async fn closed(stream: &mut TcpStream) -> Duration {
     let started = Instant::now();
     let mut chunk = [0u8; 1024];
-    let eof = async {
-        while let Ok(1..) = stream.read(&mut chunk).await {}
-    };
+    let eof = async { while let Ok(1..) = stream.read(&mut chunk).await {} };
     tokio::time::timeout(DEADLINE, eof)
         .await
         .expect("the server closes the connection");
@@ -75,9 +76,7 @@ enum Sends {
 #[case::the_preface_but_no_request(Sends::PrefaceOnly)]
 #[case::no_tls_handshake(Sends::NoTlsHandshake)]
 #[tokio::test]
-async fn a_grpc_client_that_sends_no_request_is_closed_after_header_timeout(
-    #[case] sends: Sends,
-) {
+async fn a_grpc_client_that_sends_no_request_is_closed_after_header_timeout(#[case] sends: Sends) {
     let dir = tempfile::tempdir().unwrap();
     let mut toml = "[server]\nheader_timeout = \"300ms\"\n".to_owned();
     if let Sends::NoTlsHandshake = sends {
@@ -89,14 +88,22 @@ async fn a_grpc_client_that_sends_no_request_is_closed_after_header_timeout(
         ));
     }
     let config = write_config(&format!("grpc-header-timeout-{sends:?}.toml"), &toml);
-    let served = Served::start(&["--http", "127.0.0.1:0", "--config", config.to_str().unwrap()]);
+    let served = Served::start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     let mut stream = TcpStream::connect(grpc_addr(&served)).await.unwrap();
     if let Sends::PrefaceOnly = sends {
         stream.write_all(PREFACE).await.unwrap();
     }
     let after = closed(&mut stream).await;
     // Never before the timeout (the sweep may be up to an eighth late).
-    assert!(after >= Duration::from_millis(250), "closed after {after:?}");
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed after {after:?}"
+    );
 
     let metrics = eventually("the close counted", DEADLINE, async || {
         let metrics = scrape(&served).await;
@@ -122,10 +129,18 @@ async fn a_grpc_connection_with_no_call_open_is_closed_after_idle_timeout() {
         "grpc-idle-timeout.toml",
         "[server]\nheader_timeout = \"10s\"\nidle_timeout = \"300ms\"\n",
     );
-    let served = Served::start(&["--http", "127.0.0.1:0", "--config", config.to_str().unwrap()]);
+    let served = Served::start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     let mut client = client(&served).await;
     let errors = || request("notifications", vec![descriptor(&[("category", "errors")])]);
-    assert_eq!(code(ask(&mut client, errors()).await.overall_code), Code::Ok);
+    assert_eq!(
+        code(ask(&mut client, errors()).await.overall_code),
+        Code::Ok
+    );
     let idle_since = Instant::now();
     // Open, and not closed as soon as its call ended.
     let metrics = scrape(&served).await;
@@ -148,7 +163,10 @@ async fn a_grpc_connection_with_no_call_open_is_closed_after_idle_timeout() {
     })
     .await;
     let after = idle_since.elapsed();
-    assert!(after >= Duration::from_millis(250), "closed after {after:?}");
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed after {after:?}"
+    );
     // The client reconnects and is answered as before.
     let answer = ask(&mut client, errors()).await;
     assert_eq!(code(answer.overall_code), Code::Ok);
@@ -203,4 +221,110 @@ async fn a_flood_of_idle_grpc_connections_under_a_low_fd_limit_still_lets_a_new_
         .any(|l| l.contains("cannot accept a connection") && l.contains("grpc"));
     assert!(logged, "the accept failure is logged");
     drop(flood);
+}
+
+/// A `ShouldRateLimit` call opened over raw HTTP/2 whose request never
+/// completes: two bytes of the five-byte message header, the stream left open.
+struct UnfinishedCall {
+    response: h2::client::ResponseFuture,
+    _body: h2::SendStream<Bytes>,
+    _connection: tokio::task::JoinHandle<()>,
+}
+
+async fn unfinished_call(served: &Served) -> UnfinishedCall {
+    let tcp = TcpStream::connect(grpc_addr(served)).await.unwrap();
+    let (mut sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::post(format!(
+        "http://{}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+        grpc_addr(served)
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (response, mut body) = sender.send_request(request, false).unwrap();
+    body.send_data(Bytes::from_static(&[0, 0]), false).unwrap();
+    UnfinishedCall {
+        response,
+        _body: body,
+        _connection: connection,
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_call_whose_request_never_completes_is_ended_after_body_timeout() {
+    let config = write_config(
+        "grpc-body-timeout.toml",
+        "[server]\nbody_timeout = \"300ms\"\n",
+    );
+    let served = Served::start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let started = Instant::now();
+    let call = unfinished_call(&served).await;
+    let response = tokio::time::timeout(DEADLINE, call.response)
+        .await
+        .expect("the call is ended")
+        .expect("with a response");
+    let after = started.elapsed();
+    assert!(after >= Duration::from_millis(250), "ended after {after:?}");
+    // Trailers-only: the status is in the headers.
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(status.as_deref(), Some("1"), "CANCELLED: {response:?}");
+}
+
+#[tokio::test]
+async fn at_max_connections_with_a_call_open_on_each_a_new_grpc_client_is_closed_and_counted() {
+    let config = write_config(
+        "grpc-max-connections.toml",
+        "[server]\nmax_connections = 1\n",
+    );
+    let served = Served::start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let busy = unfinished_call(&served).await;
+    eventually("the connection accepted", DEADLINE, async || {
+        let metrics = scrape(&served).await;
+        match value(&metrics, "limitree_grpc_connections") {
+            Some(1) => Ok(()),
+            _ => Err(metrics),
+        }
+    })
+    .await;
+    // The server sheds a connection still before its first call once it is
+    // a second old: past that, only its open call keeps this one from being
+    // shed for the new client (a real-time age in the server, so a real wait).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut refused = TcpStream::connect(grpc_addr(&served)).await.unwrap();
+    refused.write_all(PREFACE).await.unwrap_or(());
+    closed(&mut refused).await;
+    let metrics = scrape(&served).await;
+    assert_eq!(
+        value(&metrics, "limitree_grpc_connections_refused_total"),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "limitree_grpc_connections_closed_total{reason=\"shed\"}"
+        ),
+        Some(0),
+        "{metrics}"
+    );
+    served.wait_for_line("gRPC connection refused", DEADLINE);
+    drop(busy);
 }
