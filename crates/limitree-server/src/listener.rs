@@ -425,15 +425,13 @@ impl Drop for Acceptor {
     }
 }
 
-/// Accepts connections on `listener` until `stopping` is cancelled, serving
+/// Accepts connections from `acceptor` until `stopping` is cancelled, serving
 /// each in `connections`. Connections are told to close gracefully through
 /// `stopping` too, and are dropped on `abort`.
 pub(crate) async fn accept_loop(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     router: Router,
     limits: Limits,
-    metrics: Arc<ConnectionMetrics>,
-    listeners: &Listeners,
     connections: &TaskTracker,
     stopping: CancellationToken,
     abort: CancellationToken,
@@ -446,9 +444,8 @@ pub(crate) async fn accept_loop(
         http,
         router,
         limits,
-        metrics: Arc::clone(&metrics),
+        metrics: Arc::clone(acceptor.metrics()),
     });
-    let mut acceptor = Acceptor::new(listener, limits.max_connections, metrics, listeners);
     let registry = Arc::clone(acceptor.registry());
     let refusals = Arc::new(Semaphore::new(REFUSALS));
     let stop = Stop {

@@ -103,12 +103,16 @@ async fn run_among(
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
     let abort = CancellationToken::new();
-    let accepting = listener::accept_loop(
+    let acceptor = listener::Acceptor::new(
         listener,
-        http::router(state),
-        lifecycle.connections,
+        lifecycle.connections.max_connections,
         Arc::new(ConnectionMetrics::new(listener::Protocol::Http)),
         listeners,
+    );
+    let accepting = listener::accept_loop(
+        acceptor,
+        http::router(state),
+        lifecycle.connections,
         &connections,
         stopping.clone(),
         abort.clone(),
