@@ -173,6 +173,7 @@ pub async fn run_with_grpc(
         grpc.local_addr()?,
         if grpc_tls.is_some() { "TLS" } else { "h2c" }
     );
+    let auth = crate::grpc::Authorize(state.auth.clone());
     let stop = CancellationToken::new();
     let listeners = Listeners::default();
     let http = async {
@@ -191,6 +192,7 @@ pub async fn run_with_grpc(
         let serving = crate::grpc::serve(
             grpc,
             service,
+            auth,
             grpc_tls,
             lifecycle.connections,
             &listeners,

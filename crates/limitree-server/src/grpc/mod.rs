@@ -8,6 +8,8 @@
 //! - [`serve`]: the listener, stopped by a shutdown future like the HTTP one,
 //!   its connections bounded by [`connections`] (the `[server]` timeouts and
 //!   `max_connections`).
+//! - [`Authorize`]: `[server.auth]` for `ShouldRateLimit` (check scope);
+//!   `grpc.health.v1.Health` stays open, as the HTTP health endpoints do.
 //! - [`tls`]: `[server] grpc_tls`, the listener's certificate and key.
 
 mod connections;
@@ -280,16 +282,42 @@ fn rls_domain(request: &RateLimitRequest) -> &str {
     &d[..end]
 }
 
-/// Serves `service` and `grpc.health.v1.Health` on `listener` until `shutdown`
-/// completes, then lets in-flight calls finish. With `tls`, every connection
-/// must complete a TLS handshake (ALPN `h2`) first; without, it is h2c.
-/// Connections are bounded by `limits` as the HTTP listener's are (see
-/// [`connections`]), and shed for the other `listeners` when descriptors run
-/// out; the sweep that closes timed-out ones runs alongside,
-/// in this future, and ends with it.
+/// The interceptor in front of `ShouldRateLimit`: with `[server.auth]`, a
+/// call needs `authorization: Bearer TOKEN` (a check or an admin token) in
+/// its metadata, else it is `UNAUTHENTICATED` before it is decoded or
+/// decided. The token is compared as [`crate::auth::Tokens`] does; neither it
+/// nor which tokens exist appears in the status or the log.
+#[derive(Debug, Clone)]
+pub struct Authorize(pub Option<Arc<crate::auth::Tokens>>);
+
+impl tonic::service::Interceptor for Authorize {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(tokens) = &self.0 else {
+            return Ok(request);
+        };
+        let sent = request
+            .metadata()
+            .get_all("authorization")
+            .iter()
+            .map(|v| v.as_bytes());
+        match tokens.authorize(sent, crate::auth::Scope::Check) {
+            Ok(()) => Ok(request),
+            Err(refusal) => Err(Status::unauthenticated(refusal.to_string())),
+        }
+    }
+}
+
+/// Serves `service` (behind `auth`) and `grpc.health.v1.Health` on `listener`
+/// until `shutdown` completes, then lets in-flight calls finish. With `tls`,
+/// every connection must complete a TLS handshake (ALPN `h2`) first; without,
+/// it is h2c. Connections are bounded by `limits` as the HTTP listener's are
+/// (see [`connections`]), and shed for the other `listeners` when descriptors
+/// run out; the sweep that closes timed-out ones runs alongside, in this
+/// future, and ends with it.
 pub async fn serve(
     listener: TcpListener,
     service: RateLimitServer,
+    auth: Authorize,
     tls: Option<&tls::GrpcTls>,
     limits: Limits,
     listeners: &Listeners,
@@ -320,9 +348,10 @@ pub async fn serve(
     let serving = builder
         .layer(connections::CountCallsLayer)
         .add_service(health_service)
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             RateLimitServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+            auth,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let sweeping = connections::sweep(registry, connections::sweep_every(&limits));
     tokio::select! {

@@ -110,6 +110,7 @@ async fn a_failing_store_is_503_problem_json() {
         ),
         rls: limitree_server::grpc::RateLimitServer::new(limiter.clone(), Default::default()),
         limiter,
+        auth: None,
         max_body_bytes: config.server.max_body_bytes,
     };
     let server = TestServer::with_state(state, &config).await;
