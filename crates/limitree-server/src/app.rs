@@ -21,6 +21,7 @@ use std::sync::Arc;
 use limitree::{Clock, Limiter, MemoryStore, Policy, Store, SystemClock};
 
 use crate::config::{Config, StoreKind};
+use crate::http::status::StatusState;
 use crate::http::{AppState, metrics::CheckCounters};
 use crate::notify::Relay;
 use crate::server::Lifecycle;
@@ -88,6 +89,7 @@ impl App {
             Some(auth) => Some(Arc::new(auth.resolve(&env).map_err(AppError::Auth)?)),
         };
         let limiter = Limiter::new(policy, store);
+        let status = StatusState::new(limiter.policy(), Arc::clone(&clock));
         let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
         if let Some(redis) = &redis {
             use_redis_outbox(&notify, redis);
@@ -100,8 +102,10 @@ impl App {
                     limiter.clone(),
                     config.server.unknown_domain,
                 )
-                .with_headers(config.server.rls_headers),
+                .with_headers(config.server.rls_headers)
+                .with_denials(Arc::clone(&status.denials)),
                 limiter,
+                status,
                 auth,
                 max_body_bytes: config.server.max_body_bytes,
             },

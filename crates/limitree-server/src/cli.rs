@@ -654,13 +654,28 @@ fn describe_policy(out: &mut String, policy: &Policy) {
                     .zip(&o.values)
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "    override {}: {}",
                     values.join(","),
                     spec_text(&o.spec)
                 );
+                if let Some(g) = o.guaranteed {
+                    let _ = write!(out, ", guaranteed {g} of the level above");
+                }
+                out.push('\n');
             }
+        }
+        if let Some(shares) = &tree.shares {
+            let _ = writeln!(
+                out,
+                "  shares of level {}: {} reserved for {} values of level {}, pool {}",
+                tree.levels[shares.parent].name,
+                shares.reserved,
+                shares.parts.len(),
+                tree.levels[shares.child].name,
+                shares.pool.limit
+            );
         }
     }
 }

@@ -31,6 +31,8 @@
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,
 //!   paced delivery with retries and dead letters, suppression digests, the
 //!   outbox (a file, or a Redis stream with the Redis store).
+//! - [`denials`]: recent denials and a count per level, fed by every API
+//!   that decides, shown by the status page.
 //! - [`auth`]: API tokens (`[server.auth]`): scopes, refusals, the
 //!   constant-time comparison the HTTP layer and the gRPC interceptor share.
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
@@ -65,6 +67,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod denials;
 pub mod grpc;
 pub mod http;
 pub mod listener;

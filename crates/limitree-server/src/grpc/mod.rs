@@ -90,6 +90,8 @@ pub struct RateLimitServer {
     headers: ResponseHeaders,
     counters: Arc<GrpcCounters>,
     connections: Arc<ConnectionMetrics>,
+    /// Where denials are noted for the status page, if anywhere.
+    denials: Option<Arc<crate::denials::Denials>>,
 }
 
 /// What the rate limit service counts (rendered by `GET /metrics`). Labels
@@ -130,7 +132,14 @@ impl RateLimitServer {
             limiter,
             unknown_domain,
             headers: ResponseHeaders::Off,
+            denials: None,
         }
+    }
+
+    /// The same, noting its denials in `denials` (the status page's).
+    pub fn with_denials(mut self, denials: Arc<crate::denials::Denials>) -> Self {
+        self.denials = Some(denials);
+        self
     }
 
     /// The same, answering with `headers`.
@@ -164,6 +173,9 @@ impl RateLimitServer {
             .await
             .map_err(|e| status(&e))?;
         tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
+        if let Some(denials) = &self.denials {
+            denials.record(crate::denials::Source::Rls, &decision);
+        }
         let mut response = rls::response(&decision, tree, &targets);
         response.response_headers_to_add = rls::headers(&decision, self.headers);
         Ok(response)

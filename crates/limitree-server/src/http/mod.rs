@@ -11,18 +11,28 @@
 //! - [`problem`]: every error → status + `application/problem+json`.
 //! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
 //! - [`rls_json`]: `POST /json`, envoyproxy/ratelimit's HTTP bridge (proto3 JSON).
+//! - [`policy`]: `GET /v1/policy`, the running policy as JSON.
+//! - [`buckets`]: `GET /v1/buckets`, `GET|DELETE /v1/buckets/{tree}/{level}/{bucket}`;
+//!   [`bucket_path`]: how a bucket is named in a path.
+//! - [`status`]: `GET /v1/status`, what the status page shows, as JSON;
+//!   [`page`]: `GET /`, the status page itself.
 
 pub mod auth;
 pub mod body;
+pub mod bucket_path;
+pub mod buckets;
 pub mod check;
 pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod notify;
+pub mod page;
+pub mod policy;
 pub mod problem;
 pub mod reply;
 pub mod request_id;
 pub mod rls_json;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -48,6 +58,8 @@ pub struct AppState {
     pub checks: Arc<metrics::CheckCounters>,
     /// Envoy's `ShouldRateLimit`: served over gRPC, and over HTTP at `POST /json`.
     pub rls: crate::grpc::RateLimitServer,
+    /// What the status page shows besides the limiter and the relay.
+    pub status: status::StatusState,
     /// `[server.auth]`'s tokens; `None`: every endpoint is open.
     pub auth: Option<Arc<crate::auth::Tokens>>,
 }
@@ -78,6 +90,25 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz).fallback(problem::get_only))
         .route("/readyz", get(health::readyz).fallback(problem::get_only))
+        .route(
+            "/v1/policy",
+            get(policy::policy).fallback(problem::get_only),
+        )
+        .route(
+            "/v1/buckets",
+            get(buckets::list).fallback(problem::get_only),
+        )
+        .route(
+            "/v1/buckets/{tree}/{level}/{bucket}",
+            get(buckets::one)
+                .delete(buckets::reset)
+                .fallback(problem::get_or_delete),
+        )
+        .route(
+            "/v1/status",
+            get(status::status).fallback(problem::get_only),
+        )
+        .route("/", get(page::page).fallback(problem::get_only))
         .fallback(problem::not_found)
         .with_state(state);
     let service = tower::ServiceBuilder::new()

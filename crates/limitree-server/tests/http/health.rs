@@ -109,6 +109,10 @@ async fn a_failing_store_is_503_problem_json() {
             |_| None,
         ),
         rls: limitree_server::grpc::RateLimitServer::new(limiter.clone(), Default::default()),
+        status: limitree_server::http::status::StatusState::new(
+            &config.policy,
+            Arc::new(limitree::SystemClock::new()),
+        ),
         limiter,
         auth: None,
         max_body_bytes: config.server.max_body_bytes,

@@ -44,10 +44,12 @@ mod grpc;
 mod grpc_connections;
 mod grpc_tls;
 mod health;
+mod introspect;
 mod notify;
 #[cfg(feature = "redis")]
 mod notify_redis;
 mod notify_restart;
+mod notify_shares;
 mod packaging;
 #[cfg(feature = "redis")]
 mod redis;
@@ -63,4 +65,5 @@ mod redis_support;
 #[cfg(feature = "redis")]
 mod redis_tls;
 mod shutdown;
+mod status_page;
 mod support;

@@ -201,6 +201,7 @@ impl FallbackStore {
                 insufficient: false,
                 shadow: bucket.level.shadow,
                 overflow: false,
+                share: None,
             })
             .collect();
         Ok(ChainOutcome {
@@ -253,5 +254,24 @@ impl Store for FallbackStore {
 
     fn kind(&self) -> &'static str {
         self.primary.kind()
+    }
+
+    /// The primary's buckets: while it fails there is nothing to read (the
+    /// local store's are `on_error = "local"` stand-ins), so its error is
+    /// the answer.
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: super::BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<super::ScannedBuckets, StoreError>> {
+        self.primary.scan_buckets(scan)
+    }
+
+    /// Resets the primary's buckets and the local stand-ins alike, so a
+    /// bucket reset during an outage does not come back from either.
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let _ = self.local.reset_chain(chain);
+            self.primary.reset(chain).await
+        })
     }
 }

@@ -29,11 +29,11 @@ use arrayvec::ArrayVec;
 use hashbrown::{Equivalent, HashMap};
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use super::{BoxFuture, Store, StoreError};
+use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
-use crate::decision::{ChainOutcome, Mode};
+use crate::decision::{ChainOutcome, Mode, PartView, ShareVerdict, share_verdict};
 use crate::policy::{Level, MAX_LEVELS, Policy};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
@@ -79,6 +79,18 @@ enum LevelBuckets {
     /// A level without `by`: one bucket for the tree.
     Global(Mutex<BucketState>),
     Keyed(Box<KeyedLevel>),
+    /// A global level whose limit is split by fair sharing
+    /// ([`crate::policy::Shares`]): no bucket of its own, its parts instead.
+    Shared(Box<SharedLevel>),
+}
+
+/// A shared parent's parts. Their number is fixed by the policy.
+#[derive(Debug)]
+struct SharedLevel {
+    /// One per guarantee, in [`crate::policy::Shares::parts`] order.
+    parts: Vec<Mutex<BucketState>>,
+    /// The pool every request may borrow from.
+    pool: Mutex<BucketState>,
 }
 
 /// The in-process store. See the module docs for its guarantees.
@@ -104,9 +116,19 @@ impl MemoryStore {
                 let levels = tree
                     .levels
                     .iter()
-                    .map(|level| {
+                    .enumerate()
+                    .map(|(index, level)| {
                         let fresh = BucketState::fresh(level.spec.algorithm);
-                        if level.is_global() {
+                        if let Some(shares) = tree.shares.as_ref().filter(|s| s.parent == index) {
+                            LevelBuckets::Shared(Box::new(SharedLevel {
+                                parts: shares
+                                    .parts
+                                    .iter()
+                                    .map(|_| Mutex::new(fresh.clone()))
+                                    .collect(),
+                                pool: Mutex::new(fresh),
+                            }))
+                        } else if level.is_global() {
                             LevelBuckets::Global(Mutex::new(fresh))
                         } else {
                             LevelBuckets::Keyed(Box::new(KeyedLevel {
@@ -135,7 +157,7 @@ impl MemoryStore {
             .iter()
             .flat_map(|(_, levels)| levels)
             .map(|l| match l {
-                LevelBuckets::Global(_) => 0,
+                LevelBuckets::Global(_) | LevelBuckets::Shared(_) => 0,
                 LevelBuckets::Keyed(k) => k.buckets.read().len(),
             })
             .sum()
@@ -169,7 +191,7 @@ impl MemoryStore {
                 .iter()
                 .filter_map(|&l| match &levels[l] {
                     LevelBuckets::Keyed(k) => Some((l, k.buckets.read())),
-                    LevelBuckets::Global(_) => None,
+                    LevelBuckets::Global(_) | LevelBuckets::Shared(_) => None,
                 })
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
@@ -179,6 +201,8 @@ impl MemoryStore {
             for (i, bucket) in chain.buckets.iter().enumerate() {
                 let slot = match &levels[bucket.level_index] {
                     LevelBuckets::Global(state) => Some((state, false)),
+                    // The pool stands for the level; the guarantee is added below.
+                    LevelBuckets::Shared(shared) => Some((&shared.pool, false)),
                     LevelBuckets::Keyed(k) => {
                         let Some((_, map)) = maps.iter().find(|(l, _)| *l == bucket.level_index)
                         else {
@@ -212,7 +236,13 @@ impl MemoryStore {
                 }
                 continue;
             }
-            return Ok(decide_locked(chain, mode, now, &slots));
+            let part = chain.share.as_ref().and_then(|at| {
+                match (&levels[chain.buckets[at.parent].level_index], at.part) {
+                    (LevelBuckets::Shared(shared), Some(p)) => shared.parts.get(p),
+                    _ => None,
+                }
+            });
+            return Ok(decide_locked(chain, mode, now, &slots, part));
         }
     }
 }
@@ -222,11 +252,17 @@ impl MemoryStore {
 /// overflow bucket: each state is locked once, in one order for every
 /// request (level, then address: the overflow bucket is per level), and a
 /// shared one is evaluated for the sum of the costs that land on it.
+///
+/// With fair sharing, the shared parent's slot is its pool and `part` the
+/// request's guarantee (if it has one): locked just before the pool, so at
+/// the parent's place in the order, and decided with it by
+/// [`share_verdict`].
 fn decide_locked(
     chain: &Chain<'_>,
     mode: Mode,
     now: Micros,
     slots: &[(&Mutex<BucketState>, bool)],
+    part: Option<&Mutex<BucketState>>,
 ) -> ChainOutcome {
     // Distinct states in lock order, and each bucket's position among them.
     let mut order: ArrayVec<usize, MAX_LEVELS> = (0..slots.len()).collect();
@@ -236,11 +272,20 @@ fn decide_locked(
             std::ptr::from_ref(slots[i].0) as usize,
         )
     });
-    let mut guards: ArrayVec<MutexGuard<'_, BucketState>, MAX_LEVELS> = ArrayVec::new();
+    // One more than the chain: a shared parent's guarantee.
+    let mut guards: ArrayVec<MutexGuard<'_, BucketState>, { MAX_LEVELS + 1 }> = ArrayVec::new();
     let mut guard_of = [0usize; MAX_LEVELS];
     let mut last: Option<*const Mutex<BucketState>> = None;
+    let share_at = chain.share.as_ref().map(|s| s.parent);
+    let mut part_guard = None;
     for &i in &order {
         let state = std::ptr::from_ref(slots[i].0);
+        if Some(i) == share_at
+            && let Some(part) = part
+        {
+            guards.push(part.lock());
+            part_guard = Some(guards.len() - 1);
+        }
         if last != Some(state) {
             guards.push(slots[i].0.lock());
             last = Some(state);
@@ -255,7 +300,40 @@ fn decide_locked(
     }
     let mut overflow = 0u32;
     let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
+    let mut share: Option<ShareVerdict> = None;
     for (i, bucket) in chain.buckets.iter().enumerate() {
+        if let Some(at) = chain.share.as_ref().filter(|s| s.parent == i) {
+            let pool_spec = &at.shares.pool;
+            let pool = &mut guards[guard_of[i]];
+            pool.conform(pool_spec);
+            algo::prune(pool, now, pool_spec);
+            let part_spec = at.part_spec();
+            if let (Some(g), Some(spec)) = (part_guard, part_spec) {
+                let part = &mut guards[g];
+                part.conform(spec);
+                algo::prune(part, now, spec);
+            }
+            let (pool, part) = (&guards[guard_of[i]], part_guard.map(|g| &guards[g]));
+            let sv = algo::with_view(pool, now, pool_spec, |pv| {
+                let pool = PartView {
+                    view: pv,
+                    capacity: pool_spec.capacity(),
+                };
+                match part.zip(part_spec) {
+                    Some((state, spec)) => algo::with_view(state, now, spec, |gv| {
+                        let g = PartView {
+                            view: gv,
+                            capacity: spec.capacity(),
+                        };
+                        share_verdict(Some((g, spec.limit)), pool, bucket.probe(mode), None)
+                    }),
+                    None => share_verdict(None, pool, bucket.probe(mode), None),
+                }
+            });
+            verdicts.push(sv.verdict);
+            share = Some(sv);
+            continue;
+        }
         let overflowed = slots[i].1;
         let spec = bucket.spec_in(overflowed);
         let state = &mut guards[guard_of[i]];
@@ -271,9 +349,21 @@ fn decide_locked(
         };
         verdicts.push(algo::decide(state, now, spec, probe));
     }
-    let (outcome, charged) = ChainOutcome::combine(mode, chain, overflow, &verdicts);
+    let (outcome, charged) =
+        ChainOutcome::combine(mode, chain, overflow, &verdicts, share.as_ref());
     for (i, bucket) in chain.buckets.iter().enumerate() {
-        if charged & (1 << i) != 0 {
+        if charged & (1 << i) != 0
+            && let (Some(at), Some(sv)) = (chain.share.as_ref().filter(|s| s.parent == i), &share)
+        {
+            if let (Some(g), Some(spec)) = (part_guard, at.part_spec())
+                && sv.from_guarantee > 0
+            {
+                algo::charge(&mut guards[g], now, spec, sv.from_guarantee);
+            }
+            if sv.from_pool > 0 {
+                algo::charge(&mut guards[guard_of[i]], now, &at.shares.pool, sv.from_pool);
+            }
+        } else if charged & (1 << i) != 0 {
             let spec = bucket.spec_in(slots[i].1);
             algo::charge(&mut guards[guard_of[i]], now, spec, bucket.cost);
         }
@@ -361,6 +451,81 @@ impl Store for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<ScannedBuckets, StoreError>> {
+        Box::pin(std::future::ready(self.scan_level(scan)))
+    }
+
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(std::future::ready(self.reset_chain(chain)))
+    }
+}
+
+impl MemoryStore {
+    /// The tree's levels, if this store was built for it.
+    fn levels_of(&self, tree: &crate::policy::Tree) -> Result<&[LevelBuckets], StoreError> {
+        match self.trees.get(tree.index) {
+            Some((name, levels)) if *name == tree.name => Ok(levels),
+            _ => Err(StoreError::UnknownTree(tree.name.clone())),
+        }
+    }
+
+    /// [`Store::scan_buckets`]: the level's map under its read lock, so a
+    /// scan holds off new buckets of that level (not decisions on existing
+    /// ones) for as long as it takes to copy at most `max_buckets` keys.
+    fn scan_level(&self, scan: BucketScan<'_>) -> Result<ScannedBuckets, StoreError> {
+        let levels = self.levels_of(scan.tree)?;
+        match levels.get(scan.level_index) {
+            None => Err(StoreError::UnknownTree(scan.tree.name.clone())),
+            Some(LevelBuckets::Global(_)) => Ok(ScannedBuckets {
+                buckets: vec![Vec::new()],
+                truncated: false,
+            }),
+            Some(LevelBuckets::Keyed(k)) => {
+                let map = k.buckets.read();
+                let mut matching = map.keys().filter(|key| match scan.prefix {
+                    None => true,
+                    Some(prefix) => key.0.first().is_some_and(|v| v.starts_with(prefix)),
+                });
+                let buckets: Vec<Vec<String>> = matching
+                    .by_ref()
+                    .take(scan.max_buckets)
+                    .map(|key| key.0.iter().map(|v| v.to_string()).collect())
+                    .collect();
+                let truncated = matching.next().is_some();
+                Ok(ScannedBuckets { buckets, truncated })
+            }
+        }
+    }
+
+    /// [`Store::reset`]: a keyed bucket is removed from its level's map
+    /// (under the write lock, so nobody is using it), a global one set fresh.
+    /// A bucket counts as reset if it held live state (it was not idle), as
+    /// a Redis key exists only until its state goes idle.
+    pub fn reset_chain(&self, chain: &Chain<'_>) -> Result<usize, StoreError> {
+        let levels = self.levels_of(chain.tree)?;
+        let now = self.clock.now();
+        let mut reset = 0;
+        for bucket in &chain.buckets {
+            let live = |state: &BucketState| algo::idle_at(state, bucket.spec) > now;
+            match levels.get(bucket.level_index) {
+                None => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+                Some(LevelBuckets::Global(state)) => {
+                    let fresh = BucketState::fresh(bucket.level.spec.algorithm);
+                    let old = std::mem::replace(&mut *state.lock(), fresh);
+                    reset += usize::from(live(&old));
+                }
+                Some(LevelBuckets::Keyed(k)) => {
+                    let removed = k.buckets.write().remove(&KeyRef(&bucket.values));
+                    reset += usize::from(removed.is_some_and(|s| live(&s.into_inner())));
+                }
+            }
+        }
+        Ok(reset)
     }
 }
 

@@ -34,12 +34,27 @@ macro_rules! conformance_suite {
             each_bucket_is_charged_its_own_cost,
             an_envoy_domain_decides_a_call_all_or_nothing,
         );
+        $crate::conformance_suite!(@shares $harness;
+            shares_never_admit_more_than_the_parent_limit,
+            a_guarantee_holds_against_other_values_traffic,
+            the_pool_is_first_come_within_ceilings,
+            values_without_a_guarantee_only_borrow,
+            a_shared_retry_after_is_exact,
+        );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
                 $crate::conformance::$name(&$harness).await;
+            }
+        )*
+    };
+    (@shares $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::conformance_shares::$name(&$harness).await;
             }
         )*
     };

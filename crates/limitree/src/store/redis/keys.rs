@@ -74,6 +74,16 @@ pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, bu
     // 256 bytes, checked by the chain).
     let values: usize = bucket.values.iter().map(|v| v.len() + 5).sum();
     out.reserve(key_prefix.len() + tree.len() + level.len() + 16 + values);
+    push_level_key(out, key_prefix, tree, level, code);
+    for value in &bucket.values {
+        // Writing to a String cannot fail.
+        let _ = write!(out, ":{}:{value}", value.len());
+    }
+}
+
+/// Appends what every bucket key of one level starts with:
+/// `{<key_prefix>:<tree>}:<level>:<algorithm code>`.
+fn push_level_key(out: &mut String, key_prefix: &str, tree: &str, level: &str, code: &str) {
     push_tree_tag(out, key_prefix, tree);
     out.push(':');
     if is_plain(level) {
@@ -84,7 +94,80 @@ pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, bu
     }
     out.push(':');
     out.push_str(code);
-    for value in &bucket.values {
+}
+
+/// What every bucket key of `level` (counting with `algorithm`) starts with;
+/// a global level's one bucket has exactly this key.
+pub fn level_key(key_prefix: &str, tree: &str, level: &str, algorithm: Algorithm) -> String {
+    let mut key = String::new();
+    push_level_key(&mut key, key_prefix, tree, level, algorithm_code(algorithm));
+    key
+}
+
+/// A SCAN `MATCH` pattern for every key that starts with `prefix` (glob
+/// characters in it escaped).
+pub fn match_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
+}
+
+/// The values of the bucket whose key is `key`, when it is a bucket key of
+/// the level whose keys start with `level_key` and which has `by_keys` keys;
+/// `None` for anything else (a sliding log's `:m` summary, another level's
+/// key that happens to share the start).
+pub fn bucket_values(key: &[u8], level_key: &str, by_keys: usize) -> Option<Vec<String>> {
+    let mut rest = key.strip_prefix(level_key.as_bytes())?;
+    let mut values = Vec::with_capacity(by_keys);
+    while !rest.is_empty() {
+        rest = rest.strip_prefix(b":")?;
+        let colon = rest.iter().position(|&b| b == b':')?;
+        let digits = std::str::from_utf8(&rest[..colon]).ok()?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let len: usize = digits.parse().ok()?;
+        let value = rest.get(colon + 1..colon + 1 + len)?;
+        values.push(String::from_utf8(value.to_vec()).ok()?);
+        rest = &rest[colon + 1 + len..];
+    }
+    (values.len() == by_keys).then_some(values)
+}
+
+/// The other keys a bucket's state may occupy besides its own (a sliding
+/// log's summary, and limitree 0.1's unit counts): a reset deletes them too.
+pub fn companion_keys(bucket_key: &str) -> [String; 2] {
+    [format!("{bucket_key}:m"), format!("{bucket_key}:u")]
+}
+
+/// Appends the key of a shared parent's pool (fair sharing) to `out`: the
+/// parent's bucket key and `:pool`. Neither it nor [`push_guarantee_key`]'s
+/// can be a bucket's key: after a bucket key's algorithm code comes nothing
+/// or `:<digits>:`.
+pub(super) fn push_pool_key(out: &mut String, key_prefix: &str, tree: &str, parent: &Bucket<'_>) {
+    push_bucket_key(out, key_prefix, tree, parent);
+    out.push_str(":pool");
+}
+
+/// Appends the key of the guarantee of the child `values` (fair sharing) of
+/// the shared `parent` to `out`: the parent's bucket key, `:g`, then each value
+/// as a bucket key writes it.
+pub(super) fn push_guarantee_key(
+    out: &mut String,
+    key_prefix: &str,
+    tree: &str,
+    parent: &Bucket<'_>,
+    values: &[String],
+) {
+    push_bucket_key(out, key_prefix, tree, parent);
+    out.push_str(":g");
+    for value in values {
         // Writing to a String cannot fail.
         let _ = write!(out, ":{}:{value}", value.len());
     }
@@ -164,6 +247,28 @@ algorithm = "gcra"
             bucket_key("limitree", &tree.name, &chain.buckets[0]),
             "{limitree:d}:~5:a=x:1:fw:3:x:1"
         );
+    }
+
+    #[test]
+    fn bucket_keys_read_back_into_their_values() {
+        let key = key(&[("a", "x:1:y"), ("b", "z")]);
+        let pair = key.split(' ').nth(1).unwrap();
+        let level = level_key("limitree", "t", "pair", Algorithm::Gcra);
+        assert_eq!(
+            bucket_values(pair.as_bytes(), &level, 2),
+            Some(vec!["x:1:y".to_owned(), "z".to_owned()])
+        );
+        assert_eq!(
+            bucket_values(format!("{pair}:m").as_bytes(), &level, 2),
+            None
+        );
+        assert_eq!(bucket_values(pair.as_bytes(), &level, 1), None);
+        assert_eq!(bucket_values(b"{limitree:t}:pairs:gc", &level, 0), None);
+    }
+
+    #[test]
+    fn match_patterns_escape_glob_characters() {
+        assert_eq!(match_pattern("{p:t}:a[1]*?"), "{p:t}:a\\[1\\]\\*\\?*");
     }
 
     #[test]
