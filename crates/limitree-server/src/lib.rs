@@ -21,9 +21,11 @@
 //!   the relay and its outbox; an [`app::AppError`] instead of a panic.
 //! - [`server`]: [`server::run`] — serve a listener until a shutdown signal,
 //!   owning every background task (sweep, relay) in one `TaskTracker`.
-//! - [`listener`]: the accept loop and each connection under the `[server]`
-//!   bounds: header, idle and body timeouts, `max_connections`, shedding idle
-//!   connections when short of descriptors, the lingering close after a 413.
+//! - [`listener`]: the accept side both listeners share (`max_connections`,
+//!   shedding idle connections when short of descriptors, accept errors), the
+//!   HTTP accept loop and each HTTP connection under the `[server]` bounds:
+//!   header, idle and body timeouts, the lingering close after a 413. The
+//!   gRPC listener's connections under the same bounds are in `grpc`.
 //! - [`http`]: the axum router and the wire formats only, one module per
 //!   endpoint; nothing here builds or decides.
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{self, AppState};
-use crate::listener::{self, ConnectionMetrics, Limits};
+use crate::listener::{self, ConnectionMetrics, Limits, Listeners};
 
 /// How the server runs, beyond what handlers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,18 @@ pub async fn run(
     lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_among(listener, state, lifecycle, &Listeners::default(), shutdown).await
+}
+
+/// [`run`] as one of the server's `listeners` (which shed each other's idle
+/// connections when descriptors run out).
+async fn run_among(
+    listener: TcpListener,
+    state: AppState,
+    lifecycle: Lifecycle,
+    listeners: &Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
 
@@ -91,11 +103,16 @@ pub async fn run(
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
     let abort = CancellationToken::new();
-    let accepting = listener::accept_loop(
+    let acceptor = listener::Acceptor::new(
         listener,
+        lifecycle.connections.max_connections,
+        Arc::new(ConnectionMetrics::new(listener::Protocol::Http)),
+        listeners,
+    );
+    let accepting = listener::accept_loop(
+        acceptor,
         http::router(state),
         lifecycle.connections,
-        Arc::new(ConnectionMetrics::default()),
         &connections,
         stopping.clone(),
         abort.clone(),
@@ -158,8 +175,16 @@ pub async fn run_with_grpc(
     );
     let auth = crate::grpc::Authorize(state.auth.clone());
     let stop = CancellationToken::new();
+    let listeners = Listeners::default();
     let http = async {
-        let served = run(http, state, lifecycle, stop.clone().cancelled_owned()).await;
+        let served = run_among(
+            http,
+            state,
+            lifecycle,
+            &listeners,
+            stop.clone().cancelled_owned(),
+        )
+        .await;
         stop.cancel();
         served
     };
@@ -169,6 +194,8 @@ pub async fn run_with_grpc(
             service,
             auth,
             grpc_tls,
+            lifecycle.connections,
+            &listeners,
             stop.clone().cancelled_owned(),
         );
         let mut serving = std::pin::pin!(serving);

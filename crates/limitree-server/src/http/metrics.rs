@@ -230,6 +230,7 @@ pub async fn metrics(
     if let Some(Extension(connections)) = connections {
         connections.render(&mut text);
     }
+    state.rls.connections().render(&mut text);
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

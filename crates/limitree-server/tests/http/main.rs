@@ -41,6 +41,7 @@ mod envoy_examples;
 mod errors;
 mod framing;
 mod grpc;
+mod grpc_connections;
 mod grpc_tls;
 mod health;
 mod introspect;
