@@ -164,6 +164,7 @@ mod tests {
             allowed,
             retry_after: None,
             shadow: false,
+            share: None,
         };
         Decision {
             tree: "notifications".to_owned(),
