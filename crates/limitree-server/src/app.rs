@@ -86,7 +86,7 @@ impl App {
         }
         Ok(App {
             state: AppState {
-                checks: Arc::new(CheckCounters::new(limiter.policy())),
+                checks: Arc::new(CheckCounters::new(&limiter.policy())),
                 notify,
                 rls: crate::grpc::RateLimitServer::new(
                     limiter.clone(),

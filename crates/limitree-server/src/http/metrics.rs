@@ -34,25 +34,38 @@ const REASONS: [Reason; 5] = [
 /// `POST /v1/check` decisions, per tree and reason.
 #[derive(Debug)]
 pub struct CheckCounters {
-    trees: Vec<(String, [AtomicU64; REASONS.len()])>,
+    /// Per tree. Trees a reloaded policy adds are added
+    /// ([`CheckCounters::track`]); none is removed, so a counter never goes
+    /// back.
+    trees: parking_lot::RwLock<Vec<(String, Arc<[AtomicU64; REASONS.len()]>)>>,
 }
 
 impl CheckCounters {
     /// Zeroed counters for every tree of `policy`.
     pub fn new(policy: &Policy) -> CheckCounters {
-        CheckCounters {
-            trees: policy
-                .trees()
-                .iter()
-                .map(|t| (t.name.clone(), Default::default()))
-                .collect(),
+        let counters = CheckCounters {
+            trees: parking_lot::RwLock::default(),
+        };
+        counters.track(policy);
+        counters
+    }
+
+    /// Adds counters for the trees of `policy` (a reloaded one) not yet
+    /// counted.
+    pub fn track(&self, policy: &Policy) {
+        let mut trees = self.trees.write();
+        for tree in policy.trees() {
+            if !trees.iter().any(|(name, _)| *name == tree.name) {
+                trees.push((tree.name.clone(), Arc::default()));
+            }
         }
     }
 
     /// Counts one decision.
     pub fn record(&self, decision: &Decision) {
         let reason = REASONS.iter().position(|r| *r == decision.reason);
-        let tree = self.trees.iter().find(|(name, _)| *name == decision.tree);
+        let trees = self.trees.read();
+        let tree = trees.iter().find(|(name, _)| *name == decision.tree);
         if let (Some(reason), Some((_, counts))) = (reason, tree) {
             counts[reason].fetch_add(1, Ordering::Relaxed);
         }
@@ -67,8 +80,8 @@ impl CheckCounters {
             MetricType::Counter,
             "POST /v1/check decisions, by tree and reason.",
         );
-        for (tree, counts) in &self.trees {
-            for (reason, count) in REASONS.iter().zip(counts) {
+        for (tree, counts) in self.trees.read().iter() {
+            for (reason, count) in REASONS.iter().zip(counts.iter()) {
                 write_sample(
                     out,
                     NAME,
@@ -139,8 +152,8 @@ pub fn render_grpc(counters: &GrpcCounters, out: &mut String) {
         MetricType::Counter,
         "ShouldRateLimit answers (gRPC and POST /json), by domain and overall code.",
     );
-    for (domain, codes) in &counters.by_domain {
-        for (code, value) in ["ok", "over_limit"].iter().zip(codes) {
+    for (domain, codes) in counters.by_domain.read().iter() {
+        for (code, value) in ["ok", "over_limit"].iter().zip(codes.iter()) {
             write_sample(
                 out,
                 DECISIONS,

@@ -20,6 +20,16 @@
 //! with the level's limit, so a flood of new descriptor values cannot grow memory
 //! and cannot get more than one bucket's worth of traffic through. Override values
 //! always get their own bucket (their number is fixed by the policy).
+//!
+//! # Reload
+//! A store is laid out for one policy (its trees and levels by index, so a
+//! decision finds its buckets without comparing names). A reloaded policy
+//! gets a new store from [`MemoryStore::for_new_policy`] that **shares** the
+//! state of every level whose tree, level name, `by` keys and algorithm are
+//! unchanged — the very same locks, so decisions still running on the old
+//! store and new ones on the new store count in one place — and starts every
+//! other level fresh. Levels the new policy no longer has are dropped with the
+//! old store, once its last decision is done.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -67,18 +77,69 @@ type BucketMap = HashMap<BucketKey, Mutex<BucketState>>;
 struct KeyedLevel {
     /// The level, for specs when expiring idle buckets.
     level: Level,
-    buckets: RwLock<BucketMap>,
+    /// Shared with the stores of later policies that keep this level (see
+    /// the module docs on reload).
+    buckets: Arc<RwLock<BucketMap>>,
     /// Shared by values first seen while `buckets` is full.
-    overflow: Mutex<BucketState>,
+    overflow: Arc<Mutex<BucketState>>,
     /// When the level last ran `expire_idle` on itself because it was full.
-    last_full_expire: AtomicU64,
+    last_full_expire: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
 enum LevelBuckets {
-    /// A level without `by`: one bucket for the tree.
-    Global(Mutex<BucketState>),
+    /// A level without `by`: one bucket for the tree (shared like a keyed
+    /// level's map), and the level.
+    Global(Arc<Mutex<BucketState>>, Box<Level>),
     Keyed(Box<KeyedLevel>),
+}
+
+impl LevelBuckets {
+    /// Fresh state for `level`.
+    fn fresh(level: &Level) -> Self {
+        let fresh = BucketState::fresh(level.spec.algorithm);
+        if level.is_global() {
+            LevelBuckets::Global(Arc::new(Mutex::new(fresh)), Box::new(level.clone()))
+        } else {
+            LevelBuckets::Keyed(Box::new(KeyedLevel {
+                level: level.clone(),
+                buckets: Arc::new(RwLock::new(HashMap::new())),
+                overflow: Arc::new(Mutex::new(fresh)),
+                last_full_expire: Arc::new(AtomicU64::new(0)),
+            }))
+        }
+    }
+
+    fn level(&self) -> &Level {
+        match self {
+            LevelBuckets::Global(_, level) => level,
+            LevelBuckets::Keyed(k) => &k.level,
+        }
+    }
+
+    /// `level`'s buckets sharing this (old) level's state: the same locks,
+    /// under the new level's limits and cap.
+    fn share(&self, level: &Level) -> Self {
+        match self {
+            LevelBuckets::Global(state, _) => {
+                LevelBuckets::Global(Arc::clone(state), Box::new(level.clone()))
+            }
+            LevelBuckets::Keyed(k) => LevelBuckets::Keyed(Box::new(KeyedLevel {
+                level: level.clone(),
+                buckets: Arc::clone(&k.buckets),
+                overflow: Arc::clone(&k.overflow),
+                last_full_expire: Arc::clone(&k.last_full_expire),
+            })),
+        }
+    }
+}
+
+/// Whether a bucket of `old` may keep its state as a bucket of `new`: the
+/// same bucket (level name, `by` keys) counted the same way (algorithm).
+/// Limits, windows, bursts, overrides, `shadow`, `required` and `max_buckets`
+/// may differ: the kept state is read under the new ones.
+pub fn keeps_state(old: &Level, new: &Level) -> bool {
+    old.name == new.name && old.by == new.by && old.spec.algorithm == new.spec.algorithm
 }
 
 /// The in-process store. See the module docs for its guarantees.
@@ -101,27 +162,43 @@ impl MemoryStore {
             .trees()
             .iter()
             .map(|tree| {
+                let levels = tree.levels.iter().map(LevelBuckets::fresh).collect();
+                (tree.name.clone(), levels)
+            })
+            .collect();
+        MemoryStore { clock, trees }
+    }
+
+    /// A store for `policy` (a reloaded one) on this store's clock that
+    /// shares this store's state for every level [`keeps_state`] holds for
+    /// (same tree name, level name, `by` keys and algorithm) and starts the
+    /// others fresh. See the module docs on reload.
+    pub fn for_new_policy(&self, policy: &Policy) -> MemoryStore {
+        let trees = policy
+            .trees()
+            .iter()
+            .map(|tree| {
+                let old = self.trees.iter().find(|(name, _)| *name == tree.name);
                 let levels = tree
                     .levels
                     .iter()
                     .map(|level| {
-                        let fresh = BucketState::fresh(level.spec.algorithm);
-                        if level.is_global() {
-                            LevelBuckets::Global(Mutex::new(fresh))
-                        } else {
-                            LevelBuckets::Keyed(Box::new(KeyedLevel {
-                                level: level.clone(),
-                                buckets: RwLock::new(HashMap::new()),
-                                overflow: Mutex::new(fresh),
-                                last_full_expire: AtomicU64::new(0),
-                            }))
+                        let kept = old.and_then(|(_, old_levels)| {
+                            old_levels.iter().find(|b| keeps_state(b.level(), level))
+                        });
+                        match kept {
+                            Some(buckets) => buckets.share(level),
+                            None => LevelBuckets::fresh(level),
                         }
                     })
                     .collect();
                 (tree.name.clone(), levels)
             })
             .collect();
-        MemoryStore { clock, trees }
+        MemoryStore {
+            clock: Arc::clone(&self.clock),
+            trees,
+        }
     }
 
     /// The store's clock.
@@ -135,7 +212,7 @@ impl MemoryStore {
             .iter()
             .flat_map(|(_, levels)| levels)
             .map(|l| match l {
-                LevelBuckets::Global(_) => 0,
+                LevelBuckets::Global(..) => 0,
                 LevelBuckets::Keyed(k) => k.buckets.read().len(),
             })
             .sum()
@@ -169,7 +246,7 @@ impl MemoryStore {
                 .iter()
                 .filter_map(|&l| match &levels[l] {
                     LevelBuckets::Keyed(k) => Some((l, k.buckets.read())),
-                    LevelBuckets::Global(_) => None,
+                    LevelBuckets::Global(..) => None,
                 })
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
@@ -178,7 +255,7 @@ impl MemoryStore {
             let mut missing = None;
             for (i, bucket) in chain.buckets.iter().enumerate() {
                 let slot = match &levels[bucket.level_index] {
-                    LevelBuckets::Global(state) => Some((state, false)),
+                    LevelBuckets::Global(state, _) => Some((&**state, false)),
                     LevelBuckets::Keyed(k) => {
                         let Some((_, map)) = maps.iter().find(|(l, _)| *l == bucket.level_index)
                         else {
@@ -190,7 +267,7 @@ impl MemoryStore {
                                 && !bucket.overridden
                                 && !k.expire_idle_due(now) =>
                             {
-                                Some((&k.overflow, true))
+                                Some((&*k.overflow, true))
                             }
                             None => None,
                         }
@@ -361,6 +438,10 @@ impl Store for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+        Some(Arc::new(self.for_new_policy(policy)))
     }
 }
 

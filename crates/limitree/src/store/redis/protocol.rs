@@ -215,6 +215,34 @@ impl ScriptDecision {
     }
 }
 
+/// `batch` cut into runs that each may go in one script call: a call sends
+/// each key once, with one spec, so two decisions that give one key different
+/// specs — made under two policies, while a reload is taking effect — must go
+/// in separate calls, one after the other in batch order. Otherwise the later
+/// one would be decided under the earlier one's limits (and its reply would
+/// not decode against its own). Outside a reload this is one run.
+pub(super) fn runs_without_conflicts(batch: &[Box<ScriptDecision>]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut spec_of: hashbrown::HashMap<&str, &SpecArg> = hashbrown::HashMap::new();
+    for (i, decision) in batch.iter().enumerate() {
+        let conflicts = decision
+            .keys()
+            .zip(&decision.specs)
+            .any(|(key, spec)| spec_of.get(key).is_some_and(|seen| *seen != spec));
+        if conflicts {
+            runs.push(start..i);
+            start = i;
+            spec_of.clear();
+        }
+        for (key, spec) in decision.keys().zip(&decision.specs) {
+            spec_of.entry_ref(key).or_insert(spec);
+        }
+    }
+    runs.push(start..batch.len());
+    runs
+}
+
 /// The `EVALSHA` of `script_hash` deciding `batch` in order. `now` is a test
 /// clock's time, or `None` for the script to read Redis `TIME`.
 ///
