@@ -23,6 +23,7 @@ use limitree::{Clock, Limiter, MemoryStore, Policy, Store, SystemClock};
 use crate::config::{Config, StoreKind};
 use crate::http::{AppState, metrics::CheckCounters};
 use crate::notify::Relay;
+use crate::reload::Reloader;
 use crate::server::Lifecycle;
 
 /// A built server: what the handlers share, and how [`crate::server::run`]
@@ -80,19 +81,26 @@ impl App {
             }
         };
         let limiter = Limiter::new(policy, store);
-        let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
+        let notify = Relay::new(&config.notify, limiter.clone(), Arc::clone(&clock), env);
         if let Some(redis) = &redis {
             use_redis_outbox(&notify, redis);
         }
+        let checks = Arc::new(CheckCounters::new(&limiter.policy()));
+        let rls = crate::grpc::RateLimitServer::new(limiter.clone(), config.server.unknown_domain)
+            .with_headers(config.server.rls_headers);
+        let reload = Arc::new(Reloader::new(
+            config,
+            limiter.clone(),
+            Arc::clone(&checks),
+            Arc::clone(rls.counters()),
+            clock,
+        ));
         Ok(App {
             state: AppState {
-                checks: Arc::new(CheckCounters::new(&limiter.policy())),
+                checks,
                 notify,
-                rls: crate::grpc::RateLimitServer::new(
-                    limiter.clone(),
-                    config.server.unknown_domain,
-                )
-                .with_headers(config.server.rls_headers),
+                rls,
+                reload,
                 limiter,
                 max_body_bytes: config.server.max_body_bytes,
             },

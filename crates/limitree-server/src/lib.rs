@@ -31,6 +31,8 @@
 //!   outbox (a file, or a Redis stream with the Redis store).
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
+//! - [`reload`]: hot policy reload (SIGHUP, a change of the config file,
+//!   `POST /v1/reload`), keeping counters; what needs a restart is logged.
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
 //!
 //! # Where is it…
@@ -62,5 +64,6 @@ pub mod http;
 pub mod listener;
 pub mod lock;
 pub mod notify;
+pub mod reload;
 pub mod server;
 pub mod telemetry;

@@ -74,6 +74,10 @@ pub async fn run(
         .start(&tracker, &cancel)
         .map_err(std::io::Error::other)?;
 
+    // SIGHUP and the config file's watcher, installed before the server
+    // says it listens.
+    crate::reload::spawn(Arc::clone(&state.reload), &tracker, &cancel)?;
+
     tracker.spawn(sweep(
         state.limiter.clone(),
         lifecycle.sweep_interval,

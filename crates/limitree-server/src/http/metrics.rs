@@ -230,6 +230,37 @@ pub fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value
     let _ = writeln!(out, " {value}");
 }
 
+/// Policy reloads, whether the running policy is stale, and its hash.
+pub fn render_reload(reload: &crate::reload::Reloader, out: &mut String) {
+    let (ok, error) = reload.counts();
+    let status = reload.status();
+    const RELOADS: &str = "limitree_policy_reloads_total";
+    write_header(
+        out,
+        RELOADS,
+        MetricType::Counter,
+        "Policy reloads (SIGHUP, file change, POST /v1/reload), by result.",
+    );
+    write_sample(out, RELOADS, &[("result", "ok")], ok);
+    write_sample(out, RELOADS, &[("result", "error")], error);
+    const STALE: &str = "limitree_policy_stale";
+    write_header(
+        out,
+        STALE,
+        MetricType::Gauge,
+        "1 while the config file holds an invalid change and the previous policy serves.",
+    );
+    write_sample(out, STALE, &[], u64::from(status.stale_since_ms.is_some()));
+    const INFO: &str = "limitree_policy_info";
+    write_header(
+        out,
+        INFO,
+        MetricType::Gauge,
+        "The policy in force, by its hash (always 1).",
+    );
+    write_sample(out, INFO, &[("hash", &status.policy_hash)], 1);
+}
+
 /// `GET /metrics`. The connection counters come with each request from
 /// [`crate::listener`] (absent when the router is served some other way).
 pub async fn metrics(
@@ -240,6 +271,7 @@ pub async fn metrics(
     state.checks.render(&mut text);
     render_relay(&state.notify.metrics(), &mut text);
     render_grpc(state.rls.counters(), &mut text);
+    render_reload(&state.reload, &mut text);
     if let Some(Extension(connections)) = connections {
         connections.render(&mut text);
     }

@@ -8,6 +8,7 @@
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
 //! - [`problem`]: every error → status + `application/problem+json`.
+//! - [`reload`]: `POST /v1/reload` (the admin trigger of [`crate::reload`]).
 //! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
 //! - [`rls_json`]: `POST /json`, envoyproxy/ratelimit's HTTP bridge (proto3 JSON).
 
@@ -18,6 +19,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod problem;
+pub mod reload;
 pub mod reply;
 pub mod request_id;
 pub mod rls_json;
@@ -46,6 +48,9 @@ pub struct AppState {
     pub checks: Arc<metrics::CheckCounters>,
     /// Envoy's `ShouldRateLimit`: served over gRPC, and over HTTP at `POST /json`.
     pub rls: crate::grpc::RateLimitServer,
+    /// Policy reload: `POST /v1/reload`, and the status `/readyz` and
+    /// `/metrics` show.
+    pub reload: Arc<crate::reload::Reloader>,
 }
 
 /// The router. Unknown paths and wrong methods answer problem+json too (axum's
@@ -63,6 +68,10 @@ pub fn router(state: AppState) -> Router {
             post(notify::notify).fallback(problem::post_only),
         )
         .route("/json", post(rls_json::json).fallback(problem::post_only))
+        .route(
+            "/v1/reload",
+            post(reload::reload).fallback(problem::post_only),
+        )
         .route(
             "/metrics",
             get(metrics::metrics).fallback(problem::get_only),

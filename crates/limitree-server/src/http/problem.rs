@@ -92,6 +92,10 @@ pub enum ApiError {
     /// `POST /json`: the rate limit service refused the request.
     #[error("{}", .0.message())]
     RateLimitService(tonic::Status),
+    /// `POST /v1/reload`: nothing to reload, or the file is invalid (the
+    /// running policy keeps serving).
+    #[error("{0}")]
+    Reload(crate::reload::ReloadError),
     /// A handler panicked: a bug, reported without details.
     #[error("the server failed while handling this request; it has been logged")]
     Internal,
@@ -282,6 +286,16 @@ impl ApiError {
                     "Internal server error",
                 ),
             },
+            ApiError::Reload(crate::reload::ReloadError::NoConfigFile) => (
+                StatusCode::CONFLICT,
+                "nothing-to-reload",
+                "Nothing to reload",
+            ),
+            ApiError::Reload(crate::reload::ReloadError::Invalid(_)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reload-invalid",
+                "Config invalid; the running policy keeps serving",
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
