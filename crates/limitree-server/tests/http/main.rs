@@ -55,5 +55,6 @@ mod redis;
 mod redis_support;
 #[cfg(feature = "redis")]
 mod redis_tls;
+mod reload;
 mod shutdown;
 mod support;
