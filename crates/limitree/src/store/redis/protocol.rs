@@ -667,6 +667,35 @@ mod tests {
 
     const NOW: Micros = 1_795_839_179_412_915;
 
+    /// Two policies (before and after a reload) give one bucket different
+    /// limits: their decisions never share a call; the same limits do.
+    #[test]
+    fn a_key_with_two_specs_splits_the_batch() {
+        let policy = |limit: u64| {
+            crate::policy::Policy::from_toml_str(
+                &format!(
+                    "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = {limit}\nwindow = \"1m\"\n"
+                ),
+                "test",
+            )
+            .unwrap()
+        };
+        let (old, new) = (policy(10), policy(5));
+        let decision = |policy: &crate::policy::Policy| {
+            let chain = policy.trees()[0].chain(&[], 1).unwrap();
+            ScriptDecision::new("limitree", &chain, Mode::Commit)
+        };
+        let batch = vec![
+            decision(&old),
+            decision(&old),
+            decision(&new),
+            decision(&old),
+        ];
+        assert_eq!(runs_without_conflicts(&batch), vec![0..2, 2..3, 3..4]);
+        let same = vec![decision(&new), decision(&new)];
+        assert_eq!(runs_without_conflicts(&same), vec![0..2]);
+    }
+
     /// A constant as `decide.lua` writes it.
     #[derive(Debug, PartialEq)]
     enum LuaConst {
