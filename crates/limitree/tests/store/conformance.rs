@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             a_reload_reads_kept_counts_under_a_lower_limit,
             a_reload_reads_kept_counts_under_a_longer_window,
             a_reload_that_changes_the_algorithm_starts_fresh,
+            a_reload_that_changes_the_by_keys_starts_fresh,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -613,5 +614,18 @@ pub async fn a_reload_that_changes_the_algorithm_starts_fresh(h: &dyn Harness) {
         f.reload(&changed);
         let o = f.peek(ERRORS).await;
         assert_eq!(Fixture::remaining(&o), vec![20, 0], "{from} → {to}: {o:?}");
+    }
+}
+
+/// Same level, same limits and algorithm, another `by` key: its buckets
+/// start fresh (in Redis the key names the `by` keys), even for the same
+/// value.
+pub async fn a_reload_that_changes_the_by_keys_starts_fresh(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let mut f = Fixture::new(h, &two_levels(algorithm));
+        assert!(f.take(ERRORS, 4).await.allowed, "{algorithm}");
+        f.reload(&two_levels(algorithm).replace("by = [\"category\"]", "by = [\"kind\"]"));
+        let o = f.peek(&[("kind", "errors")]).await;
+        assert_eq!(Fixture::remaining(&o), vec![16, 4], "{algorithm}: {o:?}");
     }
 }
