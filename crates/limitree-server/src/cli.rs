@@ -73,6 +73,14 @@ pub struct ServeArgs {
     /// `[server] grpc` (default 127.0.0.1:8081).
     #[arg(long, value_name = "ADDR|off", value_parser = grpc_listen)]
     pub grpc: Option<GrpcListen>,
+    /// Serve gRPC over TLS with this PEM certificate chain (with
+    /// `--grpc-tls-key`); overrides `[server] grpc_tls`, and is how an
+    /// envoyproxy/ratelimit YAML config gets TLS.
+    #[arg(long, value_name = "PATH", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--grpc-tls-cert`.
+    #[arg(long, value_name = "PATH", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
     /// Keep buckets in Redis at URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`,
     /// `rediss://` for TLS), shared with every instance using it; overrides
     /// `[store]` kind and url (its other keys still apply).
@@ -188,9 +196,21 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let grpc_tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+        (Some(cert), Some(key)) => match crate::grpc::tls::GrpcTls::load(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("error: --grpc-tls-cert/--grpc-tls-key: {e}");
+                eprintln!("limitree: the gRPC TLS files cannot be used; nothing was started");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        _ => None,
+    };
     let overrides = Overrides {
         http: args.http,
         grpc: args.grpc.map(|GrpcListen(grpc)| grpc),
+        grpc_tls,
         redis: args.redis.clone(),
     };
     if let Err(e) = overrides.apply(&mut config) {
@@ -245,9 +265,18 @@ fn run_server(config: &Config, app: App) -> anyhow::Result<()> {
         };
         let signal = shutdown_signal().context("cannot install signal handlers")?;
         let service = app.state.rls.clone();
-        server::run_with_grpc(listener, grpc, service, app.state, app.lifecycle, signal)
-            .await
-            .context("the server failed")
+        let tls = config.server.grpc_tls.as_ref();
+        server::run_with_grpc(
+            listener,
+            grpc,
+            tls,
+            service,
+            app.state,
+            app.lifecycle,
+            signal,
+        )
+        .await
+        .context("the server failed")
     })
 }
 
@@ -427,7 +456,15 @@ pub fn describe_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
         out,
         "server: http {}, grpc {}, max_body_bytes {}, shutdown_grace {}, sweep_interval {}",
         s.http,
-        s.grpc.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        match (s.grpc, &s.grpc_tls) {
+            (None, _) => "off".to_owned(),
+            (Some(a), None) => format!("{a} (h2c)"),
+            (Some(a), Some(tls)) => format!(
+                "{a} (TLS: cert {}, key {})",
+                tls.cert.display(),
+                tls.key.display()
+            ),
+        },
         s.max_body_bytes,
         format_duration(limitree::clock::duration_to_micros(s.shutdown_grace)),
         format_duration(limitree::clock::duration_to_micros(s.sweep_interval)),

@@ -59,6 +59,8 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     /// `--grpc ADDR|off`.
     pub grpc: Option<Option<SocketAddr>>,
+    /// `--grpc-tls-cert` and `--grpc-tls-key`, loaded once at start-up.
+    pub grpc_tls: Option<crate::grpc::tls::GrpcTls>,
     /// `--redis URL` (or `LIMITREE_REDIS_URL`).
     pub redis: Option<String>,
 }
@@ -72,6 +74,9 @@ impl Overrides {
         }
         if let Some(grpc) = self.grpc {
             config.server.grpc = grpc;
+        }
+        if let Some(tls) = &self.grpc_tls {
+            config.server.grpc_tls = Some(tls.clone());
         }
         if let Some(url) = &self.redis {
             config.store.use_redis_url(url)?;
@@ -372,6 +377,13 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
     let grpc = |g: Option<SocketAddr>| g.map_or_else(|| "off".to_owned(), |a| a.to_string());
     server("http", a.http != b.http, a.http.to_string());
     server("grpc", a.grpc != b.grpc, grpc(a.grpc));
+    server(
+        "grpc_tls",
+        a.grpc_tls != b.grpc_tls,
+        a.grpc_tls
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |tls| format!("{tls:?}")),
+    );
     server(
         "unknown_domain",
         a.unknown_domain != b.unknown_domain,

@@ -138,11 +138,13 @@ pub async fn run(
 }
 
 /// [`run`] next to the gRPC listener (Envoy's RateLimitService) when there is
-/// one: both stop on `shutdown`, either one ending stops the other, and the
-/// gRPC drain is bounded by the same `shutdown_grace`.
+/// one (over TLS with `grpc_tls`, else h2c): both stop on `shutdown`, either
+/// one ending stops the other, and the gRPC drain is bounded by the same
+/// `shutdown_grace`.
 pub async fn run_with_grpc(
     http: TcpListener,
     grpc: Option<TcpListener>,
+    grpc_tls: Option<&crate::grpc::tls::GrpcTls>,
     service: crate::grpc::RateLimitServer,
     state: AppState,
     lifecycle: Lifecycle,
@@ -154,8 +156,9 @@ pub async fn run_with_grpc(
     // Before `run` logs the HTTP address, so a reader of the log (and the
     // tests' harness) has both once that line appears.
     tracing::info!(
-        "gRPC listening on {} (envoy.service.ratelimit.v3.RateLimitService, grpc.health.v1.Health)",
-        grpc.local_addr()?
+        "gRPC listening on {} ({}; envoy.service.ratelimit.v3.RateLimitService, grpc.health.v1.Health)",
+        grpc.local_addr()?,
+        if grpc_tls.is_some() { "TLS" } else { "h2c" }
     );
     let stop = CancellationToken::new();
     let http = async {
@@ -164,7 +167,7 @@ pub async fn run_with_grpc(
         served
     };
     let grpc = async {
-        let serving = crate::grpc::serve(grpc, service, stop.clone().cancelled_owned());
+        let serving = crate::grpc::serve(grpc, service, grpc_tls, stop.clone().cancelled_owned());
         let mut serving = std::pin::pin!(serving);
         let served = tokio::select! {
             served = &mut serving => served,

@@ -5,6 +5,7 @@
 //! [server]
 //! http = "127.0.0.1:8080"     # where to listen
 //! grpc = "127.0.0.1:8081"     # Envoy's RateLimitService; "off" disables it
+//! grpc_tls = { cert = "/etc/limitree/grpc.pem", key = "/etc/limitree/grpc.key" }  # optional: gRPC over TLS instead of h2c
 //! unknown_domain = "allow"    # gRPC calls for a domain naming no tree: "allow" (OK) or "error" (UNKNOWN)
 //! rls_headers = "off"         # headers ShouldRateLimit asks Envoy to add: "off", "draft", "x-ratelimit"
 //! max_body_bytes = 65536      # largest request body
@@ -17,11 +18,13 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::fields::{DurationText, Section, positive_duration, socket_addr};
+use crate::grpc::tls::GrpcTls;
 use crate::grpc::{ResponseHeaders, UnknownDomain};
 
 /// Where the server listens unless told otherwise.
@@ -61,6 +64,8 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// gRPC listen address; `None`: no gRPC listener (`grpc = "off"`).
     pub grpc: Option<SocketAddr>,
+    /// The gRPC listener's certificate and key; `None`: h2c (plaintext).
+    pub grpc_tls: Option<GrpcTls>,
     /// What a gRPC call for an unknown domain gets.
     pub unknown_domain: UnknownDomain,
     /// The headers a `ShouldRateLimit` answer carries.
@@ -86,6 +91,7 @@ impl Default for ServerConfig {
         ServerConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            grpc_tls: None,
             unknown_domain: UnknownDomain::Allow,
             rls_headers: ResponseHeaders::Off,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -106,6 +112,7 @@ impl Default for ServerConfig {
 struct RawServer {
     http: Option<String>,
     grpc: Option<String>,
+    grpc_tls: Option<RawGrpcTls>,
     unknown_domain: Option<String>,
     rls_headers: Option<String>,
     max_body_bytes: Option<u64>,
@@ -115,6 +122,14 @@ struct RawServer {
     idle_timeout: Option<DurationText>,
     body_timeout: Option<DurationText>,
     max_connections: Option<u64>,
+}
+
+/// `grpc_tls = { cert = "PATH", key = "PATH" }` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrpcTls {
+    cert: String,
+    key: String,
 }
 
 impl ServerConfig {
@@ -134,6 +149,12 @@ impl ServerConfig {
             match parse_grpc(&grpc) {
                 Ok(addr) => server.grpc = addr,
                 Err(e) => errors.push(section.error("grpc", e)),
+            }
+        }
+        if let Some(tls) = raw.grpc_tls {
+            match GrpcTls::load(Path::new(&tls.cert), Path::new(&tls.key)) {
+                Ok(tls) => server.grpc_tls = Some(tls),
+                Err(e) => errors.push(section.error(e.key(), e)),
             }
         }
         if let Some(mode) = raw.unknown_domain {

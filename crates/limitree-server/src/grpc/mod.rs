@@ -1,13 +1,15 @@
 //! The gRPC listener: Envoy's `envoy.service.ratelimit.v3.RateLimitService` and
 //! the standard `grpc.health.v1.Health`, over h2c (plaintext HTTP/2, as Envoy's
-//! rate-limit cluster speaks it).
+//! rate-limit cluster speaks it), or over TLS when configured.
 //!
 //! - [`rls`]: a `RateLimitRequest` → one check → a `RateLimitResponse` (pure).
 //! - [`RateLimitServer`]: the service itself — request ids, unknown domains and
 //!   the mapping of errors to gRPC statuses, in one place.
 //! - [`serve`]: the listener, stopped by a shutdown future like the HTTP one.
+//! - [`tls`]: `[server] grpc_tls`, the listener's certificate and key.
 
 pub mod rls;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -273,10 +275,12 @@ fn rls_domain(request: &RateLimitRequest) -> &str {
 }
 
 /// Serves `service` and `grpc.health.v1.Health` on `listener` until `shutdown`
-/// completes, then lets in-flight calls finish.
+/// completes, then lets in-flight calls finish. With `tls`, every connection
+/// must complete a TLS handshake (ALPN `h2`) first; without, it is h2c.
 pub async fn serve(
     listener: TcpListener,
     service: RateLimitServer,
+    tls: Option<&tls::GrpcTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -284,7 +288,13 @@ pub async fn serve(
         .set_serving::<RateLimitServiceServer<RateLimitServer>>()
         .await;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        // The files were checked when the config loaded (`GrpcTls::load`
+        // builds the same rustls config), so this fails only on a bug.
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    builder
         .add_service(health_service)
         .add_service(
             RateLimitServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -202,23 +202,14 @@ pub fn headers(decision: &Decision, form: ResponseHeaders) -> Vec<HeaderValue> {
 }
 
 /// A `requests_per_unit: 0` rule's status: over the limit (`OK` in shadow
-/// mode), a limit of 0, nothing remaining.
+/// mode), a limit of 0 per the rule's window, nothing remaining.
 fn blocked_status(rule: Option<&envoy::Rule>) -> DescriptorStatus {
     let shadow = rule.is_some_and(|r| r.shadow);
     DescriptorStatus {
         code: code(shadow) as i32,
-        current_limit: rule.map(|r| RateLimit {
-            name: r.name.clone(),
-            requests_per_unit: 0,
-            unit: r.unit.map_or(Unit::Unknown, |u| match u {
-                envoy::Unit::Second => Unit::Second,
-                envoy::Unit::Minute => Unit::Minute,
-                envoy::Unit::Hour => Unit::Hour,
-                envoy::Unit::Day => Unit::Day,
-                envoy::Unit::Week => Unit::Week,
-                envoy::Unit::Month => Unit::Month,
-                envoy::Unit::Year => Unit::Year,
-            }) as i32,
+        current_limit: rule.and_then(|r| match r.limit {
+            envoy::RuleLimit::Blocked { window } => Some(envoy_limit(&r.name, 0, window)),
+            envoy::RuleLimit::Limited(_) | envoy::RuleLimit::Unlimited => None,
         }),
         limit_remaining: 0,
         ..Default::default()
@@ -273,7 +264,12 @@ const SECOND: Micros = 1_000_000;
 /// its unit; any other window (say `30m`) is sent as `UNKNOWN` with the limit per
 /// window, and the name says the window (`category: 10 per 30m`).
 fn rate_limit(level: &LevelStatus) -> RateLimit {
-    let unit = match level.window {
+    envoy_limit(&level.name, level.limit, level.window)
+}
+
+/// `limit` per `window` of the level or rule `name`, as Envoy's `RateLimit`.
+fn envoy_limit(name: &str, limit: u64, window: Micros) -> RateLimit {
+    let unit = match window {
         w if w == SECOND => Unit::Second,
         w if w == 60 * SECOND => Unit::Minute,
         w if w == 3_600 * SECOND => Unit::Hour,
@@ -284,13 +280,8 @@ fn rate_limit(level: &LevelStatus) -> RateLimit {
         _ => Unit::Unknown,
     };
     RateLimit {
-        name: format!(
-            "{}: {} per {}",
-            level.name,
-            level.limit,
-            format_duration(level.window)
-        ),
-        requests_per_unit: u32::try_from(level.limit).unwrap_or(u32::MAX),
+        name: format!("{name}: {limit} per {}", format_duration(window)),
+        requests_per_unit: u32::try_from(limit).unwrap_or(u32::MAX),
         unit: unit as i32,
     }
 }
@@ -528,8 +519,8 @@ mod tests {
         assert_eq!(r.statuses[1].code, Code::OverLimit as i32);
         let limit = r.statuses[1].current_limit.as_ref().unwrap();
         assert_eq!(
-            (limit.requests_per_unit, limit.unit),
-            (0, Unit::Second as i32)
+            (limit.name.as_str(), limit.requests_per_unit, limit.unit),
+            ("closed: 0 per 1s", 0, Unit::Second as i32)
         );
     }
 

@@ -1,68 +1,14 @@
 //! Envoy's `ShouldRateLimit` and `grpc.health.v1.Health` over real sockets,
 //! against `limitree serve` (a child process), with a real tonic client.
 
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
-use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::UInt64Value;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::support::rls::{ask, channel, client, code, descriptor, request};
 use crate::support::served::{Served, write_config};
-
-fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
-    RateLimitDescriptor {
-        entries: entries
-            .iter()
-            .map(|(k, v)| Entry {
-                key: (*k).to_owned(),
-                value: (*v).to_owned(),
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
-    RateLimitRequest {
-        domain: domain.to_owned(),
-        descriptors,
-        hits_addend: 0,
-    }
-}
-
-/// An h2c channel to `served`'s gRPC listener.
-async fn channel(served: &Served) -> Channel {
-    let addr = served.grpc.as_deref().expect("the gRPC listener is on");
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connects over h2c")
-}
-
-async fn client(served: &Served) -> RateLimitServiceClient<Channel> {
-    RateLimitServiceClient::new(channel(served).await)
-}
-
-async fn ask(
-    client: &mut RateLimitServiceClient<Channel>,
-    r: RateLimitRequest,
-) -> RateLimitResponse {
-    client
-        .should_rate_limit(r)
-        .await
-        .expect("an answer")
-        .into_inner()
-}
-
-fn code(c: i32) -> Code {
-    Code::try_from(c).expect("a known code")
-}
 
 #[tokio::test]
 async fn the_default_tree_over_grpc_denies_the_eleventh_and_charges_nothing_for_it() {
@@ -239,6 +185,43 @@ async fn an_unknown_domain_is_ok_or_unknown_as_configured() {
     )
     .await;
     assert_eq!(code(r.overall_code), Code::Unknown);
+}
+
+/// A call's log lines carry the `x-request-id` metadata Envoy sends; without
+/// one (or with one that is not a sane id) the call gets a fresh UUID. The
+/// unknown-domain warning is the log line a call makes at `info`.
+#[tokio::test]
+async fn log_lines_of_a_call_carry_its_x_request_id() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let mut client = client(&served).await;
+    let call = |domain: &str, id: Option<&str>| {
+        let mut r = tonic::Request::new(request(domain, vec![descriptor(&[("a", "b")])]));
+        if let Some(id) = id {
+            r.metadata_mut()
+                .insert("x-request-id", id.parse().expect("a metadata value"));
+        }
+        r
+    };
+    client
+        .should_rate_limit(call("first", Some("envoy-req-42")))
+        .await
+        .unwrap();
+    let line = served.wait_for_line("domain `first`", crate::support::poll::SOON);
+    assert!(line.contains("request_id=envoy-req-42"), "{line}");
+
+    for (domain, id) in [("second", None), ("third", Some("two words"))] {
+        client.should_rate_limit(call(domain, id)).await.unwrap();
+        let line = served.wait_for_line(&format!("domain `{domain}`"), crate::support::poll::SOON);
+        let at = line.find("request_id=").expect("a request id") + "request_id=".len();
+        let generated: String = line[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+            .collect();
+        assert!(
+            uuid::Uuid::parse_str(&generated).is_ok(),
+            "{domain}: a fresh UUID, not {generated:?}: {line}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -13,6 +13,9 @@
 //!   to wait (bounded) for real I/O to happen;
 //! - `support::policy`: the default policy's TOML, once, and the pieces its
 //!   variants are built from.
+//! - `support::rls`: a tonic client for Envoy's `ShouldRateLimit` on a
+//!   `Served` server, and the builders of what it sends;
+//! - `support::certs`: a CA and a certificate it signed (rcgen), as PEM files;
 //! - `support::free_port`, `support::get_status`: a loopback port nothing
 //!   listens on; the status a GET answers with (0 if nothing answers).
 //!
@@ -33,9 +36,11 @@
 mod check;
 mod cli;
 mod connections;
+mod envoy_examples;
 mod errors;
 mod framing;
 mod grpc;
+mod grpc_tls;
 mod health;
 mod notify;
 #[cfg(feature = "redis")]

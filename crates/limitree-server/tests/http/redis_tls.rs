@@ -5,38 +5,15 @@
 //! gets them with `--tls-port`, `limitree serve` trusts the CA through
 //! `SSL_CERT_FILE` (read by the system trust store loader, as in production).
 
-use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
 
 use crate::redis_support::RedisServer;
+use crate::support::certs::make_certificates;
 use crate::support::poll::eventually;
 use crate::support::served::Served;
 use crate::support::{free_port, get_status};
-
-/// Writes `ca.pem`, `redis.pem` and `redis.key` into `dir`: a CA, and a
-/// certificate for 127.0.0.1 it signed. Returns the CA's path.
-fn make_certificates(dir: &Path, name: &str) -> String {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("limitree test CA {name}"));
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let cert = params.signed_by(&key, &ca).unwrap();
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    std::fs::write(dir.join("redis.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
-    ca_path.to_string_lossy().into_owned()
-}
 
 async fn check(client: &reqwest::Client, base: &str) -> Value {
     client
@@ -53,14 +30,14 @@ async fn check(client: &reqwest::Client, base: &str) -> Value {
 #[tokio::test]
 async fn rediss_connects_only_to_a_trusted_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = make_certificates(dir.path(), "redis");
+    let files = make_certificates(dir.path(), "redis", "redis");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let (ca, cert, key) = (path(&files.ca), path(&files.cert), path(&files.key));
     // Another CA, for an instance that must not trust this Redis.
     let other = tempfile::tempdir().unwrap();
-    let other_ca = make_certificates(other.path(), "other");
+    let other_ca = path(&make_certificates(other.path(), "other", "redis").ca);
 
     let tls_port = free_port();
-    let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let (cert, key) = (file("redis.pem"), file("redis.key"));
     let tls_port_s = tls_port.to_string();
     // The plain port stays open for the test's own checks (PING, KEYS).
     let redis = RedisServer::start(&[

@@ -20,10 +20,6 @@ pub struct Served {
     /// port unless the args say `--grpc`), if it listens.
     pub grpc: Option<String>,
     /// The stderr lines up to and including the listening line.
-    #[cfg_attr(
-        not(feature = "redis"),
-        expect(dead_code, reason = "read by the Redis tests only")
-    )]
     pub early: Vec<String>,
     /// Every stderr line after the listening line.
     pub lines: mpsc::Receiver<String>,

@@ -1,5 +1,9 @@
 //! Every example of envoyproxy/ratelimit's README "Configuration" section, as
 //! config + descriptor → rule, limit and bucket; then bad input.
+//!
+//! The examples' YAML lives in `tests/envoy_examples/`, one file each, so the
+//! server's tests (`limitree-server/tests/http/envoy_examples.rs`) serve the
+//! very same files through `limitree serve` and check the answers.
 
 use proptest::prelude::*;
 use rstest::rstest;
@@ -7,243 +11,24 @@ use rstest::rstest;
 use super::*;
 use crate::policy::Algorithm;
 
-const EX1: &str = r"
-domain: mongo_cps
-descriptors:
-  - key: database
-    value: users
-    rate_limit:
-      unit: second
-      requests_per_unit: 500
-
-  - key: database
-    value: default
-    rate_limit:
-      unit: second
-      requests_per_unit: 500
-";
-
-const EX2: &str = r"
-domain: messaging
-descriptors:
-  # Only allow 5 marketing messages a day
-  - key: message_type
-    value: marketing
-    descriptors:
-      - key: to_number
-        rate_limit:
-          unit: day
-          requests_per_unit: 5
-
-  # Only allow 100 messages a day to any unique phone number
-  - key: to_number
-    rate_limit:
-      unit: day
-      requests_per_unit: 100
-";
-
-const EX3: &str = r"
-domain: edge_proxy_per_ip
-descriptors:
-  - key: remote_address
-    rate_limit:
-      unit: second
-      requests_per_unit: 10
-
-  # Black list IP
-  - key: remote_address
-    value: 50.0.0.5
-    rate_limit:
-      unit: second
-      requests_per_unit: 0
-";
-
-const EX4_FLAT: &str = r"
-domain: example4
-descriptors:
-  - key: key
-    value: value
-    rate_limit:
-      requests_per_unit: 300
-      unit: second
-";
-
-const EX4_NESTED: &str = r"
-domain: example4
-descriptors:
-  - key: key
-    value: value
-    descriptors:
-      - key: subkey
-        rate_limit:
-          requests_per_unit: 300
-          unit: second
-";
-
-const EX5: &str = r"
-domain: internal
-descriptors:
-  - key: ldap
-    rate_limit:
-      unlimited: true
-
-  - key: azure
-    rate_limit:
-      unit: minute
-      requests_per_unit: 100
-";
-
-const EX6: &str = r"
-domain: example6
-descriptors:
-  - key: service
-    descriptors:
-      - key: user
-        value: user-a
-        rate_limit:
-          requests_per_unit: 10
-          unit: second
-        shadow_mode: true
-      - key: user
-        value: user-b
-        rate_limit:
-          requests_per_unit: 20
-          unit: second
-";
-
-const EX7: &str = r"
-domain: example7
-descriptors:
-  - key: key_1
-    value: value_1
-    descriptors:
-      - key: user
-        value: bkthomps
-        rate_limit:
-          name: specific_limit
-          requests_per_unit: 5
-          unit: second
-  - key: key_2
-    value: value_2
-    descriptors:
-      - key: user
-        value: bkthomps
-        rate_limit:
-          replaces:
-            - name: specific_limit
-          requests_per_unit: 10
-          unit: second
-";
-
-const EX8: &str = r"
-domain: example8
-descriptors:
-  - key: key1
-    detailed_metric: true
-    rate_limit:
-      unit: minute
-      requests_per_unit: 10
-  - key: key1
-    value: value1
-    rate_limit:
-      unit: minute
-      requests_per_unit: 20
-";
-
-const EX9_TRAILING: &str = r"
-domain: example9
-descriptors:
-  - key: key1
-    value: value*
-    rate_limit:
-      unit: minute
-      requests_per_unit: 20
-";
-
-const EX9_MIDDLE: &str = r"
-domain: example9
-descriptors:
-  - key: path
-    value: /api/*/action
-    rate_limit:
-      unit: minute
-      requests_per_unit: 20
-";
-
-const EX9_MULTIPLE: &str = r"
-domain: example9
-descriptors:
-  - key: route
-    value: /api/*/resource/*/action
-    rate_limit:
-      unit: minute
-      requests_per_unit: 20
-";
-
-const EX10: &str = r"
-domain: example10
-descriptors:
-  - key: route
-    value_to_metric: true
-    descriptors:
-      - key: http_method
-        value_to_metric: true
-        descriptors:
-          - key: subject_id
-            rate_limit:
-              unit: minute
-              requests_per_unit: 60
-";
-
-const EX10_WILDCARD: &str = r"
-domain: example10_wildcard
-descriptors:
-  - key: user
-    value_to_metric: true
-    descriptors:
-      - key: action
-        value: read*
-        value_to_metric: true
-        descriptors:
-          - key: resource
-            rate_limit:
-              unit: minute
-              requests_per_unit: 100
-";
-
-const EX11: &str = r"
-domain: example11
-descriptors:
-  # With share_threshold: true, all files/* matches share the same threshold
-  - key: files
-    value: files/*
-    share_threshold: true
-    rate_limit:
-      unit: hour
-      requests_per_unit: 10
-
-  # Without share_threshold, each files_no_share/* match has its own isolated threshold
-  - key: files_no_share
-    value: files_no_share/*
-    share_threshold: false
-    rate_limit:
-      unit: hour
-      requests_per_unit: 10
-";
-
-const EX11_METRICS: &str = r"
-domain: example11_metrics
-descriptors:
-  - key: route
-    value: api/*
-    share_threshold: true
-    value_to_metric: true
-    descriptors:
-      - key: method
-        rate_limit:
-          unit: minute
-          requests_per_unit: 60
-";
+const EX1: &str = include_str!("../../../tests/envoy_examples/ex1_mongo_cps.yaml");
+const EX2: &str = include_str!("../../../tests/envoy_examples/ex2_messaging.yaml");
+const EX3: &str = include_str!("../../../tests/envoy_examples/ex3_edge_proxy_per_ip.yaml");
+const EX4_FLAT: &str = include_str!("../../../tests/envoy_examples/ex4_flat.yaml");
+const EX4_NESTED: &str = include_str!("../../../tests/envoy_examples/ex4_nested.yaml");
+const EX5: &str = include_str!("../../../tests/envoy_examples/ex5_internal.yaml");
+const EX6: &str = include_str!("../../../tests/envoy_examples/ex6_shadow_mode.yaml");
+const EX7: &str = include_str!("../../../tests/envoy_examples/ex7_replaces.yaml");
+const EX8: &str = include_str!("../../../tests/envoy_examples/ex8_detailed_metric.yaml");
+const EX9_TRAILING: &str = include_str!("../../../tests/envoy_examples/ex9_wildcard_trailing.yaml");
+const EX9_MIDDLE: &str = include_str!("../../../tests/envoy_examples/ex9_wildcard_middle.yaml");
+const EX9_MULTIPLE: &str = include_str!("../../../tests/envoy_examples/ex9_wildcard_multiple.yaml");
+const EX10: &str = include_str!("../../../tests/envoy_examples/ex10_value_to_metric.yaml");
+const EX10_WILDCARD: &str =
+    include_str!("../../../tests/envoy_examples/ex10_value_to_metric_wildcard.yaml");
+const EX11: &str = include_str!("../../../tests/envoy_examples/ex11_share_threshold.yaml");
+const EX11_METRICS: &str =
+    include_str!("../../../tests/envoy_examples/ex11_share_threshold_metrics.yaml");
 
 fn domain(yaml: &str) -> Domain {
     match EnvoyConfig::from_yaml_str(yaml, "test.yaml") {
