@@ -235,7 +235,19 @@ impl Reloader {
         };
         let mut running = self.running.lock();
         let now_ms = self.clock.now() / 1_000;
-        let loaded = Config::load(path).and_then(|mut config| {
+        // An empty file is valid at start-up (the built-in policy), but on a
+        // reload it is almost always a file caught between its truncation and
+        // its write by an editor or `>`: never swap the policy for that.
+        let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+        let loaded = if empty {
+            Err(ConfigErrors(vec![format!(
+                "{}: the file is empty (read while being rewritten?); a reload never replaces the policy with the built-in default; write the file whole, or write a new one and rename it over",
+                path.display()
+            )]))
+        } else {
+            Config::load(path)
+        };
+        let loaded = loaded.and_then(|mut config| {
             overrides
                 .apply(&mut config)
                 .map(|()| config)
