@@ -222,6 +222,9 @@ impl ScriptDecision {
 /// one would be decided under the earlier one's limits (and its reply would
 /// not decode against its own). Outside a reload this is one run.
 pub(super) fn runs_without_conflicts(batch: &[Box<ScriptDecision>]) -> Vec<Range<usize>> {
+    if batch.len() < 2 {
+        return vec![0..batch.len()];
+    }
     let mut runs = Vec::new();
     let mut start = 0;
     let mut spec_of: hashbrown::HashMap<&str, &SpecArg> = hashbrown::HashMap::new();
