@@ -40,6 +40,10 @@ pub struct App {
 /// config file and the section, and holds no password.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// A `[server.auth]` token could not be read (an unset `${VAR}`, an
+    /// unreadable `file:`); each message names its key, never a value.
+    #[error("{}", .0.join("\n"))]
+    Auth(Vec<String>),
     /// The store refused the `[store]` settings.
     #[error("{config}: [store]: {reason}")]
     Store {
@@ -80,6 +84,10 @@ impl App {
                 redis_store(config, redis, &policy, Arc::clone(&clock)).map_err(store_error)?
             }
         };
+        let auth = match &config.server.auth {
+            None => None,
+            Some(auth) => Some(Arc::new(auth.resolve(&env).map_err(AppError::Auth)?)),
+        };
         let limiter = Limiter::new(policy, store);
         let notify = Relay::new(&config.notify, limiter.clone(), Arc::clone(&clock), env);
         if let Some(redis) = &redis {
@@ -102,6 +110,7 @@ impl App {
                 rls,
                 reload,
                 limiter,
+                auth,
                 max_body_bytes: config.server.max_body_bytes,
             },
             lifecycle: Lifecycle::from(&config.server),

@@ -93,12 +93,29 @@ pub struct ServeArgs {
     pub redis: Option<String>,
 }
 
+/// `--token`: the bearer token `check` and `notify` send, for a server
+/// with `[server.auth]`.
+#[derive(Debug, Args)]
+pub struct TokenArg {
+    /// API token for a server with `[server.auth]` (a check or admin token),
+    /// sent as `Authorization: Bearer TOKEN`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "LIMITREE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
 /// `limitree check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The server.
     #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub url: String,
+    #[command(flatten)]
+    pub token: TokenArg,
     /// The tree (may be left out when the server has one tree).
     #[arg(long, value_name = "TREE")]
     pub tree: Option<String>,
@@ -122,6 +139,8 @@ pub struct NotifyArgs {
     /// The server.
     #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub url: String,
+    #[command(flatten)]
+    pub token: TokenArg,
     /// The tree (default: the server's `[notify] tree`, or its only tree).
     #[arg(long, value_name = "TREE")]
     pub tree: Option<String>,
@@ -221,6 +240,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     for warning in config.policy.warnings() {
         tracing::warn!("{}: {warning}", config.source);
     }
+    if let Some(warning) = config.server.exposure_warning() {
+        tracing::warn!("{warning}");
+    }
     // Built before the runtime starts: a config the parts refuse is a config
     // error (exit 64), not a failure to run.
     let app = match App::from_config(&config) {
@@ -241,7 +263,14 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 /// Reports a config that validated but could not be built into a server.
 fn app_error(e: &AppError) -> ExitCode {
-    eprintln!("error: {e}");
+    match e {
+        AppError::Auth(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+        }
+        _ => eprintln!("error: {e}"),
+    }
     eprintln!("limitree: the config cannot be used as given; nothing was started");
     ExitCode::from(EXIT_CONFIG)
 }
@@ -319,7 +348,7 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_CHECK_ERROR);
         }
     };
-    match runtime.block_on(client::check(&args.url, &body)) {
+    match runtime.block_on(client::check(&args.url, args.token.token.as_deref(), &body)) {
         Ok(answer) => {
             if args.json {
                 println!("{}", answer.raw);
@@ -355,7 +384,11 @@ fn notify(args: NotifyArgs) -> ExitCode {
             return ExitCode::from(EXIT_CHECK_ERROR);
         }
     };
-    match runtime.block_on(client::notify(&args.url, &body)) {
+    match runtime.block_on(client::notify(
+        &args.url,
+        args.token.token.as_deref(),
+        &body,
+    )) {
         Ok(answer) => {
             if args.json {
                 println!("{}", answer.raw);
@@ -385,6 +418,17 @@ fn config_check(file: &Path) -> ExitCode {
     match load_config(Some(file)) {
         Ok(config) => {
             let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+            // Tokens are read as `serve` reads them: an unset variable or an
+            // unreadable file would stop the server, so it fails the check.
+            if let Some(auth) = &config.server.auth
+                && let Err(errors) = auth.resolve(&env)
+            {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("limitree: the config's [server.auth] tokens cannot be read here");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             print!("{}", describe_with_env(&config, &env));
             for warning in config.policy.warnings() {
                 println!("warning: {warning}");
@@ -477,6 +521,7 @@ pub fn describe_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
         format_duration(limitree::clock::duration_to_micros(s.idle_timeout)),
         format_duration(limitree::clock::duration_to_micros(s.body_timeout)),
     );
+    let _ = writeln!(out, "auth: {}", auth_text(s.auth.as_ref()));
     let _ = writeln!(out, "store: {}", config.store.describe());
     // Route keys only: webhook values may be literal URLs, which are secrets.
     let n = &config.notify;
@@ -537,6 +582,30 @@ pub fn describe_with_env(config: &Config, env: &dyn Fn(&str) -> Option<String>) 
     }
     describe_policy(&mut out, &config.policy);
     out
+}
+
+/// `[server.auth]` as `config check` prints it: where each token comes from,
+/// never a token.
+fn auth_text(auth: Option<&crate::config::auth::AuthConfig>) -> String {
+    let Some(auth) = auth else {
+        return "off (every endpoint is open to whoever reaches the port)".to_owned();
+    };
+    let names = |refs: &[crate::config::auth::TokenRef]| {
+        refs.iter()
+            .map(|r| r.from.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "bearer tokens; check [{}], admin [{}], /metrics {}",
+        names(&auth.check),
+        names(&auth.admin),
+        if auth.open_metrics {
+            "open"
+        } else {
+            "admin only"
+        }
+    )
 }
 
 fn describe_policy(out: &mut String, policy: &Policy) {

@@ -97,9 +97,14 @@ pub struct NotifyAnswer {
     pub raw: String,
 }
 
-/// Posts `body` to `<base>/v1/notify`. A 429 (suppressed) is an answer, not an error.
-pub async fn notify(base: &str, body: &NotifyBody) -> Result<NotifyAnswer, ClientError> {
-    let (status, text) = post(base, "/v1/notify", body, &[429]).await?;
+/// Posts `body` to `<base>/v1/notify`, with `token` as a bearer token when
+/// given. A 429 (suppressed) is an answer, not an error.
+pub async fn notify(
+    base: &str,
+    token: Option<&str>,
+    body: &NotifyBody,
+) -> Result<NotifyAnswer, ClientError> {
+    let (status, text) = post(base, "/v1/notify", token, body, &[429]).await?;
     let parsed = if status == 202 {
         serde_json::from_str::<AcceptedReply>(&text)
             .ok()
@@ -119,9 +124,13 @@ pub async fn notify(base: &str, body: &NotifyBody) -> Result<NotifyAnswer, Clien
     }
 }
 
-/// Posts `body` to `<base>/v1/check`.
-pub async fn check(base: &str, body: &CheckBody) -> Result<Answer, ClientError> {
-    let (status, text) = post(base, "/v1/check", body, &[]).await?;
+/// Posts `body` to `<base>/v1/check`, with `token` as a bearer token when given.
+pub async fn check(
+    base: &str,
+    token: Option<&str>,
+    body: &CheckBody,
+) -> Result<Answer, ClientError> {
+    let (status, text) = post(base, "/v1/check", token, body, &[]).await?;
     match serde_json::from_str(&text) {
         Ok(reply) => Ok(Answer { reply, raw: text }),
         Err(_) => Err(ClientError::Unexpected { status, body: text }),
@@ -133,6 +142,7 @@ pub async fn check(base: &str, body: &CheckBody) -> Result<Answer, ClientError> 
 async fn post(
     base: &str,
     path: &str,
+    token: Option<&str>,
     body: &impl Serialize,
     also: &[u16],
 ) -> Result<(u16, String), ClientError> {
@@ -143,12 +153,11 @@ async fn post(
         url: base.to_owned(),
         reason: error_chain(&e),
     };
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(unreachable)?;
+    let mut request = reqwest::Client::new().post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
     let is_problem = response
         .headers()

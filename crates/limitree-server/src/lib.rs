@@ -29,6 +29,8 @@
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,
 //!   paced delivery with retries and dead letters, suppression digests, the
 //!   outbox (a file, or a Redis stream with the Redis store).
+//! - [`auth`]: API tokens (`[server.auth]`): scopes, refusals, the
+//!   constant-time comparison the HTTP layer and the gRPC interceptor share.
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
 //! - [`reload`]: hot policy reload (SIGHUP, a change of the config file,
@@ -49,6 +51,9 @@
 //! | a check / notify reply serialized (and read back by the client) | [`http::reply`] |
 //! | `RateLimit-Policy`, `RateLimit`, `Retry-After` | [`http::headers`] |
 //! | an error turned into an HTTP status | [`http::problem`] |
+//! | a `[server.auth]` key parsed; its `${VAR}` / `file:` read at start | [`config::auth`] |
+//! | a bearer token compared (constant time) | [`auth::Tokens::authorize`] |
+//! | which scope a path needs (HTTP) / a gRPC call needs | [`http::auth`] / [`grpc::Authorize`] |
 //! | a connection timed out, shed or refused; a lingering close | [`listener`] |
 //! | Prometheus text | [`http::metrics`] (the relay hands over [`notify::metrics::Snapshot`]) |
 //! | a process exit code | [`cli`] |
@@ -56,6 +61,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -441,6 +441,15 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
         a.max_connections != b.max_connections,
         a.max_connections.to_string(),
     );
+    if a.auth != b.auth {
+        lines.push(
+            "[server.auth] changed: needs a restart; kept the running tokens and scopes".to_owned(),
+        );
+    }
+    // A setting not named above (one added later) is still reported.
+    if a != b && lines.is_empty() {
+        lines.push("[server] changed: needs a restart; kept the running settings".to_owned());
+    }
     if running.store != new.store {
         lines.push(format!(
             "[store] changed: needs a restart; kept {}",

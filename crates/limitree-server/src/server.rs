@@ -160,6 +160,7 @@ pub async fn run_with_grpc(
         grpc.local_addr()?,
         if grpc_tls.is_some() { "TLS" } else { "h2c" }
     );
+    let auth = crate::grpc::Authorize(state.auth.clone());
     let stop = CancellationToken::new();
     let http = async {
         let served = run(http, state, lifecycle, stop.clone().cancelled_owned()).await;
@@ -167,7 +168,13 @@ pub async fn run_with_grpc(
         served
     };
     let grpc = async {
-        let serving = crate::grpc::serve(grpc, service, grpc_tls, stop.clone().cancelled_owned());
+        let serving = crate::grpc::serve(
+            grpc,
+            service,
+            auth,
+            grpc_tls,
+            stop.clone().cancelled_owned(),
+        );
         let mut serving = std::pin::pin!(serving);
         let served = tokio::select! {
             served = &mut serving => served,

@@ -48,6 +48,14 @@ impl<'d, 'a> Section<'d, 'a> {
     /// `"routes.errors"`), placed at its value, or at the section when the key
     /// is not in the file (a default, or a key that is missing).
     pub fn error(&self, key: &str, message: impl fmt::Display) -> String {
+        let (location, place) = self.place(key);
+        PolicyError::located(self.doc.source(), location, &place, message.to_string()).to_string()
+    }
+
+    /// Where `key` is (line and column, as [`Section::error`] places it) and
+    /// how it is named (`[server.auth] check[0]`), for a message written
+    /// later, e.g. when a `${VAR}` is resolved at start-up.
+    pub fn place(&self, key: &str) -> (Option<(usize, usize)>, String) {
         let mut path = vec![Step::Key(self.name.to_owned())];
         for part in key.split('.').filter(|p| !p.is_empty()) {
             let (name, index) = match part.split_once('[') {
@@ -59,13 +67,7 @@ impl<'d, 'a> Section<'d, 'a> {
                 path.push(Step::Index { index, name: None });
             }
         }
-        PolicyError::located(
-            self.doc.source(),
-            self.doc.location_of(&path),
-            &render_path(&path),
-            message.to_string(),
-        )
-        .to_string()
+        (self.doc.location_of(&path), render_path(&path))
     }
 }
 

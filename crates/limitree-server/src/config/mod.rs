@@ -3,6 +3,7 @@
 //! | section | parsed in | holds |
 //! |---|---|---|
 //! | `[server]` | [`server`] | listen address, body cap, shutdown grace, sweep |
+//! | `[server.auth]` | [`auth`] | API tokens (named as `${VAR}` / `file:PATH`, read at start) |
 //! | `[store]` | [`store`] | memory or Redis, and how to use Redis |
 //! | `[[trees]]` | the library ([`limitree::Policy::from_toml_trees`]) | the policy |
 //! | `[notify]` | [`crate::notify::config`] (the relay owns its section) | routes, pacing, outbox |
@@ -14,6 +15,7 @@
 //! sections import. Validation does not stop at the first problem:
 //! `config check` lists them all, each naming the file and the key.
 
+pub mod auth;
 pub mod checks;
 pub mod envoy;
 pub mod fields;

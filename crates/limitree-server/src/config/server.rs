@@ -16,6 +16,8 @@
 //! body_timeout = "30s"        # a request body must arrive within this (408)
 //! max_connections = 10000     # open connections at most; past it idle ones are shed
 //! ```
+//!
+//! `[server.auth]` (API tokens) is read here too, by [`super::auth`].
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::auth::{AuthConfig, RawAuth};
 use super::fields::{DurationText, Section, positive_duration, socket_addr};
 use crate::grpc::tls::GrpcTls;
 use crate::grpc::{ResponseHeaders, UnknownDomain};
@@ -84,6 +87,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// `[server.auth]`: API tokens; `None`, the default, serves everyone.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +106,7 @@ impl Default for ServerConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            auth: None,
         }
     }
 }
@@ -122,6 +128,7 @@ struct RawServer {
     idle_timeout: Option<DurationText>,
     body_timeout: Option<DurationText>,
     max_connections: Option<u64>,
+    auth: Option<RawAuth>,
 }
 
 /// `grpc_tls = { cert = "PATH", key = "PATH" }` as written.
@@ -225,7 +232,33 @@ impl ServerConfig {
         );
         duration("idle_timeout", raw.idle_timeout, &mut server.idle_timeout);
         duration("body_timeout", raw.body_timeout, &mut server.body_timeout);
+        if let Some(auth) = raw.auth {
+            server.auth = AuthConfig::parse(auth, section, errors);
+        }
         (errors.len() == before).then_some(server)
+    }
+}
+
+impl ServerConfig {
+    /// The one WARN line `limitree serve` logs when it listens (HTTP or gRPC)
+    /// on an address other hosts may reach (not loopback: `0.0.0.0`, `[::]`,
+    /// a LAN address) without `[server.auth]`, where anyone who reaches the
+    /// port can spend every client's quota. `None` when it does not.
+    pub fn exposure_warning(&self) -> Option<String> {
+        if self.auth.is_some() {
+            return None;
+        }
+        let exposed: Vec<String> = std::iter::once(("HTTP", self.http))
+            .chain(self.grpc.map(|grpc| ("gRPC", grpc)))
+            .filter(|(_, addr)| !addr.ip().is_loopback())
+            .map(|(what, addr)| format!("{what} {addr}"))
+            .collect();
+        (!exposed.is_empty()).then(|| {
+            format!(
+                "serving {} (not loopback) without API tokens: anyone who reaches the port can check and spend every client's quota; add [server.auth] to a TOML config, or listen on 127.0.0.1",
+                exposed.join(" and ")
+            )
+        })
     }
 }
 

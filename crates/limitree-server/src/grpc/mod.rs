@@ -6,6 +6,8 @@
 //! - [`RateLimitServer`]: the service itself — request ids, unknown domains and
 //!   the mapping of errors to gRPC statuses, in one place.
 //! - [`serve`]: the listener, stopped by a shutdown future like the HTTP one.
+//! - [`Authorize`]: `[server.auth]` for `ShouldRateLimit` (check scope);
+//!   `grpc.health.v1.Health` stays open, as the HTTP health endpoints do.
 //! - [`tls`]: `[server] grpc_tls`, the listener's certificate and key.
 
 pub mod rls;
@@ -274,12 +276,39 @@ fn rls_domain(request: &RateLimitRequest) -> &str {
     &d[..end]
 }
 
-/// Serves `service` and `grpc.health.v1.Health` on `listener` until `shutdown`
-/// completes, then lets in-flight calls finish. With `tls`, every connection
-/// must complete a TLS handshake (ALPN `h2`) first; without, it is h2c.
+/// The interceptor in front of `ShouldRateLimit`: with `[server.auth]`, a
+/// call needs `authorization: Bearer TOKEN` (a check or an admin token) in
+/// its metadata, else it is `UNAUTHENTICATED` before it is decoded or
+/// decided. The token is compared as [`crate::auth::Tokens`] does; neither it
+/// nor which tokens exist appears in the status or the log.
+#[derive(Debug, Clone)]
+pub struct Authorize(pub Option<Arc<crate::auth::Tokens>>);
+
+impl tonic::service::Interceptor for Authorize {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(tokens) = &self.0 else {
+            return Ok(request);
+        };
+        let sent = request
+            .metadata()
+            .get_all("authorization")
+            .iter()
+            .map(|v| v.as_bytes());
+        match tokens.authorize(sent, crate::auth::Scope::Check) {
+            Ok(()) => Ok(request),
+            Err(refusal) => Err(Status::unauthenticated(refusal.to_string())),
+        }
+    }
+}
+
+/// Serves `service` (behind `auth`) and `grpc.health.v1.Health` on `listener`
+/// until `shutdown` completes, then lets in-flight calls finish. With `tls`,
+/// every connection must complete a TLS handshake (ALPN `h2`) first; without,
+/// it is h2c.
 pub async fn serve(
     listener: TcpListener,
     service: RateLimitServer,
+    auth: Authorize,
     tls: Option<&tls::GrpcTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -296,9 +325,10 @@ pub async fn serve(
     }
     builder
         .add_service(health_service)
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             RateLimitServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+            auth,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

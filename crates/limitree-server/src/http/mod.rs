@@ -1,5 +1,6 @@
 //! The HTTP JSON API: one module per endpoint, one for headers, one for errors.
 //!
+//! - [`auth`]: the scope each path needs (`[server.auth]`), 401/403 before routing.
 //! - [`body`]: Content-Type, size cap and JSON parsing shared by the POST endpoints.
 //! - [`check`]: `POST /v1/check`.
 //! - [`notify`]: `POST /v1/notify` (the Slack relay).
@@ -12,6 +13,7 @@
 //! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
 //! - [`rls_json`]: `POST /json`, envoyproxy/ratelimit's HTTP bridge (proto3 JSON).
 
+pub mod auth;
 pub mod body;
 pub mod check;
 pub mod headers;
@@ -51,6 +53,8 @@ pub struct AppState {
     /// Policy reload: `POST /v1/reload`, and the status `/readyz` and
     /// `/metrics` show.
     pub reload: Arc<crate::reload::Reloader>,
+    /// `[server.auth]`'s tokens; `None`: every endpoint is open.
+    pub auth: Option<Arc<crate::auth::Tokens>>,
 }
 
 /// The router. Unknown paths and wrong methods answer problem+json too (axum's
@@ -60,7 +64,12 @@ pub struct AppState {
 /// one service (the outer router's only fallback), rather than through
 /// `Router::layer`, which wraps every route in boxed layers of its own that are
 /// cloned, and allocated, on every request.
+///
+/// With `[server.auth]`, the token check sits inside the request-id layer (so
+/// a 401 carries the id and is logged in the request's span) and before the
+/// routes, so it answers for unknown paths too ([`auth`] says why).
 pub fn router(state: AppState) -> Router {
+    let auth = state.auth.clone();
     let routes = Router::new()
         .route("/v1/check", post(check::check).fallback(problem::post_only))
         .route(
@@ -84,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         // Outermost, so even a panic's response carries the request id.
         .layer(middleware::from_fn(request_id::track))
         .layer(CatchPanicLayer::custom(problem::panicked))
+        .option_layer(auth.map(|tokens| middleware::from_fn_with_state(tokens, auth::require)))
         .service(routes);
     Router::new().fallback_service(service)
 }

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use limitree::{ChainError, CheckError, StoreError};
 
+use crate::auth::Refusal;
 use crate::notify::NotifyError;
 use serde::Serialize;
 
@@ -96,6 +97,15 @@ pub enum ApiError {
     /// running policy keeps serving).
     #[error("{0}")]
     Reload(crate::reload::ReloadError),
+    /// `[server.auth]`: the request has no token, a wrong one, or one whose
+    /// scope is too small for its path (see [`crate::http::auth`]).
+    #[error("{refusal}")]
+    Unauthorized {
+        /// What was wrong with the credentials.
+        refusal: Refusal,
+        /// The scope the path needs (`check` or `admin`), for `WWW-Authenticate`.
+        needed: &'static str,
+    },
     /// A handler panicked: a bug, reported without details.
     #[error("the server failed while handling this request; it has been logged")]
     Internal,
@@ -296,6 +306,20 @@ impl ApiError {
                 "reload-invalid",
                 "Config invalid; the running policy keeps serving",
             ),
+            ApiError::Unauthorized { refusal, .. } => match refusal {
+                Refusal::Missing => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+                Refusal::Invalid => (StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token"),
+                Refusal::Malformed => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid-authorization",
+                    "Malformed Authorization header",
+                ),
+                Refusal::InsufficientScope => (
+                    StatusCode::FORBIDDEN,
+                    "insufficient-scope",
+                    "Insufficient scope",
+                ),
+            },
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -353,6 +377,22 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed { allowed, .. } => {
                 if let Ok(allow) = HeaderValue::from_str(allowed) {
                     response.headers_mut().insert(header::ALLOW, allow);
+                }
+            }
+            // RFC 6750 §3: the challenge on every refusal, with the error
+            // code when credentials were sent, and the scope when too small.
+            ApiError::Unauthorized { refusal, needed } => {
+                let mut challenge = "Bearer realm=\"limitree\"".to_owned();
+                if let Some(code) = refusal.error_code() {
+                    challenge.push_str(&format!(", error=\"{code}\""));
+                }
+                if *refusal == Refusal::InsufficientScope {
+                    challenge.push_str(&format!(", scope=\"{needed}\""));
+                }
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, value);
                 }
             }
             // A connection slot frees when any request finishes.

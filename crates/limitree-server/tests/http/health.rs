@@ -115,6 +115,7 @@ async fn a_failing_store_is_503_problem_json() {
         notify: Relay::new(&config.notify, limiter.clone(), clock, |_| None),
         rls,
         limiter,
+        auth: None,
         max_body_bytes: config.server.max_body_bytes,
     };
     let server = TestServer::with_state(state, &config).await;

@@ -33,6 +33,7 @@
     reason = "deadlines for real processes are real time (Instant::now)"
 )]
 
+mod auth;
 mod check;
 mod cli;
 mod connections;

@@ -223,7 +223,7 @@ impl ScriptDecision {
 /// not decode against its own). Outside a reload this is one run.
 pub(super) fn runs_without_conflicts(batch: &[Box<ScriptDecision>]) -> Vec<Range<usize>> {
     if batch.len() < 2 {
-        return vec![0..batch.len()];
+        return std::iter::once(0..batch.len()).collect();
     }
     let mut runs = Vec::new();
     let mut start = 0;
