@@ -24,6 +24,7 @@ use crate::config::{Config, StoreKind};
 use crate::http::status::StatusState;
 use crate::http::{AppState, metrics::CheckCounters};
 use crate::notify::Relay;
+use crate::reload::Reloader;
 use crate::server::Lifecycle;
 
 /// A built server: what the handlers share, and how [`crate::server::run`]
@@ -89,21 +90,28 @@ impl App {
             Some(auth) => Some(Arc::new(auth.resolve(&env).map_err(AppError::Auth)?)),
         };
         let limiter = Limiter::new(policy, store);
-        let status = StatusState::new(limiter.policy(), Arc::clone(&clock));
-        let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
+        let status = StatusState::new(&limiter.policy(), Arc::clone(&clock));
+        let notify = Relay::new(&config.notify, limiter.clone(), Arc::clone(&clock), env);
         if let Some(redis) = &redis {
             use_redis_outbox(&notify, redis);
         }
+        let checks = Arc::new(CheckCounters::new(&limiter.policy()));
+        let rls = crate::grpc::RateLimitServer::new(limiter.clone(), config.server.unknown_domain)
+            .with_headers(config.server.rls_headers)
+            .with_denials(Arc::clone(&status.denials));
+        let reload = Arc::new(Reloader::new(
+            config,
+            limiter.clone(),
+            Arc::clone(&checks),
+            Arc::clone(rls.counters()),
+            clock,
+        ));
         Ok(App {
             state: AppState {
-                checks: Arc::new(CheckCounters::new(limiter.policy())),
+                checks,
                 notify,
-                rls: crate::grpc::RateLimitServer::new(
-                    limiter.clone(),
-                    config.server.unknown_domain,
-                )
-                .with_headers(config.server.rls_headers)
-                .with_denials(Arc::clone(&status.denials)),
+                rls,
+                reload,
                 limiter,
                 status,
                 auth,

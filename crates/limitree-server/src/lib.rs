@@ -37,6 +37,8 @@
 //!   constant-time comparison the HTTP layer and the gRPC interceptor share.
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
+//! - [`reload`]: hot policy reload (SIGHUP, a change of the config file,
+//!   `POST /v1/reload`), keeping counters; what needs a restart is logged.
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
 //!
 //! # Where is it…
@@ -73,5 +75,6 @@ pub mod http;
 pub mod listener;
 pub mod lock;
 pub mod notify;
+pub mod reload;
 pub mod server;
 pub mod telemetry;

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use limitree::Store;
+use limitree::{Limiter, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -86,8 +86,12 @@ async fn run_among(
         .start(&tracker, &cancel)
         .map_err(std::io::Error::other)?;
 
+    // SIGHUP and the config file's watcher, installed before the server
+    // says it listens.
+    crate::reload::spawn(Arc::clone(&state.reload), &tracker, &cancel)?;
+
     tracker.spawn(sweep(
-        Arc::clone(state.limiter.store()),
+        state.limiter.clone(),
         lifecycle.sweep_interval,
         cancel.clone(),
     ));
@@ -243,7 +247,7 @@ async fn probe_store(store: &dyn Store) {
     }
 }
 
-async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken) {
+async fn sweep(limiter: Limiter, every: Duration, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; there is nothing idle at start-up.
@@ -252,7 +256,9 @@ async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = ticks.tick() => {
-                let expired = store.expire_idle();
+                // The store in force now: after a reload, the new one
+                // (which holds every bucket that is still counted).
+                let expired = limiter.store().expire_idle();
                 if expired > 0 {
                     tracing::debug!(expired, "swept idle buckets");
                 }
@@ -287,7 +293,7 @@ mod tests {
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         tracker.spawn(sweep(
-            Arc::clone(&store) as Arc<dyn Store>,
+            limiter.clone(),
             Duration::from_secs(30),
             cancel.clone(),
         ));

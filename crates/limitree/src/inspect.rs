@@ -10,7 +10,7 @@
 //! format to keep in step with `decide.lua` or the memory store.
 //!
 //! # Bounded listings
-//! [`Limiter::busiest`] asks the store for at most [`SCAN_BUDGET`] of the
+//! [`Snapshot::busiest`] asks the store for at most [`SCAN_BUDGET`] of the
 //! level's buckets ([`Store::scan_buckets`], which also bounds its time),
 //! peeks each (in rounds of [`PEEKS_IN_FLIGHT`] at once, so the Redis store
 //! batches them into few script calls), drops those with nothing used and keeps the
@@ -24,7 +24,7 @@ use futures_util::future::try_join_all;
 
 use crate::chain::{Chain, ChainError};
 use crate::decision::{LevelStatus, Mode, Reason};
-use crate::limiter::Limiter;
+use crate::limiter::Snapshot;
 use crate::policy::{MAX_BY_KEYS, Tree};
 use crate::store::{BucketScan, StoreError};
 
@@ -67,7 +67,7 @@ impl BucketUsage {
     }
 }
 
-/// The busiest buckets of a level ([`Limiter::busiest`]).
+/// The busiest buckets of a level ([`Snapshot::busiest`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusiestBuckets {
     /// Busiest first; only buckets with something used.
@@ -80,7 +80,7 @@ pub struct BusiestBuckets {
     pub truncated: bool,
 }
 
-/// What a reset found ([`Limiter::reset_bucket`]).
+/// What a reset found ([`Snapshot::reset_bucket`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetBucket {
     /// The bucket just before the reset.
@@ -148,7 +148,7 @@ pub fn level_index(tree: &Tree, name: &str) -> Result<usize, InspectError> {
         })
 }
 
-impl Limiter {
+impl Snapshot {
     /// Level `level_index` of `tree`'s bucket for `values` (one per `by` key),
     /// as a `cost: 0` check of it reports it now. Charges nothing. (The
     /// memory store, like any peek, creates the bucket if it was absent.)

@@ -98,6 +98,6 @@ pub mod store;
 pub use chain::{BlockedRule, BucketSet, Chain, ChainError, Descriptors, Target};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use decision::{ChainOutcome, Decision, LevelStatus, MAX_COST, Mode, Reason};
-pub use limiter::{CheckError, CheckRequest, Limiter};
+pub use limiter::{CheckError, CheckRequest, Limiter, Snapshot};
 pub use policy::{Algorithm, LimitSpec, Policy, PolicyError, PolicyErrors, Selection};
 pub use store::{MemoryStore, Store, StoreError};

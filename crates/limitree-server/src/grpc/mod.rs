@@ -98,8 +98,10 @@ pub struct RateLimitServer {
 /// are tree names from the policy and fixed codes: a client cannot add series.
 #[derive(Debug)]
 pub struct GrpcCounters {
-    /// Per tree: calls answered `OK`, and `OVER_LIMIT`.
-    pub by_domain: Vec<(String, [AtomicU64; 2])>,
+    /// Per tree: calls answered `OK`, and `OVER_LIMIT`. Trees a reloaded
+    /// policy adds are added ([`GrpcCounters::track`]); none is removed, so
+    /// a counter never goes back.
+    pub by_domain: parking_lot::RwLock<Vec<(String, Arc<[AtomicU64; 2]>)>>,
     /// Calls for a domain that names no tree.
     pub unknown_domain: AtomicU64,
     /// Calls refused with an error status (invalid argument, store failure).
@@ -110,15 +112,30 @@ pub struct GrpcCounters {
 impl GrpcCounters {
     fn new(limiter: &Limiter) -> Self {
         GrpcCounters {
-            by_domain: limiter
-                .policy()
-                .trees()
-                .iter()
-                .map(|t| (t.name.clone(), Default::default()))
-                .collect(),
+            by_domain: parking_lot::RwLock::new(
+                limiter
+                    .policy()
+                    .trees()
+                    .iter()
+                    .map(|t| (t.name.clone(), Arc::default()))
+                    .collect(),
+            ),
             unknown_domain: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             warned: Mutex::default(),
+        }
+    }
+}
+
+impl GrpcCounters {
+    /// Adds counters for the trees of `policy` (a reloaded one) not yet
+    /// counted.
+    pub fn track(&self, policy: &limitree::Policy) {
+        let mut by_domain = self.by_domain.write();
+        for tree in policy.trees() {
+            if !by_domain.iter().any(|(name, _)| *name == tree.name) {
+                by_domain.push((tree.name.clone(), Arc::default()));
+            }
         }
     }
 }
@@ -161,14 +178,15 @@ impl RateLimitServer {
     async fn decide(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, Status> {
         let question =
             rls::question(request).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let tree = match self.limiter.tree(Some(&question.tree)) {
+        // One policy for the whole answer, even if a reload lands meanwhile.
+        let snapshot = self.limiter.snapshot();
+        let tree = match snapshot.tree(Some(&question.tree)) {
             Ok(tree) => tree,
             Err(CheckError::UnknownTree { .. }) => return Ok(self.unknown(&question)),
             Err(e) => return Err(status(&e)),
         };
         let descriptors = question.descriptors();
-        let (decision, targets) = self
-            .limiter
+        let (decision, targets) = snapshot
             .check_descriptors(tree, &descriptors, &question.costs, false)
             .await
             .map_err(|e| status(&e))?;
@@ -248,11 +266,13 @@ impl RateLimitServer {
         let domain = self
             .counters
             .by_domain
+            .read()
             .iter()
-            .find(|(name, _)| *name == request.domain);
-        let counter = match (&answer, domain) {
+            .find(|(name, _)| *name == request.domain)
+            .map(|(_, codes)| Arc::clone(codes));
+        let counter = match (&answer, &domain) {
             (Err(_), _) => Some(&self.counters.errors),
-            (Ok(r), Some((_, codes))) => {
+            (Ok(r), Some(codes)) => {
                 Some(&codes[usize::from(r.overall_code == Code::OverLimit as i32)])
             }
             // Counted as unknown_domain already.

@@ -13,7 +13,7 @@ use limitree::clock::micros_to_millis_ceil;
 use limitree::inspect::{self, BucketUsage, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use limitree::policy::{Level, Tree};
 use limitree::policy::{MAX_ECHO, cut};
-use limitree::{CheckError, Limiter};
+use limitree::{CheckError, Snapshot};
 use serde::Serialize;
 
 use super::AppState;
@@ -99,7 +99,7 @@ pub struct BucketList {
 }
 
 /// The tree called `name`, or 404 naming the known ones.
-pub fn tree_named<'a>(limiter: &'a Limiter, name: &str) -> Result<&'a Tree, ApiError> {
+pub fn tree_named<'a>(limiter: &'a Snapshot, name: &str) -> Result<&'a Tree, ApiError> {
     limiter.tree(Some(name)).map_err(|e| match e {
         CheckError::UnknownTree { .. } => ApiError::UnknownTree(e.to_string()),
         other => ApiError::Check(other),
@@ -108,7 +108,7 @@ pub fn tree_named<'a>(limiter: &'a Limiter, name: &str) -> Result<&'a Tree, ApiE
 
 /// The busiest `limit` buckets of `tree`'s level `level_index` as a reply.
 pub async fn busiest(
-    limiter: &Limiter,
+    limiter: &Snapshot,
     tree: &Tree,
     level_index: usize,
     prefix: Option<&str>,
@@ -183,12 +183,12 @@ pub async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<BucketList>, ApiError> {
+    let snapshot = state.limiter.snapshot();
     let query = list_query(pairs)?;
     let limit = parse_limit(query.limit.as_deref())?;
     let tree = match query.tree.as_deref() {
-        Some(name) => tree_named(&state.limiter, name)?,
-        None => state
-            .limiter
+        Some(name) => tree_named(&snapshot, name)?,
+        None => snapshot
             .tree(None)
             .map_err(|e| ApiError::InvalidQuery(format!("name a tree with `tree=`: {e}")))?,
     };
@@ -203,7 +203,7 @@ pub async fn list(
     let level_index = inspect::level_index(tree, level)?;
     let prefix = query.prefix.as_deref().filter(|p| !p.is_empty());
     Ok(Json(
-        busiest(&state.limiter, tree, level_index, prefix, limit).await?,
+        busiest(&snapshot, tree, level_index, prefix, limit).await?,
     ))
 }
 
@@ -217,7 +217,7 @@ struct Named<'a> {
 /// Reads the path as sent (axum's path parameters come percent-decoded,
 /// which would turn `user=a%2Cb` into two pairs), each segment decoded once
 /// by [`bucket_path`].
-fn named<'a>(limiter: &'a Limiter, uri: &Uri) -> Result<Named<'a>, ApiError> {
+fn named<'a>(limiter: &'a Snapshot, uri: &Uri) -> Result<Named<'a>, ApiError> {
     let mut raw = uri
         .path()
         .strip_prefix("/v1/buckets/")
@@ -250,13 +250,14 @@ fn named<'a>(limiter: &'a Limiter, uri: &Uri) -> Result<Named<'a>, ApiError> {
 /// `GET /v1/buckets/{tree}/{level}/{bucket}`: the bucket as a `cost: 0`
 /// check of it reports it now.
 pub async fn one(State(state): State<AppState>, uri: Uri) -> Result<Json<BucketView>, ApiError> {
+    let snapshot = state.limiter.snapshot();
     let Named {
         tree,
         level_index,
         values,
-    } = named(&state.limiter, &uri)?;
+    } = named(&snapshot, &uri)?;
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-    let usage = state.limiter.peek_bucket(tree, level_index, &refs).await?;
+    let usage = snapshot.peek_bucket(tree, level_index, &refs).await?;
     Ok(Json(BucketView::new(
         &tree.name,
         &tree.levels[level_index],
@@ -282,14 +283,15 @@ pub async fn reset(
     headers: HeaderMap,
     request_id: Option<axum::Extension<RequestId>>,
 ) -> Result<Json<ResetReply>, ApiError> {
+    let snapshot = state.limiter.snapshot();
     let Named {
         tree,
         level_index,
         values,
-    } = named(&state.limiter, &uri)?;
+    } = named(&snapshot, &uri)?;
     let level = &tree.levels[level_index];
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-    let reset = state.limiter.reset_bucket(tree, level_index, &refs).await?;
+    let reset = snapshot.reset_bucket(tree, level_index, &refs).await?;
     let before = BucketView::new(&tree.name, level, &reset.before);
     tracing::warn!(
         request_id = request_id.as_ref().map_or("", |r| r.0.0.as_str()),

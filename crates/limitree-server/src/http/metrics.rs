@@ -34,25 +34,38 @@ const REASONS: [Reason; 5] = [
 /// `POST /v1/check` decisions, per tree and reason.
 #[derive(Debug)]
 pub struct CheckCounters {
-    trees: Vec<(String, [AtomicU64; REASONS.len()])>,
+    /// Per tree. Trees a reloaded policy adds are added
+    /// ([`CheckCounters::track`]); none is removed, so a counter never goes
+    /// back.
+    trees: parking_lot::RwLock<Vec<(String, Arc<[AtomicU64; REASONS.len()]>)>>,
 }
 
 impl CheckCounters {
     /// Zeroed counters for every tree of `policy`.
     pub fn new(policy: &Policy) -> CheckCounters {
-        CheckCounters {
-            trees: policy
-                .trees()
-                .iter()
-                .map(|t| (t.name.clone(), Default::default()))
-                .collect(),
+        let counters = CheckCounters {
+            trees: parking_lot::RwLock::default(),
+        };
+        counters.track(policy);
+        counters
+    }
+
+    /// Adds counters for the trees of `policy` (a reloaded one) not yet
+    /// counted.
+    pub fn track(&self, policy: &Policy) {
+        let mut trees = self.trees.write();
+        for tree in policy.trees() {
+            if !trees.iter().any(|(name, _)| *name == tree.name) {
+                trees.push((tree.name.clone(), Arc::default()));
+            }
         }
     }
 
     /// Counts one decision.
     pub fn record(&self, decision: &Decision) {
         let reason = REASONS.iter().position(|r| *r == decision.reason);
-        let tree = self.trees.iter().find(|(name, _)| *name == decision.tree);
+        let trees = self.trees.read();
+        let tree = trees.iter().find(|(name, _)| *name == decision.tree);
         if let (Some(reason), Some((_, counts))) = (reason, tree) {
             counts[reason].fetch_add(1, Ordering::Relaxed);
         }
@@ -67,8 +80,8 @@ impl CheckCounters {
             MetricType::Counter,
             "POST /v1/check decisions, by tree and reason.",
         );
-        for (tree, counts) in &self.trees {
-            for (reason, count) in REASONS.iter().zip(counts) {
+        for (tree, counts) in self.trees.read().iter() {
+            for (reason, count) in REASONS.iter().zip(counts.iter()) {
                 write_sample(
                     out,
                     NAME,
@@ -139,8 +152,8 @@ pub fn render_grpc(counters: &GrpcCounters, out: &mut String) {
         MetricType::Counter,
         "ShouldRateLimit answers (gRPC and POST /json), by domain and overall code.",
     );
-    for (domain, codes) in &counters.by_domain {
-        for (code, value) in ["ok", "over_limit"].iter().zip(codes) {
+    for (domain, codes) in counters.by_domain.read().iter() {
+        for (code, value) in ["ok", "over_limit"].iter().zip(codes.iter()) {
             write_sample(
                 out,
                 DECISIONS,
@@ -217,6 +230,37 @@ pub fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value
     let _ = writeln!(out, " {value}");
 }
 
+/// Policy reloads, whether the running policy is stale, and its hash.
+pub fn render_reload(reload: &crate::reload::Reloader, out: &mut String) {
+    let (ok, error) = reload.counts();
+    let status = reload.status();
+    const RELOADS: &str = "limitree_policy_reloads_total";
+    write_header(
+        out,
+        RELOADS,
+        MetricType::Counter,
+        "Policy reloads (SIGHUP, file change, POST /v1/reload), by result.",
+    );
+    write_sample(out, RELOADS, &[("result", "ok")], ok);
+    write_sample(out, RELOADS, &[("result", "error")], error);
+    const STALE: &str = "limitree_policy_stale";
+    write_header(
+        out,
+        STALE,
+        MetricType::Gauge,
+        "1 while the config file holds an invalid change and the previous policy serves.",
+    );
+    write_sample(out, STALE, &[], u64::from(status.stale_since_ms.is_some()));
+    const INFO: &str = "limitree_policy_info";
+    write_header(
+        out,
+        INFO,
+        MetricType::Gauge,
+        "The policy in force, by its hash (always 1).",
+    );
+    write_sample(out, INFO, &[("hash", &status.policy_hash)], 1);
+}
+
 /// `GET /metrics`. The connection counters come with each request from
 /// [`crate::listener`] (absent when the router is served some other way).
 pub async fn metrics(
@@ -227,6 +271,7 @@ pub async fn metrics(
     state.checks.render(&mut text);
     render_relay(&state.notify.metrics(), &mut text);
     render_grpc(state.rls.counters(), &mut text);
+    render_reload(&state.reload, &mut text);
     if let Some(Extension(connections)) = connections {
         connections.render(&mut text);
     }

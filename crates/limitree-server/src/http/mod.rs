@@ -9,6 +9,7 @@
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
 //! - [`problem`]: every error → status + `application/problem+json`.
+//! - [`reload`]: `POST /v1/reload` (the admin trigger of [`crate::reload`]).
 //! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
 //! - [`rls_json`]: `POST /json`, envoyproxy/ratelimit's HTTP bridge (proto3 JSON).
 //! - [`policy`]: `GET /v1/policy`, the running policy as JSON.
@@ -29,6 +30,7 @@ pub mod notify;
 pub mod page;
 pub mod policy;
 pub mod problem;
+pub mod reload;
 pub mod reply;
 pub mod request_id;
 pub mod rls_json;
@@ -60,6 +62,9 @@ pub struct AppState {
     pub rls: crate::grpc::RateLimitServer,
     /// What the status page shows besides the limiter and the relay.
     pub status: status::StatusState,
+    /// Policy reload: `POST /v1/reload`, and the status `/readyz` and
+    /// `/metrics` show.
+    pub reload: Arc<crate::reload::Reloader>,
     /// `[server.auth]`'s tokens; `None`: every endpoint is open.
     pub auth: Option<Arc<crate::auth::Tokens>>,
 }
@@ -84,6 +89,10 @@ pub fn router(state: AppState) -> Router {
             post(notify::notify).fallback(problem::post_only),
         )
         .route("/json", post(rls_json::json).fallback(problem::post_only))
+        .route(
+            "/v1/reload",
+            post(reload::reload).fallback(problem::post_only),
+        )
         .route(
             "/metrics",
             get(metrics::metrics).fallback(problem::get_only),

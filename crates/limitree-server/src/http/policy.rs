@@ -161,5 +161,5 @@ impl PolicyView {
 
 /// `GET /v1/policy`.
 pub async fn policy(State(state): State<AppState>) -> Json<PolicyView> {
-    Json(PolicyView::new(state.limiter.policy()))
+    Json(PolicyView::new(&state.limiter.policy()))
 }

@@ -106,6 +106,10 @@ pub enum ApiError {
     /// A query parameter that is missing, unknown, repeated or out of range.
     #[error("{0}")]
     InvalidQuery(String),
+    /// `POST /v1/reload`: nothing to reload, or the file is invalid (the
+    /// running policy keeps serving).
+    #[error("{0}")]
+    Reload(crate::reload::ReloadError),
     /// `[server.auth]`: the request has no token, a wrong one, or one whose
     /// scope is too small for its path (see [`crate::http::auth`]).
     #[error("{refusal}")]
@@ -339,6 +343,16 @@ impl ApiError {
             ApiError::InvalidQuery(_) => {
                 (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
             }
+            ApiError::Reload(crate::reload::ReloadError::NoConfigFile) => (
+                StatusCode::CONFLICT,
+                "nothing-to-reload",
+                "Nothing to reload",
+            ),
+            ApiError::Reload(crate::reload::ReloadError::Invalid(_)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reload-invalid",
+                "Config invalid; the running policy keeps serving",
+            ),
             ApiError::Unauthorized { refusal, .. } => match refusal {
                 Refusal::Missing => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
                 Refusal::Invalid => (StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token"),

@@ -175,7 +175,8 @@ fn millis(at: Micros) -> u64 {
 /// Puts the status together (store health and every level's buckets are
 /// read now; each listing is bounded as `GET /v1/buckets`'s is).
 pub async fn collect(state: &AppState) -> Status {
-    let limiter = &state.limiter;
+    let snapshot = state.limiter.snapshot();
+    let limiter = &*snapshot;
     let store = limiter.store();
     let ready = store.check_ready().await;
     let mut trees = Vec::new();

@@ -98,21 +98,23 @@ impl Store for DownStore {
 async fn a_failing_store_is_503_problem_json() {
     let config = Config::builtin();
     let limiter = Limiter::new(Arc::new(config.policy.clone()), Arc::new(DownStore));
+    let checks = Arc::new(limitree_server::http::metrics::CheckCounters::new(
+        &config.policy,
+    ));
+    let rls = limitree_server::grpc::RateLimitServer::new(limiter.clone(), Default::default());
+    let clock = Arc::new(limitree::SystemClock::new());
     let state = AppState {
-        checks: Arc::new(limitree_server::http::metrics::CheckCounters::new(
-            &config.policy,
-        )),
-        notify: Relay::new(
-            &config.notify,
+        reload: Arc::new(limitree_server::reload::Reloader::new(
+            &config,
             limiter.clone(),
-            Arc::new(limitree::SystemClock::new()),
-            |_| None,
-        ),
-        rls: limitree_server::grpc::RateLimitServer::new(limiter.clone(), Default::default()),
-        status: limitree_server::http::status::StatusState::new(
-            &config.policy,
-            Arc::new(limitree::SystemClock::new()),
-        ),
+            Arc::clone(&checks),
+            Arc::clone(rls.counters()),
+            clock.clone(),
+        )),
+        checks,
+        notify: Relay::new(&config.notify, limiter.clone(), clock.clone(), |_| None),
+        rls,
+        status: limitree_server::http::status::StatusState::new(&config.policy, clock),
         limiter,
         auth: None,
         max_body_bytes: config.server.max_body_bytes,

@@ -64,6 +64,7 @@ mod redis;
 mod redis_support;
 #[cfg(feature = "redis")]
 mod redis_tls;
+mod reload;
 mod shutdown;
 mod status_page;
 mod support;

@@ -20,6 +20,16 @@
 //! with the level's limit, so a flood of new descriptor values cannot grow memory
 //! and cannot get more than one bucket's worth of traffic through. Override values
 //! always get their own bucket (their number is fixed by the policy).
+//!
+//! # Reload
+//! A store is laid out for one policy (its trees and levels by index, so a
+//! decision finds its buckets without comparing names). A reloaded policy
+//! gets a new store from [`MemoryStore::for_new_policy`] that **shares** the
+//! state of every level whose tree, level name, `by` keys and algorithm are
+//! unchanged — the very same locks, so decisions still running on the old
+//! store and new ones on the new store count in one place — and starts every
+//! other level fresh. Levels the new policy no longer has are dropped with the
+//! old store, once its last decision is done.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -34,7 +44,7 @@ use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
 use crate::decision::{ChainOutcome, Mode, PartView, ShareVerdict, share_verdict};
-use crate::policy::{Level, MAX_LEVELS, Policy};
+use crate::policy::{Level, MAX_LEVELS, Policy, Shares};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
 /// new values against a level full of live buckets costs O(1) per request.
@@ -67,17 +77,20 @@ type BucketMap = HashMap<BucketKey, Mutex<BucketState>>;
 struct KeyedLevel {
     /// The level, for specs when expiring idle buckets.
     level: Level,
-    buckets: RwLock<BucketMap>,
+    /// Shared with the stores of later policies that keep this level (see
+    /// the module docs on reload).
+    buckets: Arc<RwLock<BucketMap>>,
     /// Shared by values first seen while `buckets` is full.
-    overflow: Mutex<BucketState>,
+    overflow: Arc<Mutex<BucketState>>,
     /// When the level last ran `expire_idle` on itself because it was full.
-    last_full_expire: AtomicU64,
+    last_full_expire: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
 enum LevelBuckets {
-    /// A level without `by`: one bucket for the tree.
-    Global(Mutex<BucketState>),
+    /// A level without `by`: one bucket for the tree (shared like a keyed
+    /// level's map), and the level.
+    Global(Arc<Mutex<BucketState>>, Box<Level>),
     Keyed(Box<KeyedLevel>),
     /// A global level whose limit is split by fair sharing
     /// ([`crate::policy::Shares`]): no bucket of its own, its parts instead.
@@ -87,10 +100,100 @@ enum LevelBuckets {
 /// A shared parent's parts. Their number is fixed by the policy.
 #[derive(Debug)]
 struct SharedLevel {
-    /// One per guarantee, in [`crate::policy::Shares::parts`] order.
-    parts: Vec<Mutex<BucketState>>,
+    /// The parent level.
+    level: Level,
+    /// The guaranteed values, in [`crate::policy::Shares::parts`] order: a
+    /// reload keeps the parts' state only for the same values in the same order.
+    values: Vec<Vec<String>>,
+    /// One per guarantee, in [`crate::policy::Shares::parts`] order (shared
+    /// with the stores of later policies that keep them, like a global level).
+    parts: Vec<Arc<Mutex<BucketState>>>,
     /// The pool every request may borrow from.
-    pool: Mutex<BucketState>,
+    pool: Arc<Mutex<BucketState>>,
+}
+
+impl LevelBuckets {
+    /// Fresh state for `level`, split into parts when `shares` splits it.
+    fn fresh(level: &Level, shares: Option<&Shares>) -> Self {
+        let fresh = BucketState::fresh(level.spec.algorithm);
+        if let Some(shares) = shares {
+            LevelBuckets::Shared(Box::new(SharedLevel {
+                level: level.clone(),
+                values: shares.parts.iter().map(|p| p.values.clone()).collect(),
+                parts: shares
+                    .parts
+                    .iter()
+                    .map(|_| Arc::new(Mutex::new(fresh.clone())))
+                    .collect(),
+                pool: Arc::new(Mutex::new(fresh)),
+            }))
+        } else if level.is_global() {
+            LevelBuckets::Global(Arc::new(Mutex::new(fresh)), Box::new(level.clone()))
+        } else {
+            LevelBuckets::Keyed(Box::new(KeyedLevel {
+                level: level.clone(),
+                buckets: Arc::new(RwLock::new(HashMap::new())),
+                overflow: Arc::new(Mutex::new(fresh)),
+                last_full_expire: Arc::new(AtomicU64::new(0)),
+            }))
+        }
+    }
+
+    fn level(&self) -> &Level {
+        match self {
+            LevelBuckets::Global(_, level) => level,
+            LevelBuckets::Keyed(k) => &k.level,
+            LevelBuckets::Shared(shared) => &shared.level,
+        }
+    }
+
+    /// `level`'s buckets sharing this (old) level's state: the same locks,
+    /// under the new level's limits and cap. A level split by fair sharing
+    /// keeps its parts only when the new policy splits it for the same
+    /// values in the same order; any other change of the split (or a split
+    /// level becoming whole, or the reverse) starts the level fresh.
+    fn share(&self, level: &Level, shares: Option<&Shares>) -> Self {
+        match (self, shares) {
+            (LevelBuckets::Shared(old), Some(new))
+                if old.values.len() == new.parts.len()
+                    && old
+                        .values
+                        .iter()
+                        .zip(&new.parts)
+                        .all(|(v, p)| *v == p.values) =>
+            {
+                LevelBuckets::Shared(Box::new(SharedLevel {
+                    level: level.clone(),
+                    values: old.values.clone(),
+                    parts: old.parts.iter().map(Arc::clone).collect(),
+                    pool: Arc::clone(&old.pool),
+                }))
+            }
+            (LevelBuckets::Shared(_), _) | (_, Some(_)) => LevelBuckets::fresh(level, shares),
+            (LevelBuckets::Global(state, _), None) => {
+                LevelBuckets::Global(Arc::clone(state), Box::new(level.clone()))
+            }
+            (LevelBuckets::Keyed(k), None) => LevelBuckets::Keyed(Box::new(KeyedLevel {
+                level: level.clone(),
+                buckets: Arc::clone(&k.buckets),
+                overflow: Arc::clone(&k.overflow),
+                last_full_expire: Arc::clone(&k.last_full_expire),
+            })),
+        }
+    }
+}
+
+/// Whether a bucket of `old` may keep its state as a bucket of `new`: the
+/// same bucket (level name, `by` keys) counted the same way (algorithm).
+/// Limits, windows, bursts, overrides, `shadow`, `required` and `max_buckets`
+/// may differ: the kept state is read under the new ones.
+pub fn keeps_state(old: &Level, new: &Level) -> bool {
+    old.name == new.name && old.by == new.by && old.spec.algorithm == new.spec.algorithm
+}
+
+/// The shares that split level `index` of `tree`, if any.
+fn shares_of(tree: &crate::policy::Tree, index: usize) -> Option<&Shares> {
+    tree.shares.as_ref().filter(|s| s.parent == index)
 }
 
 /// The in-process store. See the module docs for its guarantees.
@@ -117,33 +220,46 @@ impl MemoryStore {
                     .levels
                     .iter()
                     .enumerate()
+                    .map(|(index, level)| LevelBuckets::fresh(level, shares_of(tree, index)))
+                    .collect();
+                (tree.name.clone(), levels)
+            })
+            .collect();
+        MemoryStore { clock, trees }
+    }
+
+    /// A store for `policy` (a reloaded one) on this store's clock that
+    /// shares this store's state for every level [`keeps_state`] holds for
+    /// (same tree name, level name, `by` keys and algorithm) and starts the
+    /// others fresh. See the module docs on reload.
+    pub fn for_new_policy(&self, policy: &Policy) -> MemoryStore {
+        let trees = policy
+            .trees()
+            .iter()
+            .map(|tree| {
+                let old = self.trees.iter().find(|(name, _)| *name == tree.name);
+                let levels = tree
+                    .levels
+                    .iter()
+                    .enumerate()
                     .map(|(index, level)| {
-                        let fresh = BucketState::fresh(level.spec.algorithm);
-                        if let Some(shares) = tree.shares.as_ref().filter(|s| s.parent == index) {
-                            LevelBuckets::Shared(Box::new(SharedLevel {
-                                parts: shares
-                                    .parts
-                                    .iter()
-                                    .map(|_| Mutex::new(fresh.clone()))
-                                    .collect(),
-                                pool: Mutex::new(fresh),
-                            }))
-                        } else if level.is_global() {
-                            LevelBuckets::Global(Mutex::new(fresh))
-                        } else {
-                            LevelBuckets::Keyed(Box::new(KeyedLevel {
-                                level: level.clone(),
-                                buckets: RwLock::new(HashMap::new()),
-                                overflow: Mutex::new(fresh),
-                                last_full_expire: AtomicU64::new(0),
-                            }))
+                        let shares = shares_of(tree, index);
+                        let kept = old.and_then(|(_, old_levels)| {
+                            old_levels.iter().find(|b| keeps_state(b.level(), level))
+                        });
+                        match kept {
+                            Some(buckets) => buckets.share(level, shares),
+                            None => LevelBuckets::fresh(level, shares),
                         }
                     })
                     .collect();
                 (tree.name.clone(), levels)
             })
             .collect();
-        MemoryStore { clock, trees }
+        MemoryStore {
+            clock: Arc::clone(&self.clock),
+            trees,
+        }
     }
 
     /// The store's clock.
@@ -157,7 +273,7 @@ impl MemoryStore {
             .iter()
             .flat_map(|(_, levels)| levels)
             .map(|l| match l {
-                LevelBuckets::Global(_) | LevelBuckets::Shared(_) => 0,
+                LevelBuckets::Global(..) | LevelBuckets::Shared(_) => 0,
                 LevelBuckets::Keyed(k) => k.buckets.read().len(),
             })
             .sum()
@@ -191,7 +307,7 @@ impl MemoryStore {
                 .iter()
                 .filter_map(|&l| match &levels[l] {
                     LevelBuckets::Keyed(k) => Some((l, k.buckets.read())),
-                    LevelBuckets::Global(_) | LevelBuckets::Shared(_) => None,
+                    LevelBuckets::Global(..) | LevelBuckets::Shared(_) => None,
                 })
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
@@ -200,9 +316,9 @@ impl MemoryStore {
             let mut missing = None;
             for (i, bucket) in chain.buckets.iter().enumerate() {
                 let slot = match &levels[bucket.level_index] {
-                    LevelBuckets::Global(state) => Some((state, false)),
+                    LevelBuckets::Global(state, _) => Some((&**state, false)),
                     // The pool stands for the level; the guarantee is added below.
-                    LevelBuckets::Shared(shared) => Some((&shared.pool, false)),
+                    LevelBuckets::Shared(shared) => Some((&*shared.pool, false)),
                     LevelBuckets::Keyed(k) => {
                         let Some((_, map)) = maps.iter().find(|(l, _)| *l == bucket.level_index)
                         else {
@@ -214,7 +330,7 @@ impl MemoryStore {
                                 && !bucket.overridden
                                 && !k.expire_idle_due(now) =>
                             {
-                                Some((&k.overflow, true))
+                                Some((&*k.overflow, true))
                             }
                             None => None,
                         }
@@ -238,7 +354,9 @@ impl MemoryStore {
             }
             let part = chain.share.as_ref().and_then(|at| {
                 match (&levels[chain.buckets[at.parent].level_index], at.part) {
-                    (LevelBuckets::Shared(shared), Some(p)) => shared.parts.get(p),
+                    (LevelBuckets::Shared(shared), Some(p)) => {
+                        shared.parts.get(p).map(|part| &**part)
+                    }
                     _ => None,
                 }
             });
@@ -453,6 +571,10 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+        Some(Arc::new(self.for_new_policy(policy)))
+    }
+
     fn scan_buckets<'a>(
         &'a self,
         scan: BucketScan<'a>,
@@ -481,7 +603,7 @@ impl MemoryStore {
         let levels = self.levels_of(scan.tree)?;
         match levels.get(scan.level_index) {
             None => Err(StoreError::UnknownTree(scan.tree.name.clone())),
-            Some(LevelBuckets::Global(_) | LevelBuckets::Shared(_)) => Ok(ScannedBuckets {
+            Some(LevelBuckets::Global(..) | LevelBuckets::Shared(_)) => Ok(ScannedBuckets {
                 buckets: vec![Vec::new()],
                 truncated: false,
             }),
@@ -514,7 +636,7 @@ impl MemoryStore {
             let live = |state: &BucketState| algo::idle_at(state, bucket.spec) > now;
             match levels.get(bucket.level_index) {
                 None => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
-                Some(LevelBuckets::Global(state)) => {
+                Some(LevelBuckets::Global(state, _)) => {
                     let fresh = BucketState::fresh(bucket.level.spec.algorithm);
                     let old = std::mem::replace(&mut *state.lock(), fresh);
                     reset += usize::from(live(&old));

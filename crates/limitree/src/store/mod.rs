@@ -19,7 +19,7 @@ pub use memory::MemoryStore;
 
 use crate::chain::Chain;
 use crate::decision::{ChainOutcome, Mode};
-use crate::policy::Tree;
+use crate::policy::{Policy, Tree};
 
 /// A boxed, sendable future (what object-safe async trait methods return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -147,5 +147,18 @@ pub trait Store: Send + Sync + fmt::Debug {
             store,
             what: "reset buckets",
         })))
+    }
+
+    /// For a reloaded policy: the store that decides `policy`'s chains,
+    /// keeping the state of every bucket whose tree, level name, `by` keys
+    /// and algorithm are unchanged, or `None` when this store serves any
+    /// policy as it is (its state is not laid out by policy: Redis, whose
+    /// keys name the tree, level, algorithm and values). The returned store
+    /// shares the kept state with this one, so decisions still running on
+    /// this store count in the same buckets. See
+    /// [`Limiter::reload`](crate::Limiter::reload).
+    fn for_policy(&self, policy: &Policy) -> Option<std::sync::Arc<dyn Store>> {
+        let _ = policy;
+        None
     }
 }

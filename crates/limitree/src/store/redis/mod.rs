@@ -295,8 +295,26 @@ impl RedisStore {
         &self,
         batch: Vec<Box<ScriptDecision>>,
     ) -> Result<Vec<DecisionReply>, StoreError> {
+        let runs = protocol::runs_without_conflicts(&batch);
+        if runs.len() == 1 {
+            return self.call_one(&batch).await;
+        }
+        // Decisions of two policies (a reload taking effect) that give a
+        // bucket different limits: one call per run, in order.
+        let mut replies = Vec::with_capacity(batch.len());
+        for run in runs {
+            replies.extend(self.call_one(&batch[run]).await?);
+        }
+        Ok(replies)
+    }
+
+    /// One script call deciding `batch` (no key in it with two specs).
+    async fn call_one(
+        &self,
+        batch: &[Box<ScriptDecision>],
+    ) -> Result<Vec<DecisionReply>, StoreError> {
         let now = self.config.clock_override.as_ref().map(|clock| clock.now());
-        let cmd = protocol::encode_call(self.script.get_hash(), now, &batch)?;
+        let cmd = protocol::encode_call(self.script.get_hash(), now, batch)?;
         let mut connection = self.connection().await?;
         let reply: Vec<u8> = match cmd.query_async(&mut connection).await {
             // After a Redis restart or SCRIPT FLUSH: load the script, call again.
@@ -369,7 +387,7 @@ impl RedisStore {
                 .bounded(self.scan_once(&mut connection, slot, cursor, &pattern))
                 .await?;
             for key in keys {
-                let Some(values) = keys::bucket_values(&key, &base, level.by.len()) else {
+                let Some(values) = keys::bucket_values(&key, &base, &level.by) else {
                     continue;
                 };
                 let wanted = scan

@@ -252,6 +252,37 @@ impl ScriptDecision {
     }
 }
 
+/// `batch` cut into runs that each may go in one script call: a call sends
+/// each key once, with one spec, so two decisions that give one key different
+/// specs — made under two policies, while a reload is taking effect — must go
+/// in separate calls, one after the other in batch order. Otherwise the later
+/// one would be decided under the earlier one's limits (and its reply would
+/// not decode against its own). Outside a reload this is one run.
+pub(super) fn runs_without_conflicts(batch: &[Box<ScriptDecision>]) -> Vec<Range<usize>> {
+    if batch.len() < 2 {
+        return std::iter::once(0..batch.len()).collect();
+    }
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut spec_of: hashbrown::HashMap<&str, &SpecArg> = hashbrown::HashMap::new();
+    for (i, decision) in batch.iter().enumerate() {
+        let conflicts = decision
+            .keys()
+            .zip(&decision.specs)
+            .any(|(key, spec)| spec_of.get(key).is_some_and(|seen| *seen != spec));
+        if conflicts {
+            runs.push(start..i);
+            start = i;
+            spec_of.clear();
+        }
+        for (key, spec) in decision.keys().zip(&decision.specs) {
+            spec_of.entry_ref(key).or_insert(spec);
+        }
+    }
+    runs.push(start..batch.len());
+    runs
+}
+
 /// The `EVALSHA` of `script_hash` deciding `batch` in order. `now` is a test
 /// clock's time, or `None` for the script to read Redis `TIME`.
 ///
@@ -781,6 +812,35 @@ mod tests {
     use super::*;
 
     const NOW: Micros = 1_795_839_179_412_915;
+
+    /// Two policies (before and after a reload) give one bucket different
+    /// limits: their decisions never share a call; the same limits do.
+    #[test]
+    fn a_key_with_two_specs_splits_the_batch() {
+        let policy = |limit: u64| {
+            crate::policy::Policy::from_toml_str(
+                &format!(
+                    "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = {limit}\nwindow = \"1m\"\n"
+                ),
+                "test",
+            )
+            .unwrap()
+        };
+        let (old, new) = (policy(10), policy(5));
+        let decision = |policy: &crate::policy::Policy| {
+            let chain = policy.trees()[0].chain(&[], 1).unwrap();
+            ScriptDecision::new("limitree", &chain, Mode::Commit)
+        };
+        let batch = vec![
+            decision(&old),
+            decision(&old),
+            decision(&new),
+            decision(&old),
+        ];
+        assert_eq!(runs_without_conflicts(&batch), vec![0..2, 2..3, 3..4]);
+        let same = vec![decision(&new), decision(&new)];
+        assert_eq!(runs_without_conflicts(&same), vec![0..2]);
+    }
 
     /// A constant as `decide.lua` writes it.
     #[derive(Debug, PartialEq)]
