@@ -103,12 +103,12 @@ impl App {
             Some(auth) => Some(Arc::new(auth.resolve(&env).map_err(AppError::Auth)?)),
         };
         let limiter = Limiter::new(policy, store);
-        let notify = Relay::new(&config.notify, limiter.clone(), clock, env);
+        let notify = Relay::new(&config.notify, limiter.clone(), Arc::clone(&clock), env);
         if let Some(redis) = &redis {
             use_redis_outbox(&notify, redis);
         }
         Ok(App {
-            state: AppState::new(config, limiter, notify, metrics, auth),
+            state: AppState::new(config, limiter, notify, metrics, clock, auth),
             lifecycle: Lifecycle::from(&config.server),
         })
     }

@@ -22,6 +22,7 @@ use crate::client;
 use crate::config::Config;
 use crate::config::fields::env_references;
 use crate::notify::config::DEFAULT_WEBHOOK;
+use crate::reload::Overrides;
 use crate::server;
 use crate::telemetry::{self, LogFormat};
 
@@ -214,25 +215,24 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if let Some(http) = args.http {
-        config.server.http = http;
-    }
-    if let Some(GrpcListen(grpc)) = args.grpc {
-        config.server.grpc = grpc;
-    }
-    if let (Some(cert), Some(key)) = (&args.grpc_tls_cert, &args.grpc_tls_key) {
-        match crate::grpc::tls::GrpcTls::load(cert, key) {
-            Ok(tls) => config.server.grpc_tls = Some(tls),
+    let grpc_tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+        (Some(cert), Some(key)) => match crate::grpc::tls::GrpcTls::load(cert, key) {
+            Ok(tls) => Some(tls),
             Err(e) => {
                 eprintln!("error: --grpc-tls-cert/--grpc-tls-key: {e}");
                 eprintln!("limitree: the gRPC TLS files cannot be used; nothing was started");
                 return ExitCode::from(EXIT_CONFIG);
             }
-        }
-    }
-    if let Some(url) = &args.redis
-        && let Err(e) = config.store.use_redis_url(url)
-    {
+        },
+        _ => None,
+    };
+    let overrides = Overrides {
+        http: args.http,
+        grpc: args.grpc.map(|GrpcListen(grpc)| grpc),
+        grpc_tls,
+        redis: args.redis.clone(),
+    };
+    if let Err(e) = overrides.apply(&mut config) {
         eprintln!("error: {e}");
         eprintln!("limitree: --redis cannot be used as given; nothing was started");
         return ExitCode::from(EXIT_CONFIG);
@@ -249,6 +249,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(app) => app,
         Err(e) => return app_error(&e),
     };
+    if let Some(path) = args.config {
+        app.state.reload.use_file(path, overrides);
+    }
     match run_server(&config, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -654,13 +657,28 @@ fn describe_policy(out: &mut String, policy: &Policy) {
                     .zip(&o.values)
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "    override {}: {}",
                     values.join(","),
                     spec_text(&o.spec)
                 );
+                if let Some(g) = o.guaranteed {
+                    let _ = write!(out, ", guaranteed {g} of the level above");
+                }
+                out.push('\n');
             }
+        }
+        if let Some(shares) = &tree.shares {
+            let _ = writeln!(
+                out,
+                "  shares of level {}: {} reserved for {} values of level {}, pool {}",
+                tree.levels[shares.parent].name,
+                shares.reserved,
+                shares.parts.len(),
+                tree.levels[shares.child].name,
+                shares.pool.limit
+            );
         }
     }
 }

@@ -21,9 +21,11 @@
 //!   the relay and its outbox; an [`app::AppError`] instead of a panic.
 //! - [`server`]: [`server::run`] — serve a listener until a shutdown signal,
 //!   owning every background task (sweep, relay) in one `TaskTracker`.
-//! - [`listener`]: the accept loop and each connection under the `[server]`
-//!   bounds: header, idle and body timeouts, `max_connections`, shedding idle
-//!   connections when short of descriptors, the lingering close after a 413.
+//! - [`listener`]: the accept side both listeners share (`max_connections`,
+//!   shedding idle connections when short of descriptors, accept errors), the
+//!   HTTP accept loop and each HTTP connection under the `[server]` bounds:
+//!   header, idle and body timeouts, the lingering close after a 413. The
+//!   gRPC listener's connections under the same bounds are in `grpc`.
 //! - [`http`]: the axum router and the wire formats only, one module per
 //!   endpoint; nothing here builds or decides.
 //! - [`notify`]: the Slack relay behind `POST /v1/notify`: routes, queues,
@@ -31,10 +33,14 @@
 //!   outbox (a file, or a Redis stream with the Redis store).
 //! - [`metrics`]: the Prometheus registry of each server and the families
 //!   recorded around the store, the router and the relay.
+//! - [`denials`]: recent denials and a count per level, fed by every API
+//!   that decides, shown by the status page.
 //! - [`auth`]: API tokens (`[server.auth]`): scopes, refusals, the
 //!   constant-time comparison the HTTP layer and the gRPC interceptor share.
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
+//! - [`reload`]: hot policy reload (SIGHUP, a change of the config file,
+//!   `POST /v1/reload`), keeping counters; what needs a restart is logged.
 //! - [`telemetry`]: installing the `tracing` subscriber (binary only).
 //!
 //! # Where is it…
@@ -65,11 +71,13 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod denials;
 pub mod grpc;
 pub mod http;
 pub mod listener;
 pub mod lock;
 pub mod metrics;
 pub mod notify;
+pub mod reload;
 pub mod server;
 pub mod telemetry;

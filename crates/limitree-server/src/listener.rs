@@ -37,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::problem::ApiError;
-use connection::{End, Phase, Shared, Stop, Watch, Watched};
+use connection::{End, Shared, Stop, Watched};
+pub(crate) use connection::{Phase, Watch};
 
 pub use connection::{LINGER_BYTES, LINGER_TIME};
 
@@ -69,20 +70,52 @@ const REFUSALS: usize = 32;
 /// Accept failures are logged at most this often.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// Connection counters for `GET /metrics`. Per server, like the check
-/// counters, so servers in one process (tests) count only their own.
-#[derive(Debug, Default)]
-pub struct ConnectionMetrics {
-    open: AtomicU64,
-    accepted: AtomicU64,
-    accept_errors: AtomicU64,
-    refused: AtomicU64,
-    header_timeouts: AtomicU64,
-    idle_timeouts: AtomicU64,
-    shed: AtomicU64,
-    body_timeouts: AtomicU64,
+/// Which listener a [`ConnectionMetrics`] counts for: its metric names are
+/// `limitree_http_…` or `limitree_grpc_…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// The HTTP/1.1 listener (`--http`).
+    #[default]
+    Http,
+    /// The gRPC (HTTP/2) listener (`--grpc`).
+    Grpc,
 }
 
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// Connection counters for `GET /metrics`. Per listener of each server, like
+/// the check counters, so servers in one process (tests) count only their own.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    protocol: Protocol,
+    pub(crate) open: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) header_timeouts: AtomicU64,
+    pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) shed: AtomicU64,
+    pub(crate) body_timeouts: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    /// Counters for the `protocol` listener, all zero.
+    pub fn new(protocol: Protocol) -> Self {
+        ConnectionMetrics {
+            protocol,
+            ..ConnectionMetrics::default()
+        }
+    }
+}
+
+/// `limitree_{http,grpc}_connections…`, read from the atomics at each scrape.
 impl crate::metrics::Collector for ConnectionMetrics {
     fn encode(
         &self,
@@ -94,40 +127,52 @@ impl crate::metrics::Collector for ConnectionMetrics {
         use prometheus_client::metrics::gauge::ConstGauge;
 
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let p = self.protocol.name();
+        let (what, refused_help) = match self.protocol {
+            Protocol::Http => (
+                "HTTP",
+                "Connections answered 503 at max_connections, every open one busy",
+            ),
+            Protocol::Grpc => (
+                "gRPC",
+                "Connections closed unanswered at max_connections, every open one busy",
+            ),
+        };
         ConstGauge::new(i64::try_from(load(&self.open)).unwrap_or(i64::MAX)).encode(
             encoder.encode_descriptor(
-                "limitree_http_connections",
-                "Open HTTP connections",
+                &format!("limitree_{p}_connections"),
+                &format!("Open {what} connections"),
                 None,
                 MetricType::Gauge,
             )?,
         )?;
         for (name, help, counter) in [
             (
-                "limitree_http_connections_accepted",
-                "HTTP connections accepted",
+                format!("limitree_{p}_connections_accepted"),
+                format!("{what} connections accepted"),
                 &self.accepted,
             ),
             (
-                "limitree_http_accept_errors",
-                "Failed accepts (e.g. EMFILE: out of file descriptors)",
+                format!("limitree_{p}_accept_errors"),
+                "Failed accepts (e.g. EMFILE: out of file descriptors)".to_owned(),
                 &self.accept_errors,
             ),
             (
-                "limitree_http_connections_refused",
-                "Connections answered 503 at max_connections, every open one busy",
+                format!("limitree_{p}_connections_refused"),
+                refused_help.to_owned(),
                 &self.refused,
             ),
         ] {
             ConstCounter::new(load(counter)).encode(encoder.encode_descriptor(
-                name,
-                help,
+                &name,
+                &help,
                 None,
                 MetricType::Counter,
             )?)?;
         }
+        let closed = format!("limitree_{p}_connections_closed");
         let mut family = encoder.encode_descriptor(
-            "limitree_http_connections_closed",
+            &closed,
             "Connections closed by the server, by reason (client and keep-alive closes are not counted)",
             None,
             MetricType::Counter,
@@ -140,6 +185,11 @@ impl crate::metrics::Collector for ConnectionMetrics {
             ConstCounter::new(load(counter))
                 .encode(family.encode_family(&[("reason", reason)])?)?;
         }
+        // gRPC calls are bounded by tonic's own per-call timeout, which
+        // answers with a status rather than a 408.
+        if self.protocol != Protocol::Http {
+            return Ok(());
+        }
         ConstCounter::new(load(&self.body_timeouts)).encode(encoder.encode_descriptor(
             "limitree_http_body_timeouts",
             "Requests answered 408 because the body did not arrive within body_timeout",
@@ -151,7 +201,7 @@ impl crate::metrics::Collector for ConnectionMetrics {
 
 /// The open connections, so the accept loop can pick one to shed.
 #[derive(Debug)]
-struct Registry {
+pub(crate) struct Registry {
     epoch: Instant,
     next: AtomicU64,
     live: Mutex<HashMap<u64, Arc<Watch>>>,
@@ -160,13 +210,13 @@ struct Registry {
 }
 
 impl Registry {
-    fn insert(&self, watch: Arc<Watch>) -> u64 {
+    pub(crate) fn insert(&self, watch: Arc<Watch>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.live.lock().insert(id, watch);
         id
     }
 
-    fn remove(&self, id: u64) {
+    pub(crate) fn remove(&self, id: u64) {
         self.live.lock().remove(&id);
         self.closed.notify_waiters();
     }
@@ -175,7 +225,7 @@ impl Registry {
     /// progress to close (idle keep-alive ones before ones still sending a
     /// head, and those only once [`SHED_HEAD_AGE`] old); false when there is
     /// none.
-    fn shed_oldest(&self) -> bool {
+    pub(crate) fn shed_oldest(&self) -> bool {
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let head_before = now.checked_sub(SHED_HEAD_AGE.as_micros() as u64);
         let live = self.live.lock();
@@ -199,44 +249,203 @@ impl Registry {
     }
 }
 
-/// Accept failures, logged at most once per [`ACCEPT_LOG_EVERY`] with the
-/// number since the last line.
+impl Registry {
+    pub(crate) fn new() -> Registry {
+        Registry {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            live: Mutex::new(HashMap::new()),
+            closed: Notify::new(),
+        }
+    }
+
+    /// The instant the connections' [`Watch`] times count from.
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Calls `f` on every open connection's watch (under the lock: `f` must
+    /// be quick).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Watch)) {
+        for watch in self.live.lock().values() {
+            f(watch);
+        }
+    }
+}
+
+/// A warning that may be logged at most once per [`ACCEPT_LOG_EVERY`]; the
+/// occurrences in between are counted and reported with the next line.
 #[derive(Debug, Default)]
-struct AcceptErrors {
+pub(crate) struct LogEvery {
     last_logged: Option<Instant>,
     unlogged: u64,
 }
 
-impl AcceptErrors {
-    fn record(&mut self, error: &io::Error, open: u64) {
+impl LogEvery {
+    /// `Some(occurrences since the last line)` when a line may be logged now.
+    pub(crate) fn tick(&mut self) -> Option<u64> {
         let now = Instant::now();
         if self
             .last_logged
             .is_some_and(|at| now.duration_since(at) < ACCEPT_LOG_EVERY)
         {
             self.unlogged += 1;
-            return;
+            return None;
         }
-        tracing::warn!(
-            error = %error,
-            open_connections = open,
-            failures_since_last_log = self.unlogged,
-            "cannot accept a connection: {error}; closing idle connections to make room \
-             (raise `ulimit -n`, or lower [server] max_connections below it)"
-        );
         self.last_logged = Some(now);
-        self.unlogged = 0;
+        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
-/// Accepts connections on `listener` until `stopping` is cancelled, serving
+/// A client the [`Acceptor`] let through.
+#[derive(Debug)]
+pub(crate) enum Accepted {
+    /// Within `max_connections`: served while its slot is held.
+    Admitted(TcpStream, OwnedSemaphorePermit),
+    /// Over `max_connections` with nothing to shed (already counted as
+    /// refused): the listener answers it as its protocol allows and closes it.
+    OverCap(TcpStream),
+}
+
+/// What both listeners share of accepting: the cap on open connections,
+/// shedding the oldest idle one at the cap or when `accept` fails for want of
+/// descriptors, and counting and logging the failures. What is done with an
+/// accepted connection is the listener's (`accept_loop` here, the gRPC
+/// listener's incoming stream in `grpc::connections`).
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    slots: Arc<Semaphore>,
+    metrics: Arc<ConnectionMetrics>,
+    errors: LogEvery,
+    listeners: Listeners,
+}
+
+impl Acceptor {
+    pub(crate) fn new(
+        listener: TcpListener,
+        max_connections: usize,
+        metrics: Arc<ConnectionMetrics>,
+        listeners: &Listeners,
+    ) -> Acceptor {
+        let registry = Arc::new(Registry::new());
+        listeners.0.lock().push(Arc::clone(&registry));
+        Acceptor {
+            listener,
+            registry,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            metrics,
+            errors: LogEvery::default(),
+            listeners: listeners.clone(),
+        }
+    }
+
+    /// The open connections: each listener registers its own, so they can
+    /// be shed.
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<ConnectionMetrics> {
+        &self.metrics
+    }
+
+    /// The next client. Never fails: an accept error is counted, logged (at
+    /// most once a second), answered by shedding an idle connection, and
+    /// waited out. Cancel-safe but for a client accepted and not yet given a
+    /// slot, which is closed.
+    pub(crate) async fn next(&mut self) -> Accepted {
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _peer)) => stream,
+                // The client gave up before it was accepted: nothing to do.
+                Err(e) if is_client_gone(&e) => continue,
+                Err(e) => {
+                    self.failed(&e).await;
+                    continue;
+                }
+            };
+            self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+            let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => make_room(&self.registry, &self.slots).await,
+            };
+            return match slot {
+                Some(slot) => Accepted::Admitted(stream, slot),
+                None => {
+                    self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                    Accepted::OverCap(stream)
+                }
+            };
+        }
+    }
+
+    /// After a failed accept: most likely out of descriptors, so free one and
+    /// wait for it to be closed, rather than retrying at once.
+    async fn failed(&mut self, error: &io::Error) {
+        self.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(unlogged) = self.errors.tick() {
+            tracing::warn!(
+                error = %error,
+                listener = self.metrics.protocol.name(),
+                open_connections = self.metrics.open.load(Ordering::Relaxed),
+                failures_since_last_log = unlogged,
+                "cannot accept a connection: {error}; closing idle connections to make room \
+                 (raise `ulimit -n`, or lower [server] max_connections below it)"
+            );
+        }
+        // Its own connections first, then the other listener's.
+        let registries: Vec<Arc<Registry>> = {
+            let all = self.listeners.0.lock();
+            std::iter::once(Arc::clone(&self.registry))
+                .chain(
+                    all.iter()
+                        .filter(|r| !Arc::ptr_eq(r, &self.registry))
+                        .cloned(),
+                )
+                .collect()
+        };
+        for registry in registries {
+            let closed = registry.closed.notified();
+            let mut closed = std::pin::pin!(closed);
+            closed.as_mut().enable();
+            if registry.shed_oldest() {
+                tokio::select! {
+                    () = closed => {}
+                    () = tokio::time::sleep(SHED_WAIT) => {}
+                }
+                return;
+            }
+        }
+        tokio::time::sleep(ACCEPT_BACKOFF).await;
+    }
+}
+
+/// Every listener's open connections in one server. Descriptors are the
+/// process's, not a listener's: when `accept` fails for want of one, a
+/// listener sheds its own oldest idle connection or, with none, another
+/// listener's, so a flood of idle gRPC sockets cannot starve the HTTP
+/// listener (`GET /metrics`, `/healthz`), nor the reverse.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners(Arc<Mutex<Vec<Arc<Registry>>>>);
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.listeners
+            .0
+            .lock()
+            .retain(|r| !Arc::ptr_eq(r, &self.registry));
+    }
+}
+
+/// Accepts connections from `acceptor` until `stopping` is cancelled, serving
 /// each in `connections`. Connections are told to close gracefully through
 /// `stopping` too, and are dropped on `abort`.
 pub(crate) async fn accept_loop(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     router: Router,
     limits: Limits,
-    metrics: Arc<ConnectionMetrics>,
     connections: &TaskTracker,
     stopping: CancellationToken,
     abort: CancellationToken,
@@ -249,17 +458,10 @@ pub(crate) async fn accept_loop(
         http,
         router,
         limits,
-        metrics,
+        metrics: Arc::clone(acceptor.metrics()),
     });
-    let registry = Arc::new(Registry {
-        epoch: Instant::now(),
-        next: AtomicU64::new(0),
-        live: Mutex::new(HashMap::new()),
-        closed: Notify::new(),
-    });
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let registry = Arc::clone(acceptor.registry());
     let refusals = Arc::new(Semaphore::new(REFUSALS));
-    let mut errors = AcceptErrors::default();
     let stop = Stop {
         graceful: stopping.clone(),
         now: abort,
@@ -267,58 +469,30 @@ pub(crate) async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             () = stopping.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = acceptor.next() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
-            // The client gave up before it was accepted: nothing to do.
-            Err(e) if is_client_gone(&e) => continue,
-            Err(e) => {
-                shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
-                errors.record(&e, shared.metrics.open.load(Ordering::Relaxed));
-                // Most likely out of descriptors: free one, and wait for it
-                // to be closed, rather than retrying at once.
-                let closed = registry.closed.notified();
-                let mut closed = std::pin::pin!(closed);
-                closed.as_mut().enable();
-                let wait = if registry.shed_oldest() {
-                    SHED_WAIT
-                } else {
-                    ACCEPT_BACKOFF
-                };
-                tokio::select! {
-                    () = stopping.cancelled() => return,
-                    () = closed => {}
-                    () = tokio::time::sleep(wait) => {}
-                }
-                continue;
-            }
-        };
-        shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-        let slot = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) => make_room(&registry, &slots).await,
-        };
-        let Some(slot) = slot else {
-            shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
-            if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
-                connections.spawn(refuse(
+        match accepted {
+            Accepted::Admitted(stream, slot) => {
+                connections.spawn(connection_task(
                     stream,
+                    slot,
                     Arc::clone(&shared),
-                    registry.epoch,
-                    refusal,
-                    stop.now.clone(),
+                    Arc::clone(&registry),
+                    stop.clone(),
                 ));
             }
-            continue;
-        };
-        connections.spawn(connection_task(
-            stream,
-            slot,
-            Arc::clone(&shared),
-            Arc::clone(&registry),
-            stop.clone(),
-        ));
+            Accepted::OverCap(stream) => {
+                if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                    connections.spawn(refuse(
+                        stream,
+                        Arc::clone(&shared),
+                        registry.epoch,
+                        refusal,
+                        stop.now.clone(),
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -407,12 +581,7 @@ mod tests {
     use super::*;
 
     fn registry() -> Registry {
-        Registry {
-            epoch: Instant::now(),
-            next: AtomicU64::new(0),
-            live: Mutex::new(HashMap::new()),
-            closed: Notify::new(),
-        }
+        Registry::new()
     }
 
     fn watch(registry: &Registry, phase: Phase) -> Arc<Watch> {
@@ -454,5 +623,41 @@ mod tests {
         assert!(fresh.shed.is_cancelled());
         assert!(!registry.shed_oldest());
         assert!(!busy.shed.is_cancelled());
+    }
+
+    async fn acceptor(listeners: &Listeners) -> Acceptor {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = Arc::new(ConnectionMetrics::new(Protocol::Http));
+        Acceptor::new(listener, 8, metrics, listeners)
+    }
+
+    /// What `accept` returns when the process is out of descriptors.
+    fn emfile() -> io::Error {
+        io::Error::from_raw_os_error(24)
+    }
+
+    /// A failed accept sheds the listener's own idle connection first, and
+    /// another listener's only when it has none: descriptors are shared.
+    #[tokio::test(start_paused = true)]
+    async fn out_of_descriptors_a_listener_sheds_its_own_idle_connection_then_the_others() {
+        let listeners = Listeners::default();
+        let mut http = acceptor(&listeners).await;
+        let grpc = acceptor(&listeners).await;
+        let grpc_idle = watch(grpc.registry(), Phase::Idle);
+        let http_idle = watch(http.registry(), Phase::Idle);
+
+        http.failed(&emfile()).await;
+        assert!(http_idle.shed.is_cancelled());
+        assert!(!grpc_idle.shed.is_cancelled());
+
+        http.failed(&emfile()).await;
+        assert!(grpc_idle.shed.is_cancelled());
+        assert_eq!(http.metrics().accept_errors.load(Ordering::Relaxed), 2);
+
+        // A listener that stopped is no longer shed for.
+        let other = watch(grpc.registry(), Phase::Idle);
+        drop(grpc);
+        http.failed(&emfile()).await;
+        assert!(!other.shed.is_cancelled());
     }
 }

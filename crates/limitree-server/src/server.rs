@@ -14,13 +14,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use limitree::Store;
+use limitree::{Limiter, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{self, AppState};
-use crate::listener::{self, Limits};
+use crate::listener::{self, Limits, Listeners};
 
 /// How the server runs, beyond what handlers need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,18 @@ pub async fn run(
     lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_among(listener, state, lifecycle, &Listeners::default(), shutdown).await
+}
+
+/// [`run`] as one of the server's `listeners` (which shed each other's idle
+/// connections when descriptors run out).
+async fn run_among(
+    listener: TcpListener,
+    state: AppState,
+    lifecycle: Lifecycle,
+    listeners: &Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
 
@@ -74,8 +86,12 @@ pub async fn run(
         .start(&tracker, &cancel)
         .map_err(std::io::Error::other)?;
 
+    // SIGHUP and the config file's watcher, installed before the server
+    // says it listens.
+    crate::reload::spawn(Arc::clone(&state.reload), &tracker, &cancel)?;
+
     tracker.spawn(sweep(
-        Arc::clone(state.limiter.store()),
+        state.limiter.clone(),
         lifecycle.sweep_interval,
         cancel.clone(),
     ));
@@ -88,15 +104,19 @@ pub async fn run(
         "listening on http://{addr}"
     );
 
-    let connection_metrics = Arc::clone(&state.connections);
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
     let abort = CancellationToken::new();
-    let accepting = listener::accept_loop(
+    let acceptor = listener::Acceptor::new(
         listener,
+        lifecycle.connections.max_connections,
+        Arc::clone(&state.connections),
+        listeners,
+    );
+    let accepting = listener::accept_loop(
+        acceptor,
         http::router(state),
         lifecycle.connections,
-        connection_metrics,
         &connections,
         stopping.clone(),
         abort.clone(),
@@ -159,8 +179,16 @@ pub async fn run_with_grpc(
     );
     let auth = crate::grpc::Authorize(state.auth.clone());
     let stop = CancellationToken::new();
+    let listeners = Listeners::default();
     let http = async {
-        let served = run(http, state, lifecycle, stop.clone().cancelled_owned()).await;
+        let served = run_among(
+            http,
+            state,
+            lifecycle,
+            &listeners,
+            stop.clone().cancelled_owned(),
+        )
+        .await;
         stop.cancel();
         served
     };
@@ -170,6 +198,8 @@ pub async fn run_with_grpc(
             service,
             auth,
             grpc_tls,
+            lifecycle.connections,
+            &listeners,
             stop.clone().cancelled_owned(),
         );
         let mut serving = std::pin::pin!(serving);
@@ -217,7 +247,7 @@ async fn probe_store(store: &dyn Store) {
     }
 }
 
-async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken) {
+async fn sweep(limiter: Limiter, every: Duration, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; there is nothing idle at start-up.
@@ -226,7 +256,9 @@ async fn sweep(store: Arc<dyn Store>, every: Duration, cancel: CancellationToken
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = ticks.tick() => {
-                let expired = store.expire_idle();
+                // The store in force now: after a reload, the new one
+                // (which holds every bucket that is still counted).
+                let expired = limiter.store().expire_idle();
                 if expired > 0 {
                     tracing::debug!(expired, "swept idle buckets");
                 }
@@ -261,7 +293,7 @@ mod tests {
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         tracker.spawn(sweep(
-            Arc::clone(&store) as Arc<dyn Store>,
+            limiter.clone(),
             Duration::from_secs(30),
             cancel.clone(),
         ));

@@ -35,6 +35,11 @@ const REGIMES: [(&str, u32, u32); 2] = [
 ];
 
 fn policy(algorithm: &str, global: u32, category: u32) -> Policy {
+    policy_with(algorithm, global, category, "")
+}
+
+/// The two-level policy with `extra` lines on the category level.
+fn policy_with(algorithm: &str, global: u32, category: u32, extra: &str) -> Policy {
     Policy::from_toml_str(
         &format!(
             r#"
@@ -51,6 +56,7 @@ by = ["category"]
 limit = {category}
 window = "1s"
 algorithm = "{algorithm}"
+{extra}
 "#
         ),
         "bench",
@@ -74,11 +80,45 @@ fn run_threads(iters: u64, threads: u64, op: &(dyn Fn(u64) + Sync)) -> Duration 
 }
 
 fn benches(c: &mut Criterion) {
+    if std::env::var_os("LIMITREE_BENCH_SHARES").is_some() {
+        return bench_shares(c);
+    }
     for (regime, global_limit, category_limit) in REGIMES {
         let mut group = c.benchmark_group(format!("two_level_chain_{regime}"));
         bench_regime(&mut group, global_limit, category_limit);
         group.finish();
     }
+}
+
+/// Fair sharing's cost (`LIMITREE_BENCH_SHARES=1`): the open regime's chain
+/// without shares, then with `c00`–`c09` guaranteed a share of the global
+/// (`c10`–`c19` borrow from the pool), one thread, side by side.
+fn bench_shares(c: &mut Criterion) {
+    let (_, global_limit, category_limit) = REGIMES[1];
+    let each = global_limit / 20;
+    let shares: Vec<String> = CATEGORIES[..10]
+        .iter()
+        .map(|c| format!("{c} = {each}"))
+        .collect();
+    let shares = format!("shares = {{ {} }}", shares.join(", "));
+    let mut group = c.benchmark_group("shares_open");
+    for algorithm in ["sliding_log", "sliding_window", "gcra", "fixed_window"] {
+        for (name, extra) in [("plain", ""), ("shares", shares.as_str())] {
+            let policy = Arc::new(policy_with(algorithm, global_limit, category_limit, extra));
+            let store = MemoryStore::new(&policy);
+            let tree = &policy.trees()[0];
+            group.bench_function(format!("{algorithm}/{name}"), |b| {
+                b.iter_custom(|iters| {
+                    run_threads(iters, 1, &|i| {
+                        let descriptors = [("category", CATEGORIES[(i % 20) as usize])];
+                        let chain = tree.chain(&descriptors, 1).expect("chain");
+                        black_box(store.decide_chain(&chain, Mode::Commit).expect("decides"));
+                    })
+                });
+            });
+        }
+    }
+    group.finish();
 }
 
 fn bench_regime(

@@ -109,9 +109,81 @@ where
 }
 
 async fn limitree(url: &str, run: usize, secs: u64) -> (f64, u64) {
-    let policy = Arc::new(Policy::default_notifications());
+    limitree_on(
+        url,
+        &format!("bench-limitree-{run}"),
+        Policy::default_notifications(),
+        secs,
+    )
+    .await
+}
+
+/// The default policy with `c0`–`c9` guaranteed 4 of the global each (pool
+/// 60; `c10`–`c19` only borrow).
+fn shared_policy() -> Policy {
+    let shares: Vec<String> = (0..10).map(|c| format!("c{c} = 4")).collect();
+    let text = format!(
+        "[[trees]]\nname = \"notifications\"\n\
+         [[trees.levels]]\nname = \"global\"\nlimit = 100\nwindow = \"30m\"\n\
+         [[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = 10\nwindow = \"30m\"\n\
+         shares = {{ {} }}\n",
+        shares.join(", ")
+    );
+    Policy::from_toml_str(&text, "bench").expect("valid bench policy")
+}
+
+/// `LIMITREE_BENCH_SHARES=1`: per run, the default policy and the same with
+/// shares, side by side; Redis CPU per decision of each and their ratio.
+fn shares_runs(
+    server: &support::RedisServer,
+    runtime: &tokio::runtime::Runtime,
+    runs: usize,
+    secs: u64,
+) {
+    let url = server.url();
+    println!(
+        "| run | plain (decisions/s) | Redis µs/decision | shares (decisions/s) | Redis µs/decision | Redis CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for run in 0..runs {
+        let ((p, _), (_, p_redis)) = with_cpu(server, secs, || {
+            runtime.block_on(limitree_on(
+                &url,
+                &format!("bench-plain-{run}"),
+                Policy::default_notifications(),
+                secs,
+            ))
+        });
+        let ((s, _), (_, s_redis)) = with_cpu(server, secs, || {
+            runtime.block_on(limitree_on(
+                &url,
+                &format!("bench-shares-{run}"),
+                shared_policy(),
+                secs,
+            ))
+        });
+        let ratio = s_redis / p_redis;
+        ratios.push(ratio);
+        println!(
+            "| {} | {p:.0} | {p_redis:.2} | {s:.0} | {s_redis:.2} | {ratio:.2}x |",
+            run + 1
+        );
+    }
+    let (min, max) = (
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+    println!(
+        "\nRedis CPU per decision, shares / plain: median {:.2}x (min {min:.2}x, max {max:.2}x)",
+        median(&mut ratios)
+    );
+}
+
+async fn limitree_on(url: &str, prefix: &str, policy: Policy, secs: u64) -> (f64, u64) {
+    let policy = Arc::new(policy);
     let config = RedisConfig::standalone(url)
-        .with_key_prefix(format!("bench-limitree-{run}"))
+        .with_key_prefix(prefix.to_owned())
         .with_timeout(Duration::from_secs(5));
     let store = Arc::new(RedisStore::connect(config).await.expect("connects"));
     measure(secs, move |caller, i| {
@@ -320,6 +392,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::var_os("LIMITREE_BENCH_SHARES").is_some() {
+        return shares_runs(&server, &runtime, runs, secs);
+    }
     let mut ours = Vec::new();
     let mut seeds = Vec::new();
     let mut ceil_64 = Vec::new();

@@ -37,7 +37,7 @@ use arrayvec::ArrayVec;
 
 use crate::decision::Mode;
 use crate::policy::envoy::{DomainTree, RuleLimit, is_replaced, replaced_names};
-use crate::policy::{Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, Selection, Tree};
+use crate::policy::{Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, Selection, Shares, Tree};
 
 const _: () = assert!(
     MAX_LEVELS <= 32,
@@ -165,6 +165,77 @@ pub struct Chain<'a> {
     /// Matched rules that block every request (Envoy domains only; empty
     /// otherwise, and then it does not allocate).
     pub blocked: Vec<BlockedRule>,
+    /// Where the tree's guaranteed shares meet this chain (trees with
+    /// [`Shares`] only): the parent's bucket is decided by its parts.
+    pub share: Option<ChainShare<'a>>,
+}
+
+/// How a chain passes a tree's [`Shares`]: the parent's bucket (always in the
+/// chain: it is global) stands for its parts — the guarantee of the child's
+/// value, if it has one, and the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainShare<'a> {
+    /// The tree's shares.
+    pub shares: &'a Shares,
+    /// Position of the parent's bucket in [`Chain::buckets`].
+    pub parent: usize,
+    /// Position of the child's bucket, when the chain has one.
+    pub child: Option<usize>,
+    /// The child value's guarantee (index in [`Shares::parts`]); `None`: the
+    /// request takes only from the pool.
+    pub part: Option<usize>,
+}
+
+impl<'a> ChainShare<'a> {
+    /// The guarantee's spec, when the request has one.
+    pub fn part_spec(&self) -> Option<&'a LimitSpec> {
+        self.part.map(|p| &self.shares.parts[p].spec)
+    }
+}
+
+impl<'a> Chain<'a> {
+    /// The chain of one bucket: level `level_index` of `tree` with `values`
+    /// (one per `by` key, in order; none for a global level), costing
+    /// nothing — what the introspection API peeks at and resets
+    /// ([`crate::inspect`]). Values are checked as a request's are.
+    pub fn one_bucket(
+        tree: &'a Tree,
+        level_index: usize,
+        values: &[&'a str],
+    ) -> Result<Chain<'a>, ChainError> {
+        let level = &tree.levels[level_index];
+        let mut checked = ArrayVec::new();
+        for (key, value) in level.by.iter().zip(values) {
+            checked.push(check_value(key, value)?);
+        }
+        let mut buckets = ArrayVec::new();
+        buckets.push(Bucket {
+            level_index,
+            level,
+            spec: level.spec_for(&checked),
+            overridden: level.override_for(&checked).is_some(),
+            values: checked,
+            cost: 0,
+        });
+        // A shared parent's bucket is its pool (with no guarantee: the
+        // bucket stands for no child value), as in a request's chain.
+        let share = tree
+            .shares
+            .as_ref()
+            .filter(|shares| shares.parent == level_index)
+            .map(|shares| ChainShare {
+                shares,
+                parent: 0,
+                child: None,
+                part: None,
+            });
+        Ok(Chain {
+            tree,
+            buckets,
+            blocked: Vec::new(),
+            share,
+        })
+    }
 }
 
 impl Chain<'_> {
@@ -427,10 +498,24 @@ impl Tree {
                 });
             }
         }
+        let share = self.shares.as_ref().and_then(|shares| {
+            let parent = buckets
+                .iter()
+                .position(|b| b.level_index == shares.parent)?;
+            let child = buckets.iter().position(|b| b.level_index == shares.child);
+            let part = child.and_then(|c| shares.part_for(&buckets[c].values));
+            Some(ChainShare {
+                shares,
+                parent,
+                child,
+                part,
+            })
+        });
         Ok(Chain {
             tree: self,
             buckets,
             blocked: Vec::new(),
+            share,
         })
     }
 
@@ -538,6 +623,7 @@ impl Tree {
             tree: self,
             buckets,
             blocked,
+            share: None,
         };
         Ok(sorted(chain, targets))
     }

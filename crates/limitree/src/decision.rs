@@ -23,7 +23,7 @@ use std::fmt;
 
 use arrayvec::ArrayVec;
 
-use crate::algo::Verdict;
+use crate::algo::{BucketView, Verdict};
 use crate::chain::Chain;
 use crate::clock::Micros;
 use crate::policy::MAX_LEVELS;
@@ -115,6 +115,157 @@ pub struct LevelOutcome {
     /// The request landed in the level's overflow bucket (its cap of distinct
     /// buckets was reached).
     pub overflow: bool,
+    /// Fair sharing: the parent's pool, or the child's guarantee (trees with
+    /// [`Shares`](crate::policy::Shares) only).
+    pub share: Option<LevelShare>,
+}
+
+/// A level's part in fair sharing (see [`crate::policy::Shares`]), as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelShare {
+    /// On the parent level: what its pool has left (after this request, if it
+    /// was charged).
+    Parent {
+        /// Units left in the pool.
+        pool_remaining: u64,
+    },
+    /// On the child level: the value's guarantee of the parent and how this
+    /// request used it.
+    Child {
+        /// The value's guarantee (0: it has none and only borrows).
+        guaranteed: u64,
+        /// Units left in the guarantee.
+        remaining: u64,
+        /// How much of this request came from the pool (0 unless charged).
+        borrowed: u64,
+    },
+}
+
+/// What a shared parent level's parts — the request's guarantee (if any) and
+/// the pool — say about a request: the one rule both stores use to split it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareVerdict {
+    /// The parent level's verdict, as if it were one bucket: room iff
+    /// guarantee plus pool can take the cost; `retry_after` the earliest wait
+    /// at which they can ([`share_retry`]).
+    pub verdict: Verdict,
+    /// The request's guarantee (0: none).
+    pub guaranteed: u64,
+    /// Units the guarantee could give now.
+    pub guarantee_available: u64,
+    /// Units the pool could give now.
+    pub pool_available: u64,
+    /// Of the cost: what the guarantee gives (it is taken first) …
+    pub from_guarantee: u64,
+    /// … and what the pool gives (the rest).
+    pub from_pool: u64,
+}
+
+/// One part of a shared parent, as a store sees it for a decision.
+#[derive(Clone, Copy)]
+#[expect(
+    missing_debug_implementations,
+    reason = "a view is a borrowed trait object, alive for one decision"
+)]
+pub struct PartView<'v> {
+    /// The part's bucket at `now`.
+    pub view: &'v dyn BucketView,
+    /// The part's capacity (its spec's).
+    pub capacity: u64,
+}
+
+/// The verdict of a shared parent on `cost` (see [`ShareVerdict`]):
+/// `guarantee` is the request's guarantee (with its share), `pool` the pool.
+/// `retry` overrides how the wait is found (the Redis store's sliding_log,
+/// whose script searches the logs with [`share_retry`]'s steps); `None`:
+/// [`share_retry`] on the views.
+pub fn share_verdict(
+    guarantee: Option<(PartView<'_>, u64)>,
+    pool: PartView<'_>,
+    cost: u64,
+    retry: Option<Micros>,
+) -> ShareVerdict {
+    let (ga, gcap) = guarantee.map_or((0, 0), |(g, _)| (g.view.available(), g.capacity));
+    let pa = pool.view.available();
+    let available = ga.saturating_add(pa);
+    let insufficient = cost > gcap.saturating_add(pool.capacity);
+    let allowed = !insufficient && cost <= available;
+    let from_guarantee = cost.min(ga);
+    let from_pool = cost - from_guarantee;
+    let reset = |g: u64, p: u64| {
+        let from_g = guarantee.map_or(0, |(part, _)| part.view.reset_after(g));
+        from_g.max(pool.view.reset_after(p))
+    };
+    let reset_after_now = reset(0, 0);
+    let retry_after = (!allowed && !insufficient).then(|| {
+        retry.unwrap_or_else(|| {
+            let g_wait = |k| guarantee.map_or(0, |(part, _)| part.view.retry_after(k));
+            let p_wait = |k| pool.view.retry_after(k);
+            share_retry(
+                cost,
+                guarantee.map(|_| (ga, gcap, &g_wait as &dyn Fn(u64) -> Micros)),
+                (pa, pool.capacity, &p_wait),
+            )
+        })
+    });
+    ShareVerdict {
+        verdict: Verdict {
+            allowed,
+            available,
+            remaining: if allowed { available - cost } else { available },
+            reset_after: if allowed {
+                reset(from_guarantee, from_pool)
+            } else {
+                reset_after_now
+            },
+            reset_after_now,
+            retry_after,
+            insufficient,
+        },
+        guaranteed: guarantee.map_or(0, |(_, g)| g),
+        guarantee_available: ga,
+        pool_available: pa,
+        from_guarantee,
+        from_pool,
+    }
+}
+
+/// A part for [`share_retry`]: units it could give now, its capacity, and
+/// its exact wait until it could give `k` (for `available < k ≤ capacity`).
+pub type RetryPart<'f> = (u64, u64, &'f dyn Fn(u64) -> Micros);
+
+/// The earliest wait at which `guarantee` and `pool` together can give
+/// `cost` (`cost` within their capacities, not available now), if nothing
+/// else arrives: the least over splits `k` (from the guarantee) of the later
+/// of the two parts' waits. The guarantee's wait grows with `k` and the
+/// pool's shrinks, so the least is where they cross: a binary search, about
+/// 2·log2(cost) waits. Exact and never early because each part's wait is.
+/// `decide.lua` transcribes it step by step for sliding_log.
+pub fn share_retry(cost: u64, guarantee: Option<RetryPart<'_>>, pool: RetryPart<'_>) -> Micros {
+    let (ga, gcap, g_wait) = guarantee.unwrap_or((0, 0, &|_| 0));
+    let (pa, pcap, p_wait) = pool;
+    let wg = |k: u64| if k <= ga { 0 } else { g_wait(k) };
+    let wp = |k: u64| if k <= pa { 0 } else { p_wait(k) };
+    let lo = cost.saturating_sub(pcap);
+    let hi = cost.min(gcap);
+    // The first k in lo..=hi at which the guarantee's wait reaches the pool's.
+    let (mut a, mut b) = (lo, hi + 1);
+    while a < b {
+        let m = a + (b - a) / 2;
+        if wg(m) >= wp(cost - m) {
+            b = m;
+        } else {
+            a = m + 1;
+        }
+    }
+    if a > hi {
+        return wp(cost - hi);
+    }
+    let at = wg(a);
+    if a == lo {
+        return at;
+    }
+    at.min(wp(cost - (a - 1)))
 }
 
 /// A whole chain's decision, as a store returns it (no heap allocation).
@@ -145,6 +296,11 @@ impl ChainOutcome {
     /// bucket of limit 0 would (`insufficient_capacity`: retrying never helps),
     /// unless it is in shadow mode.
     ///
+    /// With fair sharing ([`Chain::share`]), `share` is the shared parent's
+    /// [`ShareVerdict`] (its `verdict` is also the parent's in `verdicts`):
+    /// the parent's record gains its pool, the child's its guarantee, and a
+    /// charged parent is charged by the split (the guarantee first).
+    ///
     /// Returns the outcome and a bit mask of the buckets to charge (each with
     /// its own cost): none unless the chain is admitted in [`Mode::Commit`],
     /// never a bucket of cost 0, and never a shadow level that had no room.
@@ -154,6 +310,7 @@ impl ChainOutcome {
         chain: &Chain<'_>,
         overflow: u32,
         verdicts: &[Verdict],
+        share: Option<&ShareVerdict>,
     ) -> (ChainOutcome, u32) {
         let buckets = &chain.buckets[..];
         let mut allowed = true;
@@ -196,6 +353,13 @@ impl ChainOutcome {
             levels: ArrayVec::new(),
         };
         let mut charge = 0;
+        // Whether the shared parent takes something (then the child's
+        // guarantee and borrowing are what this request took).
+        let shared = chain.share.as_ref().zip(share).map(|(at, sv)| {
+            let parent = &buckets[at.parent];
+            let takes = allowed && sv.verdict.allowed && mode != Mode::Peek && parent.cost > 0;
+            (at, sv, takes)
+        });
         for (i, (bucket, v)) in buckets.iter().zip(verdicts).enumerate() {
             let overflowed = overflow & (1 << i) != 0;
             let spec = bucket.spec_in(overflowed);
@@ -219,6 +383,23 @@ impl ChainOutcome {
                 insufficient: v.insufficient,
                 shadow: bucket.level.shadow,
                 overflow: overflowed,
+                share: shared.and_then(|(at, sv, takes)| {
+                    if i == at.parent {
+                        Some(LevelShare::Parent {
+                            pool_remaining: sv.pool_available
+                                - if takes { sv.from_pool } else { 0 },
+                        })
+                    } else if Some(i) == at.child {
+                        Some(LevelShare::Child {
+                            guaranteed: sv.guaranteed,
+                            remaining: sv.guarantee_available
+                                - if takes { sv.from_guarantee } else { 0 },
+                            borrowed: if takes { sv.from_pool } else { 0 },
+                        })
+                    } else {
+                        None
+                    }
+                }),
             });
             if takes && mode == Mode::Commit {
                 charge |= 1 << i;
@@ -251,6 +432,9 @@ pub struct LevelStatus {
     pub retry_after: Option<Micros>,
     /// A shadow level (reported, never denies).
     pub shadow: bool,
+    /// Fair sharing: the parent's pool or the child's guarantee (`None` in a
+    /// tree without shares).
+    pub share: Option<LevelShare>,
 }
 
 /// The answer to a [`CheckRequest`](crate::CheckRequest).
@@ -286,6 +470,7 @@ impl LevelStatus {
             allowed: outcome.allowed,
             retry_after: outcome.retry_after,
             shadow: outcome.shadow,
+            share: outcome.share,
         }
     }
 }
@@ -304,6 +489,44 @@ impl Decision {
                 .zip(&outcome.levels)
                 .map(|(bucket, level)| LevelStatus::new(bucket, level))
                 .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    /// [`share_retry`] against the definition, by brute force: the earliest
+    /// wait at which some split of `cost` fits both parts.
+    #[rstest]
+    #[case::guarantee_fast(3, 10, 4, 5, 1)]
+    #[case::pool_fast(1, 3, 10, 6, 0)]
+    #[case::both_empty(0, 0, 5, 5, 0)]
+    #[case::no_room_in_the_guarantee(0, 7, 0, 4, 2)]
+    fn share_retry_is_the_earliest_split(
+        #[case] ga: u64,
+        #[case] gstep: u64,
+        #[case] pa: u64,
+        #[case] pstep: u64,
+        #[case] offset: u64,
+    ) {
+        let (gcap, pcap) = (6u64, 5u64);
+        // Each part frees one unit every `step` µs after `offset`.
+        let g_wait = |k: u64| offset + (k - ga) * gstep;
+        let p_wait = |k: u64| (k - pa) * pstep;
+        for cost in (ga + pa + 1)..=(gcap + pcap) {
+            let wg = |k: u64| if k <= ga { 0 } else { g_wait(k) };
+            let wp = |k: u64| if k <= pa { 0 } else { p_wait(k) };
+            let brute = (0..=gcap.min(cost))
+                .filter(|k| cost - k <= pcap)
+                .map(|k| wg(k).max(wp(cost - k)))
+                .min()
+                .unwrap();
+            let got = share_retry(cost, Some((ga, gcap, &g_wait)), (pa, pcap, &p_wait));
+            assert_eq!(got, brute, "cost {cost}");
         }
     }
 }

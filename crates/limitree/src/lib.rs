@@ -78,6 +78,10 @@
 //! - [`limiter`]: the front door: request → chain → store → [`Decision`]
 //!   ([`Limiter::check`] for one descriptor map and cost,
 //!   [`Limiter::check_descriptors`] for a call of several descriptors).
+//! - [`inspect`]: reading buckets without charging them (a peek through the
+//!   store's decision path), the busiest buckets of a level
+//!   ([`Store::scan_buckets`], bounded), and an operator's reset
+//!   ([`Store::reset`]): what the introspection API shows.
 //! - [`clock`]: time, with a manual clock for tests.
 
 #![forbid(unsafe_code)]
@@ -86,6 +90,7 @@ pub mod algo;
 pub mod chain;
 pub mod clock;
 pub mod decision;
+pub mod inspect;
 pub mod limiter;
 pub mod policy;
 pub mod store;
@@ -93,6 +98,6 @@ pub mod store;
 pub use chain::{BlockedRule, BucketSet, Chain, ChainError, Descriptors, Target};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use decision::{ChainOutcome, Decision, LevelStatus, MAX_COST, Mode, Reason};
-pub use limiter::{CheckError, CheckRequest, Limiter};
+pub use limiter::{CheckError, CheckRequest, Limiter, Snapshot};
 pub use policy::{Algorithm, LimitSpec, Policy, PolicyError, PolicyErrors, Selection};
 pub use store::{MemoryStore, Store, StoreError};

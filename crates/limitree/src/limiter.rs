@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
 use crate::chain::{ChainError, Descriptors, Target};
 use crate::decision::{Decision, MAX_COST, Mode};
 use crate::policy::{Policy, Tree};
@@ -51,9 +54,24 @@ pub enum CheckError {
     Store(#[from] StoreError),
 }
 
-/// Decides requests against a policy, in a store.
+/// Decides requests against a policy, in a store. Clones share one policy:
+/// [`Limiter::reload`] swaps it for every clone at once (the HTTP API, the
+/// relay and the gRPC service all hold clones).
+///
+/// Each request decides with one [`Snapshot`] — a policy and the store laid
+/// out for it — taken when it starts and used for its whole decision, so no
+/// request sees half of two policies. Taking one is a lock-free read
+/// (`arc-swap`).
 #[derive(Debug, Clone)]
 pub struct Limiter {
+    current: Arc<ArcSwap<Snapshot>>,
+    /// One reload at a time: each builds its store from the one before.
+    reloading: Arc<Mutex<()>>,
+}
+
+/// A policy and the store that decides its chains: what one request uses.
+#[derive(Debug)]
+pub struct Snapshot {
     policy: Arc<Policy>,
     store: Arc<dyn Store>,
 }
@@ -61,9 +79,58 @@ pub struct Limiter {
 impl Limiter {
     /// A limiter over `store`, which must have been built for `policy`.
     pub fn new(policy: Arc<Policy>, store: Arc<dyn Store>) -> Self {
-        Limiter { policy, store }
+        Limiter {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot { policy, store })),
+            reloading: Arc::new(Mutex::new(())),
+        }
     }
 
+    /// The policy and store in force now. Hold it for one decision (or one
+    /// answer): a reload does not change it under you.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.current.load().policy)
+    }
+
+    /// The store in force now.
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.current.load().store)
+    }
+
+    /// Puts `policy` in force for every clone of this limiter, atomically:
+    /// requests that took their snapshot before finish on the old policy,
+    /// every later one uses the new. The store is carried over by
+    /// [`Store::for_policy`]: a bucket whose tree, level name, `by` keys and
+    /// algorithm are unchanged keeps its state (its count is then read under
+    /// the new limit and window), every other bucket starts fresh, and state
+    /// of levels and trees the new policy lacks is dropped (memory) or left
+    /// to expire by its TTL (Redis). Returns the new snapshot.
+    pub fn reload(&self, policy: Arc<Policy>) -> Arc<Snapshot> {
+        let _one_at_a_time = self.reloading.lock();
+        let old = self.current.load();
+        let store = old
+            .store
+            .for_policy(&policy)
+            .unwrap_or_else(|| Arc::clone(&old.store));
+        let new = Arc::new(Snapshot { policy, store });
+        self.current.store(Arc::clone(&new));
+        new
+    }
+
+    /// Decides one request (on the snapshot in force now).
+    pub async fn check<D: Descriptors + Sync + ?Sized>(
+        &self,
+        request: CheckRequest<'_, D>,
+    ) -> Result<Decision, CheckError> {
+        self.snapshot().check(request).await
+    }
+}
+
+impl Snapshot {
     /// The policy.
     pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
@@ -182,7 +249,7 @@ descriptors:
 
     #[test]
     fn a_call_of_several_descriptors_is_one_decision() {
-        let limiter = limiter();
+        let limiter = limiter().snapshot();
         let tree = limiter.tree(Some("d")).unwrap();
         let call = [vec![("ip", "a")], vec![("ip", "a")]];
         let (decision, targets) =
@@ -198,7 +265,7 @@ descriptors:
 
     #[test]
     fn a_blocking_rule_denies_without_charging() {
-        let limiter = limiter();
+        let limiter = limiter().snapshot();
         let tree = limiter.tree(Some("d")).unwrap();
         let call = [vec![("ip", "b")], vec![("closed", "x")]];
         let (decision, targets) =
@@ -211,7 +278,7 @@ descriptors:
 
     #[test]
     fn every_cost_is_bounded() {
-        let limiter = limiter();
+        let limiter = limiter().snapshot();
         let tree = limiter.tree(Some("d")).unwrap();
         let call = [vec![("ip", "c")]];
         let err =

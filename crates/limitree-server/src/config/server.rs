@@ -11,10 +11,10 @@
 //! max_body_bytes = 65536      # largest request body
 //! shutdown_grace = "10s"      # how long shutdown may wait for in-flight work
 //! sweep_interval = "30s"      # how often idle buckets are dropped
-//! header_timeout = "10s"      # a connection's request head must arrive within this
-//! idle_timeout = "75s"        # an idle keep-alive connection is closed after this
-//! body_timeout = "30s"        # a request body must arrive within this (408)
-//! max_connections = 10000     # open connections at most; past it idle ones are shed
+//! header_timeout = "10s"      # a connection's request head (gRPC: its first call) must arrive within this
+//! idle_timeout = "75s"        # an idle keep-alive connection (gRPC: no call open) is closed after this
+//! body_timeout = "30s"        # a request body must arrive within this (408; gRPC: the whole call)
+//! max_connections = 10000     # open connections at most, per listener; past it idle ones are shed
 //! near_limit_ratio = 0.8      # a level's bucket this full after an admitted request counts as near its limit
 //! detailed_max_values = 100   # per `detailed` level: descriptor values with a metric series of their own
 //! ```
@@ -97,13 +97,15 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Period of the idle-bucket sweep.
     pub sweep_interval: Duration,
-    /// Bound on receiving a request head.
+    /// Bound on receiving a request head (gRPC: from the accept to the first
+    /// call, TLS handshake and HTTP/2 preface included).
     pub header_timeout: Duration,
-    /// Bound on a keep-alive connection's idle time between requests.
+    /// Bound on a keep-alive connection's idle time between requests (gRPC:
+    /// with no call open).
     pub idle_timeout: Duration,
-    /// Bound on receiving a request body.
+    /// Bound on receiving a request body (gRPC: on a whole call).
     pub body_timeout: Duration,
-    /// Open connections at most.
+    /// Open connections at most, on each listener.
     pub max_connections: usize,
     /// A bucket this full after an admitted request is near its limit
     /// (`limitree_level_near_limit_total`).

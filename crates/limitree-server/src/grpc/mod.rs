@@ -5,11 +5,14 @@
 //! - [`rls`]: a `RateLimitRequest` → one check → a `RateLimitResponse` (pure).
 //! - [`RateLimitServer`]: the service itself — request ids, unknown domains and
 //!   the mapping of errors to gRPC statuses, in one place.
-//! - [`serve`]: the listener, stopped by a shutdown future like the HTTP one.
+//! - [`serve`]: the listener, stopped by a shutdown future like the HTTP one,
+//!   its connections bounded by [`connections`] (the `[server]` timeouts and
+//!   `max_connections`).
 //! - [`Authorize`]: `[server.auth]` for `ShouldRateLimit` (check scope);
 //!   `grpc.health.v1.Health` stays open, as the HTTP health endpoints do.
 //! - [`tls`]: `[server] grpc_tls`, the listener's certificate and key.
 
+mod connections;
 pub mod rls;
 pub mod tls;
 
@@ -17,6 +20,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
@@ -29,9 +33,24 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::listener::{Acceptor, ConnectionMetrics, Limits, Listeners, Protocol};
+
 /// Largest request message accepted. Envoy's are a few hundred bytes; the cap
 /// keeps a hostile client from making the server buffer megabytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Calls open at once on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`;
+/// nginx's `http2_max_concurrent_streams` is 128). Envoy opens another
+/// connection when one is full; a client cannot make one connection hold
+/// more than this many calls' buffers.
+pub const MAX_CALLS_PER_CONNECTION: u32 = 128;
+
+/// HTTP/2 PING every this long on every connection, so one whose peer is
+/// gone (no FIN, no RST) is noticed while it has calls open...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// ...and closed when the PING is not answered within this (gRPC's default
+/// keepalive timeout).
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Most distinct unknown domains remembered for the once-per-domain warning.
 const MAX_WARNED_DOMAINS: usize = 1_024;
@@ -70,6 +89,9 @@ pub struct RateLimitServer {
     unknown_domain: UnknownDomain,
     headers: ResponseHeaders,
     counters: Arc<GrpcCounters>,
+    connections: Arc<ConnectionMetrics>,
+    /// Where denials are noted for the status page, if anywhere.
+    denials: Option<Arc<crate::denials::Denials>>,
 }
 
 /// What the rate limit service counts, rendered by `GET /metrics` through
@@ -81,8 +103,10 @@ pub struct GrpcCounters {
     /// decoded request to the response; not `POST /json`, which the HTTP
     /// metrics time).
     pub duration: crate::metrics::Histogram,
-    /// Per tree: calls answered `OK`, and `OVER_LIMIT`.
-    pub by_domain: Vec<(String, [AtomicU64; 2])>,
+    /// Per tree: calls answered `OK`, and `OVER_LIMIT`. Trees a reloaded
+    /// policy adds are added ([`GrpcCounters::track`]); none is removed, so
+    /// a counter never goes back.
+    pub by_domain: parking_lot::RwLock<Vec<(String, Arc<[AtomicU64; 2]>)>>,
     /// Calls for a domain that names no tree.
     pub unknown_domain: AtomicU64,
     /// Calls refused with an error status (invalid argument, store failure).
@@ -94,15 +118,30 @@ impl GrpcCounters {
     fn new(limiter: &Limiter) -> Self {
         GrpcCounters {
             duration: crate::metrics::latency_histogram(),
-            by_domain: limiter
-                .policy()
-                .trees()
-                .iter()
-                .map(|t| (t.name.clone(), Default::default()))
-                .collect(),
+            by_domain: parking_lot::RwLock::new(
+                limiter
+                    .policy()
+                    .trees()
+                    .iter()
+                    .map(|t| (t.name.clone(), Arc::default()))
+                    .collect(),
+            ),
             unknown_domain: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             warned: Mutex::default(),
+        }
+    }
+}
+
+impl GrpcCounters {
+    /// Adds counters for the trees of `policy` (a reloaded one) not yet
+    /// counted.
+    pub fn track(&self, policy: &limitree::Policy) {
+        let mut by_domain = self.by_domain.write();
+        for tree in policy.trees() {
+            if !by_domain.iter().any(|(name, _)| *name == tree.name) {
+                by_domain.push((tree.name.clone(), Arc::default()));
+            }
         }
     }
 }
@@ -112,10 +151,18 @@ impl RateLimitServer {
     pub fn new(limiter: Limiter, unknown_domain: UnknownDomain) -> Self {
         RateLimitServer {
             counters: Arc::new(GrpcCounters::new(&limiter)),
+            connections: Arc::new(ConnectionMetrics::new(Protocol::Grpc)),
             limiter,
             unknown_domain,
             headers: ResponseHeaders::Off,
+            denials: None,
         }
+    }
+
+    /// The same, noting its denials in `denials` (the status page's).
+    pub fn with_denials(mut self, denials: Arc<crate::denials::Denials>) -> Self {
+        self.denials = Some(denials);
+        self
     }
 
     /// The same, answering with `headers`.
@@ -129,21 +176,30 @@ impl RateLimitServer {
         &self.counters
     }
 
+    /// Its listener's connection counters (`limitree_grpc_connections…`).
+    pub fn connections(&self) -> &Arc<ConnectionMetrics> {
+        &self.connections
+    }
+
     async fn decide(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, Status> {
         let question =
             rls::question(request).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let tree = match self.limiter.tree(Some(&question.tree)) {
+        // One policy for the whole answer, even if a reload lands meanwhile.
+        let snapshot = self.limiter.snapshot();
+        let tree = match snapshot.tree(Some(&question.tree)) {
             Ok(tree) => tree,
             Err(CheckError::UnknownTree { .. }) => return Ok(self.unknown(&question)),
             Err(e) => return Err(status(&e)),
         };
         let descriptors = question.descriptors();
-        let (decision, targets) = self
-            .limiter
+        let (decision, targets) = snapshot
             .check_descriptors(tree, &descriptors, &question.costs, false)
             .await
             .map_err(|e| status(&e))?;
         tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "decided");
+        if let Some(denials) = &self.denials {
+            denials.record(crate::denials::Source::Rls, &decision);
+        }
         let mut response = rls::response(&decision, tree, &targets);
         response.response_headers_to_add = rls::headers(&decision, self.headers);
         Ok(response)
@@ -216,11 +272,13 @@ impl RateLimitServer {
         let domain = self
             .counters
             .by_domain
+            .read()
             .iter()
-            .find(|(name, _)| *name == request.domain);
-        let counter = match (&answer, domain) {
+            .find(|(name, _)| *name == request.domain)
+            .map(|(_, codes)| Arc::clone(codes));
+        let counter = match (&answer, &domain) {
             (Err(_), _) => Some(&self.counters.errors),
-            (Ok(r), Some((_, codes))) => {
+            (Ok(r), Some(codes)) => {
                 Some(&codes[usize::from(r.overall_code == Code::OverLimit as i32)])
             }
             // Counted as unknown_domain already.
@@ -271,8 +329,8 @@ impl crate::metrics::Collector for GrpcCounters {
             None,
             MetricType::Counter,
         )?;
-        for (domain, codes) in &self.by_domain {
-            for (code, value) in ["ok", "over_limit"].iter().zip(codes) {
+        for (domain, codes) in self.by_domain.read().iter() {
+            for (code, value) in ["ok", "over_limit"].iter().zip(codes.iter()) {
                 load(value).encode(
                     family.encode_family(&[("domain", domain.as_str()), ("code", code)])?,
                 )?;
@@ -339,31 +397,52 @@ impl tonic::service::Interceptor for Authorize {
 /// Serves `service` (behind `auth`) and `grpc.health.v1.Health` on `listener`
 /// until `shutdown` completes, then lets in-flight calls finish. With `tls`,
 /// every connection must complete a TLS handshake (ALPN `h2`) first; without,
-/// it is h2c.
+/// it is h2c. Connections are bounded by `limits` as the HTTP listener's are
+/// (see [`connections`]), and shed for the other `listeners` when descriptors
+/// run out; the sweep that closes timed-out ones runs alongside, in this
+/// future, and ends with it.
 pub async fn serve(
     listener: TcpListener,
     service: RateLimitServer,
     auth: Authorize,
     tls: Option<&tls::GrpcTls>,
+    limits: Limits,
+    listeners: &Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<RateLimitServiceServer<RateLimitServer>>()
         .await;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
+    let acceptor = Acceptor::new(
+        listener,
+        limits.max_connections,
+        Arc::clone(&service.connections),
+        listeners,
+    );
+    let registry = Arc::clone(acceptor.registry());
+    let incoming = connections::incoming(acceptor, limits);
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(limits.body_timeout)
+        .max_concurrent_streams(MAX_CALLS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = tls {
         // The files were checked when the config loaded (`GrpcTls::load`
         // builds the same rustls config), so this fails only on a bug.
         builder = builder.tls_config(tls.server_config())?;
     }
-    builder
+    let serving = builder
+        .layer(connections::CountCallsLayer)
         .add_service(health_service)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             RateLimitServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES),
             auth,
         ))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let sweeping = connections::sweep(registry, connections::sweep_every(&limits));
+    tokio::select! {
+        served = serving => served,
+        never = sweeping => match never {},
+    }
 }

@@ -389,6 +389,7 @@ mod tests {
             allowed,
             retry_after: retry,
             shadow: false,
+            share: None,
         }
     }
 

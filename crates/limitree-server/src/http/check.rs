@@ -20,6 +20,7 @@ use super::body::{read_body, require_json};
 use super::headers;
 use super::problem::ApiError;
 use super::reply;
+use crate::denials::Source;
 
 /// Fields a check body may carry.
 const FIELDS: &str = "`tree`, `descriptors`, `cost`, `dry_run`";
@@ -93,6 +94,7 @@ pub async fn check(State(state): State<AppState>, request: Request) -> Result<Re
     if limitree::Mode::for_request(request.cost, request.dry_run) == limitree::Mode::Commit {
         state.checks.record(&decision);
     }
+    state.status.denials.record(Source::Check, &decision);
 
     let mut response = Response::new(Body::from(reply::check_json(&decision)));
     let headers = response.headers_mut();

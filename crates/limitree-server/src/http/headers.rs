@@ -154,6 +154,7 @@ mod tests {
             allowed: remaining > 0,
             retry_after: None,
             shadow: false,
+            share: None,
         }
     }
 

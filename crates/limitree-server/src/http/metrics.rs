@@ -28,39 +28,52 @@ struct Labels {
 /// first scrape, and recording is an atomic add.
 #[derive(Debug)]
 pub struct CheckCounters {
-    trees: Vec<(String, [Counter; REASONS.len()])>,
+    family: Family<Labels, Counter>,
+    /// Per tree. Trees a reloaded policy adds are added
+    /// ([`CheckCounters::track`]); none is removed, so a counter never goes
+    /// back.
+    trees: parking_lot::RwLock<Vec<(String, [Counter; REASONS.len()])>>,
 }
 
 impl CheckCounters {
     /// Zeroed counters for every tree of `policy`, registered in `metrics`.
     pub fn new(policy: &Policy, metrics: &Metrics) -> CheckCounters {
-        let family: Family<Labels, Counter> = metrics.register(
-            "limitree_check_decisions",
-            "POST /v1/check decisions (not peeks or dry runs), by tree and reason.",
-            Family::default(),
-        );
-        CheckCounters {
-            trees: policy
-                .trees()
-                .iter()
-                .map(|t| {
-                    let tree: Arc<str> = Arc::from(t.name.as_str());
-                    let counters = REASONS.map(|r| {
-                        family.get_or_create_owned(&Labels {
-                            tree: Arc::clone(&tree),
-                            reason: r.as_str(),
-                        })
-                    });
-                    (t.name.clone(), counters)
+        let counters = CheckCounters {
+            family: metrics.register(
+                "limitree_check_decisions",
+                "POST /v1/check decisions (not peeks or dry runs), by tree and reason.",
+                Family::default(),
+            ),
+            trees: parking_lot::RwLock::default(),
+        };
+        counters.track(policy);
+        counters
+    }
+
+    /// Adds zeroed series for the trees of `policy` (a reloaded one) not yet
+    /// counted.
+    pub fn track(&self, policy: &Policy) {
+        let mut trees = self.trees.write();
+        for t in policy.trees() {
+            if trees.iter().any(|(name, _)| *name == t.name) {
+                continue;
+            }
+            let tree: Arc<str> = Arc::from(t.name.as_str());
+            let counters = REASONS.map(|r| {
+                self.family.get_or_create_owned(&Labels {
+                    tree: Arc::clone(&tree),
+                    reason: r.as_str(),
                 })
-                .collect(),
+            });
+            trees.push((t.name.clone(), counters));
         }
     }
 
     /// Counts one decision.
     pub fn record(&self, decision: &Decision) {
         let reason = REASONS.iter().position(|r| *r == decision.reason);
-        let tree = self.trees.iter().find(|(name, _)| *name == decision.tree);
+        let trees = self.trees.read();
+        let tree = trees.iter().find(|(name, _)| *name == decision.tree);
         if let (Some(reason), Some((_, counts))) = (reason, tree) {
             counts[reason].inc();
         }

@@ -9,20 +9,32 @@
 //! - [`headers`]: `RateLimit-Policy`, `RateLimit`, `Retry-After`.
 //! - [`request_id`]: `X-Request-Id` and the per-request tracing span.
 //! - [`problem`]: every error → status + `application/problem+json`.
+//! - [`reload`]: `POST /v1/reload` (the admin trigger of [`crate::reload`]).
 //! - [`reply`]: the check and notify reply bodies (also read by [`crate::client`]).
 //! - [`rls_json`]: `POST /json`, envoyproxy/ratelimit's HTTP bridge (proto3 JSON).
+//! - [`policy`]: `GET /v1/policy`, the running policy as JSON.
+//! - [`buckets`]: `GET /v1/buckets`, `GET|DELETE /v1/buckets/{tree}/{level}/{bucket}`;
+//!   [`bucket_path`]: how a bucket is named in a path.
+//! - [`status`]: `GET /v1/status`, what the status page shows, as JSON;
+//!   [`page`]: `GET /`, the status page itself.
 
 pub mod auth;
 pub mod body;
+pub mod bucket_path;
+pub mod buckets;
 pub mod check;
 pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod notify;
+pub mod page;
+pub mod policy;
 pub mod problem;
+pub mod reload;
 pub mod reply;
 pub mod request_id;
 pub mod rls_json;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -54,6 +66,11 @@ pub struct AppState {
     pub http_metrics: Arc<crate::metrics::http::HttpMetrics>,
     /// Envoy's `ShouldRateLimit`: served over gRPC, and over HTTP at `POST /json`.
     pub rls: crate::grpc::RateLimitServer,
+    /// What the status page shows besides the limiter and the relay.
+    pub status: status::StatusState,
+    /// Policy reload: `POST /v1/reload`, and the status `/readyz` and
+    /// `/metrics` show.
+    pub reload: Arc<crate::reload::Reloader>,
     /// `[server.auth]`'s tokens; `None`: every endpoint is open.
     pub auth: Option<Arc<crate::auth::Tokens>>,
 }
@@ -68,21 +85,38 @@ impl AppState {
         limiter: Limiter,
         notify: Relay,
         metrics: Arc<crate::metrics::Metrics>,
+        clock: Arc<dyn limitree::Clock>,
         auth: Option<Arc<crate::auth::Tokens>>,
     ) -> AppState {
+        let status = status::StatusState::new(&limiter.policy(), Arc::clone(&clock));
         let rls = crate::grpc::RateLimitServer::new(limiter.clone(), config.server.unknown_domain)
-            .with_headers(config.server.rls_headers);
+            .with_headers(config.server.rls_headers)
+            .with_denials(Arc::clone(&status.denials));
         metrics.register_collector(Arc::clone(rls.counters()));
-        let connections = Arc::new(crate::listener::ConnectionMetrics::default());
+        metrics.register_collector(Arc::clone(rls.connections()));
+        let connections = Arc::new(crate::listener::ConnectionMetrics::new(
+            crate::listener::Protocol::Http,
+        ));
         metrics.register_collector(Arc::clone(&connections));
         metrics.register_collector(crate::metrics::relay::RelayCollector(notify.clone()));
+        let checks = Arc::new(metrics::CheckCounters::new(&limiter.policy(), &metrics));
+        let reload = Arc::new(crate::reload::Reloader::new(
+            config,
+            limiter.clone(),
+            Arc::clone(&checks),
+            Arc::clone(rls.counters()),
+            clock,
+        ));
+        metrics.register_collector(crate::metrics::reload::ReloadCollector(Arc::clone(&reload)));
         AppState {
-            checks: Arc::new(metrics::CheckCounters::new(limiter.policy(), &metrics)),
+            checks,
             http_metrics: Arc::new(crate::metrics::http::HttpMetrics::new(&metrics)),
             connections,
             metrics,
             notify,
             rls,
+            status,
+            reload,
             limiter,
             auth,
             max_body_bytes: config.server.max_body_bytes,
@@ -113,11 +147,34 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/json", post(rls_json::json).fallback(problem::post_only))
         .route(
+            "/v1/reload",
+            post(reload::reload).fallback(problem::post_only),
+        )
+        .route(
             "/metrics",
             get(metrics::metrics).fallback(problem::get_only),
         )
         .route("/healthz", get(health::healthz).fallback(problem::get_only))
         .route("/readyz", get(health::readyz).fallback(problem::get_only))
+        .route(
+            "/v1/policy",
+            get(policy::policy).fallback(problem::get_only),
+        )
+        .route(
+            "/v1/buckets",
+            get(buckets::list).fallback(problem::get_only),
+        )
+        .route(
+            "/v1/buckets/{tree}/{level}/{bucket}",
+            get(buckets::one)
+                .delete(buckets::reset)
+                .fallback(problem::get_or_delete),
+        )
+        .route(
+            "/v1/status",
+            get(status::status).fallback(problem::get_only),
+        )
+        .route("/", get(page::page).fallback(problem::get_only))
         .finish(&state.http_metrics);
     let routes = routes.fallback(problem::not_found).with_state(state);
     let service = tower::ServiceBuilder::new()

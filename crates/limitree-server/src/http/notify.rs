@@ -20,6 +20,7 @@ use super::headers;
 use super::problem::ApiError;
 use super::reply::{AcceptedReply, CheckReply};
 use super::request_id::RequestId;
+use crate::denials::Source;
 use crate::notify::{Submission, Submitted};
 
 /// Fields a notify body may carry.
@@ -67,6 +68,7 @@ pub async fn notify(
         }
         Submitted::Suppressed(decision) => {
             span.record("tree", decision.tree.as_str());
+            state.status.denials.record(Source::Notify, &decision);
             tracing::info!(reason = %decision.reason, "notification suppressed");
             let headers = headers::for_decision(&decision);
             Ok((

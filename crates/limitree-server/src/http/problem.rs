@@ -7,6 +7,7 @@
 
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use limitree::inspect::InspectError;
 use limitree::{ChainError, CheckError, StoreError};
 
 use crate::auth::Refusal;
@@ -67,7 +68,7 @@ pub enum ApiError {
     },
     /// No route has this path.
     #[error(
-        "no endpoint at `{0}`; the API has POST /v1/check, POST /v1/notify, GET /healthz, GET /readyz and GET /metrics"
+        "no endpoint at `{0}`; the API has POST /v1/check, POST /v1/notify, POST /json, GET /v1/policy, GET /v1/buckets, GET|DELETE /v1/buckets/{{tree}}/{{level}}/{{bucket}}, GET /v1/status, GET /healthz, GET /readyz, GET /metrics and GET / (the status page)"
     )]
     NotFound(String),
     /// The route exists but not with this method.
@@ -93,6 +94,22 @@ pub enum ApiError {
     /// `POST /json`: the rate limit service refused the request.
     #[error("{}", .0.message())]
     RateLimitService(tonic::Status),
+    /// Introspection: the tree named in a path or query does not exist.
+    #[error("{0}")]
+    UnknownTree(String),
+    /// Introspection: a bucket could not be named, read or reset.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// Introspection: a bucket path segment that does not decode.
+    #[error("{0}")]
+    InvalidBucket(String),
+    /// A query parameter that is missing, unknown, repeated or out of range.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// `POST /v1/reload`: nothing to reload, or the file is invalid (the
+    /// running policy keeps serving).
+    #[error("{0}")]
+    Reload(crate::reload::ReloadError),
     /// `[server.auth]`: the request has no token, a wrong one, or one whose
     /// scope is too small for its path (see [`crate::http::auth`]).
     #[error("{refusal}")]
@@ -292,6 +309,50 @@ impl ApiError {
                     "Internal server error",
                 ),
             },
+            ApiError::UnknownTree(_) => (StatusCode::NOT_FOUND, "unknown-tree", "Unknown tree"),
+            ApiError::Inspect(e) => match e {
+                InspectError::UnknownLevel { .. } => {
+                    (StatusCode::NOT_FOUND, "unknown-level", "Unknown level")
+                }
+                InspectError::WrongValues { .. } | InspectError::Value(_) => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid-bucket",
+                    "Invalid bucket name",
+                ),
+                InspectError::Store(StoreError::Unsupported { .. }) => (
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not-supported",
+                    "Not supported by this store",
+                ),
+                InspectError::Store(StoreError::Protocol(_)) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store-protocol",
+                    "Store protocol error",
+                ),
+                InspectError::Store(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "Store unavailable",
+                ),
+            },
+            ApiError::InvalidBucket(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-bucket",
+                "Invalid bucket name",
+            ),
+            ApiError::InvalidQuery(_) => {
+                (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
+            }
+            ApiError::Reload(crate::reload::ReloadError::NoConfigFile) => (
+                StatusCode::CONFLICT,
+                "nothing-to-reload",
+                "Nothing to reload",
+            ),
+            ApiError::Reload(crate::reload::ReloadError::Invalid(_)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reload-invalid",
+                "Config invalid; the running policy keeps serving",
+            ),
             ApiError::Unauthorized { refusal, .. } => match refusal {
                 Refusal::Missing => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
                 Refusal::Invalid => (StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token"),
@@ -421,6 +482,15 @@ pub async fn post_only(method: Method, uri: Uri) -> ApiError {
         method,
         path: uri.path().to_owned(),
         allowed: "POST".to_owned(),
+    }
+}
+
+/// Method-router fallback for a bucket: `GET` (and so `HEAD`) or `DELETE`.
+pub async fn get_or_delete(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method,
+        path: uri.path().to_owned(),
+        allowed: "GET, HEAD, DELETE".to_owned(),
     }
 }
 

@@ -8,6 +8,7 @@
 
 use limitree::Decision;
 use limitree::clock::micros_to_millis_ceil;
+use limitree::decision::LevelShare;
 use serde::{Deserialize, Serialize};
 
 /// A decision, as `POST /v1/check` answers it (and a suppressed notify's 429).
@@ -48,6 +49,47 @@ pub struct LevelReply {
     /// A shadow level (reported, never denies).
     #[serde(default)]
     pub shadow: bool,
+    /// Fair sharing, on the child level: the value's guarantee of the parent
+    /// (absent in a tree without shares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareReply>,
+    /// Fair sharing, on the parent level: what its pool has left (absent in a
+    /// tree without shares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_remaining: Option<u64>,
+}
+
+/// A child level's guarantee, as a [`LevelReply`] shows it. Read tolerantly
+/// (a missing field is 0), as the rest of the reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShareReply {
+    /// The value's guaranteed units of the parent (0: it only borrows).
+    pub guaranteed: u64,
+    /// Units left in the guarantee.
+    pub remaining: u64,
+    /// How much of this request came from the parent's pool.
+    pub borrowed: u64,
+}
+
+/// A level's `share` and `pool_remaining` fields.
+fn share_fields(share: Option<LevelShare>) -> (Option<ShareReply>, Option<u64>) {
+    match share {
+        None => (None, None),
+        Some(LevelShare::Parent { pool_remaining }) => (None, Some(pool_remaining)),
+        Some(LevelShare::Child {
+            guaranteed,
+            remaining,
+            borrowed,
+        }) => (
+            Some(ShareReply {
+                guaranteed,
+                remaining,
+                borrowed,
+            }),
+            None,
+        ),
+    }
 }
 
 /// The 202 of `POST /v1/notify`: the notification's id, and the check
@@ -71,16 +113,21 @@ impl From<Decision> for CheckReply {
             levels: d
                 .levels
                 .into_iter()
-                .map(|l| LevelReply {
-                    name: l.name,
-                    bucket: l.bucket,
-                    limit: l.limit,
-                    window_ms: micros_to_millis_ceil(l.window),
-                    remaining: l.remaining,
-                    reset_after_ms: micros_to_millis_ceil(l.reset_after),
-                    allowed: l.allowed,
-                    retry_after_ms: l.retry_after.map(micros_to_millis_ceil),
-                    shadow: l.shadow,
+                .map(|l| {
+                    let (share, pool_remaining) = share_fields(l.share);
+                    LevelReply {
+                        name: l.name,
+                        bucket: l.bucket,
+                        limit: l.limit,
+                        window_ms: micros_to_millis_ceil(l.window),
+                        remaining: l.remaining,
+                        reset_after_ms: micros_to_millis_ceil(l.reset_after),
+                        allowed: l.allowed,
+                        retry_after_ms: l.retry_after.map(micros_to_millis_ceil),
+                        shadow: l.shadow,
+                        share,
+                        pool_remaining,
+                    }
                 })
                 .collect(),
         }
@@ -125,6 +172,20 @@ pub fn check_json(decision: &Decision) -> Vec<u8> {
         push_opt_u64(&mut out, l.retry_after.map(micros_to_millis_ceil));
         out.extend_from_slice(b",\"shadow\":");
         push_bool(&mut out, l.shadow);
+        let (share, pool_remaining) = share_fields(l.share);
+        if let Some(share) = share {
+            out.extend_from_slice(b",\"share\":{\"guaranteed\":");
+            push_u64(&mut out, share.guaranteed);
+            out.extend_from_slice(b",\"remaining\":");
+            push_u64(&mut out, share.remaining);
+            out.extend_from_slice(b",\"borrowed\":");
+            push_u64(&mut out, share.borrowed);
+            out.push(b'}');
+        }
+        if let Some(pool) = pool_remaining {
+            out.extend_from_slice(b",\"pool_remaining\":");
+            push_u64(&mut out, pool);
+        }
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
@@ -222,6 +283,7 @@ mod tests {
             allowed: retry_after.is_none(),
             retry_after,
             shadow,
+            share: None,
         };
         for decision in [
             Decision {
@@ -232,6 +294,26 @@ mod tests {
                 levels: vec![
                     level("global", false, None),
                     level("category", true, Some(7)),
+                ],
+            },
+            Decision {
+                tree: "shared".to_owned(),
+                allowed: true,
+                reason: Reason::Ok,
+                retry_after: None,
+                levels: vec![
+                    LevelStatus {
+                        share: Some(LevelShare::Parent { pool_remaining: 17 }),
+                        ..level("global", false, None)
+                    },
+                    LevelStatus {
+                        share: Some(LevelShare::Child {
+                            guaranteed: 4,
+                            remaining: 0,
+                            borrowed: 2,
+                        }),
+                        ..level("category", false, None)
+                    },
                 ],
             },
             Decision {

@@ -54,7 +54,7 @@ pub const LINGER_BYTES: u64 = 16 << 20;
 /// shed. Ordered as shedding prefers them: idle first, then a head in
 /// progress; never a busy or flushing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Phase {
+pub(crate) enum Phase {
     /// Between requests: a response was sent and nothing of the next request
     /// has arrived. `idle_timeout` applies.
     Idle = 0,
@@ -72,7 +72,7 @@ pub(super) enum Phase {
 impl Phase {
     /// Whether closing the connection now loses nothing but an idle socket
     /// or an unfinished head.
-    pub(super) fn sheddable(self) -> bool {
+    pub(crate) fn sheddable(self) -> bool {
         matches!(self, Phase::Idle | Phase::Head)
     }
 
@@ -90,7 +90,7 @@ impl Phase {
 /// its socket wrapper, its requests' bodies and the accept loop's registry;
 /// atomics because the socket wrapper updates it on every read.
 #[derive(Debug)]
-pub(super) struct Watch {
+pub(crate) struct Watch {
     /// Times are kept as microseconds since this instant, so they fit an atomic.
     epoch: Instant,
     phase: AtomicU8,
@@ -106,14 +106,14 @@ pub(super) struct Watch {
     /// so a change between reading the state and waiting is not lost.
     changed: Notify,
     /// Cancelled by the accept loop to shed this connection.
-    pub(super) shed: CancellationToken,
+    pub(crate) shed: CancellationToken,
     /// The current request's body has not been read to its end.
     body_unread: AtomicBool,
 }
 
 impl Watch {
     /// A connection accepted now, waiting for its first request head.
-    pub(super) fn new(epoch: Instant, limits: &Limits) -> Watch {
+    pub(crate) fn new(epoch: Instant, limits: &Limits) -> Watch {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let watch = Watch {
             epoch,
@@ -130,7 +130,7 @@ impl Watch {
         watch
     }
 
-    pub(super) fn set(&self, phase: Phase) {
+    pub(crate) fn set(&self, phase: Phase) {
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.since_micros.store(now, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
@@ -161,9 +161,19 @@ impl Watch {
     }
 
     /// The phase and since when (in microseconds since the epoch).
-    pub(super) fn state(&self) -> (Phase, u64) {
+    pub(crate) fn state(&self) -> (Phase, u64) {
         let phase = Phase::from_u8(self.phase.load(Ordering::Acquire));
         (phase, self.since_micros.load(Ordering::Acquire))
+    }
+
+    /// The phase whose timeout has passed, if it has: for a listener whose
+    /// connections are closed by a sweep rather than their own timer (gRPC).
+    pub(crate) fn expired(&self) -> Option<Phase> {
+        let (phase, since) = self.state();
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.due(phase, since)
+            .is_some_and(|due| due <= now)
+            .then_some(phase)
     }
 }
 

@@ -247,6 +247,16 @@ impl DecisionMetrics {
         }
     }
 
+    /// Makes the series of every tree of `policy` (a reloaded one) that the
+    /// start-up policy did not have in the same shape.
+    pub fn track(&self, policy: &Policy) {
+        for tree in policy.trees() {
+            if !self.trees.get(tree.index).is_some_and(|s| s.matches(tree)) {
+                drop(self.later(tree));
+            }
+        }
+    }
+
     /// The series of a tree the start-up policy did not have, by name.
     fn later(&self, tree: &Tree) -> Arc<TreeSeries> {
         let mut later = self.later.lock();
@@ -418,6 +428,31 @@ impl Store for CountedStore {
 
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: limitree::store::BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<limitree::store::ScannedBuckets, StoreError>> {
+        self.inner.scan_buckets(scan)
+    }
+
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        self.inner.reset(chain)
+    }
+
+    /// The store a reload installs ([`limitree::Limiter::reload`]), counted
+    /// as this one; the new policy's trees and levels get their (zeroed)
+    /// series now, so they show from the first scrape after the reload.
+    /// Without a store of its own for `policy`, the limiter keeps this one,
+    /// which then finds the new trees' series by name.
+    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+        self.metrics.track(policy);
+        let inner = self.inner.for_policy(policy)?;
+        Some(Arc::new(CountedStore {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }))
     }
 }
 

@@ -25,9 +25,11 @@
 //! - [`http`]: the router's layer: responses by route template and status,
 //!   and their latency by route.
 //! - [`relay`]: the Slack relay's counts, read at scrape time.
+//! - [`reload`]: policy reloads and the policy in force, read at scrape time.
 //!
-//! The listener's connection counters and the rate limit service's counters
-//! are collectors next to the atomics they read (`crate::listener`,
+//! The listeners' connection counters (HTTP and gRPC, one
+//! `ConnectionMetrics` each) and the rate limit service's counters are
+//! collectors next to the atomics they read (`crate::listener`,
 //! `crate::grpc`).
 //!
 //! # Labels stay bounded
@@ -53,6 +55,7 @@
 pub mod decisions;
 pub mod http;
 pub mod relay;
+pub mod reload;
 pub mod store;
 
 use parking_lot::Mutex;

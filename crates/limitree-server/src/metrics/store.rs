@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use limitree::store::BoxFuture;
-use limitree::{Chain, ChainOutcome, Mode, Store, StoreError};
+use limitree::{Chain, ChainOutcome, Mode, Policy, Store, StoreError};
 use prometheus_client::encoding::EncodeLabelSet;
 
 use super::{Counter, Family, Histogram, Metrics, Stopwatch, latency_histogram};
@@ -115,5 +115,27 @@ impl Store for TimedStore {
 
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: limitree::store::BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<limitree::store::ScannedBuckets, StoreError>> {
+        self.inner.scan_buckets(scan)
+    }
+
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        self.inner.reset(chain)
+    }
+
+    /// The store a reload installs ([`limitree::Limiter::reload`]), timed
+    /// and counted as this one.
+    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+        let inner = self.inner.for_policy(policy)?;
+        Some(Arc::new(TimedStore {
+            inner,
+            duration: self.duration.clone(),
+            errors: self.errors.clone(),
+        }))
     }
 }

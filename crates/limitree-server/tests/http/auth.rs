@@ -128,6 +128,27 @@ enum Through {
 #[case::readyz(Method::GET, "/readyz", "open", Through::Status(200))]
 #[case::metrics(Method::GET, "/metrics", "open", Through::Status(200))]
 #[case::status_page(Method::GET, "/", "open", Through::AsUnprotected)]
+// The introspection API and the status page's JSON are admin paths.
+#[case::policy(Method::GET, "/v1/policy", "admin", Through::Status(200))]
+#[case::status_json(Method::GET, "/v1/status", "admin", Through::Status(200))]
+#[case::buckets(
+    Method::GET,
+    "/v1/buckets?level=category",
+    "admin",
+    Through::Status(200)
+)]
+#[case::bucket(
+    Method::GET,
+    "/v1/buckets/notifications/global/*",
+    "admin",
+    Through::Status(200)
+)]
+#[case::bucket_reset(
+    Method::DELETE,
+    "/v1/buckets/notifications/global/*",
+    "admin",
+    Through::Status(200)
+)]
 #[tokio::test]
 async fn every_endpoint_answers_by_its_scope(
     #[case] method: Method,

@@ -163,6 +163,18 @@ limit = 10
 window = "1s"
 algorithm = "gcra"
 burst = 5
+[[trees]]
+name = "notifications"
+[[trees.levels]]
+name = "global"
+limit = 100
+window = "30m"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 10
+window = "30m"
+shares = { errors = 4, warnings = 4 }
 "#,
     );
     let out = Command::new(BIN)
@@ -182,6 +194,8 @@ burst = 5
         "level per_user: by user, sliding_log 20000 per 1m",
         "override user=admin",
         "gcra 10 per 1s (burst 5)",
+        "override category=errors: sliding_log 10 per 30m, guaranteed 4 of the level above",
+        "shares of level global: 8 reserved for 2 values of level category, pool 92",
         "warning: ",
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");

@@ -98,13 +98,9 @@ impl Store for DownStore {
 async fn a_failing_store_is_503_problem_json() {
     let config = Config::builtin();
     let limiter = Limiter::new(Arc::new(config.policy.clone()), Arc::new(DownStore));
-    let notify = Relay::new(
-        &config.notify,
-        limiter.clone(),
-        Arc::new(limitree::SystemClock::new()),
-        |_| None,
-    );
-    let state = AppState::new(&config, limiter, notify, Arc::default(), None);
+    let clock = Arc::new(limitree::SystemClock::new());
+    let notify = Relay::new(&config.notify, limiter.clone(), clock.clone(), |_| None);
+    let state = AppState::new(&config, limiter, notify, Arc::default(), clock, None);
     let server = TestServer::with_state(state, &config).await;
 
     let ready = server

@@ -41,13 +41,16 @@ mod envoy_examples;
 mod errors;
 mod framing;
 mod grpc;
+mod grpc_connections;
 mod grpc_tls;
 mod health;
+mod introspect;
 mod metrics;
 mod notify;
 #[cfg(feature = "redis")]
 mod notify_redis;
 mod notify_restart;
+mod notify_shares;
 mod packaging;
 #[cfg(feature = "redis")]
 mod redis;
@@ -62,5 +65,7 @@ mod redis;
 mod redis_support;
 #[cfg(feature = "redis")]
 mod redis_tls;
+mod reload;
 mod shutdown;
+mod status_page;
 mod support;

@@ -665,3 +665,168 @@ async fn store_errors_are_counted_by_kind() {
         0.0
     );
 }
+
+/// One tree `a` (a global level), and with `more` a `category` level under
+/// it and a second tree `b`.
+fn reload_config(more: bool) -> String {
+    let mut text = String::from(
+        "[[trees]]\nname = \"a\"\n[[trees.levels]]\nname = \"global\"\nlimit = 100\nwindow = \"30m\"\n",
+    );
+    if more {
+        text.push_str(concat!(
+            "[[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = 10\nwindow = \"30m\"\n",
+            "[[trees]]\nname = \"b\"\n[[trees.levels]]\nname = \"per_user\"\nby = [\"user\"]\nlimit = 5\nwindow = \"30m\"\n",
+        ));
+    }
+    text
+}
+
+/// A reload that adds a level and a tree: their series show (at 0) from the
+/// first scrape after it, the counters of what stayed go on, the decisions of
+/// the reloaded store are still timed and counted (the wrappers wrap the
+/// store the reload installs), and the reload families say what happened.
+#[tokio::test]
+async fn a_reload_adds_series_and_keeps_counting() {
+    let path = write_config(
+        &format!("metrics-reload-{}.toml", rand_suffix()),
+        &reload_config(false),
+    );
+    let served = Served::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--grpc",
+        "127.0.0.1:0",
+    ]);
+    let http = reqwest::Client::new();
+    let body = json!({"tree": "a", "descriptors": {"category": "x"}});
+    for _ in 0..2 {
+        assert_eq!(
+            post_check(&http, &served.base, &body).await["allowed"],
+            true
+        );
+    }
+    let before = Exposition::scrape(&http, &served.base).await;
+    assert_eq!(
+        before.get(
+            "limitree_decisions_total",
+            &[("tree", "b"), ("reason", "ok")]
+        ),
+        None
+    );
+    assert_eq!(before.value("limitree_policy_stale", &[]), 0.0);
+    assert_eq!(before.value("limitree_grpc_connections", &[]), 0.0);
+
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, reload_config(true)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let reply: Value = http
+        .post(format!("{}/v1/reload", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["result"], "ok", "{reply}");
+    let hash = reply["policy_hash"].as_str().unwrap().to_owned();
+
+    let after = Exposition::scrape(&http, &served.base).await;
+    // The file watcher may have reloaded first; the POST then counts as an
+    // ok reload that changed nothing.
+    assert!(after.value("limitree_policy_reloads_total", &[("result", "ok")]) >= 1.0);
+    assert_eq!(
+        after.value("limitree_policy_reloads_total", &[("result", "error")]),
+        0.0
+    );
+    assert_eq!(after.value("limitree_policy_info", &[("hash", &hash)]), 1.0);
+    assert_eq!(
+        after.all("limitree_policy_info").len(),
+        1,
+        "one policy in force"
+    );
+    for (name, labels) in [
+        (
+            "limitree_decisions_total",
+            vec![("tree", "b"), ("reason", "ok")],
+        ),
+        (
+            "limitree_check_decisions_total",
+            vec![("tree", "b"), ("reason", "ok")],
+        ),
+        (
+            "limitree_rls_decisions_total",
+            vec![("domain", "b"), ("code", "ok")],
+        ),
+        (
+            "limitree_level_decisions_total",
+            vec![("tree", "a"), ("level", "category"), ("outcome", "allowed")],
+        ),
+        (
+            "limitree_level_decisions_total",
+            vec![("tree", "b"), ("level", "per_user"), ("outcome", "allowed")],
+        ),
+    ] {
+        assert_eq!(after.get(name, &labels), Some(0.0), "{name} {labels:?}");
+    }
+    assert_eq!(
+        after.value(
+            "limitree_decisions_total",
+            &[("tree", "a"), ("reason", "ok")]
+        ),
+        2.0
+    );
+
+    assert_eq!(
+        post_check(&http, &served.base, &body).await["allowed"],
+        true
+    );
+    let b = json!({"tree": "b", "descriptors": {"user": "u"}});
+    assert_eq!(post_check(&http, &served.base, &b).await["allowed"], true);
+    let last = Exposition::scrape(&http, &served.base).await;
+    for (name, labels, expected) in [
+        (
+            "limitree_decisions_total",
+            vec![("tree", "a"), ("reason", "ok")],
+            3.0,
+        ),
+        (
+            "limitree_decisions_total",
+            vec![("tree", "b"), ("reason", "ok")],
+            1.0,
+        ),
+        (
+            "limitree_check_decisions_total",
+            vec![("tree", "a"), ("reason", "ok")],
+            3.0,
+        ),
+        (
+            "limitree_check_decisions_total",
+            vec![("tree", "b"), ("reason", "ok")],
+            1.0,
+        ),
+        (
+            "limitree_level_decisions_total",
+            vec![("tree", "a"), ("level", "global"), ("outcome", "allowed")],
+            3.0,
+        ),
+        (
+            "limitree_level_decisions_total",
+            vec![("tree", "a"), ("level", "category"), ("outcome", "allowed")],
+            1.0,
+        ),
+        (
+            "limitree_level_decisions_total",
+            vec![("tree", "b"), ("level", "per_user"), ("outcome", "allowed")],
+            1.0,
+        ),
+        (
+            "limitree_store_duration_seconds_count",
+            vec![("store", "memory")],
+            4.0,
+        ),
+    ] {
+        assert_eq!(last.value(name, &labels), expected, "{name} {labels:?}");
+    }
+}

@@ -96,11 +96,19 @@ async fn three_processes_on_one_redis_admit_exactly_the_limit() {
         .unwrap();
 
     const REQUESTS: usize = 5_000;
+    // 256 requests in flight at a time: enough to race the three instances on
+    // every bucket. With all 5,000 at once (5,000 sockets) the test failed now
+    // and then with hyper's `IncompleteMessage` on a machine at load 14–17;
+    // the suspected cause is connections whose head took longer than the
+    // server's 10 s header timeout, which this test is not about.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..REQUESTS {
         let client = client.clone();
         let url = format!("{}/v1/check", bases[i % 3]);
+        let in_flight = Arc::clone(&in_flight);
         tasks.spawn(async move {
+            let _permit = in_flight.acquire_owned().await.expect("never closed");
             let category = i % 20;
             let response = client
                 .post(&url)

@@ -74,7 +74,10 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
     assert_eq!(reply["reason"], "ok", "{reply}");
     assert_eq!(reply["levels"][1]["remaining"], 9, "{reply}");
     let keys = redis.command(&["KEYS", "{limitree:notifications}*"]);
-    assert!(keys.contains("category:sl:6:errors"), "keys: {keys}");
+    assert!(
+        keys.contains("category:sl:8:category=6:errors"),
+        "keys: {keys}"
+    );
     assert_eq!(trusted.terminate().code(), Some(0));
 
     // Trusting another CA only: the handshake fails, so Redis is unavailable
@@ -105,7 +108,10 @@ async fn rediss_connects_only_to_a_trusted_certificate() {
     assert_eq!(untrusted.terminate().code(), Some(0));
     // Nothing more was recorded: the one admission above is all there is.
     assert_eq!(
-        redis.command(&["ZCARD", "{limitree:notifications}:category:sl:6:errors"]),
+        redis.command(&[
+            "ZCARD",
+            "{limitree:notifications}:category:sl:8:category=6:errors"
+        ]),
         "1"
     );
 }

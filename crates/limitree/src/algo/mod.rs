@@ -129,6 +129,17 @@ macro_rules! with_view {
     };
 }
 
+/// Calls `f` with the view of `state` at `now`, whatever its algorithm (for
+/// answers that combine two buckets, such as a shared parent's parts).
+pub fn with_view<R>(
+    state: &BucketState,
+    now: Micros,
+    spec: &LimitSpec,
+    f: impl FnOnce(&dyn BucketView) -> R,
+) -> R {
+    with_view!(state, now, spec, |v| f(&v))
+}
+
 /// Units that could be taken now.
 pub fn available(state: &BucketState, now: Micros, spec: &LimitSpec) -> u64 {
     with_view!(state, now, spec, |v| v.available())

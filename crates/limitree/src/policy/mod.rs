@@ -10,12 +10,14 @@ mod duration;
 pub mod envoy;
 mod error;
 mod parse;
+mod shares;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{
     MAX_ECHO, PolicyError, PolicyErrors, Step, TomlDocument, closest, cut, line_col, render_path,
     utf8_text,
 };
+pub use shares::{SharePart, Shares};
 
 use std::fmt;
 
@@ -128,6 +130,9 @@ pub struct Override {
     pub values: Vec<String>,
     /// The limit those buckets hold.
     pub spec: LimitSpec,
+    /// Units per window of the parent level guaranteed to these values (fair
+    /// sharing, see [`Shares`]); `spec` stays their ceiling.
+    pub guaranteed: Option<u64>,
 }
 
 /// One level of a tree.
@@ -195,6 +200,9 @@ pub struct Tree {
     pub index: usize,
     /// How a request's descriptors select the tree's buckets.
     pub selection: Selection,
+    /// The guaranteed shares one level gives of its parent's limit, if any
+    /// (native trees only).
+    pub shares: Option<Shares>,
 }
 
 /// How a request's descriptors select a tree's buckets (its chain).

@@ -13,7 +13,7 @@ use super::error::{MAX_ECHO, Step, cut};
 use super::{
     Algorithm, DEFAULT_MAX_BUCKETS, Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, MAX_LIMIT,
     MAX_WINDOW, MIN_WINDOW, Override, Policy, PolicyError, PolicyErrors, SLIDING_LOG_WARN_LIMIT,
-    Selection, TomlDocument, Tree, format_duration, parse_duration,
+    Selection, Shares, TomlDocument, Tree, format_duration, parse_duration,
 };
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +42,9 @@ struct RawLevel {
     detailed: bool,
     #[serde(default)]
     overrides: Vec<RawOverride>,
+    /// Fair sharing: value → units of the parent's limit guaranteed to it.
+    #[serde(default)]
+    shares: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +54,7 @@ struct RawOverride {
     limit: Option<i64>,
     window: Option<toml::Value>,
     burst: Option<i64>,
+    guaranteed: Option<i64>,
 }
 
 pub(super) fn parse_document(text: &str, source: &str) -> Result<Policy, PolicyErrors> {
@@ -230,6 +234,7 @@ fn validate<'a>(
             );
         }
         let mut level_names = HashSet::new();
+        let raw_level_count = raw.levels.len();
         let mut levels = Vec::with_capacity(raw.levels.len());
         for (level_index, raw_level) in raw.levels.into_iter().enumerate() {
             if left_out(failed, index, Some(level_index)) {
@@ -263,11 +268,19 @@ fn validate<'a>(
                 levels.push(level);
             }
         }
+        // Shares bind two levels: checked once every level is valid (a
+        // missing one would shift the parent).
+        let shares = if levels.len() == raw_level_count {
+            validate_shares(&levels, index, &raw.name, &place, &mut problems)
+        } else {
+            None
+        };
         trees.push(Tree {
             name: raw.name,
             levels,
             index,
             selection: Selection::Native,
+            shares,
         });
     }
     if problems.errors.is_empty() {
@@ -386,6 +399,17 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
     if raw.by.is_empty() && !raw.overrides.is_empty() {
         problems.push(place, "`overrides` need `by` keys to match on");
     }
+    if !raw.shares.is_empty() && raw.by.len() != 1 {
+        problems.push_key(
+            place,
+            "shares",
+            format!(
+                "`shares` name values of one `by` key, but this level has {}; use \
+                 `guaranteed = N` inside an `overrides` entry instead",
+                raw.by.len()
+            ),
+        );
+    }
     let max_buckets = match raw.max_buckets {
         None => DEFAULT_MAX_BUCKETS,
         Some(n) => positive(n, "max_buckets", place, problems).map_or(DEFAULT_MAX_BUCKETS, |n| {
@@ -419,6 +443,29 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
                 problems.push(&oplace, "matches the same values as an earlier override");
             }
             overrides.push(o);
+        }
+    }
+    if raw.by.len() == 1 {
+        for (value, n) in &raw.shares {
+            let Some(guaranteed) = positive(*n, "shares", place, problems) else {
+                continue;
+            };
+            match overrides.iter_mut().find(|o| o.values == [value.clone()]) {
+                Some(o) if o.guaranteed.is_some() => problems.push_key(
+                    place,
+                    "shares",
+                    format!(
+                        "`{}` has a guarantee both in `shares` and in `overrides`; keep one",
+                        cut(value, MAX_ECHO)
+                    ),
+                ),
+                Some(o) => o.guaranteed = Some(guaranteed),
+                None => overrides.push(Override {
+                    values: vec![value.clone()],
+                    spec,
+                    guaranteed: Some(guaranteed),
+                }),
+            }
         }
     }
 
@@ -485,7 +532,118 @@ fn validate_override(
         burst,
     };
     check_spec(&spec, place, problems);
-    (values.len() == by.len()).then_some(Override { values, spec })
+    let guaranteed = match raw.guaranteed {
+        Some(n) => Some(positive(n, "guaranteed", place, problems)?),
+        None => None,
+    };
+    (values.len() == by.len()).then_some(Override {
+        values,
+        spec,
+        guaranteed,
+    })
+}
+
+/// The tree's [`Shares`], if a level gives guarantees: the level directly
+/// above it must be a global, non-shadow level whose limit holds the sum of
+/// the guarantees, and at most one level of a tree may give them.
+fn validate_shares(
+    levels: &[Level],
+    tree_index: usize,
+    tree_name: &str,
+    place: &str,
+    problems: &mut Problems<'_>,
+) -> Option<Shares> {
+    let mut found: Option<Shares> = None;
+    for (child, level) in levels.iter().enumerate() {
+        let guarantees: Vec<(Vec<String>, u64)> = level
+            .overrides
+            .iter()
+            .filter_map(|o| Some((o.values.clone(), o.guaranteed?)))
+            .collect();
+        if guarantees.is_empty() {
+            continue;
+        }
+        problems.at = tree_path(tree_index, tree_name);
+        problems.at.extend([
+            Step::Key("levels".to_owned()),
+            Step::Index {
+                index: child,
+                name: Some(level.name.clone()),
+            },
+        ]);
+        let level_place = format!("{place}, level `{}`", level.name);
+        let Some(parent) = child.checked_sub(1).map(|p| &levels[p]) else {
+            problems.push(
+                &level_place,
+                "gives guaranteed shares, but it is the root level: a share is part of the \
+                 level directly above; move the level below a global one",
+            );
+            continue;
+        };
+        if !parent.is_global() {
+            problems.push(
+                &level_place,
+                format!(
+                    "gives guaranteed shares of level `{}`, which has `by` keys; the level \
+                     directly above a level with shares must be global (no `by`)",
+                    parent.name
+                ),
+            );
+            continue;
+        }
+        if parent.shadow {
+            problems.push(
+                &level_place,
+                format!(
+                    "gives guaranteed shares of level `{}`, a shadow level (it never denies, so \
+                     there is nothing to share); remove `shadow` there or the shares here",
+                    parent.name
+                ),
+            );
+            continue;
+        }
+        let reserved: u64 = guarantees.iter().map(|(_, g)| g).sum();
+        if reserved > parent.spec.limit {
+            problems.push(
+                &level_place,
+                format!(
+                    "the guaranteed shares sum to {reserved}, more than the {} of level `{}` \
+                     they are part of; lower them so they sum to at most {}",
+                    parent.spec.limit, parent.name, parent.spec.limit
+                ),
+            );
+            continue;
+        }
+        if found.is_some() {
+            problems.push(
+                &level_place,
+                "gives guaranteed shares too; only one level of a tree may give them",
+            );
+            continue;
+        }
+        let shares = Shares::split(child - 1, child, &parent.spec, guarantees);
+        for part in &shares.parts {
+            if part.spec.capacity() == 0 {
+                problems.push(
+                    &level_place,
+                    format!(
+                        "the guarantee of {} for `{}` is less than one unit of the gcra burst {} \
+                         of level `{}` (limit {}); raise it to at least {}",
+                        part.guaranteed,
+                        cut(&part.values.join(","), MAX_ECHO),
+                        parent.spec.burst,
+                        parent.name,
+                        parent.spec.limit,
+                        parent.spec.limit.div_ceil(parent.spec.burst.max(1)),
+                    ),
+                );
+            }
+            check_spec(&part.spec, &level_place, problems);
+        }
+        check_spec(&shares.pool, &level_place, problems);
+        found = Some(shares);
+    }
+    found
 }
 
 fn positive(n: i64, field: &str, place: &str, problems: &mut Problems<'_>) -> Option<u64> {
@@ -807,6 +965,90 @@ window = "1s"
             (50, 3_600_000_000, 3)
         );
         assert_eq!(level.spec_for(&["other"]).limit, 10);
+    }
+
+    fn two_levels(parent: &str, child: &str) -> String {
+        format!(
+            "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nwindow = \"30m\"\n{parent}\n\
+             [[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = 10\nwindow = \"30m\"\n{child}\n"
+        )
+    }
+
+    #[rstest]
+    #[case::more_than_the_parent(
+        "limit = 10",
+        "shares = { a = 6, b = 5 }",
+        "f.toml: line 7, column 1: trees[t].levels[category]: the guaranteed shares sum to 11, more than the 10 \
+         of level `global` they are part of; lower them so they sum to at most 10"
+    )]
+    #[case::shadow_parent("limit = 10\nshadow = true", "shares = { a = 1 }", "a shadow level")]
+    #[case::keyed_parent(
+        "limit = 10\nby = [\"tenant\"]",
+        "shares = { a = 1 }",
+        "which has `by` keys"
+    )]
+    #[case::zero_share(
+        "limit = 10",
+        "shares = { a = 0 }",
+        "`shares` is 0; it must be at least 1"
+    )]
+    #[case::twice(
+        "limit = 10",
+        "shares = { a = 1 }\noverrides = [{ when = { category = \"a\" }, guaranteed = 2 }]",
+        "`a` has a guarantee both in `shares` and in `overrides`"
+    )]
+    #[case::less_than_a_burst_unit(
+        "limit = 10\nalgorithm = \"gcra\"\nburst = 2",
+        "algorithm = \"gcra\"\nshares = { a = 4 }",
+        "the guarantee of 4 for `a` is less than one unit of the gcra burst 2"
+    )]
+    fn rejects_shares(#[case] parent: &str, #[case] child: &str, #[case] expected: &str) {
+        let err = Policy::from_toml_str(&two_levels(parent, child), "f.toml").unwrap_err();
+        let messages: Vec<String> = err.errors().iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{expected:?} not in {messages:#?}"
+        );
+    }
+
+    #[test]
+    fn a_root_level_has_nothing_to_share() {
+        let err = Policy::from_toml_str(
+            &level("by = [\"c\"]\nlimit = 5\nwindow = \"1s\"\nshares = { a = 1 }"),
+            "f",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("it is the root level"), "{err}");
+    }
+
+    #[test]
+    fn shares_split_the_parent_into_guarantees_and_a_pool() {
+        let text = two_levels(
+            "limit = 100\nalgorithm = \"gcra\"\nburst = 50",
+            "algorithm = \"gcra\"\nshares = { errors = 4, warnings = 6 }\n\
+             overrides = [{ when = { category = \"info\" }, limit = 3, guaranteed = 10 }]",
+        );
+        let p = Policy::from_toml_str(&text, "f").unwrap();
+        let shares = p.trees()[0].shares.as_ref().unwrap();
+        assert_eq!((shares.parent, shares.child, shares.reserved), (0, 1, 20));
+        let parts: Vec<(String, u64, u64, u64)> = shares
+            .parts
+            .iter()
+            .map(|p| (p.values.join(","), p.guaranteed, p.spec.limit, p.spec.burst))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("info".to_owned(), 10, 10, 5),
+                ("errors".to_owned(), 4, 4, 2),
+                ("warnings".to_owned(), 6, 6, 3)
+            ]
+        );
+        assert_eq!((shares.pool.limit, shares.pool.burst), (80, 40));
+        // A guaranteed value keeps its ceiling: the level's, or its override's.
+        let level = &p.trees()[0].levels[1];
+        assert_eq!(level.spec_for(&["errors"]).limit, 10);
+        assert_eq!(level.spec_for(&["info"]).limit, 3);
     }
 
     #[test]

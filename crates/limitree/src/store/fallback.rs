@@ -35,6 +35,7 @@ use super::{BoxFuture, MemoryStore, Store, StoreError};
 use crate::chain::Chain;
 use crate::clock::Micros;
 use crate::decision::{ChainOutcome, LevelOutcome, Mode, Reason};
+use crate::policy::Policy;
 
 /// What to do while the primary store fails (`store.on_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +74,12 @@ pub struct FallbackStore {
     local: MemoryStore,
     on_error: OnError,
     /// The outage in progress, if any: logged when it starts and ends.
-    outage: Mutex<Option<Outage>>,
+    /// Shared with the store of a reloaded policy ([`Store::for_policy`]),
+    /// so an outage spanning a reload is logged once at each end.
+    outage: Arc<Mutex<Option<Outage>>>,
     /// Whether `outage` is set: read without the lock by every successful
     /// call, so the lock is taken only while the primary fails.
-    in_outage: AtomicBool,
+    in_outage: Arc<AtomicBool>,
 }
 
 /// An outage of the primary: when it started (local store's clock) and how
@@ -111,8 +114,8 @@ impl FallbackStore {
             primary,
             local,
             on_error,
-            outage: Mutex::new(None),
-            in_outage: AtomicBool::new(false),
+            outage: Arc::new(Mutex::new(None)),
+            in_outage: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -201,6 +204,7 @@ impl FallbackStore {
                 insufficient: false,
                 shadow: bucket.level.shadow,
                 overflow: false,
+                share: None,
             })
             .collect();
         Ok(ChainOutcome {
@@ -253,5 +257,39 @@ impl Store for FallbackStore {
 
     fn kind(&self) -> &'static str {
         self.primary.kind()
+    }
+
+    /// The primary's buckets: while it fails there is nothing to read (the
+    /// local store's are `on_error = "local"` stand-ins), so its error is
+    /// the answer.
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: super::BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<super::ScannedBuckets, StoreError>> {
+        self.primary.scan_buckets(scan)
+    }
+
+    /// Resets the primary's buckets and the local stand-ins alike, so a
+    /// bucket reset during an outage does not come back from either.
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let _ = self.local.reset_chain(chain);
+            self.primary.reset(chain).await
+        })
+    }
+
+    /// The primary for `policy` (Redis serves any policy as it is), the local
+    /// store rebuilt for it keeping what it can, the outage state shared.
+    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+        Some(Arc::new(FallbackStore {
+            primary: self
+                .primary
+                .for_policy(policy)
+                .unwrap_or_else(|| Arc::clone(&self.primary)),
+            local: self.local.for_new_policy(policy),
+            on_error: self.on_error,
+            outage: Arc::clone(&self.outage),
+            in_outage: Arc::clone(&self.in_outage),
+        }))
     }
 }

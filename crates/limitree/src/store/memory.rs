@@ -20,6 +20,16 @@
 //! with the level's limit, so a flood of new descriptor values cannot grow memory
 //! and cannot get more than one bucket's worth of traffic through. Override values
 //! always get their own bucket (their number is fixed by the policy).
+//!
+//! # Reload
+//! A store is laid out for one policy (its trees and levels by index, so a
+//! decision finds its buckets without comparing names). A reloaded policy
+//! gets a new store from [`MemoryStore::for_new_policy`] that **shares** the
+//! state of every level whose tree, level name, `by` keys and algorithm are
+//! unchanged — the very same locks, so decisions still running on the old
+//! store and new ones on the new store count in one place — and starts every
+//! other level fresh. Levels the new policy no longer has are dropped with the
+//! old store, once its last decision is done.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -29,12 +39,12 @@ use arrayvec::ArrayVec;
 use hashbrown::{Equivalent, HashMap};
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use super::{BoxFuture, Store, StoreError};
+use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
-use crate::decision::{ChainOutcome, Mode};
-use crate::policy::{Level, MAX_LEVELS, Policy};
+use crate::decision::{ChainOutcome, Mode, PartView, ShareVerdict, share_verdict};
+use crate::policy::{Level, MAX_LEVELS, Policy, Shares};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
 /// new values against a level full of live buckets costs O(1) per request.
@@ -67,18 +77,123 @@ type BucketMap = HashMap<BucketKey, Mutex<BucketState>>;
 struct KeyedLevel {
     /// The level, for specs when expiring idle buckets.
     level: Level,
-    buckets: RwLock<BucketMap>,
+    /// Shared with the stores of later policies that keep this level (see
+    /// the module docs on reload).
+    buckets: Arc<RwLock<BucketMap>>,
     /// Shared by values first seen while `buckets` is full.
-    overflow: Mutex<BucketState>,
+    overflow: Arc<Mutex<BucketState>>,
     /// When the level last ran `expire_idle` on itself because it was full.
-    last_full_expire: AtomicU64,
+    last_full_expire: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
 enum LevelBuckets {
-    /// A level without `by`: one bucket for the tree.
-    Global(Mutex<BucketState>),
+    /// A level without `by`: one bucket for the tree (shared like a keyed
+    /// level's map), and the level.
+    Global(Arc<Mutex<BucketState>>, Box<Level>),
     Keyed(Box<KeyedLevel>),
+    /// A global level whose limit is split by fair sharing
+    /// ([`crate::policy::Shares`]): no bucket of its own, its parts instead.
+    Shared(Box<SharedLevel>),
+}
+
+/// A shared parent's parts. Their number is fixed by the policy.
+#[derive(Debug)]
+struct SharedLevel {
+    /// The parent level.
+    level: Level,
+    /// The guaranteed values, in [`crate::policy::Shares::parts`] order: a
+    /// reload keeps the parts' state only for the same values in the same order.
+    values: Vec<Vec<String>>,
+    /// One per guarantee, in [`crate::policy::Shares::parts`] order (shared
+    /// with the stores of later policies that keep them, like a global level).
+    parts: Vec<Arc<Mutex<BucketState>>>,
+    /// The pool every request may borrow from.
+    pool: Arc<Mutex<BucketState>>,
+}
+
+impl LevelBuckets {
+    /// Fresh state for `level`, split into parts when `shares` splits it.
+    fn fresh(level: &Level, shares: Option<&Shares>) -> Self {
+        let fresh = BucketState::fresh(level.spec.algorithm);
+        if let Some(shares) = shares {
+            LevelBuckets::Shared(Box::new(SharedLevel {
+                level: level.clone(),
+                values: shares.parts.iter().map(|p| p.values.clone()).collect(),
+                parts: shares
+                    .parts
+                    .iter()
+                    .map(|_| Arc::new(Mutex::new(fresh.clone())))
+                    .collect(),
+                pool: Arc::new(Mutex::new(fresh)),
+            }))
+        } else if level.is_global() {
+            LevelBuckets::Global(Arc::new(Mutex::new(fresh)), Box::new(level.clone()))
+        } else {
+            LevelBuckets::Keyed(Box::new(KeyedLevel {
+                level: level.clone(),
+                buckets: Arc::new(RwLock::new(HashMap::new())),
+                overflow: Arc::new(Mutex::new(fresh)),
+                last_full_expire: Arc::new(AtomicU64::new(0)),
+            }))
+        }
+    }
+
+    fn level(&self) -> &Level {
+        match self {
+            LevelBuckets::Global(_, level) => level,
+            LevelBuckets::Keyed(k) => &k.level,
+            LevelBuckets::Shared(shared) => &shared.level,
+        }
+    }
+
+    /// `level`'s buckets sharing this (old) level's state: the same locks,
+    /// under the new level's limits and cap. A level split by fair sharing
+    /// keeps its parts only when the new policy splits it for the same
+    /// values in the same order; any other change of the split (or a split
+    /// level becoming whole, or the reverse) starts the level fresh.
+    fn share(&self, level: &Level, shares: Option<&Shares>) -> Self {
+        match (self, shares) {
+            (LevelBuckets::Shared(old), Some(new))
+                if old.values.len() == new.parts.len()
+                    && old
+                        .values
+                        .iter()
+                        .zip(&new.parts)
+                        .all(|(v, p)| *v == p.values) =>
+            {
+                LevelBuckets::Shared(Box::new(SharedLevel {
+                    level: level.clone(),
+                    values: old.values.clone(),
+                    parts: old.parts.iter().map(Arc::clone).collect(),
+                    pool: Arc::clone(&old.pool),
+                }))
+            }
+            (LevelBuckets::Shared(_), _) | (_, Some(_)) => LevelBuckets::fresh(level, shares),
+            (LevelBuckets::Global(state, _), None) => {
+                LevelBuckets::Global(Arc::clone(state), Box::new(level.clone()))
+            }
+            (LevelBuckets::Keyed(k), None) => LevelBuckets::Keyed(Box::new(KeyedLevel {
+                level: level.clone(),
+                buckets: Arc::clone(&k.buckets),
+                overflow: Arc::clone(&k.overflow),
+                last_full_expire: Arc::clone(&k.last_full_expire),
+            })),
+        }
+    }
+}
+
+/// Whether a bucket of `old` may keep its state as a bucket of `new`: the
+/// same bucket (level name, `by` keys) counted the same way (algorithm).
+/// Limits, windows, bursts, overrides, `shadow`, `required` and `max_buckets`
+/// may differ: the kept state is read under the new ones.
+pub fn keeps_state(old: &Level, new: &Level) -> bool {
+    old.name == new.name && old.by == new.by && old.spec.algorithm == new.spec.algorithm
+}
+
+/// The shares that split level `index` of `tree`, if any.
+fn shares_of(tree: &crate::policy::Tree, index: usize) -> Option<&Shares> {
+    tree.shares.as_ref().filter(|s| s.parent == index)
 }
 
 /// The in-process store. See the module docs for its guarantees.
@@ -104,24 +219,47 @@ impl MemoryStore {
                 let levels = tree
                     .levels
                     .iter()
-                    .map(|level| {
-                        let fresh = BucketState::fresh(level.spec.algorithm);
-                        if level.is_global() {
-                            LevelBuckets::Global(Mutex::new(fresh))
-                        } else {
-                            LevelBuckets::Keyed(Box::new(KeyedLevel {
-                                level: level.clone(),
-                                buckets: RwLock::new(HashMap::new()),
-                                overflow: Mutex::new(fresh),
-                                last_full_expire: AtomicU64::new(0),
-                            }))
+                    .enumerate()
+                    .map(|(index, level)| LevelBuckets::fresh(level, shares_of(tree, index)))
+                    .collect();
+                (tree.name.clone(), levels)
+            })
+            .collect();
+        MemoryStore { clock, trees }
+    }
+
+    /// A store for `policy` (a reloaded one) on this store's clock that
+    /// shares this store's state for every level [`keeps_state`] holds for
+    /// (same tree name, level name, `by` keys and algorithm) and starts the
+    /// others fresh. See the module docs on reload.
+    pub fn for_new_policy(&self, policy: &Policy) -> MemoryStore {
+        let trees = policy
+            .trees()
+            .iter()
+            .map(|tree| {
+                let old = self.trees.iter().find(|(name, _)| *name == tree.name);
+                let levels = tree
+                    .levels
+                    .iter()
+                    .enumerate()
+                    .map(|(index, level)| {
+                        let shares = shares_of(tree, index);
+                        let kept = old.and_then(|(_, old_levels)| {
+                            old_levels.iter().find(|b| keeps_state(b.level(), level))
+                        });
+                        match kept {
+                            Some(buckets) => buckets.share(level, shares),
+                            None => LevelBuckets::fresh(level, shares),
                         }
                     })
                     .collect();
                 (tree.name.clone(), levels)
             })
             .collect();
-        MemoryStore { clock, trees }
+        MemoryStore {
+            clock: Arc::clone(&self.clock),
+            trees,
+        }
     }
 
     /// The store's clock.
@@ -135,7 +273,7 @@ impl MemoryStore {
             .iter()
             .flat_map(|(_, levels)| levels)
             .map(|l| match l {
-                LevelBuckets::Global(_) => 0,
+                LevelBuckets::Global(..) | LevelBuckets::Shared(_) => 0,
                 LevelBuckets::Keyed(k) => k.buckets.read().len(),
             })
             .sum()
@@ -169,7 +307,7 @@ impl MemoryStore {
                 .iter()
                 .filter_map(|&l| match &levels[l] {
                     LevelBuckets::Keyed(k) => Some((l, k.buckets.read())),
-                    LevelBuckets::Global(_) => None,
+                    LevelBuckets::Global(..) | LevelBuckets::Shared(_) => None,
                 })
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
@@ -178,7 +316,9 @@ impl MemoryStore {
             let mut missing = None;
             for (i, bucket) in chain.buckets.iter().enumerate() {
                 let slot = match &levels[bucket.level_index] {
-                    LevelBuckets::Global(state) => Some((state, false)),
+                    LevelBuckets::Global(state, _) => Some((&**state, false)),
+                    // The pool stands for the level; the guarantee is added below.
+                    LevelBuckets::Shared(shared) => Some((&*shared.pool, false)),
                     LevelBuckets::Keyed(k) => {
                         let Some((_, map)) = maps.iter().find(|(l, _)| *l == bucket.level_index)
                         else {
@@ -190,7 +330,7 @@ impl MemoryStore {
                                 && !bucket.overridden
                                 && !k.expire_idle_due(now) =>
                             {
-                                Some((&k.overflow, true))
+                                Some((&*k.overflow, true))
                             }
                             None => None,
                         }
@@ -212,7 +352,15 @@ impl MemoryStore {
                 }
                 continue;
             }
-            return Ok(decide_locked(chain, mode, now, &slots));
+            let part = chain.share.as_ref().and_then(|at| {
+                match (&levels[chain.buckets[at.parent].level_index], at.part) {
+                    (LevelBuckets::Shared(shared), Some(p)) => {
+                        shared.parts.get(p).map(|part| &**part)
+                    }
+                    _ => None,
+                }
+            });
+            return Ok(decide_locked(chain, mode, now, &slots, part));
         }
     }
 }
@@ -222,11 +370,17 @@ impl MemoryStore {
 /// overflow bucket: each state is locked once, in one order for every
 /// request (level, then address: the overflow bucket is per level), and a
 /// shared one is evaluated for the sum of the costs that land on it.
+///
+/// With fair sharing, the shared parent's slot is its pool and `part` the
+/// request's guarantee (if it has one): locked just before the pool, so at
+/// the parent's place in the order, and decided with it by
+/// [`share_verdict`].
 fn decide_locked(
     chain: &Chain<'_>,
     mode: Mode,
     now: Micros,
     slots: &[(&Mutex<BucketState>, bool)],
+    part: Option<&Mutex<BucketState>>,
 ) -> ChainOutcome {
     // Distinct states in lock order, and each bucket's position among them.
     let mut order: ArrayVec<usize, MAX_LEVELS> = (0..slots.len()).collect();
@@ -236,11 +390,20 @@ fn decide_locked(
             std::ptr::from_ref(slots[i].0) as usize,
         )
     });
-    let mut guards: ArrayVec<MutexGuard<'_, BucketState>, MAX_LEVELS> = ArrayVec::new();
+    // One more than the chain: a shared parent's guarantee.
+    let mut guards: ArrayVec<MutexGuard<'_, BucketState>, { MAX_LEVELS + 1 }> = ArrayVec::new();
     let mut guard_of = [0usize; MAX_LEVELS];
     let mut last: Option<*const Mutex<BucketState>> = None;
+    let share_at = chain.share.as_ref().map(|s| s.parent);
+    let mut part_guard = None;
     for &i in &order {
         let state = std::ptr::from_ref(slots[i].0);
+        if Some(i) == share_at
+            && let Some(part) = part
+        {
+            guards.push(part.lock());
+            part_guard = Some(guards.len() - 1);
+        }
         if last != Some(state) {
             guards.push(slots[i].0.lock());
             last = Some(state);
@@ -255,7 +418,40 @@ fn decide_locked(
     }
     let mut overflow = 0u32;
     let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
+    let mut share: Option<ShareVerdict> = None;
     for (i, bucket) in chain.buckets.iter().enumerate() {
+        if let Some(at) = chain.share.as_ref().filter(|s| s.parent == i) {
+            let pool_spec = &at.shares.pool;
+            let pool = &mut guards[guard_of[i]];
+            pool.conform(pool_spec);
+            algo::prune(pool, now, pool_spec);
+            let part_spec = at.part_spec();
+            if let (Some(g), Some(spec)) = (part_guard, part_spec) {
+                let part = &mut guards[g];
+                part.conform(spec);
+                algo::prune(part, now, spec);
+            }
+            let (pool, part) = (&guards[guard_of[i]], part_guard.map(|g| &guards[g]));
+            let sv = algo::with_view(pool, now, pool_spec, |pv| {
+                let pool = PartView {
+                    view: pv,
+                    capacity: pool_spec.capacity(),
+                };
+                match part.zip(part_spec) {
+                    Some((state, spec)) => algo::with_view(state, now, spec, |gv| {
+                        let g = PartView {
+                            view: gv,
+                            capacity: spec.capacity(),
+                        };
+                        share_verdict(Some((g, spec.limit)), pool, bucket.probe(mode), None)
+                    }),
+                    None => share_verdict(None, pool, bucket.probe(mode), None),
+                }
+            });
+            verdicts.push(sv.verdict);
+            share = Some(sv);
+            continue;
+        }
         let overflowed = slots[i].1;
         let spec = bucket.spec_in(overflowed);
         let state = &mut guards[guard_of[i]];
@@ -271,9 +467,21 @@ fn decide_locked(
         };
         verdicts.push(algo::decide(state, now, spec, probe));
     }
-    let (outcome, charged) = ChainOutcome::combine(mode, chain, overflow, &verdicts);
+    let (outcome, charged) =
+        ChainOutcome::combine(mode, chain, overflow, &verdicts, share.as_ref());
     for (i, bucket) in chain.buckets.iter().enumerate() {
-        if charged & (1 << i) != 0 {
+        if charged & (1 << i) != 0
+            && let (Some(at), Some(sv)) = (chain.share.as_ref().filter(|s| s.parent == i), &share)
+        {
+            if let (Some(g), Some(spec)) = (part_guard, at.part_spec())
+                && sv.from_guarantee > 0
+            {
+                algo::charge(&mut guards[g], now, spec, sv.from_guarantee);
+            }
+            if sv.from_pool > 0 {
+                algo::charge(&mut guards[guard_of[i]], now, &at.shares.pool, sv.from_pool);
+            }
+        } else if charged & (1 << i) != 0 {
             let spec = bucket.spec_in(slots[i].1);
             algo::charge(&mut guards[guard_of[i]], now, spec, bucket.cost);
         }
@@ -361,6 +569,102 @@ impl Store for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+        Some(Arc::new(self.for_new_policy(policy)))
+    }
+
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<ScannedBuckets, StoreError>> {
+        Box::pin(std::future::ready(self.scan_level(scan)))
+    }
+
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(std::future::ready(self.reset_chain(chain)))
+    }
+}
+
+impl MemoryStore {
+    /// The tree's levels, if this store was built for it.
+    fn levels_of(&self, tree: &crate::policy::Tree) -> Result<&[LevelBuckets], StoreError> {
+        match self.trees.get(tree.index) {
+            Some((name, levels)) if *name == tree.name => Ok(levels),
+            _ => Err(StoreError::UnknownTree(tree.name.clone())),
+        }
+    }
+
+    /// [`Store::scan_buckets`]: the level's map under its read lock, so a
+    /// scan holds off new buckets of that level (not decisions on existing
+    /// ones) for as long as it takes to copy at most `max_buckets` keys.
+    fn scan_level(&self, scan: BucketScan<'_>) -> Result<ScannedBuckets, StoreError> {
+        let levels = self.levels_of(scan.tree)?;
+        match levels.get(scan.level_index) {
+            None => Err(StoreError::UnknownTree(scan.tree.name.clone())),
+            Some(LevelBuckets::Global(..) | LevelBuckets::Shared(_)) => Ok(ScannedBuckets {
+                buckets: vec![Vec::new()],
+                truncated: false,
+            }),
+            Some(LevelBuckets::Keyed(k)) => {
+                let map = k.buckets.read();
+                let mut matching = map.keys().filter(|key| match scan.prefix {
+                    None => true,
+                    Some(prefix) => key.0.first().is_some_and(|v| v.starts_with(prefix)),
+                });
+                let buckets: Vec<Vec<String>> = matching
+                    .by_ref()
+                    .take(scan.max_buckets)
+                    .map(|key| key.0.iter().map(|v| v.to_string()).collect())
+                    .collect();
+                let truncated = matching.next().is_some();
+                Ok(ScannedBuckets { buckets, truncated })
+            }
+        }
+    }
+
+    /// [`Store::reset`]: a keyed bucket is removed from its level's map
+    /// (under the write lock, so nobody is using it), a global one set fresh.
+    /// A bucket counts as reset if it held live state (it was not idle), as
+    /// a Redis key exists only until its state goes idle.
+    pub fn reset_chain(&self, chain: &Chain<'_>) -> Result<usize, StoreError> {
+        let levels = self.levels_of(chain.tree)?;
+        let now = self.clock.now();
+        let mut reset = 0;
+        for bucket in &chain.buckets {
+            let live = |state: &BucketState| algo::idle_at(state, bucket.spec) > now;
+            match levels.get(bucket.level_index) {
+                None => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+                Some(LevelBuckets::Global(state, _)) => {
+                    let fresh = BucketState::fresh(bucket.level.spec.algorithm);
+                    let old = std::mem::replace(&mut *state.lock(), fresh);
+                    reset += usize::from(live(&old));
+                }
+                // A shared parent is its parts: every guarantee and the pool.
+                Some(LevelBuckets::Shared(shared)) => {
+                    let Some(shares) = chain.tree.shares.as_ref() else {
+                        return Err(StoreError::UnknownTree(chain.tree.name.clone()));
+                    };
+                    let specs = shares.parts.iter().map(|p| &p.spec);
+                    let mut was_live = false;
+                    for (state, spec) in shared.parts.iter().zip(specs) {
+                        let fresh = BucketState::fresh(spec.algorithm);
+                        let old = std::mem::replace(&mut *state.lock(), fresh);
+                        was_live |= algo::idle_at(&old, spec) > now;
+                    }
+                    let fresh = BucketState::fresh(shares.pool.algorithm);
+                    let old = std::mem::replace(&mut *shared.pool.lock(), fresh);
+                    was_live |= algo::idle_at(&old, &shares.pool) > now;
+                    reset += usize::from(was_live);
+                }
+                Some(LevelBuckets::Keyed(k)) => {
+                    let removed = k.buckets.write().remove(&KeyRef(&bucket.values));
+                    reset += usize::from(removed.is_some_and(|s| live(&s.into_inner())));
+                }
+            }
+        }
+        Ok(reset)
     }
 }
 

@@ -19,6 +19,7 @@ pub use memory::MemoryStore;
 
 use crate::chain::Chain;
 use crate::decision::{ChainOutcome, Mode};
+use crate::policy::{Policy, Tree};
 
 /// A boxed, sendable future (what object-safe async trait methods return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -55,6 +56,41 @@ pub enum StoreError {
     /// answering it with `on_error` as if the store were down.
     #[error("store protocol violated (a bug): {0}")]
     Protocol(String),
+    /// The store cannot do this (it has no way to list or reset buckets);
+    /// names what was asked.
+    #[error("the {store} store cannot {what}")]
+    Unsupported {
+        /// The store's [`Store::kind`].
+        store: &'static str,
+        /// What it was asked to do (`list buckets`, `reset buckets`).
+        what: &'static str,
+    },
+}
+
+/// What [`Store::scan_buckets`] is asked for: the live buckets of one keyed
+/// level, looked at within a budget.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketScan<'a> {
+    /// The tree.
+    pub tree: &'a Tree,
+    /// The level's position in `tree.levels`.
+    pub level_index: usize,
+    /// Only buckets whose first value starts with this.
+    pub prefix: Option<&'a str>,
+    /// At most this many buckets are returned; past it the scan stops and
+    /// says it was truncated.
+    pub max_buckets: usize,
+}
+
+/// What a [`BucketScan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScannedBuckets {
+    /// Each bucket's values, in the level's `by` order (one empty list for a
+    /// global level).
+    pub buckets: Vec<Vec<String>>,
+    /// The scan stopped before looking at every bucket of the level (its
+    /// count or time budget ran out): there may be more.
+    pub truncated: bool,
 }
 
 impl StoreError {
@@ -68,6 +104,7 @@ impl StoreError {
             StoreError::TimeoutConnecting { .. } => "timeout_connecting",
             StoreError::UnknownTree(_) => "unknown_tree",
             StoreError::Protocol(_) => "protocol",
+            StoreError::Unsupported { .. } => "unsupported",
         }
     }
 }
@@ -98,4 +135,46 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A short name for logs and metrics (`memory`, `redis`).
     fn kind(&self) -> &'static str;
+
+    /// The buckets of one level that hold state, at most
+    /// `scan.max_buckets` of them and within a time budget of the store's
+    /// choosing, in no particular order (for the introspection API; see
+    /// [`crate::inspect`]). Reads state, never changes it. A store that keeps
+    /// no list of its buckets answers [`StoreError::Unsupported`].
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<ScannedBuckets, StoreError>> {
+        let _ = scan;
+        let store = self.kind();
+        Box::pin(std::future::ready(Err(StoreError::Unsupported {
+            store,
+            what: "list buckets",
+        })))
+    }
+
+    /// Forgets every bucket of `chain` (they start afresh: full), atomically
+    /// per bucket; returns how many held state. An operator's reset, not a
+    /// decision: nothing is checked.
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let _ = chain;
+        let store = self.kind();
+        Box::pin(std::future::ready(Err(StoreError::Unsupported {
+            store,
+            what: "reset buckets",
+        })))
+    }
+
+    /// For a reloaded policy: the store that decides `policy`'s chains,
+    /// keeping the state of every bucket whose tree, level name, `by` keys
+    /// and algorithm are unchanged, or `None` when this store serves any
+    /// policy as it is (its state is not laid out by policy: Redis, whose
+    /// keys name the tree, level, algorithm and values). The returned store
+    /// shares the kept state with this one, so decisions still running on
+    /// this store count in the same buckets. See
+    /// [`Limiter::reload`](crate::Limiter::reload).
+    fn for_policy(&self, policy: &Policy) -> Option<std::sync::Arc<dyn Store>> {
+        let _ = policy;
+        None
+    }
 }

@@ -33,6 +33,17 @@ macro_rules! conformance_suite {
             trees_are_independent,
             each_bucket_is_charged_its_own_cost,
             an_envoy_domain_decides_a_call_all_or_nothing,
+            a_reload_reads_kept_counts_under_a_lower_limit,
+            a_reload_reads_kept_counts_under_a_longer_window,
+            a_reload_that_changes_the_algorithm_starts_fresh,
+            a_reload_that_changes_the_by_keys_starts_fresh,
+        );
+        $crate::conformance_suite!(@shares $harness;
+            shares_never_admit_more_than_the_parent_limit,
+            a_guarantee_holds_against_other_values_traffic,
+            the_pool_is_first_come_within_ceilings,
+            values_without_a_guarantee_only_borrow,
+            a_shared_retry_after_is_exact,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -40,6 +51,14 @@ macro_rules! conformance_suite {
             #[tokio::test]
             async fn $name() {
                 $crate::conformance::$name(&$harness).await;
+            }
+        )*
+    };
+    (@shares $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::conformance_shares::$name(&$harness).await;
             }
         )*
     };
@@ -137,6 +156,17 @@ impl Fixture {
 
     pub async fn peek(&self, descriptors: &[(&str, &str)]) -> ChainOutcome {
         self.decide(descriptors, 0, Mode::Peek).await
+    }
+
+    /// Puts the policy `policy_toml` in force as `Limiter::reload` does: the
+    /// store carried over by `Store::for_policy` (or kept as it is).
+    pub fn reload(&mut self, policy_toml: &str) {
+        let policy =
+            Arc::new(Policy::from_toml_str(policy_toml, "test").expect("valid test policy"));
+        if let Some(store) = self.store.for_policy(&policy) {
+            self.store = store;
+        }
+        self.policy = policy;
     }
 
     pub fn remaining(outcome: &ChainOutcome) -> Vec<u64> {
@@ -495,4 +525,122 @@ pub async fn an_envoy_domain_decides_a_call_all_or_nothing(h: &dyn Harness) {
     let (o, _) = f.call(&blocked, &[1, 0]).await;
     assert!(o.allowed, "{o:?}");
     assert_eq!(Fixture::remaining(&o), vec![3]);
+}
+
+/// `two_levels` with other limits and window.
+fn two_levels_with(algorithm: &str, global: u64, category: u64, window: &str) -> String {
+    two_levels(algorithm)
+        .replace("limit = 20", &format!("limit = {global}"))
+        .replace("limit = 4", &format!("limit = {category}"))
+        .replace("window = \"10s\"", &format!("window = \"{window}\""))
+}
+
+/// A reload that lowers a limit below a bucket's count: the count is kept
+/// and read under the new limit, so nothing is admitted until the bucket is
+/// under it — exactly at the denial's `retry_after`, not a microsecond
+/// before. gcra keeps its debt as time (see the README): 3 units of 2.5 s are
+/// 7.5 s, which at the new 5 s per unit and a burst of 2 leaves no room until
+/// 2.5 s have passed; the global level's 1.5 s debt is 4.5 units at the new
+/// rate (25 left of 30, where the counting algorithms have 27).
+pub async fn a_reload_reads_kept_counts_under_a_lower_limit(h: &dyn Harness) {
+    for (algorithm, global_left, retry) in [
+        ("sliding_log", 27, 10 * S),
+        ("sliding_window", 27, 16_666_667),
+        ("gcra", 25, 2_500_000),
+        ("fixed_window", 27, 10 * S),
+    ] {
+        let mut f = Fixture::new(h, &two_levels(algorithm));
+        assert!(f.take(ERRORS, 3).await.allowed, "{algorithm}");
+        f.reload(&two_levels_with(algorithm, 30, 2, "10s"));
+        let o = f.peek(ERRORS).await;
+        assert_eq!(
+            Fixture::remaining(&o),
+            vec![global_left, 0],
+            "{algorithm}: {o:?}"
+        );
+        assert_eq!(
+            (o.levels[0].limit, o.levels[1].limit),
+            (30, 2),
+            "{algorithm}"
+        );
+        let denied = f.take(ERRORS, 1).await;
+        assert!(
+            !denied.allowed,
+            "{algorithm}: over the new limit: {denied:?}"
+        );
+        assert_eq!(denied.retry_after, Some(retry), "{algorithm}: {denied:?}");
+        f.clock.advance_micros(retry - 1);
+        assert!(!f.take(ERRORS, 1).await.allowed, "{algorithm}: a µs early");
+        f.clock.advance_micros(1);
+        let o = f.take(ERRORS, 1).await;
+        assert!(
+            o.allowed,
+            "{algorithm}: under the new limit at retry_after: {o:?}"
+        );
+    }
+}
+
+/// A reload that doubles the window (10 s → 20 s, both aligned at the
+/// fixture's start): sliding_log recounts its entries in the new window,
+/// fixed_window and sliding_window keep the count of the window that now
+/// starts at the same instant, gcra keeps its debt as time (7.5 s of a 20 s
+/// tolerance at 5 s per unit: 2 left).
+pub async fn a_reload_reads_kept_counts_under_a_longer_window(h: &dyn Harness) {
+    for (algorithm, category_left) in [
+        ("sliding_log", 1),
+        ("sliding_window", 1),
+        ("gcra", 2),
+        ("fixed_window", 1),
+    ] {
+        let mut f = Fixture::new(h, &two_levels(algorithm));
+        f.clock.advance_micros(S);
+        assert!(f.take(ERRORS, 3).await.allowed, "{algorithm}");
+        f.reload(&two_levels_with(algorithm, 20, 4, "20s"));
+        let o = f.peek(ERRORS).await;
+        assert_eq!(o.levels[1].window, 20 * S, "{algorithm}");
+        assert_eq!(o.levels[1].remaining, category_left, "{algorithm}: {o:?}");
+        // The old window's end (11 s) frees nothing any more but gcra's drip.
+        f.clock.advance_micros(10 * S);
+        let o = f.peek(ERRORS).await;
+        let expected = if algorithm == "gcra" { 4 } else { 1 };
+        assert_eq!(o.levels[1].remaining, expected, "{algorithm}: {o:?}");
+    }
+}
+
+/// Same level, same limits, another algorithm: the bucket starts fresh
+/// rather than reading another algorithm's state; the unchanged level keeps
+/// its count.
+pub async fn a_reload_that_changes_the_algorithm_starts_fresh(h: &dyn Harness) {
+    for (from, to) in [
+        ("sliding_log", "fixed_window"),
+        ("fixed_window", "gcra"),
+        ("gcra", "sliding_window"),
+        ("sliding_window", "sliding_log"),
+    ] {
+        let mut f = Fixture::new(h, &two_levels(from));
+        assert!(f.take(ERRORS, 4).await.allowed, "{from}");
+        let changed = two_levels(from).replacen(
+            &format!("algorithm = \"{from}\"\n[[trees.levels]]"),
+            &format!("algorithm = \"{to}\"\n[[trees.levels]]"),
+            1,
+        );
+        // Only the global level's algorithm changed.
+        assert_ne!(changed, two_levels(from));
+        f.reload(&changed);
+        let o = f.peek(ERRORS).await;
+        assert_eq!(Fixture::remaining(&o), vec![20, 0], "{from} → {to}: {o:?}");
+    }
+}
+
+/// Same level, same limits and algorithm, another `by` key: its buckets
+/// start fresh (in Redis the key names the `by` keys), even for the same
+/// value.
+pub async fn a_reload_that_changes_the_by_keys_starts_fresh(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let mut f = Fixture::new(h, &two_levels(algorithm));
+        assert!(f.take(ERRORS, 4).await.allowed, "{algorithm}");
+        f.reload(&two_levels(algorithm).replace("by = [\"category\"]", "by = [\"kind\"]"));
+        let o = f.peek(&[("kind", "errors")]).await;
+        assert_eq!(Fixture::remaining(&o), vec![16, 4], "{algorithm}: {o:?}");
+    }
 }

@@ -7,6 +7,7 @@
 mod support;
 
 mod conformance;
+mod conformance_shares;
 mod fallback;
 mod memory;
 mod model;

@@ -12,6 +12,16 @@ pub struct Model {
     logs: Vec<HashMap<String, Vec<(Micros, u64)>>>,
 }
 
+/// Fair sharing in a chain: the parent's position, the request's guarantee
+/// (its label and spec) and the pool's spec. The parent has no log of its
+/// own: its parts do, under the parent's level as `g:<value>` and `pool`.
+#[derive(Debug, Clone)]
+pub struct ModelShare {
+    pub parent: usize,
+    pub guarantee: Option<(String, LimitSpec)>,
+    pub pool: LimitSpec,
+}
+
 /// The model's answer for one level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelLevel {
@@ -67,9 +77,14 @@ impl Model {
     /// Decides a chain: `buckets` holds (level index, bucket label, spec,
     /// shadow), `costs` each bucket's own cost. A bucket of cost 0 (outside a
     /// peek) always fits, is reported as it stands and is never charged.
+    ///
+    /// With `share`, the parent is its parts: it fits iff the cost is within
+    /// guarantee plus pool capacity and what they hold now; a charge takes
+    /// from the guarantee first, the rest from the pool.
     pub fn decide(
         &mut self,
         buckets: &[(usize, String, LimitSpec, bool)],
+        share: Option<&ModelShare>,
         costs: &[u64],
         now: Micros,
         mode: Mode,
@@ -78,17 +93,44 @@ impl Model {
             .iter()
             .map(|&c| if mode == Mode::Peek { 1 } else { c })
             .collect();
+        let part = |model: &Model, level: usize, label: &str, spec: &LimitSpec| {
+            let log = model.logs[level].get(label).map_or(&[][..], Vec::as_slice);
+            available(spec, log, now)
+        };
+        // The shared parent's (guarantee available, pool available, capacity).
+        let shared = share.map(|sh| {
+            let level = buckets[sh.parent].0;
+            let (ga, gcap) = sh.guarantee.as_ref().map_or((0, 0), |(label, spec)| {
+                (
+                    part(self, level, &format!("g:{label}"), spec),
+                    spec.capacity(),
+                )
+            });
+            (
+                ga,
+                part(self, level, "pool", &sh.pool),
+                gcap + sh.pool.capacity(),
+            )
+        });
         let avail: Vec<u64> = buckets
             .iter()
-            .map(|(level, bucket, spec, _)| {
-                let log = self.logs[*level].get(bucket).map_or(&[][..], Vec::as_slice);
-                available(spec, log, now)
+            .enumerate()
+            .map(|(i, (level, bucket, spec, _))| match (share, shared) {
+                (Some(sh), Some((ga, pa, _))) if sh.parent == i => ga + pa,
+                _ => part(self, *level, bucket, spec),
             })
             .collect();
         let fits: Vec<bool> = buckets
             .iter()
+            .enumerate()
             .zip(avail.iter().zip(&probes))
-            .map(|((_, _, spec, _), (a, p))| *p <= spec.capacity() && p <= a)
+            .map(|((i, (_, _, spec, _)), (a, p))| {
+                let capacity = match (share, shared) {
+                    (Some(sh), Some((_, _, cap))) if sh.parent == i => cap,
+                    _ => spec.capacity(),
+                };
+                *p <= capacity && p <= a
+            })
             .collect();
         let allowed = buckets
             .iter()
@@ -98,13 +140,31 @@ impl Model {
             .iter()
             .zip(avail.iter().zip(&fits))
             .zip(costs)
-            .map(|(((level, bucket, _, _), (a, f)), &cost)| {
+            .enumerate()
+            .map(|(i, (((level, bucket, _, _), (a, f)), &cost))| {
                 let charged = allowed && *f && mode != Mode::Peek && cost > 0;
                 if charged && mode == Mode::Commit {
-                    self.logs[*level]
-                        .entry(bucket.clone())
-                        .or_default()
-                        .push((now, cost));
+                    match (share, shared) {
+                        (Some(sh), Some((ga, _, _))) if sh.parent == i => {
+                            let from_g = cost.min(ga);
+                            if let Some((label, _)) = sh.guarantee.as_ref().filter(|_| from_g > 0) {
+                                self.logs[*level]
+                                    .entry(format!("g:{label}"))
+                                    .or_default()
+                                    .push((now, from_g));
+                            }
+                            if cost > from_g {
+                                self.logs[*level]
+                                    .entry("pool".to_owned())
+                                    .or_default()
+                                    .push((now, cost - from_g));
+                            }
+                        }
+                        _ => self.logs[*level]
+                            .entry(bucket.clone())
+                            .or_default()
+                            .push((now, cost)),
+                    }
                 }
                 ModelLevel {
                     allowed: *f,
@@ -129,4 +189,20 @@ pub fn buckets(
         .iter()
         .map(|l| (l.level_index, l.label(), *l.spec, l.level.shadow))
         .collect()
+}
+
+/// The model's view of a chain's fair sharing, if its tree has shares.
+pub fn share(policy: &Policy, descriptors: &[(&str, &str)]) -> Option<ModelShare> {
+    let chain = policy.trees()[0]
+        .chain(descriptors, 1)
+        .expect("valid chain");
+    let at = chain.share?;
+    Some(ModelShare {
+        parent: at.parent,
+        guarantee: at.part.map(|p| {
+            let part = &at.shares.parts[p];
+            (part.values.join(","), part.spec)
+        }),
+        pool: at.shares.pool,
+    })
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use limitree::{ManualClock, MemoryStore, Micros, Mode, Policy, Reason, Store};
 use proptest::prelude::*;
 
-use crate::model::{Model, buckets};
+use crate::model::{Model, buckets, share};
 use crate::support::{ALGORITHMS, T0};
 
 const WINDOWS_S: [u64; 3] = [1, 3, 10];
@@ -37,12 +37,51 @@ fn level_gen() -> impl Strategy<Value = LevelGen> {
         })
 }
 
-/// A tree: optional global level, a category level, an optional user level.
+/// Guarantees for categories `a` and `b` (fair sharing), when the global
+/// level can give them (see [`shares_line`]).
+fn shares_gen() -> impl Strategy<Value = Option<(u64, u64)>> {
+    prop::option::weighted(0.4, (1..4u64, 0..3u64))
+}
+
+/// The category level's `shares` line for `global`, or nothing when the
+/// policy would refuse them (a shadow global, more than its limit, less than a
+/// gcra burst unit).
+fn shares_line(global: &LevelGen, shares: Option<(u64, u64)>) -> String {
+    let Some((a, b)) = shares else {
+        return String::new();
+    };
+    let burst = global.burst.unwrap_or(global.limit);
+    let whole = |g: u64| global.algorithm != "gcra" || g * burst >= global.limit;
+    if global.shadow || a + b > global.limit || !whole(a) || (b > 0 && !whole(b)) {
+        return String::new();
+    }
+    if b == 0 {
+        format!("shares = {{ a = {a} }}\n")
+    } else {
+        format!("shares = {{ a = {a}, b = {b} }}\n")
+    }
+}
+
+/// A tree: optional global level, a category level (with shares of the
+/// global one, sometimes), an optional user level.
 fn policy_gen() -> impl Strategy<Value = String> {
-    (prop::option::of(level_gen()), level_gen(), prop::option::of(level_gen())).prop_map(
-        |(global, category, user)| {
+    (
+        prop::option::of(level_gen()),
+        level_gen(),
+        prop::option::of(level_gen()),
+        shares_gen(),
+    )
+        .prop_map(|(global, category, user, shares)| {
             let mut text = String::from("[[trees]]\nname = \"t\"\n");
-            let mut push = |name: &str, by: &str, l: &LevelGen, required: bool| {
+            let category_shares = global
+                .as_ref()
+                .map(|g| shares_line(g, shares))
+                .unwrap_or_default();
+            let mut push = |name: &str, by: &str, l: &LevelGen, required: bool, extra: &str| {
+                text.push_str(extra);
+                if name.is_empty() {
+                    return;
+                }
                 text.push_str(&format!(
                     "[[trees.levels]]\nname = \"{name}\"\nby = [{by}]\nlimit = {}\nwindow = \"{}s\"\nalgorithm = \"{}\"\nshadow = {}\n",
                     l.limit, l.window_s, l.algorithm, l.shadow
@@ -55,15 +94,16 @@ fn policy_gen() -> impl Strategy<Value = String> {
                 }
             };
             if let Some(g) = &global {
-                push("global", "", g, true);
+                push("global", "", g, true, "");
             }
-            push("category", "\"category\"", &category, true);
-            if let Some(u) = &user {
-                push("user", "\"user\"", u, false);
+            push("category", "\"category\"", &category, true, "");
+            // The category's shares end its table: before the user level's.
+            match &user {
+                Some(u) => push("user", "\"user\"", u, false, &category_shares),
+                None => push("", "", &category, false, &category_shares),
             }
             text
-        },
-    )
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +192,9 @@ proptest! {
             let mode = Mode::for_request(chain.total_cost(), step.dry_run);
             let before = block_on(store.decide(&chain, Mode::Peek)).unwrap();
             let got = block_on(store.decide(&chain, mode)).unwrap();
-            let (allowed, levels) = model.decide(&buckets(&policy, &d), &costs, now, mode);
+            let share = share(&policy, &d);
+            let (allowed, levels) =
+                model.decide(&buckets(&policy, &d), share.as_ref(), &costs, now, mode);
             prop_assert_eq!(got.allowed, allowed, "step {:?} got {:?}", step, got);
             for (g, m) in got.levels.iter().zip(&levels) {
                 prop_assert_eq!((g.allowed, g.remaining), (m.allowed, m.remaining), "step {:?}: {:?}", step, got);
@@ -220,6 +262,73 @@ proptest! {
                     for &(end, _) in admitted.iter().filter(|(e, _)| *e >= t) {
                         let units = sum(&|a| a >= t && a <= end);
                         prop_assert!(units <= spec.burst + (end - t) / spec.emission_interval());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fair sharing: the parent never admits more than its own bound in any
+    /// window (the same bounds as `never_over_admits`), whatever mix of values
+    /// with and without guarantees arrives; no value passes its ceiling.
+    #[test]
+    fn shares_never_over_admit(
+        global in level_gen(),
+        ceiling in 1..7u64,
+        shares in shares_gen(),
+        steps in prop::collection::vec((0..3_000_000u64, 0..4usize, 1..4u64), 1..150),
+    ) {
+        let global = LevelGen { shadow: false, ..global };
+        let line = shares_line(&global, shares);
+        prop_assume!(!line.is_empty());
+        let text = format!(
+            "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = {}\nwindow = \"{}s\"\nalgorithm = \"{}\"\n{}\
+             [[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = {ceiling}\nwindow = \"{}s\"\nalgorithm = \"{}\"\n{line}",
+            global.limit, global.window_s, global.algorithm,
+            global.burst.map(|b| format!("burst = {b}\n")).unwrap_or_default(),
+            global.window_s, global.algorithm,
+        );
+        let policy = Arc::new(Policy::from_toml_str(&text, "generated").unwrap());
+        let clock = ManualClock::new(T0);
+        let store = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
+        let spec = policy.trees()[0].levels[0].spec;
+        let w = spec.window;
+        let mut admitted: Vec<(Micros, u64, usize)> = Vec::new();
+        let mut now = T0;
+        for (advance, value, cost) in steps {
+            now += advance;
+            clock.set(now);
+            let category = ["a", "b", "c", "d"][value];
+            let descriptors = [("category", category)];
+            let chain = policy.trees()[0].chain(&descriptors, cost).unwrap();
+            if block_on(store.decide(&chain, Mode::Commit)).unwrap().allowed {
+                admitted.push((now, cost, value));
+            }
+        }
+        for &(t, _, _) in &admitted {
+            let sum = |keep: &dyn Fn(Micros, usize) -> bool| -> u64 {
+                admitted.iter().filter(|(a, _, v)| keep(*a, *v)).map(|(_, c, _)| c).sum()
+            };
+            match global.algorithm {
+                "sliding_log" => {
+                    prop_assert!(sum(&|a, _| a <= t && a + w > t) <= spec.limit);
+                    for v in 0..4 {
+                        prop_assert!(sum(&|a, x| x == v && a <= t && a + w > t) <= ceiling);
+                    }
+                }
+                "fixed_window" | "sliding_window" => {
+                    prop_assert!(sum(&|a, _| a / w == t / w) <= spec.limit);
+                    for v in 0..4 {
+                        prop_assert!(sum(&|a, x| x == v && a / w == t / w) <= ceiling);
+                    }
+                }
+                // Each part holds its share of the burst and drips back at
+                // its share of the rate: together at most burst + span·limit/window.
+                _ => {
+                    for &(end, _, _) in admitted.iter().filter(|(e, _, _)| *e >= t) {
+                        let units = sum(&|a, _| a >= t && a <= end);
+                        let drip = u128::from(end - t) * u128::from(spec.limit) / u128::from(w);
+                        prop_assert!(u128::from(units) <= u128::from(spec.burst) + drip);
                     }
                 }
             }

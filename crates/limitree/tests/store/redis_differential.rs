@@ -25,6 +25,9 @@ struct LevelSpec {
     shadow: bool,
     /// An override for value "a": (limit, window index).
     override_a: Option<(u64, usize)>,
+    /// Fair sharing: guarantees for values "a" and "b" of the level above
+    /// (written only where the policy accepts them, see `policy_toml`).
+    shares: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,9 +51,11 @@ fn level() -> impl Strategy<Value = LevelSpec> {
         proptest::option::of(1..=7u64),
         proptest::bool::weighted(0.15),
         proptest::option::weighted(0.3, (1..=6u64, 0..WINDOWS_US.len())),
+        proptest::option::weighted(0.4, (1..=3u64, 1..=2u64)),
     )
         .prop_map(
-            |(algorithm, keyed, limit, window, burst, shadow, override_a)| LevelSpec {
+            |(algorithm, keyed, limit, window, burst, shadow, override_a, shares)| LevelSpec {
+                shares: if keyed { shares } else { None },
                 algorithm,
                 keyed,
                 limit,
@@ -94,6 +99,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn policy_toml(levels: &[LevelSpec]) -> String {
     let mut text = String::from("[[trees]]\nname = \"t\"\n");
+    let mut shared = false;
     for (i, l) in levels.iter().enumerate() {
         text.push_str(&format!(
             "[[trees.levels]]\nname = \"l{i}\"\nlimit = {}\nwindow = \"{}us\"\nalgorithm = \"{}\"\nshadow = {}\n",
@@ -109,6 +115,17 @@ fn policy_toml(levels: &[LevelSpec]) -> String {
                     "overrides = [{{ when = {{ k = \"a\" }}, limit = {limit}, window = \"{}us\" }}]\n",
                     WINDOWS_US[window]
                 ));
+            }
+            // Shares of the level above, where the policy takes them: a
+            // global, non-shadow parent whose limit (and gcra burst) holds them.
+            let parent = i.checked_sub(1).map(|p| &levels[p]);
+            if let (Some((a, b)), Some(p)) = (l.shares, parent) {
+                let burst = p.burst.unwrap_or(p.limit);
+                let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= p.limit;
+                if !shared && !p.keyed && !p.shadow && a + b <= p.limit && whole(a) && whole(b) {
+                    shared = true;
+                    text.push_str(&format!("shares = {{ a = {a}, b = {b} }}\n"));
+                }
             }
         }
     }

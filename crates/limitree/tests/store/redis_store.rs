@@ -268,8 +268,8 @@ algorithm = "gcra"
     assert_eq!(
         found,
         [
-            format!("{tag}:pair:gc:1:x:3:y,z"),
-            format!("{tag}:pair:gc:3:x,y:1:z")
+            format!("{tag}:pair:gc:1:a=1:x:1:b=3:y,z"),
+            format!("{tag}:pair:gc:1:a=3:x,y:1:b=1:z")
         ]
     );
     for key in &found {

@@ -27,7 +27,9 @@
 --          of their own.
 -- ARGV[4]  per key index, the spec index of that bucket (u16 LE)
 -- ARGV[5]  the decisions, one after the other: a DECISION_HEADER_LEN header
---          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, number of levels n), then
+--          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, number of levels n, the
+--          shared parent's level (1-based, 0: none; fair sharing, see
+--          `evaluate_shared`), its guarantee's key index (u16 LE, 0: none)), then
 --          per level, root first, DECISION_LEVEL_LEN bytes: its key index (u16
 --          LE) and its bucket's cost (u32 LE). Each bucket is charged its own
 --          cost; a level of cost 0 is probed with 0 (it always fits) and never
@@ -43,6 +45,8 @@
 --   len    one byte: the length of the state that follows
 --   state  the bucket's state as this decision saw it, exactly as stored (the
 --          key's value, or a sliding_log's summary; empty: a fresh bucket)
+--   guarantee  (FLAG_SHARED only: a shared parent, whose state above is its
+--          pool's) one byte of length, then the guarantee's state
 --   retry  (FLAG_RETRY only: a sliding_log denial) the wait until the probed
 --          cost fits, a little-endian double
 -- The script decides (and charges); the client computes each level's numbers
@@ -62,11 +66,12 @@ local FLAG_ALLOWED = 1
 local FLAG_INSUFFICIENT = 2
 local FLAG_CHARGED = 4
 local FLAG_RETRY = 8
+local FLAG_SHARED = 16
 local SPEC_FORMAT = '<c2dddB'
 local SPEC_LEN = 27
 local SUMMARY_FORMAT = '<I4I4ddI4'
 local SUMMARY_LEN = 28
-local DECISION_HEADER_LEN = 2
+local DECISION_HEADER_LEN = 5
 local DECISION_LEVEL_LEN = 6
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
@@ -502,6 +507,98 @@ local function evaluate(k, probe)
   memo_record[k] = record
 end
 
+-- Bucket k's state, loaded on first use.
+local function load(k)
+  local s = states[k]
+  if not s then
+    local spec = bucket_spec[k]
+    s = spec.alg.load(KEYS[k], now, spec.limits, stored[k], state_keys[k])
+    states[k] = s
+  end
+  return s
+end
+
+-- decision.rs `share_retry`, step by step: the least over splits k (from the
+-- guarantee) of the later of the guarantee's wait for k and the pool's for
+-- cost - k, found where the two cross.
+local function share_retry(cost, ga, gcap, g_wait, pa, pcap, p_wait)
+  local function wg(k)
+    if k <= ga then return 0 end
+    return g_wait(k)
+  end
+  local function wp(k)
+    if k <= pa then return 0 end
+    return p_wait(k)
+  end
+  local lo, hi = sub0(cost, pcap), math.min(cost, gcap)
+  local a, b = lo, hi + 1
+  while a < b do
+    local m = a + idiv(b - a, 2)
+    if wg(m) >= wp(cost - m) then b = m else a = m + 1 end
+  end
+  if a > hi then return wp(cost - hi) end
+  local at = wg(a)
+  if a == lo then return at end
+  return math.min(at, wp(cost - (a - 1)))
+end
+
+-- Per key index: how many times the batch charged it (a shared parent's memo
+-- below is valid while neither of its parts changed).
+local charges = {}
+-- A shared parent's last evaluation per (pool, guarantee) pair: the probe,
+-- the parts' charge counts it saw, and its results. In a saturated batch most
+-- decisions see parts no earlier decision charged.
+local shared_memo = {}
+
+-- A shared parent (fair sharing, decision.rs `share_verdict`): the pool kp
+-- and the request's guarantee kg (0: none), evaluated for `probe` together —
+-- room iff guarantee plus pool can take it, the guarantee giving first.
+-- Returns allowed, what the guarantee and the pool would give, and the
+-- level's record.
+local function evaluate_shared_now(kp, kg, probe)
+  local pspec = bucket_spec[kp]
+  local alg = pspec.alg
+  local sp = load(kp)
+  local pa = alg.available(sp, now, pspec.limits)
+  local ga, gcap, graw, sg, gspec = 0, 0, '', nil, nil
+  if kg > 0 then
+    gspec = bucket_spec[kg]
+    sg = load(kg)
+    ga = alg.available(sg, now, gspec.limits)
+    gcap = gspec.capacity
+    graw = sg.raw
+  end
+  local insufficient = probe > gcap + pspec.capacity
+  local allowed = (not insufficient) and probe <= ga + pa
+  local from_g = math.min(probe, ga)
+  local flags = FLAG_SHARED
+  local retry = ''
+  if allowed then
+    flags = flags + FLAG_ALLOWED
+  elseif insufficient then
+    flags = flags + FLAG_INSUFFICIENT
+  elseif alg.retry_after then
+    local function g_wait(k) return alg.retry_after(sg, now, gspec.limits, k) end
+    local function p_wait(k) return alg.retry_after(sp, now, pspec.limits, k) end
+    flags = flags + FLAG_RETRY
+    retry = struct.pack('<d', share_retry(probe, ga, gcap, g_wait, pa, pspec.capacity, p_wait))
+  end
+  local record = string.char(flags, #sp.raw) .. sp.raw .. string.char(#graw) .. graw .. retry
+  return allowed, from_g, probe - from_g, record
+end
+
+local function evaluate_shared(kp, kg, probe)
+  local id = kp * 65536 + kg
+  local m = shared_memo[id]
+  local cp, cg = charges[kp] or 0, charges[kg] or 0
+  if m and m[1] == probe and m[2] == cp and m[3] == cg then
+    return m[4], m[5], m[6], m[7]
+  end
+  local allowed, from_g, from_p, record = evaluate_shared_now(kp, kg, probe)
+  shared_memo[id] = { probe, cp, cg, allowed, from_g, from_p, record }
+  return allowed, from_g, from_p, record
+end
+
 -- Charges bucket k with `cost` and saves it, with a TTL until it goes idle.
 local function charge(k, cost)
   local spec = bucket_spec[k]
@@ -509,6 +606,7 @@ local function charge(k, cost)
   local s = alg.charge(states[k], now, limits, cost)
   states[k] = s
   memo_probe[k] = nil -- its state changed
+  charges[k] = (charges[k] or 0) + 1
   local ttl = nil
   local idle_in = alg.idle_at(s, limits) - now
   if idle_in > 0 or slack > 0 then
@@ -531,7 +629,7 @@ local pos = 1
 while pos <= #decisions do
   -- The header and (most chains are that short) the first two levels in one
   -- string.byte (struct.unpack interprets its format on every call).
-  local mode, n, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5 =
+  local mode, n, shared_at, g0, g1, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5 =
     string.byte(decisions, pos, pos + DECISION_HEADER_LEN + 2 * DECISION_LEVEL_LEN - 1)
   if n >= 1 then
     chain[1] = a0 + 256 * a1
@@ -555,12 +653,20 @@ while pos <= #decisions do
   -- is keyed by the probe, so a bucket an earlier decision probed with
   -- another cost is evaluated again.
   local admitted = true
+  local shared_allowed, shared_g, shared_p, shared_record
   for i = 1, n do
     local k = chain[i]
     local probe = costs[i]
     if peek then probe = 1 end
-    if memo_probe[k] ~= probe then evaluate(k, probe) end
-    if memo_denies[k] then admitted = false end
+    if i == shared_at then
+      -- The policy never shares a shadow level: no room denies.
+      shared_allowed, shared_g, shared_p, shared_record =
+        evaluate_shared(k, g0 + 256 * g1, probe)
+      if not shared_allowed then admitted = false end
+    else
+      if memo_probe[k] ~= probe then evaluate(k, probe) end
+      if memo_denies[k] then admitted = false end
+    end
   end
 
   -- Charge every level with room its own cost, only if the chain is admitted
@@ -571,7 +677,14 @@ while pos <= #decisions do
     local k = chain[i]
     local record = memo_record[k]
     local cost = costs[i]
-    if committing and memo_allowed[k] and cost > 0 then
+    if i == shared_at then
+      record = shared_record
+      if committing and shared_allowed and cost > 0 then
+        record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
+        if shared_g > 0 then charge(g0 + 256 * g1, shared_g) end
+        if shared_p > 0 then charge(k, shared_p) end
+      end
+    elseif committing and memo_allowed[k] and cost > 0 then
       -- The same record with the charged flag.
       record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
       charge(k, cost)

@@ -1,9 +1,9 @@
 //! Where a bucket lives in Redis.
 //!
 //! ```text
-//! {<key_prefix>:<tree>}:<level>:<algorithm>[:<len>:<value>]…
+//! {<key_prefix>:<tree>}:<level>:<algorithm>[:<len>:<by key>=<len>:<value>]…
 //! {limitree:notifications}:global:sl
-//! {limitree:notifications}:category:sl:6:errors
+//! {limitree:notifications}:category:sl:8:category=6:errors
 //! ```
 //!
 //! - The part in braces is a Redis Cluster **hash tag**: only it is hashed, so
@@ -17,9 +17,15 @@
 //! - The algorithm's short code (`sl`, `sw`, `gc`, `fw`) is part of the key, so a
 //!   policy reload that changes a level's algorithm starts its buckets afresh, as
 //!   the memory store does, instead of reading another algorithm's state.
-//! - Each descriptor value is written as `<byte length>:<value>`: values may hold
-//!   any byte, including `:` and `,`, and the length prefix keeps `["a,b"]`,
-//!   `["a", "b"]` and `["a:1:b"]` apart.
+//! - Each descriptor value is written with its `by` key, as
+//!   `<byte length>:<key>=<byte length>:<value>`: keys and values may hold any
+//!   byte, including `:`, `=` and `,`, and the length prefixes keep `["a,b"]`,
+//!   `["a", "b"]` and `["a:1:b"]` apart. The keys are there so that a bucket is
+//!   named by everything that identifies it: a reload that changes a level's
+//!   `by` keys (same level, same algorithm) starts its buckets afresh, as the
+//!   memory store does, instead of reading the old keys' counts. (Keys written
+//!   before the `by` keys were part of them, `…:sl:6:errors`, are not read
+//!   any more and expire by their TTL.)
 //! - A sliding_log bucket also has `<bucket key>:m`, a packed summary of its log
 //!   (entries, units beyond one per entry, oldest and newest time), so most
 //!   decisions read one small string instead of the sorted set; see
@@ -70,10 +76,25 @@ pub fn bucket_key(key_prefix: &str, tree: &str, bucket: &Bucket<'_>) -> String {
 pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, bucket: &Bucket<'_>) {
     let level = bucket.level.name.as_str();
     let code = algorithm_code(bucket.spec.algorithm);
-    // Per value: two colons and at most 3 digits of length (values are at most
-    // 256 bytes, checked by the chain).
-    let values: usize = bucket.values.iter().map(|v| v.len() + 5).sum();
+    // Per value: its key, three colons, `=` and two lengths of at most 3
+    // digits (keys and values are at most 256 bytes, checked by the chain).
+    let values: usize = bucket
+        .values
+        .iter()
+        .zip(&bucket.level.by)
+        .map(|(v, k)| v.len() + k.len() + 10)
+        .sum();
     out.reserve(key_prefix.len() + tree.len() + level.len() + 16 + values);
+    push_level_key(out, key_prefix, tree, level, code);
+    for (value, key) in bucket.values.iter().zip(&bucket.level.by) {
+        // Writing to a String cannot fail.
+        let _ = write!(out, ":{}:{key}={}:{value}", key.len(), value.len());
+    }
+}
+
+/// Appends what every bucket key of one level starts with:
+/// `{<key_prefix>:<tree>}:<level>:<algorithm code>`.
+fn push_level_key(out: &mut String, key_prefix: &str, tree: &str, level: &str, code: &str) {
     push_tree_tag(out, key_prefix, tree);
     out.push(':');
     if is_plain(level) {
@@ -84,7 +105,93 @@ pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, bu
     }
     out.push(':');
     out.push_str(code);
-    for value in &bucket.values {
+}
+
+/// What every bucket key of `level` (counting with `algorithm`) starts with;
+/// a global level's one bucket has exactly this key.
+pub fn level_key(key_prefix: &str, tree: &str, level: &str, algorithm: Algorithm) -> String {
+    let mut key = String::new();
+    push_level_key(&mut key, key_prefix, tree, level, algorithm_code(algorithm));
+    key
+}
+
+/// A SCAN `MATCH` pattern for every key that starts with `prefix` (glob
+/// characters in it escaped).
+pub fn match_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
+}
+
+/// The values of the bucket whose key is `key`, when it is a bucket key of
+/// the level whose keys start with `level_key` and which has `by_keys` keys;
+/// `None` for anything else (a sliding log's `:m` summary, another level's
+/// key that happens to share the start).
+pub fn bucket_values(key: &[u8], level_key: &str, by: &[String]) -> Option<Vec<String>> {
+    let mut rest = key.strip_prefix(level_key.as_bytes())?;
+    let mut values = Vec::with_capacity(by.len());
+    for by_key in by {
+        rest = rest.strip_prefix(b":")?;
+        let (key, after) = length_prefixed(rest)?;
+        if key != by_key.as_bytes() {
+            return None;
+        }
+        rest = after.strip_prefix(b"=")?;
+        let (value, after) = length_prefixed(rest)?;
+        values.push(String::from_utf8(value.to_vec()).ok()?);
+        rest = after;
+    }
+    rest.is_empty().then_some(values)
+}
+
+/// `<digits>:<that many bytes>` at the start of `bytes`: those bytes, and
+/// what follows them.
+fn length_prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = bytes.iter().position(|&b| b == b':')?;
+    let digits = std::str::from_utf8(&bytes[..colon]).ok()?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let len: usize = digits.parse().ok()?;
+    let start = colon + 1;
+    let end = start.checked_add(len)?;
+    Some((bytes.get(start..end)?, &bytes[end..]))
+}
+
+/// The other keys a bucket's state may occupy besides its own (a sliding
+/// log's summary, and limitree 0.1's unit counts): a reset deletes them too.
+pub fn companion_keys(bucket_key: &str) -> [String; 2] {
+    [format!("{bucket_key}:m"), format!("{bucket_key}:u")]
+}
+
+/// Appends the key of a shared parent's pool (fair sharing) to `out`: the
+/// parent's bucket key and `:pool`. Neither it nor [`push_guarantee_key`]'s
+/// can be a bucket's key: after a bucket key's algorithm code comes nothing
+/// or `:<digits>:`.
+pub(super) fn push_pool_key(out: &mut String, key_prefix: &str, tree: &str, parent: &Bucket<'_>) {
+    push_bucket_key(out, key_prefix, tree, parent);
+    out.push_str(":pool");
+}
+
+/// Appends the key of the guarantee of the child `values` (fair sharing) of
+/// the shared `parent` to `out`: the parent's bucket key, `:g`, then each value
+/// as a bucket key writes it.
+pub(super) fn push_guarantee_key(
+    out: &mut String,
+    key_prefix: &str,
+    tree: &str,
+    parent: &Bucket<'_>,
+    values: &[String],
+) {
+    push_bucket_key(out, key_prefix, tree, parent);
+    out.push_str(":g");
+    for value in values {
         // Writing to a String cannot fail.
         let _ = write!(out, ":{}:{value}", value.len());
     }
@@ -136,7 +243,7 @@ algorithm = "gcra"
         assert_eq!(key(&[]), "{limitree:t}:global:sl");
         assert_eq!(
             key(&[("a", "x"), ("b", "yz")]),
-            "{limitree:t}:global:sl {limitree:t}:pair:gc:1:x:2:yz"
+            "{limitree:t}:global:sl {limitree:t}:pair:gc:1:a=1:x:1:b=2:yz"
         );
     }
 
@@ -145,7 +252,9 @@ algorithm = "gcra"
         let long = "v".repeat(256);
         assert_eq!(
             key(&[("a", "0123456789"), ("b", &long)]),
-            format!("{{limitree:t}}:global:sl {{limitree:t}}:pair:gc:10:0123456789:256:{long}")
+            format!(
+                "{{limitree:t}}:global:sl {{limitree:t}}:pair:gc:1:a=10:0123456789:1:b=256:{long}"
+            )
         );
     }
 
@@ -162,8 +271,53 @@ algorithm = "gcra"
         let (chain, _) = tree.chain_for_descriptors(&descriptors, &[1]).unwrap();
         assert_eq!(
             bucket_key("limitree", &tree.name, &chain.buckets[0]),
-            "{limitree:d}:~5:a=x:1:fw:3:x:1"
+            "{limitree:d}:~5:a=x:1:fw:1:a=3:x:1"
         );
+    }
+
+    /// The same level and values under other `by` keys is another bucket.
+    #[test]
+    fn by_keys_name_the_bucket() {
+        let policy = |by: &str| {
+            Policy::from_toml_str(
+                &format!("[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"l\"\nby = [\"{by}\"]\nlimit = 1\nwindow = \"1m\"\n"),
+                "test",
+            )
+            .unwrap()
+        };
+        let key = |by: &str| {
+            let policy = policy(by);
+            let descriptors = [(by, "v")];
+            let chain = policy.trees()[0].chain(&descriptors, 1).unwrap();
+            bucket_key("limitree", "t", &chain.buckets[0])
+        };
+        assert_eq!(key("team"), "{limitree:t}:l:sl:4:team=1:v");
+        assert_ne!(key("team"), key("user"));
+    }
+
+    #[test]
+    fn bucket_keys_read_back_into_their_values() {
+        let key = key(&[("a", "x:1:y"), ("b", "z")]);
+        let pair = key.split(' ').nth(1).unwrap();
+        let level = level_key("limitree", "t", "pair", Algorithm::Gcra);
+        let by = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            bucket_values(pair.as_bytes(), &level, &by),
+            Some(vec!["x:1:y".to_owned(), "z".to_owned()])
+        );
+        assert_eq!(
+            bucket_values(format!("{pair}:m").as_bytes(), &level, &by),
+            None
+        );
+        assert_eq!(bucket_values(pair.as_bytes(), &level, &by[..1]), None);
+        let other_keys = ["a".to_owned(), "c".to_owned()];
+        assert_eq!(bucket_values(pair.as_bytes(), &level, &other_keys), None);
+        assert_eq!(bucket_values(b"{limitree:t}:pairs:gc", &level, &[]), None);
+    }
+
+    #[test]
+    fn match_patterns_escape_glob_characters() {
+        assert_eq!(match_pattern("{p:t}:a[1]*?"), "{p:t}:a\\[1\\]\\*\\?*");
     }
 
     #[test]

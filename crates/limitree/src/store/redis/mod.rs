@@ -82,7 +82,7 @@ pub use config::{
 use self::batch::Batcher;
 pub use self::connection::Connection;
 use self::protocol::{DecisionReply, ScriptDecision};
-use super::{BoxFuture, Store, StoreError};
+use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::chain::Chain;
 use crate::decision::{ChainOutcome, Mode};
 
@@ -92,6 +92,14 @@ use crate::decision::{ChainOutcome, Mode};
 fn silence_limit(timeout: std::time::Duration) -> std::time::Duration {
     (timeout * 10).max(std::time::Duration::from_secs(1))
 }
+
+/// Keys one SCAN call looks at (its `COUNT`) when listing a level's buckets.
+const SCAN_COUNT: usize = 1000;
+
+/// How long listing a level's buckets may keep scanning before it answers
+/// with what it found (and says it was truncated): a level with millions of
+/// keys must not hold an operator's request, or Redis, for long.
+const SCAN_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A [`Store`] whose buckets live in Redis. See the module docs.
 #[derive(Debug)]
@@ -264,7 +272,7 @@ impl RedisStore {
         mode: Mode,
     ) -> Result<ChainOutcome, StoreError> {
         if chain.buckets.is_empty() {
-            return Ok(ChainOutcome::combine(mode, chain, 0, &[]).0);
+            return Ok(ChainOutcome::combine(mode, chain, 0, &[], None).0);
         }
         let decision = ScriptDecision::new(&self.config.key_prefix, chain, mode);
         let reply = self
@@ -287,8 +295,26 @@ impl RedisStore {
         &self,
         batch: Vec<Box<ScriptDecision>>,
     ) -> Result<Vec<DecisionReply>, StoreError> {
+        let runs = protocol::runs_without_conflicts(&batch);
+        if runs.len() == 1 {
+            return self.call_one(&batch).await;
+        }
+        // Decisions of two policies (a reload taking effect) that give a
+        // bucket different limits: one call per run, in order.
+        let mut replies = Vec::with_capacity(batch.len());
+        for run in runs {
+            replies.extend(self.call_one(&batch[run]).await?);
+        }
+        Ok(replies)
+    }
+
+    /// One script call deciding `batch` (no key in it with two specs).
+    async fn call_one(
+        &self,
+        batch: &[Box<ScriptDecision>],
+    ) -> Result<Vec<DecisionReply>, StoreError> {
         let now = self.config.clock_override.as_ref().map(|clock| clock.now());
-        let cmd = protocol::encode_call(self.script.get_hash(), now, &batch)?;
+        let cmd = protocol::encode_call(self.script.get_hash(), now, batch)?;
         let mut connection = self.connection().await?;
         let reply: Vec<u8> = match cmd.query_async(&mut connection).await {
             // After a Redis restart or SCRIPT FLUSH: load the script, call again.
@@ -309,6 +335,161 @@ impl RedisStore {
             }
         })?;
         protocol::decode_reply(reply, batch.iter().map(|d| d.levels()))
+    }
+}
+
+impl RedisStore {
+    /// [`Store::scan_buckets`]: SCAN with `MATCH` on the level's key prefix,
+    /// `COUNT` [`SCAN_COUNT`], until the cursor returns to 0, `max_buckets`
+    /// are found or [`SCAN_TIME_BUDGET`] has passed. On a Cluster the SCAN
+    /// goes to the primary that owns the tree's slot (every key of a tree is
+    /// there, see [`keys`]); standalone, to the server. Each call is bounded
+    /// by the store's timeout.
+    async fn scan_level(&self, scan: BucketScan<'_>) -> Result<ScannedBuckets, StoreError> {
+        let Some(level) = scan.tree.levels.get(scan.level_index) else {
+            return Err(StoreError::UnknownTree(scan.tree.name.clone()));
+        };
+        if level.is_global() {
+            return Ok(ScannedBuckets {
+                buckets: vec![Vec::new()],
+                truncated: false,
+            });
+        }
+        let base = keys::level_key(
+            &self.config.key_prefix,
+            &scan.tree.name,
+            &level.name,
+            level.spec.algorithm,
+        );
+        let pattern = keys::match_pattern(&base);
+        let mut connection = self.bounded(self.connection()).await?;
+        let slot = match &connection {
+            Connection::Standalone(_) => None,
+            Connection::Cluster(_) => Some(
+                self.bounded(async {
+                    redis::cmd("CLUSTER")
+                        .arg("KEYSLOT")
+                        .arg(&base)
+                        .query_async::<u16>(&mut connection.clone())
+                        .await
+                        .map_err(|e| self.error(&e))
+                })
+                .await?,
+            ),
+        };
+        let deadline = Instant::now() + SCAN_TIME_BUDGET;
+        // SCAN may return a key more than once.
+        let mut seen = std::collections::HashSet::new();
+        let mut found = ScannedBuckets::default();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys) = self
+                .bounded(self.scan_once(&mut connection, slot, cursor, &pattern))
+                .await?;
+            for key in keys {
+                let Some(values) = keys::bucket_values(&key, &base, &level.by) else {
+                    continue;
+                };
+                let wanted = scan
+                    .prefix
+                    .is_none_or(|p| values.first().is_some_and(|v| v.starts_with(p)));
+                if !wanted || seen.contains(&values) {
+                    continue;
+                }
+                if found.buckets.len() == scan.max_buckets {
+                    found.truncated = true;
+                    return Ok(found);
+                }
+                seen.insert(values.clone());
+                found.buckets.push(values);
+            }
+            if next == 0 {
+                return Ok(found);
+            }
+            if Instant::now() >= deadline {
+                found.truncated = true;
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
+    /// One `SCAN cursor MATCH pattern COUNT n`: to `slot`'s primary on a
+    /// Cluster.
+    async fn scan_once(
+        &self,
+        connection: &mut Connection,
+        slot: Option<u16>,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        let reply = match (connection, slot) {
+            (Connection::Cluster(cluster), Some(slot)) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::new(slot, SlotAddr::Master);
+                cluster
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await
+                    .and_then(|v| redis::from_redis_value(v).map_err(Into::into))
+            }
+            (connection, _) => cmd.query_async(connection).await,
+        };
+        reply.map_err(|e| self.error(&e))
+    }
+
+    /// [`Store::reset`]: one `DEL` per bucket of its key and its companions
+    /// (all in the tree's slot).
+    async fn reset_chain(&self, chain: &Chain<'_>) -> Result<usize, StoreError> {
+        let mut connection = self.connection().await?;
+        let mut reset = 0;
+        for bucket in &chain.buckets {
+            let key = keys::bucket_key(&self.config.key_prefix, &chain.tree.name, bucket);
+            let [summary, units] = keys::companion_keys(&key);
+            let mut del = redis::cmd("DEL");
+            del.arg(&key).arg(&summary).arg(&units);
+            // A shared parent's state is its pool and every guarantee.
+            if let Some(shares) = chain
+                .tree
+                .shares
+                .as_ref()
+                .filter(|s| s.parent == bucket.level_index)
+            {
+                let mut part_key = String::new();
+                keys::push_pool_key(
+                    &mut part_key,
+                    &self.config.key_prefix,
+                    &chain.tree.name,
+                    bucket,
+                );
+                del.arg(&part_key);
+                for part in &shares.parts {
+                    part_key.clear();
+                    keys::push_guarantee_key(
+                        &mut part_key,
+                        &self.config.key_prefix,
+                        &chain.tree.name,
+                        bucket,
+                        &part.values,
+                    );
+                    del.arg(&part_key);
+                }
+            }
+            let deleted: usize = del
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.error(&e))?;
+            reset += usize::from(deleted > 0);
+        }
+        Ok(reset)
     }
 }
 
@@ -333,5 +514,16 @@ impl Store for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn scan_buckets<'a>(
+        &'a self,
+        scan: BucketScan<'a>,
+    ) -> BoxFuture<'a, Result<ScannedBuckets, StoreError>> {
+        Box::pin(self.scan_level(scan))
+    }
+
+    fn reset<'a>(&'a self, chain: &'a Chain<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(self.bounded(self.reset_chain(chain)))
     }
 }

@@ -17,7 +17,13 @@
 //! | `ARGV[2]` | TTL slack in ms: 0, or [`TEST_TTL_SLACK_MS`] with a test clock |
 //! | `ARGV[3]` | specs, [`SPEC_LEN`] bytes each ([`SPEC_FORMAT`]): code, limit, window, burst as doubles, shadow |
 //! | `ARGV[4]` | per key index, its spec index (`u16` LE)                      |
-//! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), level count `n` (`u8`), then per level, root first, its key index (`u16` LE) and its bucket's cost (`u32` LE) |
+//! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), level count `n` (`u8`), shared parent's level (`u8`, 1-based, 0: none), its guarantee's key index (`u16` LE, 0: none), then per level, root first, its key index (`u16` LE) and its bucket's cost (`u32` LE) |
+//!
+//! Fair sharing ([`Shares`](crate::policy::Shares)): a shared parent's level
+//! carries its pool's key, and the request's guarantee (if any) is one more
+//! key named in the header. The script takes the cost from the guarantee
+//! first and the rest from the pool, as [`share_verdict`] does, and answers
+//! the level with one record flagged [`FLAG_SHARED`] holding both states.
 //!
 //! Each level carries its own cost (a bucket's [`Bucket::cost`]): two
 //! decisions of a batch may charge one bucket different costs, and the
@@ -58,9 +64,9 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use crate::algo::{self, BucketState, BucketView, Verdict};
-use crate::chain::Chain;
+use crate::chain::{Chain, ChainShare};
 use crate::clock::Micros;
-use crate::decision::{ChainOutcome, Mode};
+use crate::decision::{ChainOutcome, Mode, PartView, ShareVerdict, share_verdict};
 use crate::policy::{Algorithm, LimitSpec, MAX_LEVELS};
 use crate::store::StoreError;
 
@@ -86,6 +92,10 @@ pub(super) const FLAG_INSUFFICIENT: u8 = 2;
 pub(super) const FLAG_CHARGED: u8 = 4;
 /// Record flag: a retry time (a little-endian double) follows the state.
 pub(super) const FLAG_RETRY: u8 = 8;
+/// Record flag: a shared parent's record (fair sharing): the pool's state,
+/// then the guarantee's (its length, then it; empty when the request has no
+/// guarantee or it is fresh), and the flags are for the two together.
+pub(super) const FLAG_SHARED: u8 = 16;
 
 /// One spec in `ARGV[3]`, as `struct.unpack` reads it: algorithm code (2
 /// bytes), limit, window, burst (doubles), shadow (a byte, 1 or 0).
@@ -114,8 +124,10 @@ pub(super) const SUMMARY_FORMAT: &str = "<I4I4ddI4";
 /// Bytes of a summary ([`SUMMARY_FORMAT`]).
 pub(super) const SUMMARY_LEN: usize = 4 + 4 + 8 + 8 + 4;
 
-/// Bytes of a decision's header in `ARGV[5]`: mode, level count.
-pub(super) const DECISION_HEADER_LEN: usize = 1 + 1;
+/// Bytes of a decision's header in `ARGV[5]`: mode, level count, the shared
+/// parent's level (1-based; 0: none) and its guarantee's key index (`u16`; 0:
+/// none).
+pub(super) const DECISION_HEADER_LEN: usize = 1 + 1 + 1 + 2;
 /// Bytes of one level of a decision in `ARGV[5]`: key index (`u16`), cost (`u32`).
 pub(super) const DECISION_LEVEL_LEN: usize = 2 + 4;
 
@@ -143,15 +155,20 @@ const _: () = assert!(
 #[derive(Debug)]
 pub(super) struct ScriptDecision {
     /// Its buckets' keys, one after the other, each ending at `key_ends[i]`
-    /// (one allocation per decision, not one per key).
+    /// (one allocation per decision, not one per key). With fair sharing the
+    /// shared parent's key is its pool's, and its guarantee's (if any) comes
+    /// last, after the levels'.
     keys: String,
-    key_ends: ArrayVec<usize, MAX_LEVELS>,
+    key_ends: ArrayVec<usize, { MAX_LEVELS + 1 }>,
     /// [`MODE_COMMIT`], [`MODE_DRY_RUN`] or [`MODE_PEEK`].
     mode: u8,
-    /// Per level, root first.
-    specs: ArrayVec<SpecArg, MAX_LEVELS>,
+    /// Per key, as `keys`.
+    specs: ArrayVec<SpecArg, { MAX_LEVELS + 1 }>,
     /// Per level, root first: its bucket's cost.
     costs: ArrayVec<u64, MAX_LEVELS>,
+    /// Fair sharing: the shared parent's position (1-based), and whether the
+    /// guarantee's key follows the levels' keys.
+    share: Option<(u8, bool)>,
 }
 
 /// A level's spec as the script wants it (one entry of `ARGV[3]`).
@@ -173,11 +190,41 @@ impl ScriptDecision {
     pub(super) fn new(key_prefix: &str, chain: &Chain<'_>, mode: Mode) -> Box<Self> {
         let mut keys = String::new();
         let mut key_ends = ArrayVec::new();
-        for bucket in &chain.buckets {
-            super::keys::push_bucket_key(&mut keys, key_prefix, &chain.tree.name, bucket);
+        let tree = &chain.tree.name;
+        let spec_arg = |spec: &LimitSpec, shadow: bool| SpecArg {
+            code: super::keys::algorithm_code(spec.algorithm),
+            limit: spec.limit,
+            window: spec.window,
+            burst: spec.burst,
+            shadow,
+        };
+        let mut specs: ArrayVec<SpecArg, { MAX_LEVELS + 1 }> = ArrayVec::new();
+        for (i, bucket) in chain.buckets.iter().enumerate() {
+            match chain.share.as_ref().filter(|s| s.parent == i) {
+                Some(at) => {
+                    super::keys::push_pool_key(&mut keys, key_prefix, tree, bucket);
+                    specs.push(spec_arg(&at.shares.pool, false));
+                }
+                None => {
+                    super::keys::push_bucket_key(&mut keys, key_prefix, tree, bucket);
+                    specs.push(spec_arg(bucket.spec, bucket.level.shadow));
+                }
+            }
             key_ends.push(keys.len());
         }
+        let share = chain.share.as_ref().map(|at| {
+            if let Some(part) = at.part {
+                let part = &at.shares.parts[part];
+                let parent = &chain.buckets[at.parent];
+                super::keys::push_guarantee_key(&mut keys, key_prefix, tree, parent, &part.values);
+                key_ends.push(keys.len());
+                specs.push(spec_arg(&part.spec, false));
+            }
+            // At most MAX_LEVELS (8) levels: the position fits a byte.
+            (at.parent as u8 + 1, at.part.is_some())
+        });
         Box::new(ScriptDecision {
+            share,
             keys,
             key_ends,
             mode: match mode {
@@ -188,17 +235,7 @@ impl ScriptDecision {
                 Mode::Peek => MODE_PEEK,
             },
             costs: chain.buckets.iter().map(|bucket| bucket.cost).collect(),
-            specs: chain
-                .buckets
-                .iter()
-                .map(|bucket| SpecArg {
-                    code: super::keys::algorithm_code(bucket.spec.algorithm),
-                    limit: bucket.spec.limit,
-                    window: bucket.spec.window,
-                    burst: bucket.spec.burst,
-                    shadow: bucket.level.shadow,
-                })
-                .collect(),
+            specs,
         })
     }
 
@@ -211,8 +248,39 @@ impl ScriptDecision {
 
     /// Its number of levels (and so of records in its reply).
     pub(super) fn levels(&self) -> usize {
-        self.specs.len()
+        self.costs.len()
     }
+}
+
+/// `batch` cut into runs that each may go in one script call: a call sends
+/// each key once, with one spec, so two decisions that give one key different
+/// specs — made under two policies, while a reload is taking effect — must go
+/// in separate calls, one after the other in batch order. Otherwise the later
+/// one would be decided under the earlier one's limits (and its reply would
+/// not decode against its own). Outside a reload this is one run.
+pub(super) fn runs_without_conflicts(batch: &[Box<ScriptDecision>]) -> Vec<Range<usize>> {
+    if batch.len() < 2 {
+        return std::iter::once(0..batch.len()).collect();
+    }
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut spec_of: hashbrown::HashMap<&str, &SpecArg> = hashbrown::HashMap::new();
+    for (i, decision) in batch.iter().enumerate() {
+        let conflicts = decision
+            .keys()
+            .zip(&decision.specs)
+            .any(|(key, spec)| spec_of.get(key).is_some_and(|seen| *seen != spec));
+        if conflicts {
+            runs.push(start..i);
+            start = i;
+            spec_of.clear();
+        }
+        for (key, spec) in decision.keys().zip(&decision.specs) {
+            spec_of.entry_ref(key).or_insert(spec);
+        }
+    }
+    runs.push(start..batch.len());
+    runs
 }
 
 /// The `EVALSHA` of `script_hash` deciding `batch` in order. `now` is a test
@@ -231,7 +299,7 @@ pub(super) fn encode_call(
     let mut key_index_of: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
     let mut keys: Vec<(&str, usize)> = Vec::new();
     let mut specs: Vec<&SpecArg> = Vec::new();
-    let mut chains: Vec<ArrayVec<usize, MAX_LEVELS>> = Vec::with_capacity(batch.len());
+    let mut chains: Vec<ArrayVec<usize, { MAX_LEVELS + 1 }>> = Vec::with_capacity(batch.len());
     for decision in batch {
         let mut chain = ArrayVec::new();
         for (key, spec) in decision.keys().zip(&decision.specs) {
@@ -291,7 +359,14 @@ pub(super) fn encode_call(
     let mut packed = Vec::with_capacity(batch.len() * MAX_DECISION_LEN);
     for (decision, chain) in batch.iter().zip(&chains) {
         packed.push(decision.mode);
-        packed.push(u8::try_from(chain.len()).map_err(|_| too_big())?);
+        packed.push(u8::try_from(decision.costs.len()).map_err(|_| too_big())?);
+        let (shared_at, guarantee) = match decision.share {
+            None => (0, 0),
+            Some((at, false)) => (at, 0),
+            Some((at, true)) => (at, chain.last().copied().unwrap_or(0)),
+        };
+        packed.push(shared_at);
+        packed.extend_from_slice(&index_u16(guarantee)?.to_le_bytes());
         for (&key_index, &cost) in chain.iter().zip(&decision.costs) {
             packed.extend_from_slice(&index_u16(key_index)?.to_le_bytes());
             // No level holds more than MAX_LIMIT (< 2^32), so any larger cost
@@ -358,6 +433,8 @@ pub(super) struct DecisionReply {
 pub(super) struct LevelRecord<'a> {
     pub flags: u8,
     state: &'a [u8],
+    /// A shared parent's guarantee state ([`FLAG_SHARED`]).
+    guarantee: &'a [u8],
     retry: Option<Micros>,
 }
 
@@ -382,12 +459,21 @@ fn next_record<'a>(bytes: &'a [u8], len: usize) -> Result<(LevelRecord<'a>, &'a 
     let [flags, state_len, rest @ ..] = bytes else {
         return Err(malformed(len));
     };
-    if flags & !(FLAG_ALLOWED | FLAG_INSUFFICIENT | FLAG_CHARGED | FLAG_RETRY) != 0 {
+    if flags & !(FLAG_ALLOWED | FLAG_INSUFFICIENT | FLAG_CHARGED | FLAG_RETRY | FLAG_SHARED) != 0 {
         return Err(malformed(len));
     }
     let (state, rest) = rest
         .split_at_checked(usize::from(*state_len))
         .ok_or_else(|| malformed(len))?;
+    let (guarantee, rest) = if flags & FLAG_SHARED != 0 {
+        let [guarantee_len, rest @ ..] = rest else {
+            return Err(malformed(len));
+        };
+        rest.split_at_checked(usize::from(*guarantee_len))
+            .ok_or_else(|| malformed(len))?
+    } else {
+        (&[][..], rest)
+    };
     let (retry, rest) = if flags & FLAG_RETRY != 0 {
         let (retry, rest) = rest.split_at_checked(8).ok_or_else(|| malformed(len))?;
         (Some(integer(retry, len)?), rest)
@@ -398,6 +484,7 @@ fn next_record<'a>(bytes: &'a [u8], len: usize) -> Result<(LevelRecord<'a>, &'a 
         LevelRecord {
             flags: *flags,
             state,
+            guarantee,
             retry,
         },
         rest,
@@ -586,6 +673,79 @@ pub(super) fn level_verdict(
     Ok(verdict)
 }
 
+/// A shared parent's verdict from its record (the pool's and the guarantee's
+/// states), by the memory store's [`share_verdict`]; for sliding_log, the
+/// wait is the script's (it searches the logs with [`share_retry`]'s steps).
+/// Checked against what the script found.
+///
+/// [`share_retry`]: crate::decision::share_retry
+fn share_verdict_of(
+    record: &LevelRecord<'_>,
+    now: Micros,
+    at: &ChainShare<'_>,
+    probe: u64,
+) -> Result<ShareVerdict, StoreError> {
+    let pool_spec = &at.shares.pool;
+    let part = at.part.map(|p| &at.shares.parts[p]);
+    let sv = match pool_spec.algorithm {
+        Algorithm::SlidingLog => {
+            let pool = SummaryView::new(record.state, now, pool_spec, None)?;
+            let pool = PartView {
+                view: &pool,
+                capacity: pool_spec.capacity(),
+            };
+            let retry = record.retry;
+            match part {
+                Some(part) => {
+                    let g = SummaryView::new(record.guarantee, now, &part.spec, None)?;
+                    let g = PartView {
+                        view: &g,
+                        capacity: part.spec.capacity(),
+                    };
+                    share_verdict(Some((g, part.guaranteed)), pool, probe, retry)
+                }
+                None => share_verdict(None, pool, probe, retry),
+            }
+        }
+        algorithm => {
+            let pool_state = text_state(algorithm, record.state)?;
+            let g_state = match part {
+                Some(_) => Some(text_state(algorithm, record.guarantee)?),
+                None => None,
+            };
+            algo::with_view(&pool_state, now, pool_spec, |pv| {
+                let pool = PartView {
+                    view: pv,
+                    capacity: pool_spec.capacity(),
+                };
+                match part.zip(g_state.as_ref()) {
+                    Some((part, state)) => algo::with_view(state, now, &part.spec, |gv| {
+                        let g = PartView {
+                            view: gv,
+                            capacity: part.spec.capacity(),
+                        };
+                        share_verdict(Some((g, part.guaranteed)), pool, probe, None)
+                    }),
+                    None => share_verdict(None, pool, probe, None),
+                }
+            })
+        }
+    };
+    let v = &sv.verdict;
+    let retry_needed = !v.allowed && !v.insufficient;
+    if v.allowed != (record.flags & FLAG_ALLOWED != 0)
+        || v.insufficient != (record.flags & FLAG_INSUFFICIENT != 0)
+        || (pool_spec.algorithm == Algorithm::SlidingLog && retry_needed != record.retry.is_some())
+    {
+        return Err(protocol_error(format!(
+            "the decision script and share_verdict disagree on a shared level \
+             (script flags {}, share_verdict {sv:?})",
+            record.flags
+        )));
+    }
+    Ok(sv)
+}
+
 /// Builds the outcome from the script's per-level records with the same
 /// [`ChainOutcome::combine`] the memory store uses, and checks that the script
 /// charged exactly the levels `combine` says must be charged.
@@ -598,6 +758,7 @@ pub(super) fn decode_outcome(
     let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
     let mut charged = 0u32;
     let mut records = reply.records();
+    let mut share = None;
     for (i, bucket) in buckets.iter().enumerate() {
         let record = records.next().unwrap_or_else(|| {
             Err(protocol_error(format!(
@@ -607,7 +768,20 @@ pub(super) fn decode_outcome(
         })?;
         // What the script probed the level with (a peek probes with 1).
         let probe = bucket.probe(mode);
-        verdicts.push(level_verdict(&record, reply.now, bucket.spec, probe)?);
+        let shared = chain.share.as_ref().filter(|s| s.parent == i);
+        if shared.is_some() != (record.flags & FLAG_SHARED != 0) {
+            return Err(protocol_error(format!(
+                "the decision script's record of level {i} is {}a shared parent's",
+                if shared.is_some() { "not " } else { "" }
+            )));
+        }
+        if let Some(at) = shared {
+            let sv = share_verdict_of(&record, reply.now, at, probe)?;
+            verdicts.push(sv.verdict);
+            share = Some(sv);
+        } else {
+            verdicts.push(level_verdict(&record, reply.now, bucket.spec, probe)?);
+        }
         if record.flags & FLAG_CHARGED != 0 {
             charged |= 1 << i;
         }
@@ -619,7 +793,7 @@ pub(super) fn decode_outcome(
         )));
     }
     // No overflow bucket in Redis (see the module docs of `redis`).
-    let (outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts);
+    let (outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts, share.as_ref());
     if charge != charged {
         // Cannot happen unless decide.lua and combine disagree: say so loudly
         // rather than hand back an answer that does not match what was recorded.
@@ -638,6 +812,35 @@ mod tests {
     use super::*;
 
     const NOW: Micros = 1_795_839_179_412_915;
+
+    /// Two policies (before and after a reload) give one bucket different
+    /// limits: their decisions never share a call; the same limits do.
+    #[test]
+    fn a_key_with_two_specs_splits_the_batch() {
+        let policy = |limit: u64| {
+            crate::policy::Policy::from_toml_str(
+                &format!(
+                    "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = {limit}\nwindow = \"1m\"\n"
+                ),
+                "test",
+            )
+            .unwrap()
+        };
+        let (old, new) = (policy(10), policy(5));
+        let decision = |policy: &crate::policy::Policy| {
+            let chain = policy.trees()[0].chain(&[], 1).unwrap();
+            ScriptDecision::new("limitree", &chain, Mode::Commit)
+        };
+        let batch = vec![
+            decision(&old),
+            decision(&old),
+            decision(&new),
+            decision(&old),
+        ];
+        assert_eq!(runs_without_conflicts(&batch), vec![0..2, 2..3, 3..4]);
+        let same = vec![decision(&new), decision(&new)];
+        assert_eq!(runs_without_conflicts(&same), vec![0..2]);
+    }
 
     /// A constant as `decide.lua` writes it.
     #[derive(Debug, PartialEq)]
@@ -713,6 +916,7 @@ mod tests {
             ("FLAG_INSUFFICIENT", int(FLAG_INSUFFICIENT.into())),
             ("FLAG_CHARGED", int(FLAG_CHARGED.into())),
             ("FLAG_RETRY", int(FLAG_RETRY.into())),
+            ("FLAG_SHARED", int(FLAG_SHARED.into())),
             ("SPEC_FORMAT", LuaConst::Str(SPEC_FORMAT.to_owned())),
             ("SPEC_LEN", int(SPEC_LEN)),
             ("SUMMARY_FORMAT", LuaConst::Str(SUMMARY_FORMAT.to_owned())),
@@ -828,6 +1032,7 @@ mod tests {
     ) {
         let spec = spec(algorithm, 10, 1_000_000);
         let record = LevelRecord {
+            guarantee: &[],
             flags,
             state: &state,
             retry: None,
@@ -845,6 +1050,7 @@ mod tests {
         let spec = spec(Algorithm::SlidingLog, 2, 1_000_000);
         let state = summary(2, 0, (NOW - 10) as f64, (NOW - 5) as f64, 1);
         let record = LevelRecord {
+            guarantee: &[],
             flags: FLAG_RETRY,
             state: &state,
             retry: Some(999_990),
@@ -865,6 +1071,7 @@ mod tests {
     ) {
         let spec = spec(algorithm, 10, 1_000_000);
         let record = LevelRecord {
+            guarantee: &[],
             flags,
             state: &state,
             retry: None,
@@ -884,6 +1091,7 @@ mod tests {
     fn a_state_of_another_shape_is_an_error(#[case] algorithm: Algorithm, #[case] state: Vec<u8>) {
         let spec = spec(algorithm, 10, 1_000_000);
         let record = LevelRecord {
+            guarantee: &[],
             flags: 1,
             state: &state,
             retry: None,

@@ -1,0 +1,111 @@
+//! Fair sharing under a parent's cap (HTB-style guaranteed shares plus
+//! borrowing).
+//!
+//! A keyed level (the **child**) may give some of its values a guaranteed
+//! share of the level directly above it (the **parent**, a global level). The
+//! parent's limit `L` is then split into parts, each an ordinary bucket of the
+//! parent's algorithm and window:
+//! - one **guarantee** per guaranteed value, holding its share `g`;
+//! - the **pool**, holding what is left, `L − G` (`G`: the sum of the shares).
+//!
+//! A request whose child value has a guarantee takes from its guarantee first
+//! and the rest from the pool; any other request (a value without a share, or
+//! no child bucket at all) takes only from the pool. The parent's own bucket
+//! is not kept: its parts are it. Since the parts' limits sum to `L`, the
+//! parent never admits more than a bucket of `L` would, and a value within its
+//! guarantee is never denied for what other values took. The child's own limit
+//! stays each value's ceiling. How one request is split is
+//! [`crate::decision::share_verdict`].
+
+use super::{Algorithm, LimitSpec};
+
+/// The shares one tree gives: which level is split for which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shares {
+    /// Index of the parent level (global) whose limit is split.
+    pub parent: usize,
+    /// Index of the child level (keyed) whose values hold the guarantees.
+    pub child: usize,
+    /// The sum of the guarantees (`G ≤ L`).
+    pub reserved: u64,
+    /// The pool: the parent's spec with what the guarantees leave. Its limit
+    /// may be 0 (everything reserved): then it never has room.
+    pub pool: LimitSpec,
+    /// One per guaranteed value, in the child's override order.
+    pub parts: Vec<SharePart>,
+}
+
+/// One value's guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharePart {
+    /// The child's descriptor values, in its `by` order.
+    pub values: Vec<String>,
+    /// The guaranteed units per window.
+    pub guaranteed: u64,
+    /// The guarantee's bucket: the parent's algorithm and window, limit `g`.
+    pub spec: LimitSpec,
+}
+
+impl Shares {
+    /// Splits `parent` for `guarantees` (values, share), in order. The caller
+    /// has checked `sum ≤ parent.limit`. A gcra parent's `burst` is split in
+    /// proportion (rounded down, so the parts never hold more than it); the
+    /// pool gets what is left of it, or nothing when its limit is 0.
+    pub fn split(
+        parent_index: usize,
+        child_index: usize,
+        parent: &LimitSpec,
+        guarantees: Vec<(Vec<String>, u64)>,
+    ) -> Shares {
+        let reserved: u64 = guarantees.iter().map(|(_, g)| g).sum();
+        let burst_of = |g: u64| -> u64 {
+            if parent.algorithm == Algorithm::Gcra {
+                let b = u128::from(g) * u128::from(parent.burst) / u128::from(parent.limit.max(1));
+                u64::try_from(b).unwrap_or(u64::MAX)
+            } else {
+                g
+            }
+        };
+        let parts: Vec<SharePart> = guarantees
+            .into_iter()
+            .map(|(values, guaranteed)| SharePart {
+                values,
+                guaranteed,
+                spec: LimitSpec {
+                    limit: guaranteed,
+                    burst: burst_of(guaranteed),
+                    ..*parent
+                },
+            })
+            .collect();
+        let pool_limit = parent.limit - reserved;
+        let pool_burst = if pool_limit == 0 {
+            0
+        } else {
+            parent
+                .burst
+                .saturating_sub(parts.iter().map(|p| p.spec.burst).sum())
+        };
+        Shares {
+            parent: parent_index,
+            child: child_index,
+            reserved,
+            pool: LimitSpec {
+                limit: pool_limit,
+                burst: pool_burst,
+                ..*parent
+            },
+            parts,
+        }
+    }
+
+    /// The guarantee of the child bucket with `values`, by index in [`Shares::parts`].
+    pub fn part_for(&self, values: &[&str]) -> Option<usize> {
+        self.parts.iter().position(|p| {
+            p.values
+                .iter()
+                .map(String::as_str)
+                .eq(values.iter().copied())
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! The conformance suite's fair-sharing tests (see
+//! `limitree::policy::Shares`): stamped out for every store with the rest of
+//! [`crate::conformance_suite!`]. Each property of the README's "Fair sharing"
+//! section has its test, for every algorithm.
+
+use limitree::decision::LevelShare;
+use limitree::{ChainOutcome, Micros, Mode, Reason};
+
+use crate::conformance::{Fixture, Harness, S};
+use crate::support::ALGORITHMS;
+
+/// Global 10 per 10 s; category ceiling 6; `a` and `b` guaranteed 3 each, so
+/// the pool holds 4. `c` and `d` have no guarantee.
+pub fn shared(algorithm: &str) -> String {
+    format!(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 10
+window = "10s"
+algorithm = "{algorithm}"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 6
+window = "10s"
+algorithm = "{algorithm}"
+shares = {{ a = 3, b = 3 }}
+"#
+    )
+}
+
+fn cat(value: &str) -> [(&str, &str); 1] {
+    [("category", value)]
+}
+
+async fn take(f: &Fixture, value: &str, cost: u64) -> ChainOutcome {
+    f.take(&cat(value), cost).await
+}
+
+/// Admitted units of `n` requests of cost 1 for `value`.
+async fn admitted(f: &Fixture, value: &str, n: u64) -> u64 {
+    let mut got = 0;
+    for _ in 0..n {
+        if take(f, value, 1).await.allowed {
+            got += 1;
+        }
+    }
+    got
+}
+
+fn pool(o: &ChainOutcome) -> Option<u64> {
+    match o.levels[0].share {
+        Some(LevelShare::Parent { pool_remaining }) => Some(pool_remaining),
+        _ => None,
+    }
+}
+
+fn child(o: &ChainOutcome) -> Option<(u64, u64, u64)> {
+    match o.levels.get(1)?.share {
+        Some(LevelShare::Child {
+            guaranteed,
+            remaining,
+            borrowed,
+        }) => Some((guaranteed, remaining, borrowed)),
+        _ => None,
+    }
+}
+
+/// (1) The parent never admits more than its limit in a window, whatever the
+/// mix of values, for every algorithm; (3) no value exceeds its ceiling.
+pub async fn shares_never_admit_more_than_the_parent_limit(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &shared(algorithm));
+        let mut total = 0;
+        for value in ["c", "a", "d", "b", "a", "c"] {
+            let got = admitted(&f, value, 8).await;
+            assert!(got <= 6, "{algorithm}: {value} passed its ceiling: {got}");
+            total += got;
+        }
+        assert_eq!(total, 10, "{algorithm}: all at one instant");
+        // Later in the same window: still nothing more (gcra drips one unit
+        // back per second: at most that many).
+        f.clock.advance_micros(4 * S);
+        let later = admitted(&f, "a", 3).await + admitted(&f, "c", 3).await;
+        let drip = if algorithm == "gcra" { 4 } else { 0 };
+        assert!(later <= drip, "{algorithm}: {later} more within the window");
+    }
+}
+
+/// (2) A value within its guarantee is never denied because of other values'
+/// traffic: noisy values exhaust the pool and `b` its guarantee; `a` still
+/// gets its 3, and the reply says none of it was borrowed.
+pub async fn a_guarantee_holds_against_other_values_traffic(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &shared(algorithm));
+        assert_eq!(
+            admitted(&f, "c", 6).await,
+            4,
+            "{algorithm}: c borrows the pool"
+        );
+        assert_eq!(admitted(&f, "d", 6).await, 0, "{algorithm}: pool empty");
+        assert_eq!(
+            admitted(&f, "b", 6).await,
+            3,
+            "{algorithm}: b its guarantee"
+        );
+        for i in 0..3 {
+            let o = take(&f, "a", 1).await;
+            assert!(o.allowed, "{algorithm}: a #{i}: {o:?}");
+            assert_eq!(child(&o), Some((3, 2 - i, 0)), "{algorithm}");
+            assert_eq!(pool(&o), Some(0), "{algorithm}");
+            assert_eq!(
+                o.levels[0].remaining,
+                2 - i,
+                "{algorithm}: guarantee + pool"
+            );
+        }
+        let o = take(&f, "a", 1).await;
+        assert!(
+            !o.allowed && !o.levels[0].allowed && o.levels[1].allowed,
+            "{algorithm}: {o:?}"
+        );
+    }
+}
+
+/// (4) The pool is shared first come, within ceilings: `a` takes its
+/// guarantee and borrows 2 of the pool's 4; its ceiling lets it borrow one
+/// more; `c` then finds the last unit, `d` none.
+pub async fn the_pool_is_first_come_within_ceilings(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &shared(algorithm));
+        let o = take(&f, "a", 5).await;
+        assert!(o.allowed, "{algorithm}: {o:?}");
+        assert_eq!(
+            child(&o),
+            Some((3, 0, 2)),
+            "{algorithm}: 3 guaranteed, 2 borrowed"
+        );
+        assert_eq!(pool(&o), Some(2), "{algorithm}");
+        // Its ceiling (6) stops `a` at one more although the pool has two.
+        assert_eq!(admitted(&f, "a", 3).await, 1, "{algorithm}: ceiling");
+        assert_eq!(
+            admitted(&f, "c", 3).await,
+            1,
+            "{algorithm}: the pool's last unit"
+        );
+        assert_eq!(admitted(&f, "d", 3).await, 0, "{algorithm}");
+        // b's guarantee is untouched by all of it.
+        assert_eq!(admitted(&f, "b", 4).await, 3, "{algorithm}");
+    }
+}
+
+/// (5) Values without a guarantee only borrow: their share shows a guarantee
+/// of 0 and every unit borrowed; a request with no child bucket at all takes
+/// from the pool too. A denial charges nothing, the guarantee included.
+pub async fn values_without_a_guarantee_only_borrow(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &shared(algorithm));
+        let o = take(&f, "c", 2).await;
+        assert!(o.allowed, "{algorithm}");
+        assert_eq!(child(&o), Some((0, 0, 2)), "{algorithm}");
+        assert_eq!(pool(&o), Some(2), "{algorithm}");
+        // `a` asks for 6: its guarantee (3) and the pool (2) cannot give it.
+        let denied = take(&f, "a", 6).await;
+        assert!(
+            !denied.allowed && denied.reason == Reason::Limited,
+            "{algorithm}: {denied:?}"
+        );
+        assert_eq!(
+            child(&denied),
+            Some((3, 3, 0)),
+            "{algorithm}: nothing taken"
+        );
+        assert_eq!(pool(&denied), Some(2), "{algorithm}: nothing taken");
+        let peek = f.peek(&cat("a")).await;
+        assert_eq!(
+            Fixture::remaining(&peek),
+            vec![5, 6],
+            "{algorithm}: a denial charged"
+        );
+        // A cost beyond what the pool can ever hold, for a value that only
+        // borrows, is never possible (its ceiling of 6 would hold it).
+        let o = take(&f, "c", 5).await;
+        assert_eq!(o.reason, Reason::InsufficientCapacity, "{algorithm}: {o:?}");
+        assert!(
+            !o.levels[0].allowed && o.levels[0].insufficient,
+            "{algorithm}: {o:?}"
+        );
+    }
+}
+
+/// `retry_after` is the earliest time at which guarantee plus pool can take
+/// the cost: not a microsecond early, and exact, for every algorithm, with
+/// the guarantee and the pool drained at different times.
+pub async fn a_shared_retry_after_is_exact(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        for cost in [1, 2, 5] {
+            let f = Fixture::new(h, &shared(algorithm));
+            f.clock.advance_micros(S + 250_000);
+            assert!(take(&f, "c", 4).await.allowed, "{algorithm}: the pool");
+            f.clock.advance_micros(3 * S);
+            assert!(take(&f, "b", 3).await.allowed, "{algorithm}");
+            assert!(take(&f, "a", 3).await.allowed, "{algorithm}: a's guarantee");
+            // What gcra's pool dripped back meanwhile goes to `c`.
+            admitted(&f, "c", 2).await;
+            f.clock.advance_micros(1);
+            let denied = f.decide(&cat("a"), cost, Mode::DryRun).await;
+            assert!(!denied.allowed, "{algorithm}: cost {cost}: {denied:?}");
+            let retry: Micros = denied.retry_after.expect("limited, not insufficient");
+            f.clock.advance_micros(retry - 1);
+            let early = f.decide(&cat("a"), cost, Mode::DryRun).await;
+            assert!(!early.allowed, "{algorithm}: cost {cost} early ({retry})");
+            f.clock.advance_micros(1);
+            let at = f.take(&cat("a"), cost).await;
+            assert!(
+                at.allowed,
+                "{algorithm}: cost {cost} at retry_after {retry}: {at:?}"
+            );
+        }
+    }
+}
