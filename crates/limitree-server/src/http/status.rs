@@ -25,18 +25,16 @@ pub const BUCKETS_PER_LEVEL: usize = 5;
 pub struct StatusState {
     /// Recent denials, fed by every API that decides.
     pub denials: Arc<Denials>,
-    /// When the policy in force was loaded (the limiter's clock).
-    pub loaded_at: Micros,
     /// The limiter's clock: "now" on the page.
     pub clock: Arc<dyn Clock>,
 }
 
 impl StatusState {
-    /// For `policy`, loaded now by `clock`.
+    /// For `policy`, on `clock`. (When the policy was loaded, and the last
+    /// reload, come from [`crate::reload::Reloader::status`].)
     pub fn new(policy: &Policy, clock: Arc<dyn Clock>) -> StatusState {
         StatusState {
             denials: Arc::new(Denials::new(policy, Arc::clone(&clock))),
-            loaded_at: clock.now(),
             clock,
         }
     }
@@ -70,13 +68,59 @@ pub struct StoreStatus {
     pub detail: Option<String>,
 }
 
-/// The policy in force.
+/// The policy in force, and the last reload.
 #[derive(Debug, Serialize)]
 pub struct PolicyStatus {
-    /// When it was loaded (ms since the epoch): at start-up.
+    /// When it was loaded (ms since the epoch): at start-up or its reload.
     pub loaded_at_ms: u64,
-    /// How the policy was loaded.
-    pub note: &'static str,
+    /// Its hash (as `limitree_policy_info{hash}` says).
+    pub hash: String,
+    /// Since when the running policy is stale (the config file has an
+    /// invalid change it refused), ms since the epoch; `null` when not.
+    pub stale_since_ms: Option<u64>,
+    /// The last reload attempt, if any.
+    pub last_reload: Option<ReloadView>,
+    /// One line on the above, for people.
+    pub note: String,
+}
+
+/// One reload attempt as the status shows it.
+#[derive(Debug, Serialize)]
+pub struct ReloadView {
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// `SIGHUP`, `file change` or `POST /v1/reload`.
+    pub trigger: String,
+    /// `ok` or `error`.
+    pub result: &'static str,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+impl PolicyStatus {
+    fn new(reload: crate::reload::ReloadStatus) -> PolicyStatus {
+        let last_reload = reload.last_attempt.map(|a| ReloadView {
+            at_ms: a.at_ms,
+            trigger: a.trigger,
+            result: if a.error.is_some() { "error" } else { "ok" },
+            error: a.error,
+        });
+        let note = match (&last_reload, reload.stale_since_ms) {
+            (None, _) => "not reloaded since start-up".to_owned(),
+            (Some(r), Some(_)) => format!(
+                "stale: the last reload ({}) was refused, the previous policy keeps serving",
+                r.trigger
+            ),
+            (Some(r), None) => format!("last reload ({}): {}", r.trigger, r.result),
+        };
+        PolicyStatus {
+            loaded_at_ms: reload.loaded_at_ms,
+            hash: reload.policy_hash,
+            stale_since_ms: reload.stale_since_ms,
+            last_reload,
+            note,
+        }
+    }
 }
 
 /// One tree.
@@ -216,10 +260,7 @@ pub async fn collect(state: &AppState) -> Status {
             ready: ready.is_ok(),
             detail: ready.err().map(|e| e.to_string()),
         },
-        policy: PolicyStatus {
-            loaded_at_ms: millis(state.status.loaded_at),
-            note: "loaded at start-up; this server does not reload its policy yet",
-        },
+        policy: PolicyStatus::new(state.reload.status()),
         trees,
         denials: state
             .status

@@ -273,6 +273,39 @@ async fn post_reload_answers_ok_the_errors_or_nothing_to_reload() {
         level(&check(&client, &served, "errors", 0).await, "category").unwrap()["limit"],
         10
     );
+    // The status page's JSON says the policy is stale and why.
+    let status = |client: reqwest::Client, base: String| async move {
+        let status: Value = client
+            .get(format!("{base}/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["policy"].clone()
+    };
+    let policy = status(client.clone(), served.base.clone()).await;
+    assert_eq!(policy["last_reload"]["result"], "error", "{policy}");
+    assert!(policy["stale_since_ms"].is_u64(), "{policy}");
+    let stale_hash = policy["hash"].clone();
+
+    // A valid file: 200, in force, and the status says so.
+    replace_file(&path, &notifications_with(&[GLOBAL, CATEGORY.limit(7)]));
+    let reply = client
+        .post(format!("{}/v1/reload", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        level(&check(&client, &served, "errors", 0).await, "category").unwrap()["limit"],
+        7
+    );
+    let policy = status(client.clone(), served.base.clone()).await;
+    assert_eq!(policy["last_reload"]["result"], "ok", "{policy}");
+    assert!(policy["stale_since_ms"].is_null(), "{policy}");
+    assert_ne!(policy["hash"], stale_hash, "{policy}");
 
     let builtin = Served::start(&["--http", "127.0.0.1:0"]);
     let reply = client

@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             the_pool_is_first_come_within_ceilings,
             values_without_a_guarantee_only_borrow,
             a_shared_retry_after_is_exact,
+            a_reload_keeps_the_parts_only_for_the_same_split,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

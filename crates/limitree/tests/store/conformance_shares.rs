@@ -222,3 +222,32 @@ pub async fn a_shared_retry_after_is_exact(h: &dyn Harness) {
         }
     }
 }
+
+/// A reload that keeps the split (same guaranteed values; here a higher
+/// ceiling) keeps the parts' state: what `a` took from its guarantee and
+/// from the pool stays taken, and the parent still admits at most its limit.
+pub async fn a_reload_keeps_the_parts_only_for_the_same_split(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let mut f = Fixture::new(h, &shared(algorithm));
+        // `a`: 3 from its guarantee, 2 from the pool.
+        assert_eq!(admitted(&f, "a", 5).await, 5, "{algorithm}");
+        let before = take(&f, "a", 0).await;
+        f.reload(&shared(algorithm).replace("limit = 6", "limit = 8"));
+        let after = take(&f, "a", 0).await;
+        assert_eq!(
+            child(&after).map(|c| c.1),
+            Some(0),
+            "{algorithm}: {after:?}"
+        );
+        assert_eq!(pool(&after), pool(&before), "{algorithm}: {after:?}");
+        // gcra counts in time (its pool's burst is split), so exact totals
+        // are checked for the counting algorithms.
+        if algorithm != "gcra" {
+            assert_eq!(pool(&after), Some(2), "{algorithm}: {after:?}");
+            // At most 10 in the window: `a` 2 more from the pool, `b` its 3.
+            assert_eq!(admitted(&f, "a", 5).await, 2, "{algorithm}");
+            assert_eq!(admitted(&f, "b", 5).await, 3, "{algorithm}");
+            assert_eq!(admitted(&f, "c", 5).await, 0, "{algorithm}");
+        }
+    }
+}
