@@ -170,9 +170,11 @@ pub struct Chain<'a> {
     pub share: Option<ChainShare<'a>>,
 }
 
-/// How a chain passes a tree's [`Shares`]: the parent's bucket (always in the
-/// chain: it is global) stands for its parts — the guarantee of the child's
-/// value, if it has one, and the pool.
+/// How a chain passes a tree's [`Shares`]: the parent's bucket (when the
+/// chain has it: a keyed parent whose descriptor is missing and not required
+/// is skipped, and then nothing is shared) stands for its parts — the
+/// guarantee of the child's value in that bucket, if it has one, and that
+/// bucket's pool. Each bucket of a keyed parent has parts of its own.
 #[derive(Debug, Clone, Copy)]
 pub struct ChainShare<'a> {
     /// The tree's shares.

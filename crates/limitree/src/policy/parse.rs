@@ -544,8 +544,10 @@ fn validate_override(
 }
 
 /// The tree's [`Shares`], if a level gives guarantees: the level directly
-/// above it must be a global, non-shadow level whose limit holds the sum of
-/// the guarantees, and at most one level of a tree may give them.
+/// above it must be a non-shadow level whose limit holds the sum of the
+/// guarantees — a global one, or a keyed one without overrides whose `by`
+/// keys the child does not repeat (each of its buckets is split alike) —
+/// and at most one level of a tree may give them.
 fn validate_shares(
     levels: &[Level],
     tree_index: usize,
@@ -580,13 +582,31 @@ fn validate_shares(
             );
             continue;
         };
-        if !parent.is_global() {
+        // A keyed parent is split the same way in each of its buckets, so
+        // every bucket must hold the same limit, and a guarantee must not
+        // name the parent's values (it would reserve part of every parent
+        // bucket for values only one of them ever sees).
+        if !parent.overrides.is_empty() {
             problems.push(
                 &level_place,
                 format!(
-                    "gives guaranteed shares of level `{}`, which has `by` keys; the level \
-                     directly above a level with shares must be global (no `by`)",
+                    "gives guaranteed shares of level `{}`, which has `overrides`; each bucket \
+                     of a level with shares below it is split the same way, so it must hold \
+                     the level's one limit: remove the overrides there (or add a level for them)",
                     parent.name
+                ),
+            );
+            continue;
+        }
+        if let Some(key) = level.by.iter().find(|k| parent.by.contains(k)) {
+            problems.push(
+                &level_place,
+                format!(
+                    "gives guaranteed shares of level `{}`, but both have the `by` key `{}`; \
+                     a guarantee is given in every bucket of `{}`, so this level's `by` must \
+                     not repeat its keys: use `by` without `{}` here (and, for a ceiling per \
+                     `{}` bucket, a third level below with both keys)",
+                    parent.name, key, parent.name, key, parent.name
                 ),
             );
             continue;
@@ -982,10 +1002,15 @@ window = "1s"
          of level `global` they are part of; lower them so they sum to at most 10"
     )]
     #[case::shadow_parent("limit = 10\nshadow = true", "shares = { a = 1 }", "a shadow level")]
-    #[case::keyed_parent(
-        "limit = 10\nby = [\"tenant\"]",
+    #[case::parent_with_overrides(
+        "limit = 10\nby = [\"tenant\"]\noverrides = [{ when = { tenant = \"x\" }, limit = 20 }]",
         "shares = { a = 1 }",
-        "which has `by` keys"
+        "which has `overrides`; each bucket of a level with shares below it is split the same way"
+    )]
+    #[case::child_repeats_the_parent_key(
+        "limit = 10\nby = [\"category\"]",
+        "shares = { a = 1 }",
+        "but both have the `by` key `category`"
     )]
     #[case::zero_share(
         "limit = 10",
@@ -1049,6 +1074,21 @@ window = "1s"
         let level = &p.trees()[0].levels[1];
         assert_eq!(level.spec_for(&["errors"]).limit, 10);
         assert_eq!(level.spec_for(&["info"]).limit, 3);
+    }
+
+    /// A keyed parent is split in each of its buckets alike: one [`Shares`]
+    /// for the tree, the guarantees named by the child's values only.
+    #[test]
+    fn a_keyed_parent_is_split_like_a_global_one() {
+        let text = two_levels(
+            "limit = 100\nby = [\"team\"]",
+            "shares = { errors = 4, warnings = 4 }",
+        );
+        let p = Policy::from_toml_str(&text, "f").unwrap();
+        let shares = p.trees()[0].shares.as_ref().unwrap();
+        assert_eq!((shares.parent, shares.child, shares.reserved), (0, 1, 8));
+        assert_eq!(shares.pool.limit, 92);
+        assert_eq!(shares.part_for(&["errors"]), Some(0));
     }
 
     #[test]

@@ -2,16 +2,19 @@
 //! borrowing).
 //!
 //! A keyed level (the **child**) may give some of its values a guaranteed
-//! share of the level directly above it (the **parent**, a global level). The
-//! parent's limit `L` is then split into parts, each an ordinary bucket of the
-//! parent's algorithm and window:
+//! share of the level directly above it (the **parent**, global or keyed).
+//! The limit `L` of each parent bucket (the global one, or each team's of a
+//! parent `by = ["team"]`) is then split into parts, each an ordinary bucket
+//! of the parent's algorithm and window, and each parent bucket has its own:
 //! - one **guarantee** per guaranteed value, holding its share `g`;
 //! - the **pool**, holding what is left, `L − G` (`G`: the sum of the shares).
 //!
 //! A request whose child value has a guarantee takes from its guarantee first
 //! and the rest from the pool; any other request (a value without a share, or
-//! no child bucket at all) takes only from the pool. The parent's own bucket
-//! is not kept: its parts are it. Since the parts' limits sum to `L`, the
+//! no child bucket at all) takes only from the pool. The parent's bucket has
+//! no state of its own: its parts are it. Every bucket of a keyed parent is
+//! split the same way (the policy refuses overrides on it, and a child that
+//! repeats its `by` keys), so one `Shares` describes them all. Since the parts' limits sum to `L`, the
 //! parent never admits more than a bucket of `L` would, and a value within its
 //! guarantee is never denied for what other values took. The child's own limit
 //! stays each value's ceiling. How one request is split is
@@ -22,7 +25,8 @@ use super::{Algorithm, LimitSpec};
 /// The shares one tree gives: which level is split for which.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shares {
-    /// Index of the parent level (global) whose limit is split.
+    /// Index of the parent level whose limit (each bucket's, for a keyed
+    /// one) is split.
     pub parent: usize,
     /// Index of the child level (keyed) whose values hold the guarantees.
     pub child: usize,

@@ -20,6 +20,9 @@
 //! with the level's limit, so a flood of new descriptor values cannot grow memory
 //! and cannot get more than one bucket's worth of traffic through. Override values
 //! always get their own bucket (their number is fixed by the policy).
+//! A bucket split by fair sharing keeps its guarantees and pool with it (see
+//! `Cell`), so they are bounded, expired and evicted as the bucket is; values
+//! past a split level's cap share the overflow bucket's parts.
 //!
 //! # Reload
 //! A store is laid out for one policy (its trees and levels by index, so a
@@ -44,7 +47,7 @@ use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
 use crate::decision::{ChainOutcome, Mode, PartView, ShareVerdict, share_verdict};
-use crate::policy::{Level, MAX_LEVELS, Policy, Shares};
+use crate::policy::{Level, LimitSpec, MAX_LEVELS, Policy, Shares};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
 /// new values against a level full of live buckets costs O(1) per request.
@@ -71,69 +74,123 @@ impl KeyRef<'_> {
     }
 }
 
-type BucketMap = HashMap<BucketKey, Mutex<BucketState>>;
+type BucketMap = HashMap<BucketKey, Cell>;
+
+/// One bucket's state. A bucket of a level split by fair sharing
+/// ([`crate::policy::Shares`]) has no state of its own: `state` is its pool
+/// and `parts` its guarantees, one per [`Shares::parts`] in order. They live
+/// with the bucket, so each bucket of a keyed parent (each team) has its own
+/// guarantees and pool, and they are created, expired, evicted and counted
+/// against `max_buckets` with it: memory stays bounded by
+/// `max_buckets × (guarantees + 1)` per level.
+#[derive(Debug)]
+struct Cell {
+    /// The bucket's state, or a split bucket's pool.
+    state: Mutex<BucketState>,
+    /// A split bucket's guarantees; empty otherwise (no allocation).
+    parts: Box<[Mutex<BucketState>]>,
+}
+
+impl Cell {
+    fn fresh(algorithm: crate::policy::Algorithm, split: Option<&Shares>) -> Cell {
+        let parts = split.map_or(0, |s| s.parts.len());
+        Cell {
+            state: Mutex::new(BucketState::fresh(algorithm)),
+            parts: (0..parts)
+                .map(|_| Mutex::new(BucketState::fresh(algorithm)))
+                .collect(),
+        }
+    }
+
+    /// When every state of the cell is idle: `spec` is the bucket's own (read
+    /// only when it is not split).
+    fn idle_at(&mut self, spec: &LimitSpec, split: Option<&Shares>) -> Micros {
+        let state_spec = split.map_or(spec, |s| &s.pool);
+        let mut at = algo::idle_at(self.state.get_mut(), state_spec);
+        if let Some(split) = split {
+            for (part, p) in self.parts.iter_mut().zip(&split.parts) {
+                at = at.max(algo::idle_at(part.get_mut(), &p.spec));
+            }
+        }
+        at
+    }
+
+    /// Sets every state of the cell fresh; returns whether any was live at
+    /// `now` (see [`Cell::idle_at`]).
+    fn reset(&self, spec: &LimitSpec, split: Option<&Shares>, now: Micros) -> bool {
+        let mut old = Cell::fresh(spec.algorithm, split);
+        std::mem::swap(&mut *self.state.lock(), &mut *old.state.get_mut());
+        for (part, fresh) in self.parts.iter().zip(old.parts.iter_mut()) {
+            std::mem::swap(&mut *part.lock(), &mut *fresh.get_mut());
+        }
+        old.idle_at(spec, split) > now
+    }
+}
 
 #[derive(Debug)]
 struct KeyedLevel {
     /// The level, for specs when expiring idle buckets.
     level: Level,
+    /// The split of each bucket when fair sharing splits this level.
+    split: Option<Shares>,
     /// Shared with the stores of later policies that keep this level (see
     /// the module docs on reload).
     buckets: Arc<RwLock<BucketMap>>,
     /// Shared by values first seen while `buckets` is full.
-    overflow: Arc<Mutex<BucketState>>,
+    overflow: Arc<Cell>,
     /// When the level last ran `expire_idle` on itself because it was full.
     last_full_expire: Arc<AtomicU64>,
 }
 
+/// A level without `by`: one bucket for the tree (shared with later
+/// policies' stores like a keyed level's map).
 #[derive(Debug)]
-enum LevelBuckets {
-    /// A level without `by`: one bucket for the tree (shared like a keyed
-    /// level's map), and the level.
-    Global(Arc<Mutex<BucketState>>, Box<Level>),
-    Keyed(Box<KeyedLevel>),
-    /// A global level whose limit is split by fair sharing
-    /// ([`crate::policy::Shares`]): no bucket of its own, its parts instead.
-    Shared(Box<SharedLevel>),
+struct GlobalLevel {
+    level: Level,
+    /// The bucket's split when fair sharing splits this level.
+    split: Option<Shares>,
+    cell: Arc<Cell>,
 }
 
-/// A shared parent's parts. Their number is fixed by the policy.
 #[derive(Debug)]
-struct SharedLevel {
-    /// The parent level.
-    level: Level,
-    /// The guaranteed values, in [`crate::policy::Shares::parts`] order: a
-    /// reload keeps the parts' state only for the same values in the same order.
-    values: Vec<Vec<String>>,
-    /// One per guarantee, in [`crate::policy::Shares::parts`] order (shared
-    /// with the stores of later policies that keep them, like a global level).
-    parts: Vec<Arc<Mutex<BucketState>>>,
-    /// The pool every request may borrow from.
-    pool: Arc<Mutex<BucketState>>,
+enum LevelBuckets {
+    Global(Box<GlobalLevel>),
+    Keyed(Box<KeyedLevel>),
+}
+
+/// Whether two splits keep each other's parts: both absent, or the same
+/// guaranteed values in the same order.
+fn same_split(old: Option<&Shares>, new: Option<&Shares>) -> bool {
+    match (old, new) {
+        (None, None) => true,
+        (Some(old), Some(new)) => {
+            old.parts.len() == new.parts.len()
+                && old
+                    .parts
+                    .iter()
+                    .zip(&new.parts)
+                    .all(|(a, b)| a.values == b.values)
+        }
+        _ => false,
+    }
 }
 
 impl LevelBuckets {
-    /// Fresh state for `level`, split into parts when `shares` splits it.
-    fn fresh(level: &Level, shares: Option<&Shares>) -> Self {
-        let fresh = BucketState::fresh(level.spec.algorithm);
-        if let Some(shares) = shares {
-            LevelBuckets::Shared(Box::new(SharedLevel {
+    /// Fresh state for `level`, each bucket split into parts when `split`
+    /// splits it.
+    fn fresh(level: &Level, split: Option<&Shares>) -> Self {
+        if level.is_global() {
+            LevelBuckets::Global(Box::new(GlobalLevel {
                 level: level.clone(),
-                values: shares.parts.iter().map(|p| p.values.clone()).collect(),
-                parts: shares
-                    .parts
-                    .iter()
-                    .map(|_| Arc::new(Mutex::new(fresh.clone())))
-                    .collect(),
-                pool: Arc::new(Mutex::new(fresh)),
+                split: split.cloned(),
+                cell: Arc::new(Cell::fresh(level.spec.algorithm, split)),
             }))
-        } else if level.is_global() {
-            LevelBuckets::Global(Arc::new(Mutex::new(fresh)), Box::new(level.clone()))
         } else {
             LevelBuckets::Keyed(Box::new(KeyedLevel {
                 level: level.clone(),
+                split: split.cloned(),
                 buckets: Arc::new(RwLock::new(HashMap::new())),
-                overflow: Arc::new(Mutex::new(fresh)),
+                overflow: Arc::new(Cell::fresh(level.spec.algorithm, split)),
                 last_full_expire: Arc::new(AtomicU64::new(0)),
             }))
         }
@@ -141,40 +198,37 @@ impl LevelBuckets {
 
     fn level(&self) -> &Level {
         match self {
-            LevelBuckets::Global(_, level) => level,
+            LevelBuckets::Global(g) => &g.level,
             LevelBuckets::Keyed(k) => &k.level,
-            LevelBuckets::Shared(shared) => &shared.level,
+        }
+    }
+
+    fn split(&self) -> Option<&Shares> {
+        match self {
+            LevelBuckets::Global(g) => g.split.as_ref(),
+            LevelBuckets::Keyed(k) => k.split.as_ref(),
         }
     }
 
     /// `level`'s buckets sharing this (old) level's state: the same locks,
     /// under the new level's limits and cap. A level split by fair sharing
-    /// keeps its parts only when the new policy splits it for the same
-    /// values in the same order; any other change of the split (or a split
-    /// level becoming whole, or the reverse) starts the level fresh.
-    fn share(&self, level: &Level, shares: Option<&Shares>) -> Self {
-        match (self, shares) {
-            (LevelBuckets::Shared(old), Some(new))
-                if old.values.len() == new.parts.len()
-                    && old
-                        .values
-                        .iter()
-                        .zip(&new.parts)
-                        .all(|(v, p)| *v == p.values) =>
-            {
-                LevelBuckets::Shared(Box::new(SharedLevel {
-                    level: level.clone(),
-                    values: old.values.clone(),
-                    parts: old.parts.iter().map(Arc::clone).collect(),
-                    pool: Arc::clone(&old.pool),
-                }))
-            }
-            (LevelBuckets::Shared(_), _) | (_, Some(_)) => LevelBuckets::fresh(level, shares),
-            (LevelBuckets::Global(state, _), None) => {
-                LevelBuckets::Global(Arc::clone(state), Box::new(level.clone()))
-            }
-            (LevelBuckets::Keyed(k), None) => LevelBuckets::Keyed(Box::new(KeyedLevel {
+    /// keeps its buckets' parts only when the new policy splits it for the
+    /// same values in the same order (then every kept bucket has a part for
+    /// each); any other change of the split (or a split level becoming
+    /// whole, or the reverse) starts the level fresh.
+    fn share(&self, level: &Level, split: Option<&Shares>) -> Self {
+        if !same_split(self.split(), split) {
+            return LevelBuckets::fresh(level, split);
+        }
+        match self {
+            LevelBuckets::Global(g) => LevelBuckets::Global(Box::new(GlobalLevel {
                 level: level.clone(),
+                split: split.cloned(),
+                cell: Arc::clone(&g.cell),
+            })),
+            LevelBuckets::Keyed(k) => LevelBuckets::Keyed(Box::new(KeyedLevel {
+                level: level.clone(),
+                split: split.cloned(),
                 buckets: Arc::clone(&k.buckets),
                 overflow: Arc::clone(&k.overflow),
                 last_full_expire: Arc::clone(&k.last_full_expire),
@@ -273,7 +327,7 @@ impl MemoryStore {
             .iter()
             .flat_map(|(_, levels)| levels)
             .map(|l| match l {
-                LevelBuckets::Global(..) | LevelBuckets::Shared(_) => 0,
+                LevelBuckets::Global(_) => 0,
                 LevelBuckets::Keyed(k) => k.buckets.read().len(),
             })
             .sum()
@@ -307,18 +361,16 @@ impl MemoryStore {
                 .iter()
                 .filter_map(|&l| match &levels[l] {
                     LevelBuckets::Keyed(k) => Some((l, k.buckets.read())),
-                    LevelBuckets::Global(..) | LevelBuckets::Shared(_) => None,
+                    LevelBuckets::Global(_) => None,
                 })
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
             // that is absent must be inserted under the write lock first.
-            let mut slots: ArrayVec<(&Mutex<BucketState>, bool), MAX_LEVELS> = ArrayVec::new();
+            let mut slots: ArrayVec<(&Cell, bool), MAX_LEVELS> = ArrayVec::new();
             let mut missing = None;
             for (i, bucket) in chain.buckets.iter().enumerate() {
                 let slot = match &levels[bucket.level_index] {
-                    LevelBuckets::Global(state, _) => Some((&**state, false)),
-                    // The pool stands for the level; the guarantee is added below.
-                    LevelBuckets::Shared(shared) => Some((&*shared.pool, false)),
+                    LevelBuckets::Global(g) => Some((&*g.cell, false)),
                     LevelBuckets::Keyed(k) => {
                         let Some((_, map)) = maps.iter().find(|(l, _)| *l == bucket.level_index)
                         else {
@@ -352,14 +404,12 @@ impl MemoryStore {
                 }
                 continue;
             }
-            let part = chain.share.as_ref().and_then(|at| {
-                match (&levels[chain.buckets[at.parent].level_index], at.part) {
-                    (LevelBuckets::Shared(shared), Some(p)) => {
-                        shared.parts.get(p).map(|part| &**part)
-                    }
-                    _ => None,
-                }
-            });
+            // A split parent's slot is its bucket's pool; the request's
+            // guarantee lives with that same bucket.
+            let part = chain
+                .share
+                .as_ref()
+                .and_then(|at| slots[at.parent].0.parts.get(at.part?));
             return Ok(decide_locked(chain, mode, now, &slots, part));
         }
     }
@@ -371,15 +421,15 @@ impl MemoryStore {
 /// request (level, then address: the overflow bucket is per level), and a
 /// shared one is evaluated for the sum of the costs that land on it.
 ///
-/// With fair sharing, the shared parent's slot is its pool and `part` the
-/// request's guarantee (if it has one): locked just before the pool, so at
+/// With fair sharing, the shared parent's slot is its bucket's pool and
+/// `part` the request's guarantee in that bucket (if it has one): locked just before the pool, so at
 /// the parent's place in the order, and decided with it by
 /// [`share_verdict`].
 fn decide_locked(
     chain: &Chain<'_>,
     mode: Mode,
     now: Micros,
-    slots: &[(&Mutex<BucketState>, bool)],
+    slots: &[(&Cell, bool)],
     part: Option<&Mutex<BucketState>>,
 ) -> ChainOutcome {
     // Distinct states in lock order, and each bucket's position among them.
@@ -393,7 +443,7 @@ fn decide_locked(
     // One more than the chain: a shared parent's guarantee.
     let mut guards: ArrayVec<MutexGuard<'_, BucketState>, { MAX_LEVELS + 1 }> = ArrayVec::new();
     let mut guard_of = [0usize; MAX_LEVELS];
-    let mut last: Option<*const Mutex<BucketState>> = None;
+    let mut last: Option<*const Cell> = None;
     let share_at = chain.share.as_ref().map(|s| s.parent);
     let mut part_guard = None;
     for &i in &order {
@@ -405,7 +455,7 @@ fn decide_locked(
             part_guard = Some(guards.len() - 1);
         }
         if last != Some(state) {
-            guards.push(slots[i].0.lock());
+            guards.push(slots[i].0.state.lock());
             last = Some(state);
         }
         guard_of[i] = guards.len() - 1;
@@ -510,7 +560,7 @@ impl KeyedLevel {
                 return;
             }
             self.last_full_expire.store(now, Ordering::Relaxed);
-            let dropped = expire_idle_in(&self.level, &mut map, now);
+            let dropped = expire_idle_in(&self.level, self.split.as_ref(), &mut map, now);
             tracing::debug!(level = %self.level.name, dropped, "level full: expire_idle dropped idle buckets");
             if map.len() >= self.level.max_buckets {
                 tracing::warn!(
@@ -524,19 +574,25 @@ impl KeyedLevel {
         let spec = self.level.spec_for(values);
         map.insert(
             key.to_owned_key(),
-            Mutex::new(BucketState::fresh(spec.algorithm)),
+            Cell::fresh(spec.algorithm, self.split.as_ref()),
         );
     }
 }
 
-/// [`Store::expire_idle`] for one level: drops its idle buckets; returns how many.
-fn expire_idle_in(level: &Level, map: &mut BucketMap, now: Micros) -> usize {
+/// [`Store::expire_idle`] for one level: drops its idle buckets (a split
+/// bucket once its pool and every guarantee are idle); returns how many.
+fn expire_idle_in(
+    level: &Level,
+    split: Option<&Shares>,
+    map: &mut BucketMap,
+    now: Micros,
+) -> usize {
     let before = map.len();
-    map.retain(|key, state| {
+    map.retain(|key, cell| {
         let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
             key.0.iter().map(|v| &**v).collect();
         let spec = level.spec_for(&values);
-        algo::idle_at(state.get_mut(), spec) > now
+        cell.idle_at(spec, split) > now
     });
     before - map.len()
 }
@@ -560,7 +616,8 @@ impl Store for MemoryStore {
         for (_, levels) in &self.trees {
             for level in levels {
                 if let LevelBuckets::Keyed(k) = level {
-                    dropped += expire_idle_in(&k.level, &mut k.buckets.write(), now);
+                    dropped +=
+                        expire_idle_in(&k.level, k.split.as_ref(), &mut k.buckets.write(), now);
                 }
             }
         }
@@ -603,7 +660,7 @@ impl MemoryStore {
         let levels = self.levels_of(scan.tree)?;
         match levels.get(scan.level_index) {
             None => Err(StoreError::UnknownTree(scan.tree.name.clone())),
-            Some(LevelBuckets::Global(..) | LevelBuckets::Shared(_)) => Ok(ScannedBuckets {
+            Some(LevelBuckets::Global(_)) => Ok(ScannedBuckets {
                 buckets: vec![Vec::new()],
                 truncated: false,
             }),
@@ -633,34 +690,17 @@ impl MemoryStore {
         let now = self.clock.now();
         let mut reset = 0;
         for bucket in &chain.buckets {
-            let live = |state: &BucketState| algo::idle_at(state, bucket.spec) > now;
             match levels.get(bucket.level_index) {
                 None => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
-                Some(LevelBuckets::Global(state, _)) => {
-                    let fresh = BucketState::fresh(bucket.level.spec.algorithm);
-                    let old = std::mem::replace(&mut *state.lock(), fresh);
-                    reset += usize::from(live(&old));
-                }
-                // A shared parent is its parts: every guarantee and the pool.
-                Some(LevelBuckets::Shared(shared)) => {
-                    let Some(shares) = chain.tree.shares.as_ref() else {
-                        return Err(StoreError::UnknownTree(chain.tree.name.clone()));
-                    };
-                    let specs = shares.parts.iter().map(|p| &p.spec);
-                    let mut was_live = false;
-                    for (state, spec) in shared.parts.iter().zip(specs) {
-                        let fresh = BucketState::fresh(spec.algorithm);
-                        let old = std::mem::replace(&mut *state.lock(), fresh);
-                        was_live |= algo::idle_at(&old, spec) > now;
-                    }
-                    let fresh = BucketState::fresh(shares.pool.algorithm);
-                    let old = std::mem::replace(&mut *shared.pool.lock(), fresh);
-                    was_live |= algo::idle_at(&old, &shares.pool) > now;
-                    reset += usize::from(was_live);
+                // A split bucket is its parts: every guarantee and the pool.
+                Some(LevelBuckets::Global(g)) => {
+                    reset += usize::from(g.cell.reset(bucket.spec, g.split.as_ref(), now));
                 }
                 Some(LevelBuckets::Keyed(k)) => {
                     let removed = k.buckets.write().remove(&KeyRef(&bucket.values));
-                    reset += usize::from(removed.is_some_and(|s| live(&s.into_inner())));
+                    reset += usize::from(
+                        removed.is_some_and(|mut c| c.idle_at(bucket.spec, k.split.as_ref()) > now),
+                    );
                 }
             }
         }

@@ -13,8 +13,10 @@ pub struct Model {
 }
 
 /// Fair sharing in a chain: the parent's position, the request's guarantee
-/// (its label and spec) and the pool's spec. The parent has no log of its
-/// own: its parts do, under the parent's level as `g:<value>` and `pool`.
+/// (its label and spec) and the pool's spec. The parent's bucket has no log
+/// of its own: its parts do, under the parent's level as
+/// `g:<parent bucket>:<value>` and `pool:<parent bucket>` (each bucket of a
+/// keyed parent has its own parts).
 #[derive(Debug, Clone)]
 pub struct ModelShare {
     pub parent: usize,
@@ -98,17 +100,24 @@ impl Model {
             available(spec, log, now)
         };
         // The shared parent's (guarantee available, pool available, capacity).
+        let part_label = |sh: &ModelShare, guarantee: Option<&str>| {
+            let parent = &buckets[sh.parent].1;
+            match guarantee {
+                Some(label) => format!("g:{parent}:{label}"),
+                None => format!("pool:{parent}"),
+            }
+        };
         let shared = share.map(|sh| {
             let level = buckets[sh.parent].0;
             let (ga, gcap) = sh.guarantee.as_ref().map_or((0, 0), |(label, spec)| {
                 (
-                    part(self, level, &format!("g:{label}"), spec),
+                    part(self, level, &part_label(sh, Some(label)), spec),
                     spec.capacity(),
                 )
             });
             (
                 ga,
-                part(self, level, "pool", &sh.pool),
+                part(self, level, &part_label(sh, None), &sh.pool),
                 gcap + sh.pool.capacity(),
             )
         });
@@ -149,13 +158,13 @@ impl Model {
                             let from_g = cost.min(ga);
                             if let Some((label, _)) = sh.guarantee.as_ref().filter(|_| from_g > 0) {
                                 self.logs[*level]
-                                    .entry(format!("g:{label}"))
+                                    .entry(part_label(sh, Some(label)))
                                     .or_default()
                                     .push((now, from_g));
                             }
                             if cost > from_g {
                                 self.logs[*level]
-                                    .entry("pool".to_owned())
+                                    .entry(part_label(sh, None))
                                     .or_default()
                                     .push((now, cost - from_g));
                             }

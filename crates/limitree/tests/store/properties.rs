@@ -62,16 +62,18 @@ fn shares_line(global: &LevelGen, shares: Option<(u64, u64)>) -> String {
     }
 }
 
-/// A tree: optional global level, a category level (with shares of the
-/// global one, sometimes), an optional user level.
+/// A tree: optional root level — global, or keyed by an optional `team` —,
+/// a category level (with shares of the root one, sometimes: of each team's
+/// bucket when it is keyed), an optional user level.
 fn policy_gen() -> impl Strategy<Value = String> {
     (
         prop::option::of(level_gen()),
         level_gen(),
         prop::option::of(level_gen()),
         shares_gen(),
+        prop::bool::weighted(0.4),
     )
-        .prop_map(|(global, category, user, shares)| {
+        .prop_map(|(global, category, user, shares, by_team)| {
             let mut text = String::from("[[trees]]\nname = \"t\"\n");
             let category_shares = global
                 .as_ref()
@@ -94,7 +96,11 @@ fn policy_gen() -> impl Strategy<Value = String> {
                 }
             };
             if let Some(g) = &global {
-                push("global", "", g, true, "");
+                if by_team {
+                    push("global", "\"team\"", g, false, "");
+                } else {
+                    push("global", "", g, true, "");
+                }
             }
             push("category", "\"category\"", &category, true, "");
             // The category's shares end its table: before the user level's.
@@ -111,6 +117,8 @@ struct Step {
     advance: Micros,
     category: &'static str,
     user: Option<&'static str>,
+    /// The root level's value when it is keyed by `team` (ignored otherwise).
+    team: Option<&'static str>,
     cost: u64,
     /// Sometimes each bucket gets its own cost instead (root first).
     bucket_costs: Option<[u64; 3]>,
@@ -131,12 +139,14 @@ fn step_gen() -> impl Strategy<Value = Step> {
         prop_oneof![1 => Just(0u64), 6 => 1..4u64, 1 => 4..10u64],
         prop::option::weighted(0.3, [0..4u64, 0..4u64, 0..4u64]),
         prop::bool::weighted(0.15),
+        prop::option::weighted(0.85, prop::sample::select(vec!["t1", "t2"])),
     )
         .prop_map(
-            |(advance, category, user, cost, bucket_costs, dry_run)| Step {
+            |(advance, category, user, cost, bucket_costs, dry_run, team)| Step {
                 advance,
                 category,
                 user,
+                team,
                 cost,
                 bucket_costs,
                 dry_run,
@@ -148,6 +158,9 @@ fn descriptors(step: &Step) -> Vec<(&'static str, &'static str)> {
     let mut d = vec![("category", step.category)];
     if let Some(u) = step.user {
         d.push(("user", u));
+    }
+    if let Some(t) = step.team {
+        d.push(("team", t));
     }
     d
 }
@@ -270,20 +283,23 @@ proptest! {
 
     /// Fair sharing: the parent never admits more than its own bound in any
     /// window (the same bounds as `never_over_admits`), whatever mix of values
-    /// with and without guarantees arrives; no value passes its ceiling.
+    /// with and without guarantees arrives; no value passes its ceiling. With
+    /// a parent keyed by `team`, each team's bucket holds its bound on its own.
     #[test]
     fn shares_never_over_admit(
         global in level_gen(),
         ceiling in 1..7u64,
         shares in shares_gen(),
-        steps in prop::collection::vec((0..3_000_000u64, 0..4usize, 1..4u64), 1..150),
+        by_team in any::<bool>(),
+        steps in prop::collection::vec((0..3_000_000u64, 0..4usize, 1..4u64, 0..2usize), 1..150),
     ) {
         let global = LevelGen { shadow: false, ..global };
         let line = shares_line(&global, shares);
         prop_assume!(!line.is_empty());
         let text = format!(
-            "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = {}\nwindow = \"{}s\"\nalgorithm = \"{}\"\n{}\
+            "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\n{}limit = {}\nwindow = \"{}s\"\nalgorithm = \"{}\"\n{}\
              [[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = {ceiling}\nwindow = \"{}s\"\nalgorithm = \"{}\"\n{line}",
+            if by_team { "by = [\"team\"]\n" } else { "" },
             global.limit, global.window_s, global.algorithm,
             global.burst.map(|b| format!("burst = {b}\n")).unwrap_or_default(),
             global.window_s, global.algorithm,
@@ -293,39 +309,45 @@ proptest! {
         let store = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
         let spec = policy.trees()[0].levels[0].spec;
         let w = spec.window;
-        let mut admitted: Vec<(Micros, u64, usize)> = Vec::new();
+        // (time, cost, category, the parent bucket: its team, or 0 for a global parent).
+        let mut admitted: Vec<(Micros, u64, usize, usize)> = Vec::new();
         let mut now = T0;
-        for (advance, value, cost) in steps {
+        for (advance, value, cost, team) in steps {
             now += advance;
             clock.set(now);
             let category = ["a", "b", "c", "d"][value];
-            let descriptors = [("category", category)];
+            let descriptors = [("category", category), ("team", ["t1", "t2"][team])];
             let chain = policy.trees()[0].chain(&descriptors, cost).unwrap();
             if block_on(store.decide(&chain, Mode::Commit)).unwrap().allowed {
-                admitted.push((now, cost, value));
+                admitted.push((now, cost, value, if by_team { team } else { 0 }));
             }
         }
-        for &(t, _, _) in &admitted {
+        for &(t, _, _, team) in &admitted {
+            // Within the parent bucket of this admission (a category's
+            // ceiling is across teams: the category level is not keyed by team).
             let sum = |keep: &dyn Fn(Micros, usize) -> bool| -> u64 {
-                admitted.iter().filter(|(a, _, v)| keep(*a, *v)).map(|(_, c, _)| c).sum()
+                admitted.iter().filter(|(a, _, v, p)| *p == team && keep(*a, *v)).map(|(_, c, _, _)| c).sum()
+            };
+            let across = |keep: &dyn Fn(Micros, usize) -> bool| -> u64 {
+                admitted.iter().filter(|(a, _, v, _)| keep(*a, *v)).map(|(_, c, _, _)| c).sum()
             };
             match global.algorithm {
                 "sliding_log" => {
                     prop_assert!(sum(&|a, _| a <= t && a + w > t) <= spec.limit);
                     for v in 0..4 {
-                        prop_assert!(sum(&|a, x| x == v && a <= t && a + w > t) <= ceiling);
+                        prop_assert!(across(&|a, x| x == v && a <= t && a + w > t) <= ceiling);
                     }
                 }
                 "fixed_window" | "sliding_window" => {
                     prop_assert!(sum(&|a, _| a / w == t / w) <= spec.limit);
                     for v in 0..4 {
-                        prop_assert!(sum(&|a, x| x == v && a / w == t / w) <= ceiling);
+                        prop_assert!(across(&|a, x| x == v && a / w == t / w) <= ceiling);
                     }
                 }
                 // Each part holds its share of the burst and drips back at
                 // its share of the rate: together at most burst + span·limit/window.
                 _ => {
-                    for &(end, _, _) in admitted.iter().filter(|(e, _, _)| *e >= t) {
+                    for &(end, _, _, _) in admitted.iter().filter(|(e, _, _, p)| *e >= t && *p == team) {
                         let units = sum(&|a, _| a >= t && a <= end);
                         let drip = u128::from(end - t) * u128::from(spec.limit) / u128::from(w);
                         prop_assert!(u128::from(units) <= u128::from(spec.burst) + drip);

@@ -134,6 +134,26 @@ pub fn match_pattern(prefix: &str) -> String {
 /// `None` for anything else (a sliding log's `:m` summary, another level's
 /// key that happens to share the start).
 pub fn bucket_values(key: &[u8], level_key: &str, by: &[String]) -> Option<Vec<String>> {
+    let (values, rest) = values_and_rest(key, level_key, by)?;
+    rest.is_empty().then_some(values)
+}
+
+/// The values of the split bucket (fair sharing) that `key` is a part of —
+/// its pool ([`push_pool_key`]) or one of its guarantees
+/// ([`push_guarantee_key`], or such a key's `:m` summary): a split bucket
+/// has no key of its own, its parts stand for it. `None` for anything else.
+pub fn split_bucket_values(key: &[u8], level_key: &str, by: &[String]) -> Option<Vec<String>> {
+    let (values, rest) = values_and_rest(key, level_key, by)?;
+    (rest == b":pool" || rest == b":pool:m" || rest.starts_with(b":g:")).then_some(values)
+}
+
+/// The values of a key of the level whose keys start with `level_key`, and
+/// what follows them.
+fn values_and_rest<'k>(
+    key: &'k [u8],
+    level_key: &str,
+    by: &[String],
+) -> Option<(Vec<String>, &'k [u8])> {
     let mut rest = key.strip_prefix(level_key.as_bytes())?;
     let mut values = Vec::with_capacity(by.len());
     for by_key in by {
@@ -147,7 +167,7 @@ pub fn bucket_values(key: &[u8], level_key: &str, by: &[String]) -> Option<Vec<S
         values.push(String::from_utf8(value.to_vec()).ok()?);
         rest = after;
     }
-    rest.is_empty().then_some(values)
+    Some((values, rest))
 }
 
 /// `<digits>:<that many bytes>` at the start of `bytes`: those bytes, and
@@ -313,6 +333,26 @@ algorithm = "gcra"
         let other_keys = ["a".to_owned(), "c".to_owned()];
         assert_eq!(bucket_values(pair.as_bytes(), &level, &other_keys), None);
         assert_eq!(bucket_values(b"{limitree:t}:pairs:gc", &level, &[]), None);
+    }
+
+    /// A split bucket (fair sharing) has no key: its pool and guarantees
+    /// (and their summaries) name it; nothing else does.
+    #[test]
+    fn a_split_bucket_is_read_back_from_its_parts() {
+        let key = key(&[("a", "x"), ("b", "z")]);
+        let pair = key.split(' ').nth(1).unwrap();
+        let level = level_key("limitree", "t", "pair", Algorithm::Gcra);
+        let by = ["a".to_owned(), "b".to_owned()];
+        let want = Some(vec!["x".to_owned(), "z".to_owned()]);
+        for suffix in [":pool", ":pool:m", ":g:6:errors", ":g:6:errors:m"] {
+            let part = format!("{pair}{suffix}");
+            assert_eq!(split_bucket_values(part.as_bytes(), &level, &by), want, "{suffix}");
+            assert_eq!(bucket_values(part.as_bytes(), &level, &by), None, "{suffix}");
+        }
+        for other in ["", ":m", ":u", ":poolx"] {
+            let other = format!("{pair}{other}");
+            assert_eq!(split_bucket_values(other.as_bytes(), &level, &by), None, "{other}");
+        }
     }
 
     #[test]

@@ -362,6 +362,13 @@ impl RedisStore {
             level.spec.algorithm,
         );
         let pattern = keys::match_pattern(&base);
+        // A bucket split by fair sharing has no key of its own: its parts'
+        // keys name it.
+        let split = scan
+            .tree
+            .shares
+            .as_ref()
+            .is_some_and(|s| s.parent == scan.level_index);
         let mut connection = self.bounded(self.connection()).await?;
         let slot = match &connection {
             Connection::Standalone(_) => None,
@@ -387,7 +394,12 @@ impl RedisStore {
                 .bounded(self.scan_once(&mut connection, slot, cursor, &pattern))
                 .await?;
             for key in keys {
-                let Some(values) = keys::bucket_values(&key, &base, &level.by) else {
+                let values = if split {
+                    keys::split_bucket_values(&key, &base, &level.by)
+                } else {
+                    keys::bucket_values(&key, &base, &level.by)
+                };
+                let Some(values) = values else {
                     continue;
                 };
                 let wanted = scan
