@@ -45,6 +45,8 @@ macro_rules! conformance_suite {
             values_without_a_guarantee_only_borrow,
             a_shared_retry_after_is_exact,
             a_reload_keeps_the_parts_only_for_the_same_split,
+            a_team_never_takes_another_teams_guarantees_or_pool,
+            each_team_has_its_own_pool_within_shared_ceilings,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

@@ -1,7 +1,9 @@
 //! The conformance suite's fair-sharing tests (see
 //! `limitree::policy::Shares`): stamped out for every store with the rest of
 //! [`crate::conformance_suite!`]. Each property of the README's "Fair sharing"
-//! section has its test, for every algorithm.
+//! section has its test, for every algorithm, under a global parent and
+//! under a keyed one (`by = ["team"]`: each team's bucket is split on its
+//! own), and the keyed case has tests of its own with two teams.
 
 use limitree::decision::LevelShare;
 use limitree::{ChainOutcome, Micros, Mode, Reason};
@@ -32,19 +34,45 @@ shares = {{ a = 3, b = 3 }}
     )
 }
 
-fn cat(value: &str) -> [(&str, &str); 1] {
-    [("category", value)]
+/// [`shared`] with the parent keyed by `team`: each team has 10 per 10 s,
+/// split into `a` 3, `b` 3 and a pool of 4 of its own. The ceilings (the
+/// category level, not keyed by team) span teams.
+pub fn keyed(algorithm: &str) -> String {
+    shared(algorithm).replace("name = \"global\"\n", "name = \"team\"\nby = [\"team\"]\n")
+}
+
+/// Each layout with each algorithm: (layout, algorithm, its policy). A
+/// request names team `x` (see [`cat`]), which a global parent ignores.
+fn cases() -> Vec<(&'static str, &'static str, String)> {
+    let layouts: [(&str, fn(&str) -> String); 2] = [("global", shared), ("keyed", keyed)];
+    layouts
+        .iter()
+        .flat_map(|&(layout, policy)| ALGORITHMS.iter().map(move |&a| (layout, a, policy(a))))
+        .collect()
+}
+
+fn cat(value: &str) -> [(&str, &str); 2] {
+    in_team("x", value)
+}
+
+fn in_team<'a>(team: &'a str, value: &'a str) -> [(&'a str, &'a str); 2] {
+    [("team", team), ("category", value)]
 }
 
 async fn take(f: &Fixture, value: &str, cost: u64) -> ChainOutcome {
     f.take(&cat(value), cost).await
 }
 
-/// Admitted units of `n` requests of cost 1 for `value`.
+/// Admitted units of `n` requests of cost 1 for `value` (of team `x`).
 async fn admitted(f: &Fixture, value: &str, n: u64) -> u64 {
+    admitted_in(f, "x", value, n).await
+}
+
+/// Admitted units of `n` requests of cost 1 for `value` of `team`.
+async fn admitted_in(f: &Fixture, team: &str, value: &str, n: u64) -> u64 {
     let mut got = 0;
     for _ in 0..n {
-        if take(f, value, 1).await.allowed {
+        if f.take(&in_team(team, value), 1).await.allowed {
             got += 1;
         }
     }
@@ -72,21 +100,27 @@ fn child(o: &ChainOutcome) -> Option<(u64, u64, u64)> {
 /// (1) The parent never admits more than its limit in a window, whatever the
 /// mix of values, for every algorithm; (3) no value exceeds its ceiling.
 pub async fn shares_never_admit_more_than_the_parent_limit(h: &dyn Harness) {
-    for algorithm in ALGORITHMS {
-        let f = Fixture::new(h, &shared(algorithm));
+    for (layout, algorithm, policy) in cases() {
+        let f = Fixture::new(h, &policy);
         let mut total = 0;
         for value in ["c", "a", "d", "b", "a", "c"] {
             let got = admitted(&f, value, 8).await;
-            assert!(got <= 6, "{algorithm}: {value} passed its ceiling: {got}");
+            assert!(
+                got <= 6,
+                "{layout} {algorithm}: {value} passed its ceiling: {got}"
+            );
             total += got;
         }
-        assert_eq!(total, 10, "{algorithm}: all at one instant");
+        assert_eq!(total, 10, "{layout} {algorithm}: all at one instant");
         // Later in the same window: still nothing more (gcra drips one unit
         // back per second: at most that many).
         f.clock.advance_micros(4 * S);
         let later = admitted(&f, "a", 3).await + admitted(&f, "c", 3).await;
         let drip = if algorithm == "gcra" { 4 } else { 0 };
-        assert!(later <= drip, "{algorithm}: {later} more within the window");
+        assert!(
+            later <= drip,
+            "{layout} {algorithm}: {later} more within the window"
+        );
     }
 }
 
@@ -94,34 +128,38 @@ pub async fn shares_never_admit_more_than_the_parent_limit(h: &dyn Harness) {
 /// traffic: noisy values exhaust the pool and `b` its guarantee; `a` still
 /// gets its 3, and the reply says none of it was borrowed.
 pub async fn a_guarantee_holds_against_other_values_traffic(h: &dyn Harness) {
-    for algorithm in ALGORITHMS {
-        let f = Fixture::new(h, &shared(algorithm));
+    for (layout, algorithm, policy) in cases() {
+        let f = Fixture::new(h, &policy);
         assert_eq!(
             admitted(&f, "c", 6).await,
             4,
-            "{algorithm}: c borrows the pool"
+            "{layout} {algorithm}: c borrows the pool"
         );
-        assert_eq!(admitted(&f, "d", 6).await, 0, "{algorithm}: pool empty");
+        assert_eq!(
+            admitted(&f, "d", 6).await,
+            0,
+            "{layout} {algorithm}: pool empty"
+        );
         assert_eq!(
             admitted(&f, "b", 6).await,
             3,
-            "{algorithm}: b its guarantee"
+            "{layout} {algorithm}: b its guarantee"
         );
         for i in 0..3 {
             let o = take(&f, "a", 1).await;
-            assert!(o.allowed, "{algorithm}: a #{i}: {o:?}");
-            assert_eq!(child(&o), Some((3, 2 - i, 0)), "{algorithm}");
-            assert_eq!(pool(&o), Some(0), "{algorithm}");
+            assert!(o.allowed, "{layout} {algorithm}: a #{i}: {o:?}");
+            assert_eq!(child(&o), Some((3, 2 - i, 0)), "{layout} {algorithm}");
+            assert_eq!(pool(&o), Some(0), "{layout} {algorithm}");
             assert_eq!(
                 o.levels[0].remaining,
                 2 - i,
-                "{algorithm}: guarantee + pool"
+                "{layout} {algorithm}: guarantee + pool"
             );
         }
         let o = take(&f, "a", 1).await;
         assert!(
             !o.allowed && !o.levels[0].allowed && o.levels[1].allowed,
-            "{algorithm}: {o:?}"
+            "{layout} {algorithm}: {o:?}"
         );
     }
 }
@@ -130,26 +168,30 @@ pub async fn a_guarantee_holds_against_other_values_traffic(h: &dyn Harness) {
 /// guarantee and borrows 2 of the pool's 4; its ceiling lets it borrow one
 /// more; `c` then finds the last unit, `d` none.
 pub async fn the_pool_is_first_come_within_ceilings(h: &dyn Harness) {
-    for algorithm in ALGORITHMS {
-        let f = Fixture::new(h, &shared(algorithm));
+    for (layout, algorithm, policy) in cases() {
+        let f = Fixture::new(h, &policy);
         let o = take(&f, "a", 5).await;
-        assert!(o.allowed, "{algorithm}: {o:?}");
+        assert!(o.allowed, "{layout} {algorithm}: {o:?}");
         assert_eq!(
             child(&o),
             Some((3, 0, 2)),
-            "{algorithm}: 3 guaranteed, 2 borrowed"
+            "{layout} {algorithm}: 3 guaranteed, 2 borrowed"
         );
-        assert_eq!(pool(&o), Some(2), "{algorithm}");
+        assert_eq!(pool(&o), Some(2), "{layout} {algorithm}");
         // Its ceiling (6) stops `a` at one more although the pool has two.
-        assert_eq!(admitted(&f, "a", 3).await, 1, "{algorithm}: ceiling");
+        assert_eq!(
+            admitted(&f, "a", 3).await,
+            1,
+            "{layout} {algorithm}: ceiling"
+        );
         assert_eq!(
             admitted(&f, "c", 3).await,
             1,
-            "{algorithm}: the pool's last unit"
+            "{layout} {algorithm}: the pool's last unit"
         );
-        assert_eq!(admitted(&f, "d", 3).await, 0, "{algorithm}");
+        assert_eq!(admitted(&f, "d", 3).await, 0, "{layout} {algorithm}");
         // b's guarantee is untouched by all of it.
-        assert_eq!(admitted(&f, "b", 4).await, 3, "{algorithm}");
+        assert_eq!(admitted(&f, "b", 4).await, 3, "{layout} {algorithm}");
     }
 }
 
@@ -157,37 +199,45 @@ pub async fn the_pool_is_first_come_within_ceilings(h: &dyn Harness) {
 /// of 0 and every unit borrowed; a request with no child bucket at all takes
 /// from the pool too. A denial charges nothing, the guarantee included.
 pub async fn values_without_a_guarantee_only_borrow(h: &dyn Harness) {
-    for algorithm in ALGORITHMS {
-        let f = Fixture::new(h, &shared(algorithm));
+    for (layout, algorithm, policy) in cases() {
+        let f = Fixture::new(h, &policy);
         let o = take(&f, "c", 2).await;
-        assert!(o.allowed, "{algorithm}");
-        assert_eq!(child(&o), Some((0, 0, 2)), "{algorithm}");
-        assert_eq!(pool(&o), Some(2), "{algorithm}");
+        assert!(o.allowed, "{layout} {algorithm}");
+        assert_eq!(child(&o), Some((0, 0, 2)), "{layout} {algorithm}");
+        assert_eq!(pool(&o), Some(2), "{layout} {algorithm}");
         // `a` asks for 6: its guarantee (3) and the pool (2) cannot give it.
         let denied = take(&f, "a", 6).await;
         assert!(
             !denied.allowed && denied.reason == Reason::Limited,
-            "{algorithm}: {denied:?}"
+            "{layout} {algorithm}: {denied:?}"
         );
         assert_eq!(
             child(&denied),
             Some((3, 3, 0)),
-            "{algorithm}: nothing taken"
+            "{layout} {algorithm}: nothing taken"
         );
-        assert_eq!(pool(&denied), Some(2), "{algorithm}: nothing taken");
+        assert_eq!(
+            pool(&denied),
+            Some(2),
+            "{layout} {algorithm}: nothing taken"
+        );
         let peek = f.peek(&cat("a")).await;
         assert_eq!(
             Fixture::remaining(&peek),
             vec![5, 6],
-            "{algorithm}: a denial charged"
+            "{layout} {algorithm}: a denial charged"
         );
         // A cost beyond what the pool can ever hold, for a value that only
         // borrows, is never possible (its ceiling of 6 would hold it).
         let o = take(&f, "c", 5).await;
-        assert_eq!(o.reason, Reason::InsufficientCapacity, "{algorithm}: {o:?}");
+        assert_eq!(
+            o.reason,
+            Reason::InsufficientCapacity,
+            "{layout} {algorithm}: {o:?}"
+        );
         assert!(
             !o.levels[0].allowed && o.levels[0].insufficient,
-            "{algorithm}: {o:?}"
+            "{layout} {algorithm}: {o:?}"
         );
     }
 }
@@ -196,28 +246,40 @@ pub async fn values_without_a_guarantee_only_borrow(h: &dyn Harness) {
 /// the cost: not a microsecond early, and exact, for every algorithm, with
 /// the guarantee and the pool drained at different times.
 pub async fn a_shared_retry_after_is_exact(h: &dyn Harness) {
-    for algorithm in ALGORITHMS {
+    for (layout, algorithm, policy) in cases() {
         for cost in [1, 2, 5] {
-            let f = Fixture::new(h, &shared(algorithm));
+            let f = Fixture::new(h, &policy);
             f.clock.advance_micros(S + 250_000);
-            assert!(take(&f, "c", 4).await.allowed, "{algorithm}: the pool");
+            assert!(
+                take(&f, "c", 4).await.allowed,
+                "{layout} {algorithm}: the pool"
+            );
             f.clock.advance_micros(3 * S);
-            assert!(take(&f, "b", 3).await.allowed, "{algorithm}");
-            assert!(take(&f, "a", 3).await.allowed, "{algorithm}: a's guarantee");
+            assert!(take(&f, "b", 3).await.allowed, "{layout} {algorithm}");
+            assert!(
+                take(&f, "a", 3).await.allowed,
+                "{layout} {algorithm}: a's guarantee"
+            );
             // What gcra's pool dripped back meanwhile goes to `c`.
             admitted(&f, "c", 2).await;
             f.clock.advance_micros(1);
             let denied = f.decide(&cat("a"), cost, Mode::DryRun).await;
-            assert!(!denied.allowed, "{algorithm}: cost {cost}: {denied:?}");
+            assert!(
+                !denied.allowed,
+                "{layout} {algorithm}: cost {cost}: {denied:?}"
+            );
             let retry: Micros = denied.retry_after.expect("limited, not insufficient");
             f.clock.advance_micros(retry - 1);
             let early = f.decide(&cat("a"), cost, Mode::DryRun).await;
-            assert!(!early.allowed, "{algorithm}: cost {cost} early ({retry})");
+            assert!(
+                !early.allowed,
+                "{layout} {algorithm}: cost {cost} early ({retry})"
+            );
             f.clock.advance_micros(1);
             let at = f.take(&cat("a"), cost).await;
             assert!(
                 at.allowed,
-                "{algorithm}: cost {cost} at retry_after {retry}: {at:?}"
+                "{layout} {algorithm}: cost {cost} at retry_after {retry}: {at:?}"
             );
         }
     }
@@ -227,27 +289,134 @@ pub async fn a_shared_retry_after_is_exact(h: &dyn Harness) {
 /// ceiling) keeps the parts' state: what `a` took from its guarantee and
 /// from the pool stays taken, and the parent still admits at most its limit.
 pub async fn a_reload_keeps_the_parts_only_for_the_same_split(h: &dyn Harness) {
-    for algorithm in ALGORITHMS {
-        let mut f = Fixture::new(h, &shared(algorithm));
+    for (layout, algorithm, policy) in cases() {
+        let mut f = Fixture::new(h, &policy);
         // `a`: 3 from its guarantee, 2 from the pool.
-        assert_eq!(admitted(&f, "a", 5).await, 5, "{algorithm}");
+        assert_eq!(admitted(&f, "a", 5).await, 5, "{layout} {algorithm}");
         let before = take(&f, "a", 0).await;
-        f.reload(&shared(algorithm).replace("limit = 6", "limit = 8"));
+        f.reload(&policy.replace("limit = 6", "limit = 8"));
         let after = take(&f, "a", 0).await;
         assert_eq!(
             child(&after).map(|c| c.1),
             Some(0),
-            "{algorithm}: {after:?}"
+            "{layout} {algorithm}: {after:?}"
         );
-        assert_eq!(pool(&after), pool(&before), "{algorithm}: {after:?}");
+        assert_eq!(
+            pool(&after),
+            pool(&before),
+            "{layout} {algorithm}: {after:?}"
+        );
         // gcra counts in time (its pool's burst is split), so exact totals
         // are checked for the counting algorithms.
         if algorithm != "gcra" {
-            assert_eq!(pool(&after), Some(2), "{algorithm}: {after:?}");
+            assert_eq!(pool(&after), Some(2), "{layout} {algorithm}: {after:?}");
             // At most 10 in the window: `a` 2 more from the pool, `b` its 3.
-            assert_eq!(admitted(&f, "a", 5).await, 2, "{algorithm}");
-            assert_eq!(admitted(&f, "b", 5).await, 3, "{algorithm}");
-            assert_eq!(admitted(&f, "c", 5).await, 0, "{algorithm}");
+            assert_eq!(admitted(&f, "a", 5).await, 2, "{layout} {algorithm}");
+            assert_eq!(admitted(&f, "b", 5).await, 3, "{layout} {algorithm}");
+            assert_eq!(admitted(&f, "c", 5).await, 0, "{layout} {algorithm}");
         }
+    }
+}
+
+/// Keyed parent, two teams: (1) each team's bucket admits at most its own
+/// limit, and (2, 5) one team's traffic — its pool drained, its guarantees
+/// used up — takes nothing from another team's guarantees or pool: team `y`
+/// then finds all of its own, and each reply names the team's bucket.
+pub async fn a_team_never_takes_another_teams_guarantees_or_pool(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &keyed(algorithm));
+        assert_eq!(
+            admitted_in(&f, "x", "c", 8).await,
+            4,
+            "{algorithm}: x's pool"
+        );
+        assert_eq!(
+            admitted_in(&f, "x", "d", 2).await,
+            0,
+            "{algorithm}: x's pool is empty"
+        );
+        assert_eq!(admitted_in(&f, "x", "b", 4).await, 3, "{algorithm}: x's b");
+        assert_eq!(admitted_in(&f, "x", "a", 4).await, 3, "{algorithm}: x's a");
+        // Team y's pool is whole: `d` borrows all 4 of it.
+        let o = f.take(&in_team("y", "d"), 1).await;
+        assert!(o.allowed, "{algorithm}: {o:?}");
+        assert_eq!(
+            (pool(&o), child(&o)),
+            (Some(3), Some((0, 0, 1))),
+            "{algorithm}"
+        );
+        assert_eq!(
+            admitted_in(&f, "y", "d", 7).await,
+            3,
+            "{algorithm}: y's pool"
+        );
+        // y's guarantees are whole although x used its own and y's pool is gone.
+        for i in 0..3 {
+            let o = f.take(&in_team("y", "a"), 1).await;
+            assert!(o.allowed, "{algorithm}: y's a #{i}: {o:?}");
+            assert_eq!(child(&o), Some((3, 2 - i, 0)), "{algorithm}");
+            assert_eq!(pool(&o), Some(0), "{algorithm}");
+        }
+        assert_eq!(admitted_in(&f, "y", "b", 4).await, 3, "{algorithm}: y's b");
+        // Each team has taken its 10, and nothing more fits in either.
+        for (team, value) in [("x", "a"), ("x", "d"), ("y", "b"), ("y", "c")] {
+            let o = f.take(&in_team(team, value), 1).await;
+            assert!(
+                !o.allowed && !o.levels[0].allowed,
+                "{algorithm}: {team} {value}: {o:?}"
+            );
+        }
+    }
+}
+
+/// Keyed parent: (4) each team's pool is first come within ceilings, and
+/// (3) a ceiling (the category level, not keyed by team) spans teams while
+/// a pool does not. A denial in one team charges nothing in any.
+pub async fn each_team_has_its_own_pool_within_shared_ceilings(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &keyed(algorithm));
+        let o = f.take(&in_team("x", "a"), 5).await;
+        assert!(o.allowed, "{algorithm}: {o:?}");
+        assert_eq!(
+            (child(&o), pool(&o)),
+            (Some((3, 0, 2)), Some(2)),
+            "{algorithm}"
+        );
+        // y's pool is whole; a's ceiling (6, across teams) leaves y's `a` one unit,
+        // which comes from y's own guarantee.
+        let o = f.take(&in_team("y", "a"), 1).await;
+        assert!(o.allowed, "{algorithm}: {o:?}");
+        assert_eq!(
+            (child(&o), pool(&o)),
+            (Some((3, 2, 0)), Some(4)),
+            "{algorithm}"
+        );
+        let o = f.take(&in_team("y", "a"), 1).await;
+        assert!(
+            !o.allowed && o.levels[0].allowed && !o.levels[1].allowed,
+            "{algorithm}: the ceiling denies: {o:?}"
+        );
+        // That denial took nothing from y's guarantee or pool.
+        let peek = f.take(&in_team("y", "b"), 0).await;
+        assert_eq!(pool(&peek), Some(4), "{algorithm}: {peek:?}");
+        let peek = f.take(&in_team("y", "a"), 0).await;
+        assert_eq!(child(&peek).map(|c| c.1), Some(2), "{algorithm}: {peek:?}");
+        // `c` borrows y's whole pool first come, then x's last two units (its
+        // ceiling of 6 holds both).
+        assert_eq!(admitted_in(&f, "y", "c", 6).await, 4, "{algorithm}");
+        assert_eq!(admitted_in(&f, "x", "c", 6).await, 2, "{algorithm}");
+        assert_eq!(
+            admitted_in(&f, "x", "d", 2).await,
+            0,
+            "{algorithm}: x's pool"
+        );
+        assert_eq!(
+            admitted_in(&f, "y", "d", 2).await,
+            0,
+            "{algorithm}: y's pool"
+        );
+        // b's guarantees are untouched in both teams.
+        assert_eq!(admitted_in(&f, "x", "b", 4).await, 3, "{algorithm}");
+        assert_eq!(admitted_in(&f, "y", "b", 4).await, 3, "{algorithm}");
     }
 }

@@ -346,12 +346,24 @@ algorithm = "gcra"
         let want = Some(vec!["x".to_owned(), "z".to_owned()]);
         for suffix in [":pool", ":pool:m", ":g:6:errors", ":g:6:errors:m"] {
             let part = format!("{pair}{suffix}");
-            assert_eq!(split_bucket_values(part.as_bytes(), &level, &by), want, "{suffix}");
-            assert_eq!(bucket_values(part.as_bytes(), &level, &by), None, "{suffix}");
+            assert_eq!(
+                split_bucket_values(part.as_bytes(), &level, &by),
+                want,
+                "{suffix}"
+            );
+            assert_eq!(
+                bucket_values(part.as_bytes(), &level, &by),
+                None,
+                "{suffix}"
+            );
         }
         for other in ["", ":m", ":u", ":poolx"] {
             let other = format!("{pair}{other}");
-            assert_eq!(split_bucket_values(other.as_bytes(), &level, &by), None, "{other}");
+            assert_eq!(
+                split_bucket_values(other.as_bytes(), &level, &by),
+                None,
+                "{other}"
+            );
         }
     }
 
