@@ -1,6 +1,7 @@
 //! The key correctness test of the Redis store: the same random sequences of
 //! requests (policies over every algorithm, 1–3 levels, overrides, shadow
-//! levels, costs around the limits, dry runs and peeks, time moving on a manual
+//! levels, fair sharing under a global or a keyed parent, costs around the
+//! limits, dry runs and peeks, time moving on a manual
 //! clock, now and then backwards) go to a `MemoryStore` and a `RedisStore`,
 //! which must answer every one of them identically.
 
@@ -28,6 +29,9 @@ struct LevelSpec {
     /// Fair sharing: guarantees for values "a" and "b" of the level above
     /// (written only where the policy accepts them, see `policy_toml`).
     shares: Option<(u64, u64)>,
+    /// A keyed level picks its bucket by `team` instead of `k`: a keyed
+    /// parent whose buckets a level below (by `k`) may split.
+    by_team: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +44,8 @@ struct Step {
     back: Option<Micros>,
     /// Sometimes each bucket gets its own cost (root first), 0 included.
     level_costs: Option<[u64; 3]>,
+    /// The `team` value (for levels keyed by it).
+    team: usize,
 }
 
 fn level() -> impl Strategy<Value = LevelSpec> {
@@ -52,21 +58,25 @@ fn level() -> impl Strategy<Value = LevelSpec> {
         proptest::bool::weighted(0.15),
         proptest::option::weighted(0.3, (1..=6u64, 0..WINDOWS_US.len())),
         proptest::option::weighted(0.4, (1..=3u64, 1..=2u64)),
+        proptest::bool::weighted(0.3),
     )
         .prop_map(
-            |(algorithm, keyed, limit, window, burst, shadow, override_a, shares)| LevelSpec {
-                shares: if keyed { shares } else { None },
-                algorithm,
-                keyed,
-                limit,
-                window,
-                burst: if ALGORITHMS[algorithm] == "gcra" {
-                    burst
-                } else {
-                    None
-                },
-                shadow,
-                override_a: if keyed { override_a } else { None },
+            |(algorithm, keyed, limit, window, burst, shadow, override_a, shares, by_team)| {
+                LevelSpec {
+                    shares: if keyed { shares } else { None },
+                    by_team: keyed && by_team,
+                    algorithm,
+                    keyed,
+                    limit,
+                    window,
+                    burst: if ALGORITHMS[algorithm] == "gcra" {
+                        burst
+                    } else {
+                        None
+                    },
+                    shadow,
+                    override_a: if keyed { override_a } else { None },
+                }
             },
         )
 }
@@ -84,9 +94,11 @@ fn step() -> impl Strategy<Value = Step> {
         ],
         proptest::option::weighted(0.05, 0..2_000_000u64),
         proptest::option::weighted(0.3, [0..=4u64, 0..=4u64, 0..=4u64]),
+        0..VALUES.len(),
     )
         .prop_map(
-            |(value, cost_pick, dry_run, advance, back, level_costs)| Step {
+            |(value, cost_pick, dry_run, advance, back, level_costs, team)| Step {
+                team,
                 value,
                 cost_pick,
                 dry_run,
@@ -109,20 +121,23 @@ fn policy_toml(levels: &[LevelSpec]) -> String {
             text.push_str(&format!("burst = {b}\n"));
         }
         if l.keyed {
-            text.push_str("by = [\"k\"]\n");
+            let key = if l.by_team { "team" } else { "k" };
+            text.push_str(&format!("by = [\"{key}\"]\n"));
             if let Some((limit, window)) = l.override_a {
                 text.push_str(&format!(
-                    "overrides = [{{ when = {{ k = \"a\" }}, limit = {limit}, window = \"{}us\" }}]\n",
+                    "overrides = [{{ when = {{ {key} = \"a\" }}, limit = {limit}, window = \"{}us\" }}]\n",
                     WINDOWS_US[window]
                 ));
             }
             // Shares of the level above, where the policy takes them: a
-            // global, non-shadow parent whose limit (and gcra burst) holds them.
+            // non-shadow parent whose limit (and gcra burst) holds them —
+            // global, or keyed by `team` without overrides (this level is by `k`).
             let parent = i.checked_sub(1).map(|p| &levels[p]);
-            if let (Some((a, b)), Some(p)) = (l.shares, parent) {
+            if let (Some((a, b)), Some(p), false) = (l.shares, parent, l.by_team) {
                 let burst = p.burst.unwrap_or(p.limit);
                 let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= p.limit;
-                if !shared && !p.keyed && !p.shadow && a + b <= p.limit && whole(a) && whole(b) {
+                let splittable = !p.keyed || (p.by_team && p.override_a.is_none());
+                if !shared && splittable && !p.shadow && a + b <= p.limit && whole(a) && whole(b) {
                     shared = true;
                     text.push_str(&format!("shares = {{ a = {a}, b = {b} }}\n"));
                 }
@@ -160,7 +175,7 @@ fn run(topology: Topology, levels: &[LevelSpec], start: Micros, steps: &[Step]) 
                 Some(back) => clock.set(clock.now().saturating_sub(back)),
                 None => clock.advance_micros(s.advance),
             }
-            let descriptors = [("k", VALUES[s.value])];
+            let descriptors = [("k", VALUES[s.value]), ("team", VALUES[s.team])];
             // Costs 0..=capacity+1, biased to the small ones.
             let cost = s.cost_pick.min(max_capacity + 1);
             let mut chain = tree.chain(&descriptors, cost).expect("valid chain");
@@ -205,6 +220,53 @@ proptest! {
 
     #[test]
     fn cluster_redis_decides_like_memory((levels, start, steps) in scenario()) {
+        prop_assume!(run(Topology::Cluster, &levels, start, &steps));
+    }
+}
+
+/// Fair sharing under a keyed parent, which the random trees above reach
+/// only rarely: the parent by `team` (two teams' buckets, each split on its
+/// own), the child by `k` with guarantees for "a" and "b".
+fn keyed_parent_scenario() -> impl Strategy<Value = (Vec<LevelSpec>, Micros, Vec<Step>)> {
+    (
+        level(),
+        level(),
+        (1..=3u64, 1..=2u64),
+        prop_oneof![Just(T0), T0..T0 + 3_600_000_000],
+        proptest::collection::vec(step(), 1..=40),
+    )
+        .prop_map(|(parent, child, shares, start, steps)| {
+            let parent = LevelSpec {
+                keyed: true,
+                by_team: true,
+                override_a: None,
+                shadow: false,
+                shares: None,
+                limit: parent.limit.max(shares.0 + shares.1),
+                ..parent
+            };
+            let child = LevelSpec {
+                keyed: true,
+                by_team: false,
+                shares: Some(shares),
+                ..child
+            };
+            (vec![parent, child], start, steps)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn standalone_redis_splits_a_keyed_parent_like_memory((levels, start, steps) in keyed_parent_scenario()) {
+        prop_assume!(policy_toml(&levels).contains("shares"));
+        prop_assume!(run(Topology::Standalone, &levels, start, &steps));
+    }
+
+    #[test]
+    fn cluster_redis_splits_a_keyed_parent_like_memory((levels, start, steps) in keyed_parent_scenario()) {
+        prop_assume!(policy_toml(&levels).contains("shares"));
         prop_assume!(run(Topology::Cluster, &levels, start, &steps));
     }
 }
