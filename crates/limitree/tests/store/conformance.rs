@@ -47,6 +47,7 @@ macro_rules! conformance_suite {
             a_reload_keeps_the_parts_only_for_the_same_split,
             a_team_never_takes_another_teams_guarantees_or_pool,
             each_team_has_its_own_pool_within_shared_ceilings,
+            a_split_team_is_listed_and_reset_with_its_parts,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

@@ -6,7 +6,8 @@
 //! own), and the keyed case has tests of its own with two teams.
 
 use limitree::decision::LevelShare;
-use limitree::{ChainOutcome, Micros, Mode, Reason};
+use limitree::store::BucketScan;
+use limitree::{Chain, ChainOutcome, Micros, Mode, Reason};
 
 use crate::conformance::{Fixture, Harness, S};
 use crate::support::ALGORITHMS;
@@ -418,5 +419,49 @@ pub async fn each_team_has_its_own_pool_within_shared_ceilings(h: &dyn Harness) 
         // b's guarantees are untouched in both teams.
         assert_eq!(admitted_in(&f, "x", "b", 4).await, 3, "{algorithm}");
         assert_eq!(admitted_in(&f, "y", "b", 4).await, 3, "{algorithm}");
+    }
+}
+
+/// Keyed parent: a split team bucket has no state of its own, only its parts;
+/// it is still listed (also when only a guarantee holds state, or only the
+/// pool) and an operator's reset of one team empties its parts, not
+/// another team's.
+pub async fn a_split_team_is_listed_and_reset_with_its_parts(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &keyed(algorithm));
+        assert!(
+            f.take(&in_team("x", "a"), 2).await.allowed,
+            "{algorithm}: x's a, from its guarantee"
+        );
+        assert!(
+            f.take(&in_team("y", "c"), 1).await.allowed,
+            "{algorithm}: y's c, from the pool"
+        );
+        let tree = &f.policy.trees()[0];
+        let scan = || BucketScan {
+            tree,
+            level_index: 0,
+            prefix: None,
+            max_buckets: 10,
+        };
+        let mut listed = f.store.scan_buckets(scan()).await.expect("scan").buckets;
+        listed.sort();
+        assert_eq!(listed, [["x"], ["y"]], "{algorithm}");
+        let x = Chain::one_bucket(tree, 0, &["x"]).expect("a bucket");
+        assert_eq!(f.store.reset(&x).await.expect("reset"), 1, "{algorithm}");
+        let listed = f.store.scan_buckets(scan()).await.expect("scan").buckets;
+        assert_eq!(listed, [["y"]], "{algorithm}: x is gone");
+        let o = f.take(&in_team("x", "a"), 0).await;
+        assert_eq!(
+            (child(&o), pool(&o)),
+            (Some((3, 3, 0)), Some(4)),
+            "{algorithm}: x reset"
+        );
+        let o = f.take(&in_team("y", "a"), 0).await;
+        assert_eq!(
+            (child(&o), pool(&o)),
+            (Some((3, 3, 0)), Some(3)),
+            "{algorithm}: y kept"
+        );
     }
 }

@@ -468,7 +468,9 @@ impl RedisStore {
             let [summary, units] = keys::companion_keys(&key);
             let mut del = redis::cmd("DEL");
             del.arg(&key).arg(&summary).arg(&units);
-            // A shared parent's state is its pool and every guarantee.
+            // A shared parent's state is its pool and every guarantee, each
+            // with its companions (a sliding log's summary left behind
+            // would still count the deleted log's entries).
             if let Some(shares) = chain
                 .tree
                 .shares
@@ -482,7 +484,7 @@ impl RedisStore {
                     &chain.tree.name,
                     bucket,
                 );
-                del.arg(&part_key);
+                del.arg(&part_key).arg(&keys::companion_keys(&part_key)[..]);
                 for part in &shares.parts {
                     part_key.clear();
                     keys::push_guarantee_key(
@@ -492,7 +494,7 @@ impl RedisStore {
                         bucket,
                         &part.values,
                     );
-                    del.arg(&part_key);
+                    del.arg(&part_key).arg(&keys::companion_keys(&part_key)[..]);
                 }
             }
             let deleted: usize = del
