@@ -471,6 +471,11 @@ fn decide_locked(
     let mut share: Option<ShareVerdict> = None;
     for (i, bucket) in chain.buckets.iter().enumerate() {
         if let Some(at) = chain.share.as_ref().filter(|s| s.parent == i) {
+            // A keyed parent's team past its cap is split in the overflow
+            // bucket (which holds the level's limit, as every team's does).
+            if slots[i].1 {
+                overflow |= 1 << i;
+            }
             let pool_spec = &at.shares.pool;
             let pool = &mut guards[guard_of[i]];
             pool.conform(pool_spec);

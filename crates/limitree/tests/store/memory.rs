@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use limitree::decision::LevelShare;
 use limitree::{ManualClock, MemoryStore, Mode, Policy, Store};
 
 use crate::conformance::{Fixture, Harness, S};
@@ -113,4 +114,70 @@ async fn a_store_refuses_a_tree_it_was_not_built_for() {
     let chain = other.trees()[0].chain(&descriptors, 1).unwrap();
     let err = f.store.decide(&chain, Mode::Commit).await.unwrap_err();
     assert!(err.to_string().contains("notifications"), "{err}");
+}
+
+/// A parent keyed by team, split by fair sharing (2 guarantees + pool per team).
+const CAPPED_SPLIT: &str = r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "team"
+by = ["team"]
+limit = 10
+window = "1m"
+max_buckets = 50
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 1000000
+window = "1m"
+shares = { a = 3, b = 3 }
+"#;
+
+/// A flood of new teams on a split keyed parent: each team's guarantees and
+/// pool live with its bucket, so memory stays bounded by `max_buckets`
+/// buckets (each with its 2 guarantees and pool); the teams past the cap
+/// share the overflow bucket's parts (one team's worth: `a` gets its
+/// guarantee of 3 and the pool's 4 there), and idle teams expire with their
+/// parts.
+#[tokio::test]
+async fn a_flood_of_teams_on_a_split_parent_stays_within_the_cap() {
+    let (f, store) = memory_fixture(CAPPED_SPLIT);
+    let mut overflow_admitted = 0;
+    for i in 0..5_000 {
+        let team = format!("team-{i}");
+        let o = f.take(&[("team", &team), ("category", "a")], 1).await;
+        if i < 50 {
+            assert!(o.allowed && !o.levels[0].overflow, "own bucket {i}: {o:?}");
+        } else {
+            assert!(o.levels[0].overflow, "team {i} past the cap");
+            overflow_admitted += u32::from(o.allowed);
+        }
+    }
+    // 50 teams and the one category bucket.
+    assert_eq!(store.bucket_count(), 51, "memory bounded by max_buckets");
+    assert_eq!(
+        overflow_admitted, 7,
+        "the overflow bucket is split as one team's"
+    );
+    // An existing team keeps its own parts: 2 left of a's guarantee, the
+    // pool's 4 untouched.
+    let o = f.take(&[("team", "team-7"), ("category", "a")], 0).await;
+    assert!(!o.levels[0].overflow && o.levels[0].remaining == 6, "{o:?}");
+    assert_eq!(
+        o.levels[1].share,
+        Some(LevelShare::Child {
+            guaranteed: 3,
+            remaining: 2,
+            borrowed: 0
+        }),
+        "{o:?}"
+    );
+    f.clock.advance_micros(60 * S);
+    assert_eq!(
+        store.expire_idle(),
+        51,
+        "idle teams expire with their parts"
+    );
+    assert_eq!(store.bucket_count(), 0);
 }
