@@ -670,10 +670,17 @@ fn describe_policy(out: &mut String, policy: &Policy) {
             }
         }
         if let Some(shares) = &tree.shares {
+            // A keyed parent's every bucket is split alike.
+            let parent = &tree.levels[shares.parent];
+            let each = if parent.is_global() {
+                String::new()
+            } else {
+                format!(" (each bucket by {}, split alike)", parent.by.join(","))
+            };
             let _ = writeln!(
                 out,
-                "  shares of level {}: {} reserved for {} values of level {}, pool {}",
-                tree.levels[shares.parent].name,
+                "  shares of level {}{each}: {} reserved for {} values of level {}, pool {}",
+                parent.name,
                 shares.reserved,
                 shares.parts.len(),
                 tree.levels[shares.child].name,

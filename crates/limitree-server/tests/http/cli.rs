@@ -175,6 +175,19 @@ by = ["category"]
 limit = 10
 window = "30m"
 shares = { errors = 4, warnings = 4 }
+[[trees]]
+name = "teams"
+[[trees.levels]]
+name = "team"
+by = ["team"]
+limit = 100
+window = "30m"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 10
+window = "30m"
+shares = { errors = 4, warnings = 6 }
 "#,
     );
     let out = Command::new(BIN)
@@ -196,6 +209,8 @@ shares = { errors = 4, warnings = 4 }
         "gcra 10 per 1s (burst 5)",
         "override category=errors: sliding_log 10 per 30m, guaranteed 4 of the level above",
         "shares of level global: 8 reserved for 2 values of level category, pool 92",
+        "shares of level team (each bucket by team, split alike): 10 reserved for 2 values of \
+         level category, pool 90",
         "warning: ",
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");

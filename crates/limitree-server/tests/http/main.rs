@@ -66,6 +66,7 @@ mod redis_support;
 #[cfg(feature = "redis")]
 mod redis_tls;
 mod reload;
+mod shares;
 mod shutdown;
 mod status_page;
 mod support;
