@@ -42,10 +42,13 @@ pub fn keyed(algorithm: &str) -> String {
     shared(algorithm).replace("name = \"global\"\n", "name = \"team\"\nby = [\"team\"]\n")
 }
 
+/// A policy for an algorithm: [`shared`] or [`keyed`].
+type Layout = fn(&str) -> String;
+
 /// Each layout with each algorithm: (layout, algorithm, its policy). A
 /// request names team `x` (see [`cat`]), which a global parent ignores.
 fn cases() -> Vec<(&'static str, &'static str, String)> {
-    let layouts: [(&str, fn(&str) -> String); 2] = [("global", shared), ("keyed", keyed)];
+    let layouts: [(&str, Layout); 2] = [("global", shared), ("keyed", keyed)];
     layouts
         .iter()
         .flat_map(|&(layout, policy)| ALGORITHMS.iter().map(move |&a| (layout, a, policy(a))))
