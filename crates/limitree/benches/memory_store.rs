@@ -28,6 +28,7 @@ const CATEGORIES: [&str; 20] = [
     "c00", "c01", "c02", "c03", "c04", "c05", "c06", "c07", "c08", "c09", "c10", "c11", "c12",
     "c13", "c14", "c15", "c16", "c17", "c18", "c19",
 ];
+const TEAMS: [&str; 4] = ["t0", "t1", "t2", "t3"];
 /// (name, global per second, category per second)
 const REGIMES: [(&str, u32, u32); 2] = [
     ("saturated", 1_000_000, 100_000),
@@ -35,11 +36,12 @@ const REGIMES: [(&str, u32, u32); 2] = [
 ];
 
 fn policy(algorithm: &str, global: u32, category: u32) -> Policy {
-    policy_with(algorithm, global, category, "")
+    policy_with(algorithm, global, category, "", "")
 }
 
-/// The two-level policy with `extra` lines on the category level.
-fn policy_with(algorithm: &str, global: u32, category: u32, extra: &str) -> Policy {
+/// The two-level policy with `root_by` (e.g. `by = ["team"]`) on the root
+/// level and `extra` lines on the category level.
+fn policy_with(algorithm: &str, global: u32, category: u32, root_by: &str, extra: &str) -> Policy {
     Policy::from_toml_str(
         &format!(
             r#"
@@ -47,6 +49,7 @@ fn policy_with(algorithm: &str, global: u32, category: u32, extra: &str) -> Poli
 name = "notifications"
 [[trees.levels]]
 name = "global"
+{root_by}
 limit = {global}
 window = "1s"
 algorithm = "{algorithm}"
@@ -92,7 +95,8 @@ fn benches(c: &mut Criterion) {
 
 /// Fair sharing's cost (`LIMITREE_BENCH_SHARES=1`): the open regime's chain
 /// without shares, then with `c00`–`c09` guaranteed a share of the global
-/// (`c10`–`c19` borrow from the pool), one thread, side by side.
+/// (`c10`–`c19` borrow from the pool), one thread, side by side; then the
+/// same with the root keyed by `team` (4 teams, each bucket split).
 fn bench_shares(c: &mut Criterion) {
     let (_, global_limit, category_limit) = REGIMES[1];
     let each = global_limit / 20;
@@ -103,14 +107,29 @@ fn bench_shares(c: &mut Criterion) {
     let shares = format!("shares = {{ {} }}", shares.join(", "));
     let mut group = c.benchmark_group("shares_open");
     for algorithm in ["sliding_log", "sliding_window", "gcra", "fixed_window"] {
-        for (name, extra) in [("plain", ""), ("shares", shares.as_str())] {
-            let policy = Arc::new(policy_with(algorithm, global_limit, category_limit, extra));
+        let team = "by = [\"team\"]";
+        for (name, root_by, extra) in [
+            ("plain", "", ""),
+            ("shares", "", shares.as_str()),
+            ("keyed_plain", team, ""),
+            ("keyed_shares", team, shares.as_str()),
+        ] {
+            let policy = Arc::new(policy_with(
+                algorithm,
+                global_limit,
+                category_limit,
+                root_by,
+                extra,
+            ));
             let store = MemoryStore::new(&policy);
             let tree = &policy.trees()[0];
             group.bench_function(format!("{algorithm}/{name}"), |b| {
                 b.iter_custom(|iters| {
                     run_threads(iters, 1, &|i| {
-                        let descriptors = [("category", CATEGORIES[(i % 20) as usize])];
+                        let descriptors = [
+                            ("category", CATEGORIES[(i % 20) as usize]),
+                            ("team", TEAMS[((i / 20) % 4) as usize]),
+                        ];
                         let chain = tree.chain(&descriptors, 1).expect("chain");
                         black_box(store.decide_chain(&chain, Mode::Commit).expect("decides"));
                     })
