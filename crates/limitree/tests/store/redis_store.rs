@@ -213,14 +213,17 @@ algorithm = "gcra"
     );
     let store = support::store(Topology::Standalone, ManualClock::new(T0));
     let key = format!(
-        "{}:rate:gc",
+        "{}:rate:gc2",
         keys::tree_tag(&store.config().key_prefix, "t")
     );
     let server = support::standalone();
     server.command(&["SET", &key, "not a time"]);
     let o = decide(&store, &policy, &[], 1, Mode::Commit).await;
     assert_eq!((o.allowed, o.levels[0].remaining), (true, 3), "{o:?}");
-    assert_eq!(server.command(&["GET", &key]), (T0 + 250_000).to_string());
+    // Replaced by the charged state: (tat, interval) as two packed doubles.
+    assert_eq!(server.command(&["STRLEN", &key]), "16");
+    let o = decide(&store, &policy, &[], 1, Mode::Peek).await;
+    assert_eq!(o.levels[0].remaining, 3, "{o:?}");
 }
 
 /// Keys sit under the tree's hash tag, carry a TTL, and escape values.
@@ -268,8 +271,8 @@ algorithm = "gcra"
     assert_eq!(
         found,
         [
-            format!("{tag}:pair:gc:1:a=1:x:1:b=3:y,z"),
-            format!("{tag}:pair:gc:1:a=3:x,y:1:b=1:z")
+            format!("{tag}:pair:gc2:1:a=1:x:1:b=3:y,z"),
+            format!("{tag}:pair:gc2:1:a=3:x,y:1:b=1:z")
         ]
     );
     for key in &found {
