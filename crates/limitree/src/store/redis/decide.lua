@@ -424,12 +424,13 @@ function algos.sl()
     else
       s.oldest = now
     end
-    local member = int(ts) .. '-' .. n
+    local ts_text = int(ts)
+    local member = ts_text .. '-' .. int(n)
     if cost ~= 1 then
       member = member .. ':' .. int(cost)
       s.extra = s.extra + cost - 1
     end
-    redis.call('ZADD', s.key, int(ts), member)
+    redis.call('ZADD', s.key, ts_text, member)
     s.count = s.count + 1
     s.newest, s.seq = ts, n + 1
   end
@@ -563,7 +564,7 @@ end
 local function evaluate(k, probe)
   local spec = bucket_spec[k]
   local alg, limits = spec.alg, spec.limits
-  local s = load(k)
+  local s = states[k] or load(k)
   local available = alg.available(s, now, limits)
   local insufficient = probe > spec.capacity
   local allowed = (not insufficient) and probe <= available
@@ -702,6 +703,9 @@ local reply_len = 1 -- #reply, kept by hand
 
 -- The current decision's key indexes and costs, per level, root first.
 local chain, costs = {}, {}
+-- A record's first two bytes (flags, state length) by flags * 256 + length:
+-- a batch's records share a few.
+local heads = {}
 
 -- ARGV[5]: the decisions, in order. The loop stays inline (no call per
 -- decision): it runs for every decision of every batch.
@@ -773,8 +777,14 @@ while pos <= #decisions do
       local flags = memo_flags[k]
       local charging = committing and memo_allowed[k] and cost > 0
       if charging then flags = flags + FLAG_CHARGED end
-      local raw = raw_of(k)
-      reply[reply_len + 1] = string.char(flags, #raw)
+      local raw = states[k].raw or raw_of(k)
+      local head_id = flags * 256 + #raw
+      local head = heads[head_id]
+      if not head then
+        head = string.char(flags, #raw)
+        heads[head_id] = head
+      end
+      reply[reply_len + 1] = head
       reply[reply_len + 2] = raw
       reply_len = reply_len + 2
       local retry = memo_retry[k]
