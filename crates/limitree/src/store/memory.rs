@@ -92,6 +92,12 @@ impl BucketCell {
     /// Records `cost` units taken at `now`.
     fn charge(&mut self, now: Micros, spec: &crate::policy::LimitSpec, cost: u64) {
         algo::charge(&mut self.state, now, spec, cost);
+        self.admitted(now);
+    }
+
+    /// Records an admission at `now` (without units: a shared parent's pool
+    /// when the request's guarantee gave them all).
+    fn admitted(&mut self, now: Micros) {
         // `max(1)`: a clock standing at the epoch (a test's) still records it.
         self.last_admission = now.max(1);
     }
@@ -515,26 +521,24 @@ fn decide_locked(
             if sv.from_pool > 0 {
                 guards[guard_of[i]].charge(now, &at.shares.pool, sv.from_pool);
             }
+            // The pool stands for the level (a peek of it reads the pool):
+            // it records the level's admission whichever part gave.
+            guards[guard_of[i]].admitted(now);
         } else if charged & (1 << i) != 0 {
             let spec = bucket.spec_in(slots[i].1);
             guards[guard_of[i]].charge(now, spec, bucket.cost);
         }
     }
     // A peek (what introspection reads) says when each bucket last admitted
-    // (a shared parent: the later of its pool and the request's guarantee).
-    // Other modes skip it: a check's answer does not carry it.
+    // (a shared parent: its pool, which records every admission of the
+    // level). Other modes skip it: a check's answer does not carry it.
     for (i, level) in outcome
         .levels
         .iter_mut()
         .enumerate()
         .filter(|_| mode == Mode::Peek)
     {
-        let mut last = guards[guard_of[i]].last_admission();
-        if chain.share.as_ref().is_some_and(|s| s.parent == i)
-            && let Some(g) = part_guard
-        {
-            last = last.max(guards[g].last_admission());
-        }
+        let last = guards[guard_of[i]].last_admission();
         level.since_admission = last.map(|at| now.saturating_sub(at));
     }
     outcome

@@ -226,3 +226,45 @@ async fn only_a_peek_reports_the_last_admission() {
         "{o:?}"
     );
 }
+
+/// A level split by fair sharing reports its last admission whichever part
+/// gave the units: a value's guarantee alone, or the pool.
+#[tokio::test]
+async fn a_shared_parent_reports_admissions_from_any_part() {
+    let (f, _) = memory_fixture(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 10
+window = "1m"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 10
+window = "1m"
+shares = { errors = 4 }
+"#,
+    );
+    let limiter = limitree::Limiter::new(Arc::clone(&f.policy), Arc::clone(&f.store));
+    let snapshot = limiter.snapshot();
+    let tree = &f.policy.trees()[0];
+    let global = async || {
+        let usage = snapshot.peek_bucket(tree, 0, &[]).await.expect("a peek");
+        usage.since_admission
+    };
+    assert_eq!(global().await, None);
+    // Within the guarantee of `errors`: the pool gives nothing.
+    let o = f.take(&[("category", "errors")], 2).await;
+    assert!(o.allowed, "{o:?}");
+    f.clock.advance_micros(2 * S);
+    assert_eq!(global().await, Some(2 * S));
+    // A value without a guarantee takes from the pool.
+    assert!(f.take(&[("category", "other")], 1).await.allowed);
+    f.clock.advance_micros(S);
+    assert_eq!(global().await, Some(S));
+    // A denial (past the parent's limit) moves nothing.
+    assert!(!f.take(&[("category", "other")], 10).await.allowed);
+    assert_eq!(global().await, Some(S));
+}
