@@ -622,25 +622,48 @@ fn the_cli_client_sends_its_token() {
 /// An envoyproxy/ratelimit YAML config (which has no `[server.auth]`)
 /// served with `--check-token` (a `${VAR}`) and `--admin-token` (a `file:`).
 fn yaml_protected(name: &str) -> Served {
+    yaml_protected_on(name, &["--http", "127.0.0.1:0"])
+}
+
+/// [`yaml_protected`] listening as `listen` says (`--http`, `--grpc`).
+fn yaml_protected_on(name: &str, listen: &[&str]) -> Served {
     let token_file = write_config(&format!("auth-{name}-admin-token"), &format!("{ADMIN}\n"));
     let config = write_config(
         &format!("auth-{name}.yaml"),
         "domain: notifications\ndescriptors:\n  - key: category\n    rate_limit:\n      unit: hour\n      requests_per_unit: 10\n",
     );
     let admin = format!("file:{}", token_file.display());
-    Served::start_with_env(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--http",
-            "127.0.0.1:0",
-            "--check-token",
-            "${LIMITREE_TEST_CHECK}",
-            "--admin-token",
-            &admin,
-        ],
-        &[("LIMITREE_TEST_CHECK", CHECK)],
-    )
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--check-token",
+        "${LIMITREE_TEST_CHECK}",
+        "--admin-token",
+        &admin,
+    ];
+    args.extend_from_slice(listen);
+    Served::start_with_env(&args, &[("LIMITREE_TEST_CHECK", CHECK)])
+}
+
+/// Tokens from the flags count as auth for the warning about an exposed
+/// server: none is logged.
+#[test]
+fn an_exposed_yaml_config_with_token_flags_does_not_warn() {
+    let served = yaml_protected_on(
+        "yaml-exposed",
+        &["--http", "0.0.0.0:0", "--grpc", "0.0.0.0:0"],
+    );
+    assert!(
+        served
+            .early
+            .iter()
+            .all(|l| !l.contains("without API tokens")),
+        "{:#?}",
+        served.early
+    );
+    // The warning shows in this log when it is given: see
+    // an_exposed_server_without_tokens_warns_once.
+    assert!(!served.early.is_empty());
 }
 
 /// With a YAML config, the token flags turn auth on: both scopes over HTTP
