@@ -74,6 +74,43 @@ impl KeyRef<'_> {
     }
 }
 
+/// One bucket as the store holds it: the algorithm's state, and when the
+/// bucket last admitted a charge (for the introspection API's "last
+/// admission"; see [`LevelOutcome::since_admission`]). One [`Micros`] more per
+/// bucket: `0` (the epoch, which no running clock reads) means none yet.
+#[derive(Debug, Clone)]
+struct BucketCell {
+    state: BucketState,
+    last_admission: Micros,
+}
+
+impl BucketCell {
+    fn fresh(algorithm: crate::policy::Algorithm) -> Self {
+        BucketCell {
+            state: BucketState::fresh(algorithm),
+            last_admission: 0,
+        }
+    }
+
+    /// Records `cost` units taken at `now`.
+    fn charge(&mut self, now: Micros, spec: &crate::policy::LimitSpec, cost: u64) {
+        algo::charge(&mut self.state, now, spec, cost);
+        self.admitted(now);
+    }
+
+    /// Records an admission at `now` (without units: a shared parent's pool
+    /// when the request's guarantee gave them all).
+    fn admitted(&mut self, now: Micros) {
+        // `max(1)`: a clock standing at the epoch (a test's) still records it.
+        self.last_admission = now.max(1);
+    }
+
+    /// The last admission, if any.
+    fn last_admission(&self) -> Option<Micros> {
+        (self.last_admission != 0).then_some(self.last_admission)
+    }
+}
+
 type BucketMap = HashMap<BucketKey, Cell>;
 
 /// One bucket's state. A bucket of a level split by fair sharing
@@ -86,18 +123,18 @@ type BucketMap = HashMap<BucketKey, Cell>;
 #[derive(Debug)]
 struct Cell {
     /// The bucket's state, or a split bucket's pool.
-    state: Mutex<BucketState>,
+    state: Mutex<BucketCell>,
     /// A split bucket's guarantees; empty otherwise (no allocation).
-    parts: Box<[Mutex<BucketState>]>,
+    parts: Box<[Mutex<BucketCell>]>,
 }
 
 impl Cell {
     fn fresh(algorithm: crate::policy::Algorithm, split: Option<&Shares>) -> Cell {
         let parts = split.map_or(0, |s| s.parts.len());
         Cell {
-            state: Mutex::new(BucketState::fresh(algorithm)),
+            state: Mutex::new(BucketCell::fresh(algorithm)),
             parts: (0..parts)
-                .map(|_| Mutex::new(BucketState::fresh(algorithm)))
+                .map(|_| Mutex::new(BucketCell::fresh(algorithm)))
                 .collect(),
         }
     }
@@ -106,10 +143,10 @@ impl Cell {
     /// only when it is not split).
     fn idle_at(&mut self, spec: &LimitSpec, split: Option<&Shares>) -> Micros {
         let state_spec = split.map_or(spec, |s| &s.pool);
-        let mut at = algo::idle_at(self.state.get_mut(), state_spec);
+        let mut at = algo::idle_at(&self.state.get_mut().state, state_spec);
         if let Some(split) = split {
             for (part, p) in self.parts.iter_mut().zip(&split.parts) {
-                at = at.max(algo::idle_at(part.get_mut(), &p.spec));
+                at = at.max(algo::idle_at(&part.get_mut().state, &p.spec));
             }
         }
         at
@@ -430,7 +467,7 @@ fn decide_locked(
     mode: Mode,
     now: Micros,
     slots: &[(&Cell, bool)],
-    part: Option<&Mutex<BucketState>>,
+    part: Option<&Mutex<BucketCell>>,
 ) -> ChainOutcome {
     // Distinct states in lock order, and each bucket's position among them.
     let mut order: ArrayVec<usize, MAX_LEVELS> = (0..slots.len()).collect();
@@ -441,7 +478,7 @@ fn decide_locked(
         )
     });
     // One more than the chain: a shared parent's guarantee.
-    let mut guards: ArrayVec<MutexGuard<'_, BucketState>, { MAX_LEVELS + 1 }> = ArrayVec::new();
+    let mut guards: ArrayVec<MutexGuard<'_, BucketCell>, { MAX_LEVELS + 1 }> = ArrayVec::new();
     let mut guard_of = [0usize; MAX_LEVELS];
     let mut last: Option<*const Cell> = None;
     let share_at = chain.share.as_ref().map(|s| s.parent);
@@ -477,16 +514,19 @@ fn decide_locked(
                 overflow |= 1 << i;
             }
             let pool_spec = &at.shares.pool;
-            let pool = &mut guards[guard_of[i]];
+            let pool = &mut guards[guard_of[i]].state;
             pool.conform(pool_spec);
             algo::prune(pool, now, pool_spec);
             let part_spec = at.part_spec();
             if let (Some(g), Some(spec)) = (part_guard, part_spec) {
-                let part = &mut guards[g];
+                let part = &mut guards[g].state;
                 part.conform(spec);
                 algo::prune(part, now, spec);
             }
-            let (pool, part) = (&guards[guard_of[i]], part_guard.map(|g| &guards[g]));
+            let (pool, part) = (
+                &guards[guard_of[i]].state,
+                part_guard.map(|g| &guards[g].state),
+            );
             let sv = algo::with_view(pool, now, pool_spec, |pv| {
                 let pool = PartView {
                     view: pv,
@@ -509,7 +549,7 @@ fn decide_locked(
         }
         let overflowed = slots[i].1;
         let spec = bucket.spec_in(overflowed);
-        let state = &mut guards[guard_of[i]];
+        let state = &mut guards[guard_of[i]].state;
         state.conform(spec);
         algo::prune(state, now, spec);
         if overflowed {
@@ -522,7 +562,7 @@ fn decide_locked(
         };
         verdicts.push(algo::decide(state, now, spec, probe));
     }
-    let (outcome, charged) =
+    let (mut outcome, charged) =
         ChainOutcome::combine(mode, chain, overflow, &verdicts, share.as_ref());
     for (i, bucket) in chain.buckets.iter().enumerate() {
         if charged & (1 << i) != 0
@@ -531,15 +571,30 @@ fn decide_locked(
             if let (Some(g), Some(spec)) = (part_guard, at.part_spec())
                 && sv.from_guarantee > 0
             {
-                algo::charge(&mut guards[g], now, spec, sv.from_guarantee);
+                guards[g].charge(now, spec, sv.from_guarantee);
             }
             if sv.from_pool > 0 {
-                algo::charge(&mut guards[guard_of[i]], now, &at.shares.pool, sv.from_pool);
+                guards[guard_of[i]].charge(now, &at.shares.pool, sv.from_pool);
             }
+            // The pool stands for the level (a peek of it reads the pool):
+            // it records the level's admission whichever part gave.
+            guards[guard_of[i]].admitted(now);
         } else if charged & (1 << i) != 0 {
             let spec = bucket.spec_in(slots[i].1);
-            algo::charge(&mut guards[guard_of[i]], now, spec, bucket.cost);
+            guards[guard_of[i]].charge(now, spec, bucket.cost);
         }
+    }
+    // A peek (what introspection reads) says when each bucket last admitted
+    // (a shared parent: its pool, which records every admission of the
+    // level). Other modes skip it: a check's answer does not carry it.
+    for (i, level) in outcome
+        .levels
+        .iter_mut()
+        .enumerate()
+        .filter(|_| mode == Mode::Peek)
+    {
+        let last = guards[guard_of[i]].last_admission();
+        level.since_admission = last.map(|at| now.saturating_sub(at));
     }
     outcome
 }
