@@ -21,7 +21,7 @@
 //! and cannot get more than one bucket's worth of traffic through. Override values
 //! always get their own bucket (their number is fixed by the policy).
 //! A bucket split by fair sharing keeps its guarantees and pool with it (see
-//! `Cell`), so they are bounded, expired and evicted as the bucket is; values
+//! `BucketEntry`), so they are bounded, expired and evicted as the bucket is; values
 //! past a split level's cap share the overflow bucket's parts.
 //!
 //! # Reload
@@ -111,7 +111,7 @@ impl BucketCell {
     }
 }
 
-type BucketMap = HashMap<BucketKey, Cell>;
+type BucketMap = HashMap<BucketKey, BucketEntry>;
 
 /// One bucket's state. A bucket of a level split by fair sharing
 /// ([`crate::policy::Shares`]) has no state of its own: `state` is its pool
@@ -121,17 +121,17 @@ type BucketMap = HashMap<BucketKey, Cell>;
 /// against `max_buckets` with it: memory stays bounded by
 /// `max_buckets × (guarantees + 1)` per level.
 #[derive(Debug)]
-struct Cell {
+struct BucketEntry {
     /// The bucket's state, or a split bucket's pool.
     state: Mutex<BucketCell>,
     /// A split bucket's guarantees; empty otherwise (no allocation).
     parts: Box<[Mutex<BucketCell>]>,
 }
 
-impl Cell {
-    fn fresh(algorithm: crate::policy::Algorithm, split: Option<&Shares>) -> Cell {
+impl BucketEntry {
+    fn fresh(algorithm: crate::policy::Algorithm, split: Option<&Shares>) -> BucketEntry {
         let parts = split.map_or(0, |s| s.parts.len());
-        Cell {
+        BucketEntry {
             state: Mutex::new(BucketCell::fresh(algorithm)),
             parts: (0..parts)
                 .map(|_| Mutex::new(BucketCell::fresh(algorithm)))
@@ -153,9 +153,9 @@ impl Cell {
     }
 
     /// Sets every state of the cell fresh; returns whether any was live at
-    /// `now` (see [`Cell::idle_at`]).
+    /// `now` (see [`BucketEntry::idle_at`]).
     fn reset(&self, spec: &LimitSpec, split: Option<&Shares>, now: Micros) -> bool {
-        let mut old = Cell::fresh(spec.algorithm, split);
+        let mut old = BucketEntry::fresh(spec.algorithm, split);
         std::mem::swap(&mut *self.state.lock(), &mut *old.state.get_mut());
         for (part, fresh) in self.parts.iter().zip(old.parts.iter_mut()) {
             std::mem::swap(&mut *part.lock(), &mut *fresh.get_mut());
@@ -174,7 +174,7 @@ struct KeyedLevel {
     /// the module docs on reload).
     buckets: Arc<RwLock<BucketMap>>,
     /// Shared by values first seen while `buckets` is full.
-    overflow: Arc<Cell>,
+    overflow: Arc<BucketEntry>,
     /// When the level last ran `expire_idle` on itself because it was full.
     last_full_expire: Arc<AtomicU64>,
 }
@@ -186,7 +186,7 @@ struct GlobalLevel {
     level: Level,
     /// The bucket's split when fair sharing splits this level.
     split: Option<Shares>,
-    cell: Arc<Cell>,
+    cell: Arc<BucketEntry>,
 }
 
 #[derive(Debug)]
@@ -220,14 +220,14 @@ impl LevelBuckets {
             LevelBuckets::Global(Box::new(GlobalLevel {
                 level: level.clone(),
                 split: split.cloned(),
-                cell: Arc::new(Cell::fresh(level.spec.algorithm, split)),
+                cell: Arc::new(BucketEntry::fresh(level.spec.algorithm, split)),
             }))
         } else {
             LevelBuckets::Keyed(Box::new(KeyedLevel {
                 level: level.clone(),
                 split: split.cloned(),
                 buckets: Arc::new(RwLock::new(HashMap::new())),
-                overflow: Arc::new(Cell::fresh(level.spec.algorithm, split)),
+                overflow: Arc::new(BucketEntry::fresh(level.spec.algorithm, split)),
                 last_full_expire: Arc::new(AtomicU64::new(0)),
             }))
         }
@@ -403,7 +403,7 @@ impl MemoryStore {
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
             // that is absent must be inserted under the write lock first.
-            let mut slots: ArrayVec<(&Cell, bool), MAX_LEVELS> = ArrayVec::new();
+            let mut slots: ArrayVec<(&BucketEntry, bool), MAX_LEVELS> = ArrayVec::new();
             let mut missing = None;
             for (i, bucket) in chain.buckets.iter().enumerate() {
                 let slot = match &levels[bucket.level_index] {
@@ -466,7 +466,7 @@ fn decide_locked(
     chain: &Chain<'_>,
     mode: Mode,
     now: Micros,
-    slots: &[(&Cell, bool)],
+    slots: &[(&BucketEntry, bool)],
     part: Option<&Mutex<BucketCell>>,
 ) -> ChainOutcome {
     // Distinct states in lock order, and each bucket's position among them.
@@ -480,7 +480,7 @@ fn decide_locked(
     // One more than the chain: a shared parent's guarantee.
     let mut guards: ArrayVec<MutexGuard<'_, BucketCell>, { MAX_LEVELS + 1 }> = ArrayVec::new();
     let mut guard_of = [0usize; MAX_LEVELS];
-    let mut last: Option<*const Cell> = None;
+    let mut last: Option<*const BucketEntry> = None;
     let share_at = chain.share.as_ref().map(|s| s.parent);
     let mut part_guard = None;
     for &i in &order {
@@ -634,7 +634,7 @@ impl KeyedLevel {
         let spec = self.level.spec_for(values);
         map.insert(
             key.to_owned_key(),
-            Cell::fresh(spec.algorithm, self.split.as_ref()),
+            BucketEntry::fresh(spec.algorithm, self.split.as_ref()),
         );
     }
 }
