@@ -350,14 +350,14 @@ mod tests {
 
     #[test]
     fn entries_are_kept_per_descriptor_in_order() {
-        let q = question(&request(
+        let request = request(
             vec![
                 descriptor(&[("category", "errors")], None),
                 descriptor(&[("category", "errors"), ("user", "ann")], None),
             ],
             0,
-        ))
-        .unwrap();
+        );
+        let q = question(&request).unwrap();
         assert_eq!(q.tree, "notifications");
         assert_eq!(q.costs, [1, 1]);
         assert_eq!(
@@ -381,14 +381,14 @@ mod tests {
         #[case] second: Option<u64>,
         #[case] expected: [u64; 2],
     ) {
-        let q = question(&request(
+        let request = request(
             vec![
                 descriptor(&[("category", "errors")], first),
                 descriptor(&[("user", "ann")], second),
             ],
             call,
-        ))
-        .unwrap();
+        );
+        let q = question(&request).unwrap();
         assert_eq!(q.costs, expected);
     }
 

@@ -13,8 +13,8 @@
 //!   goes past the allocator's per-thread cache.
 //!
 //! What a client sees is the generated server's behaviour: the one method at
-//! its path, `UNIMPLEMENTED` for any other, `UNAUTHENTICATED` before decoding
-//! when `[server.auth]` refuses, requests over [`super::MAX_MESSAGE_BYTES`]
+//! its path, `UNIMPLEMENTED` for any other, `UNAUTHENTICATED` first (before
+//! routing or decoding) when `[server.auth]` refuses, requests over [`super::MAX_MESSAGE_BYTES`]
 //! refused by tonic.
 
 use std::convert::Infallible;
@@ -79,6 +79,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if let Err(refused) = self.auth.check(request.headers()) {
+            return Box::pin(std::future::ready(Ok(refused.into_http())));
+        }
         if request.uri().path() != SHOULD_RATE_LIMIT {
             let unimplemented = Status::unimplemented(format!(
                 "{} has no method at {}; it has ShouldRateLimit",
@@ -86,9 +89,6 @@ where
                 super::cut_for_log(request.uri().path())
             ));
             return Box::pin(std::future::ready(Ok(unimplemented.into_http())));
-        }
-        if let Err(refused) = self.auth.check(request.headers()) {
-            return Box::pin(std::future::ready(Ok(refused.into_http())));
         }
         let server = Arc::clone(&self.server);
         Box::pin(async move {
