@@ -20,6 +20,7 @@ use limitree::{Algorithm, Policy};
 use crate::app::{App, AppError};
 use crate::client;
 use crate::config::Config;
+use crate::config::auth::AuthFlags;
 use crate::config::fields::env_references;
 use crate::notify::config::DEFAULT_WEBHOOK;
 use crate::reload::Overrides;
@@ -91,6 +92,17 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub redis: Option<String>,
+    /// A token that may check (decide), named as `[server.auth] check`
+    /// entries are: `'${VAR}'` (an environment variable; quote it so the
+    /// shell leaves it alone) or `file:PATH`, never the token itself.
+    /// Repeatable; added to the config's `[server.auth]` (or turns auth on,
+    /// e.g. for an envoyproxy/ratelimit YAML config).
+    #[arg(long = "check-token", value_name = "REF")]
+    pub check_tokens: Vec<String>,
+    /// A token that may also administer (policy, buckets, reload), named as
+    /// for `--check-token`. Repeatable; added to `[server.auth] admin`.
+    #[arg(long = "admin-token", value_name = "REF")]
+    pub admin_tokens: Vec<String>,
 }
 
 /// `--token`: the bearer token `check` and `notify` send, for a server
@@ -226,11 +238,24 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         _ => None,
     };
+    // Read here, not by clap: clap's own errors repeat the value, which
+    // may be a token given by mistake.
+    let auth = match AuthFlags::parse(&args.check_tokens, &args.admin_tokens) {
+        Ok(auth) => auth,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("limitree: the token flags cannot be used as given; nothing was started");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let overrides = Overrides {
         http: args.http,
         grpc: args.grpc.map(|GrpcListen(grpc)| grpc),
         grpc_tls,
         redis: args.redis.clone(),
+        auth,
     };
     if let Err(e) = overrides.apply(&mut config) {
         eprintln!("error: {e}");

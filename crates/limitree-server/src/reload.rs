@@ -43,6 +43,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::auth::AuthFlags;
 use crate::config::{Config, ConfigErrors};
 use crate::grpc::GrpcCounters;
 use crate::http::metrics::CheckCounters;
@@ -51,7 +52,7 @@ use crate::http::metrics::CheckCounters;
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// What the command line set over the config file (`--http`, `--grpc`,
-/// `--redis`): applied at start-up and again to every reloaded file, so a
+/// `--redis`, `--check-token`, `--admin-token`): applied at start-up and again to every reloaded file, so a
 /// reload compares like with like.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -63,6 +64,8 @@ pub struct Overrides {
     pub grpc_tls: Option<crate::grpc::tls::GrpcTls>,
     /// `--redis URL` (or `LIMITREE_REDIS_URL`).
     pub redis: Option<String>,
+    /// `--check-token REF` / `--admin-token REF`: added to `[server.auth]`.
+    pub auth: AuthFlags,
 }
 
 impl Overrides {
@@ -81,6 +84,7 @@ impl Overrides {
         if let Some(url) = &self.redis {
             config.store.use_redis_url(url)?;
         }
+        self.auth.apply(&mut config.server.auth);
         Ok(())
     }
 }

@@ -118,6 +118,13 @@ pub struct LevelOutcome {
     /// Fair sharing: the parent's pool, or the child's guarantee (trees with
     /// [`Shares`](crate::policy::Shares) only).
     pub share: Option<LevelShare>,
+    /// In a [`Mode::Peek`]: how long ago the bucket last admitted a charge
+    /// (a [`Mode::Commit`] that charged it); denials, peeks and dry runs do
+    /// not count. For the introspection API ([`crate::inspect`]), so
+    /// `None` in every other mode. `None` in a peek: the store does not
+    /// record admissions (the Redis store, so far), or the bucket has had
+    /// none since it was created, reset or dropped as idle.
+    pub since_admission: Option<Micros>,
 }
 
 /// A level's part in fair sharing (see [`crate::policy::Shares`]), as reported.
@@ -400,6 +407,8 @@ impl ChainOutcome {
                         None
                     }
                 }),
+                // Only a store that records admissions knows; it fills this in.
+                since_admission: None,
             });
             if takes && mode == Mode::Commit {
                 charge |= 1 << i;

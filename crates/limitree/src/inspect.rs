@@ -23,6 +23,7 @@ use arrayvec::ArrayVec;
 use futures_util::future::try_join_all;
 
 use crate::chain::{Chain, ChainError};
+use crate::clock::Micros;
 use crate::decision::{LevelStatus, Mode, Reason};
 use crate::limiter::Snapshot;
 use crate::policy::{MAX_BY_KEYS, Tree};
@@ -47,6 +48,12 @@ pub struct BucketUsage {
     pub status: LevelStatus,
     /// The most the bucket holds at once: its limit (`burst` for gcra).
     pub capacity: u64,
+    /// How long ago the bucket last admitted a charge (denials, peeks and
+    /// dry runs do not count); `None` when the store cannot tell (it does
+    /// not record admissions: Redis, so far) or the bucket has had none
+    /// since it was created, reset or dropped as idle. See
+    /// [`LevelOutcome::since_admission`](crate::decision::LevelOutcome::since_admission).
+    pub since_admission: Option<Micros>,
 }
 
 impl BucketUsage {
@@ -178,6 +185,7 @@ impl Snapshot {
             values: values.iter().map(|v| (*v).to_owned()).collect(),
             status: LevelStatus::new(bucket, level),
             capacity: bucket.spec.capacity(),
+            since_admission: level.since_admission,
         })
     }
 

@@ -13,6 +13,11 @@
 //! dropped). A token in the config text would be shared with the file, so it
 //! is refused, and no message ever repeats what was written there.
 //!
+//! `limitree serve --check-token REF --admin-token REF` (each repeatable)
+//! take the same references ([`AuthFlags`]): how a deployment whose config
+//! is an envoyproxy/ratelimit YAML file (which has no `[server.auth]`) turns
+//! tokens on. With a TOML config they add to `[server.auth]`'s lists.
+//!
 //! Parsing only reads the names; [`AuthConfig::resolve`]
 //! reads the variables and files when the server starts (and in `config
 //! check`), and an unset variable or unreadable file is an error there,
@@ -45,13 +50,24 @@ pub struct AuthConfig {
     source: String,
 }
 
-/// Where one token comes from, and where the config says so.
+/// Where one token comes from, and where it was named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRef {
     /// The variable or file.
     pub from: TokenSource,
-    location: Option<(usize, usize)>,
-    place: String,
+    named: Named,
+}
+
+/// Where a [`TokenRef`] was named, for the message when it cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Named {
+    /// In `[server.auth]`: at this line and column, under this key.
+    InFile {
+        location: Option<(usize, usize)>,
+        place: String,
+    },
+    /// By this command-line flag (`--check-token`).
+    ByFlag(&'static str),
 }
 
 /// `"${VAR}"` or `"file:PATH"`.
@@ -208,9 +224,10 @@ fn is_var_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// What one entry names, or why it names nothing. Never repeats the entry:
-/// it may be a token pasted by mistake.
-fn token_source(text: &str, list: &str) -> Result<TokenSource, String> {
+/// What one entry names, or why it names nothing; `flag` is the
+/// command-line flag that gave it (`None`: the config file). Never repeats
+/// the entry: it may be a token pasted by mistake.
+fn token_source(text: &str, list: &str, flag: Option<&str>) -> Result<TokenSource, String> {
     let var = example_var(list);
     if let Some(name) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
         return if is_var_name(name) {
@@ -231,9 +248,14 @@ fn token_source(text: &str, list: &str) -> Result<TokenSource, String> {
             Ok(TokenSource::File(PathBuf::from(path)))
         };
     }
-    Err(format!(
-        "a token must not be written in the config file (anyone who reads the file could use it); put it in an environment variable and write \"${{{var}}}\", or in a file and write \"file:PATH\""
-    ))
+    Err(match flag {
+        None => format!(
+            "a token must not be written in the config file (anyone who reads the file could use it); put it in an environment variable and write \"${{{var}}}\", or in a file and write \"file:PATH\""
+        ),
+        Some(flag) => format!(
+            "a token must not be given on the command line (any user of the machine can read it in the process list, and shells keep it in their history); put it in an environment variable and pass {flag} '${{{var}}}' (quoted, so the shell does not expand it), or in a file and pass {flag} file:PATH"
+        ),
+    })
 }
 
 impl AuthConfig {
@@ -265,7 +287,7 @@ impl AuthConfig {
             for (i, entry) in entries.into_iter().enumerate() {
                 let key = format!("{key}[{i}]");
                 let parsed = match entry {
-                    Entry::Text(text) => token_source(&text, name),
+                    Entry::Text(text) => token_source(&text, name, None),
                     Entry::NotText(kind) => Err(format!(
                         "expected a string such as \"${{{}}}\", found {kind}",
                         example_var(name)
@@ -276,8 +298,7 @@ impl AuthConfig {
                         let (location, place) = section.place(&key);
                         refs.push(TokenRef {
                             from,
-                            location,
-                            place,
+                            named: Named::InFile { location, place },
                         });
                     }
                     Err(e) => errors.push(section.error(&key, e)),
@@ -312,9 +333,12 @@ impl AuthConfig {
                 .filter_map(|r| match r.read(env) {
                     Ok(token) => Some(token),
                     Err(e) => {
-                        errors.push(
-                            PolicyError::located(&self.source, r.location, &r.place, e).to_string(),
-                        );
+                        errors.push(match &r.named {
+                            Named::InFile { location, place } => {
+                                PolicyError::located(&self.source, *location, place, e).to_string()
+                            }
+                            Named::ByFlag(flag) => format!("{flag} {}: {e}", r.from),
+                        });
                         None
                     }
                 })
@@ -327,6 +351,71 @@ impl AuthConfig {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// `--check-token REF` and `--admin-token REF` (each repeatable), parsed:
+/// the same references as `[server.auth]` takes (`${VAR}`, `file:PATH`),
+/// read when the server starts like the file's. They add to the config's
+/// `[server.auth]` lists, or stand for one (with `open_metrics = true`)
+/// when the config has none (an envoyproxy/ratelimit YAML config never
+/// does). Applied again to every reloaded file, with the other overrides,
+/// so a reload sees the same tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthFlags {
+    /// `--check-token`.
+    pub check: Vec<TokenRef>,
+    /// `--admin-token`.
+    pub admin: Vec<TokenRef>,
+}
+
+impl AuthFlags {
+    /// The flags' values as given; every one that names no token (a literal
+    /// token, a bad `${…}`, an empty `file:`) is an error naming its flag,
+    /// never repeating the value.
+    pub fn parse(check: &[String], admin: &[String]) -> Result<AuthFlags, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut refs = |list: &'static str, flag: &'static str, given: &[String]| {
+            given
+                .iter()
+                .enumerate()
+                .filter_map(|(i, text)| match token_source(text, list, Some(flag)) {
+                    Ok(from) => Some(TokenRef {
+                        from,
+                        named: Named::ByFlag(flag),
+                    }),
+                    Err(e) => {
+                        errors.push(format!("{flag} (value {}): {e}", i + 1));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let flags = AuthFlags {
+            check: refs("check", "--check-token", check),
+            admin: refs("admin", "--admin-token", admin),
+        };
+        if errors.is_empty() {
+            Ok(flags)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Adds the flags' tokens to `auth` (a config's `[server.auth]`), making
+    /// one when there is none and a flag names a token.
+    pub fn apply(&self, auth: &mut Option<AuthConfig>) {
+        if self.check.is_empty() && self.admin.is_empty() {
+            return;
+        }
+        let auth = auth.get_or_insert_with(|| AuthConfig {
+            check: Vec::new(),
+            admin: Vec::new(),
+            open_metrics: true,
+            source: "the command line".to_owned(),
+        });
+        auth.check.extend(self.check.iter().cloned());
+        auth.admin.extend(self.admin.iter().cloned());
     }
 }
 
@@ -485,6 +574,72 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains(expected), "{errors:?}");
         assert!(!errors[0].contains("two words"), "{errors:?}");
+    }
+
+    /// `--check-token`/`--admin-token` take the references `[server.auth]`
+    /// takes and refuse the rest naming the flag, never the value.
+    #[rstest]
+    #[case::literal_check_token(&["s3cr3t-literal"], &[], "--check-token (value 1): a token must not be given on the command line")]
+    #[case::literal_admin_token_second(&[], &["${A}", "s3cr3t-literal"], "--admin-token (value 2): a token must not be given on the command line (any user of the machine can read it in the process list, and shells keep it in their history); put it in an environment variable and pass --admin-token '${LIMITREE_ADMIN_TOKEN}'")]
+    #[case::bad_variable(&["${s3cr3t-literal}"], &[], "--check-token (value 1): the text between ${ and } is not a variable name")]
+    #[case::empty_file(&[], &["file:"], "--admin-token (value 1): `file:` names no file")]
+    fn bad_token_flags_are_refused_without_echo(
+        #[case] check: &[&str],
+        #[case] admin: &[&str],
+        #[case] expected: &str,
+    ) {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let errors = super::AuthFlags::parse(&owned(check), &owned(admin)).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with(expected),
+            "{expected:?} vs {errors:#?}"
+        );
+        assert!(!errors[0].contains("s3cr3t"), "{errors:#?}");
+    }
+
+    /// The flags add to `[server.auth]` (or stand for it), and a reference
+    /// that cannot be read is reported by its flag.
+    #[test]
+    fn token_flags_add_to_the_config_and_resolve_like_it() {
+        use crate::auth::Scope;
+        let flags = super::AuthFlags::parse(&["${FLAG_CHECK}".to_owned()], &[]).unwrap();
+        let grant = |tokens: &crate::auth::Tokens, token: &str, scope| {
+            tokens.authorize(std::iter::once(format!("Bearer {token}").as_bytes()), scope)
+        };
+        let env = |var: &str| {
+            Some(match var {
+                "FLAG_CHECK" => "from-flag".to_owned(),
+                "FILE_CHECK" => "from-file".to_owned(),
+                _ => return None,
+            })
+        };
+        let mut config =
+            Config::from_toml_str("[server.auth]\ncheck = [\"${FILE_CHECK}\"]\n", "c.toml")
+                .unwrap();
+        flags.apply(&mut config.server.auth);
+        let tokens = config.server.auth.as_ref().unwrap().resolve(&env).unwrap();
+        assert_eq!(grant(&tokens, "from-flag", Scope::Check), Ok(()));
+        assert_eq!(grant(&tokens, "from-file", Scope::Check), Ok(()));
+        // No [server.auth] (a YAML config's case): the flags stand for it.
+        let mut none = None;
+        flags.apply(&mut none);
+        let auth = none.unwrap();
+        assert!(auth.open_metrics);
+        assert_eq!(
+            grant(&auth.resolve(&env).unwrap(), "from-flag", Scope::Check),
+            Ok(())
+        );
+        let errors = auth.resolve(&|_| None).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("--check-token ${FLAG_CHECK}: ${FLAG_CHECK} is not set"),
+            "{errors:?}"
+        );
+        // No flag: nothing changes.
+        let mut untouched = None;
+        super::AuthFlags::default().apply(&mut untouched);
+        assert!(untouched.is_none());
     }
 
     #[rstest]

@@ -303,7 +303,7 @@ impl ServerConfig {
             .collect();
         (!exposed.is_empty()).then(|| {
             format!(
-                "serving {} (not loopback) without API tokens: anyone who reaches the port can check and spend every client's quota; add [server.auth] to a TOML config, or listen on 127.0.0.1",
+                "serving {} (not loopback) without API tokens: anyone who reaches the port can check and spend every client's quota; pass --check-token/--admin-token or add [server.auth] to a TOML config, or listen on 127.0.0.1",
                 exposed.join(" and ")
             )
         })

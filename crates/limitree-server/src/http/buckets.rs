@@ -48,6 +48,11 @@ pub struct BucketView {
     pub retry_after_ms: Option<u64>,
     /// The level is a shadow level.
     pub shadow: bool,
+    /// How long ago, in whole milliseconds, the bucket last admitted a
+    /// charge (denials, peeks and dry runs do not count). `null`: the store
+    /// does not record it (Redis, so far), or the bucket has admitted
+    /// nothing since it was created, reset or dropped as idle.
+    pub last_admission_ms_ago: Option<u64>,
 }
 
 impl BucketView {
@@ -72,6 +77,7 @@ impl BucketView {
             allowed: s.allowed,
             retry_after_ms: s.retry_after.map(micros_to_millis_ceil),
             shadow: s.shadow,
+            last_admission_ms_ago: usage.since_admission.map(|us| us / 1000),
         }
     }
 }

@@ -41,6 +41,11 @@
   }
   function time(ms) { return new Date(ms).toUTCString(); }
   var UNITS = [["d", 86400000], ["h", 3600000], ["m", 60000], ["s", 1000], ["ms", 1]];
+  // As the server writes it (status.rs `ago_text`): rounded down.
+  function ago(ms) {
+    if (ms === null || ms === undefined) return "\u2014";
+    return duration(ms >= 1000 ? Math.floor(ms / 1000) * 1000 : ms) + " ago";
+  }
   function duration(ms) {
     if (ms >= 1000) ms = Math.ceil(ms / 1000) * 1000;
     if (ms === 0) return "0s";
@@ -85,6 +90,7 @@
       el("td", {}, el("a", { href: b.path }, b.bucket)),
       el("td", {}, b.used), el("td", {}, b.capacity), el("td", {}, b.remaining),
       el("td", {}, duration(b.reset_after_ms)),
+      el("td", {}, ago(b.last_admission_ms_ago)),
       el("td", {}, el("meter", { min: 0, max: b.capacity, value: b.used }, b.used + "/" + b.capacity)));
   }
 
@@ -99,7 +105,7 @@
       l.buckets.forEach(function (b) { body.appendChild(bucketRow(b)); });
       f.appendChild(el("table", { "class": "buckets", "data-tree": tree, "data-level": l.name,
         "data-truncated": l.truncated, "data-scanned": l.scanned },
-        el("thead", {}, row(["bucket", "used", "capacity", "remaining", "full again in", "usage"])), body));
+        el("thead", {}, row(["bucket", "used", "capacity", "remaining", "full again in", "last admitted", "usage"])), body));
       if (l.truncated) {
         f.appendChild(el("p", { "class": "note" }, "looked at " + l.scanned + " buckets, not all: busiest of those"));
       }

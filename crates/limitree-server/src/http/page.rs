@@ -17,7 +17,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::AppState;
 use super::buckets::BucketView;
-use super::status::{LevelUsage, Status, TreeStatus, collect, duration_text};
+use super::status::{LevelUsage, Status, TreeStatus, ago_text, collect, duration_text};
 
 /// How often the script refreshes the page.
 pub const REFRESH_MS: u64 = 5000;
@@ -171,7 +171,7 @@ fn level_buckets(tree: &str, level: &LevelUsage) -> Markup {
             p class="empty" { "nothing used" }
         } @else {
             table class="buckets" data-tree=(tree) data-level=(level.level.name) data-truncated=(level.truncated) data-scanned=(level.scanned) {
-                thead { tr { th { "bucket" } th { "used" } th { "capacity" } th { "remaining" } th { "full again in" } th { "usage" } } }
+                thead { tr { th { "bucket" } th { "used" } th { "capacity" } th { "remaining" } th { "full again in" } th { "last admitted" } th { "usage" } } }
                 tbody { @for b in &level.buckets { (bucket_row(b)) } }
             }
             @if level.truncated { p class="note" { "looked at " (level.scanned) " buckets, not all: busiest of those" } }
@@ -184,6 +184,7 @@ fn bucket_row(b: &BucketView) -> Markup {
         tr class="bucket" data-bucket=(b.bucket) data-used=(b.used) data-capacity=(b.capacity) data-remaining=(b.remaining) {
             td { a href=(b.path) { (b.bucket) } }
             td { (b.used) } td { (b.capacity) } td { (b.remaining) } td { (duration_text(b.reset_after_ms)) }
+            td { (ago_text(b.last_admission_ms_ago)) }
             td { meter min="0" max=(b.capacity) value=(b.used) { (b.used) "/" (b.capacity) } }
         }
     }

@@ -318,6 +318,22 @@ pub fn duration_text(ms: u64) -> String {
     limitree::policy::format_duration(ms.saturating_mul(1000))
 }
 
+/// A bucket's last admission as the page writes it: `4s ago` (rounded
+/// down to the second from a second on: it did happen at least that long
+/// ago), `—` when the store cannot tell.
+pub fn ago_text(ms: Option<u64>) -> String {
+    match ms {
+        None => "—".to_owned(),
+        Some(ms) => {
+            let ms = if ms >= 1000 { ms / 1000 * 1000 } else { ms };
+            format!(
+                "{} ago",
+                limitree::policy::format_duration(ms.saturating_mul(1000))
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -325,5 +341,13 @@ mod tests {
         assert_eq!(super::duration_text(1_800_000), "30m");
         assert_eq!(super::duration_text(250), "250ms");
         assert_eq!(super::duration_text(1_799_001), "30m");
+    }
+
+    #[test]
+    fn last_admissions_round_down() {
+        assert_eq!(super::ago_text(Some(0)), "0s ago");
+        assert_eq!(super::ago_text(Some(250)), "250ms ago");
+        assert_eq!(super::ago_text(Some(61_999)), "1m 1s ago");
+        assert_eq!(super::ago_text(None), "—");
     }
 }

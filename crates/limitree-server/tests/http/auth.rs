@@ -618,3 +618,219 @@ fn the_cli_client_sends_its_token() {
         text(&through.stderr)
     );
 }
+
+/// An envoyproxy/ratelimit YAML config (which has no `[server.auth]`)
+/// served with `--check-token` (a `${VAR}`) and `--admin-token` (a `file:`).
+fn yaml_protected(name: &str) -> Served {
+    yaml_protected_on(name, &["--http", "127.0.0.1:0"])
+}
+
+/// [`yaml_protected`] listening as `listen` says (`--http`, `--grpc`).
+fn yaml_protected_on(name: &str, listen: &[&str]) -> Served {
+    let token_file = write_config(&format!("auth-{name}-admin-token"), &format!("{ADMIN}\n"));
+    let config = write_config(
+        &format!("auth-{name}.yaml"),
+        "domain: notifications\ndescriptors:\n  - key: category\n    rate_limit:\n      unit: hour\n      requests_per_unit: 10\n",
+    );
+    let admin = format!("file:{}", token_file.display());
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--check-token",
+        "${LIMITREE_TEST_CHECK}",
+        "--admin-token",
+        &admin,
+    ];
+    args.extend_from_slice(listen);
+    Served::start_with_env(&args, &[("LIMITREE_TEST_CHECK", CHECK)])
+}
+
+/// Tokens from the flags count as auth for the warning about an exposed
+/// server: none is logged.
+#[test]
+fn an_exposed_yaml_config_with_token_flags_does_not_warn() {
+    let served = yaml_protected_on(
+        "yaml-exposed",
+        &["--http", "0.0.0.0:0", "--grpc", "0.0.0.0:0"],
+    );
+    assert!(
+        served
+            .early
+            .iter()
+            .all(|l| !l.contains("without API tokens")),
+        "{:#?}",
+        served.early
+    );
+    // The warning shows in this log when it is given: see
+    // an_exposed_server_without_tokens_warns_once.
+    assert!(!served.early.is_empty());
+}
+
+/// With a YAML config, the token flags turn auth on: both scopes over HTTP
+/// with no, a wrong, a check and an admin token, health still open.
+#[rstest]
+#[case::envoy_bridge(Method::POST, "/json", "check", 200)]
+// Let through, then refused: a domain tree takes a list of descriptors.
+#[case::check(Method::POST, "/v1/check", "check", 422)]
+#[case::policy(Method::GET, "/v1/policy", "admin", 200)]
+#[case::bucket(
+    Method::GET,
+    "/v1/buckets/notifications/category/category=auth",
+    "admin",
+    200
+)]
+#[case::healthz(Method::GET, "/healthz", "open", 200)]
+#[tokio::test]
+async fn token_flags_guard_a_yaml_config_over_http(
+    #[case] method: Method,
+    #[case] path: &str,
+    #[case] scope: &str,
+    #[case] through: u16,
+) {
+    let served = yaml_protected(&format!("yaml-{}", path.replace('/', "_")));
+    let http = reqwest::Client::new();
+    for sent in Sent::ALL {
+        let response = send(&http, &served, &method, path, sent).await;
+        let status = response.status().as_u16();
+        let expected = match (scope, sent) {
+            ("open", _) | ("check", Sent::Check | Sent::Admin) | ("admin", Sent::Admin) => through,
+            ("admin", Sent::Check) => 403,
+            _ => 401,
+        };
+        assert_eq!(status, expected, "{method} {path} with {sent:?}");
+        if [401, 403].contains(&status) {
+            assert_refusal(response, sent).await;
+        }
+    }
+}
+
+/// With a YAML config, `ShouldRateLimit` needs a token from the flags
+/// (check or admin); refused calls charge nothing.
+#[tokio::test]
+async fn token_flags_guard_a_yaml_config_over_grpc() {
+    let served = yaml_protected("yaml-grpc");
+    let mut client = RateLimitServiceClient::new(channel(&served).await);
+    for sent in Sent::ALL {
+        let mut request = tonic::Request::new(RateLimitRequest {
+            hits_addend: 1,
+            ..rls_request()
+        });
+        if let Some(token) = sent.token() {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        match client.should_rate_limit(request).await {
+            Ok(answer) => {
+                assert!(matches!(sent, Sent::Check | Sent::Admin), "{sent:?}");
+                assert_eq!(answer.into_inner().overall_code, Code::Ok as i32);
+            }
+            Err(status) => {
+                assert!(
+                    matches!(sent, Sent::Nothing | Sent::Wrong),
+                    "{sent:?}: {status:?}"
+                );
+                assert_eq!(status.code(), tonic::Code::Unauthenticated, "{sent:?}");
+            }
+        }
+    }
+    // Two calls charged one each; the refused ones nothing.
+    let bucket: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/buckets/notifications/category/category=auth",
+            served.base
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bucket["used"], 2, "{bucket}");
+}
+
+/// With a TOML config the flags add to `[server.auth]`: its token and the
+/// flag's both work, on their own scopes.
+#[tokio::test]
+async fn token_flags_add_to_server_auth() {
+    const FLAG_CHECK: &str = "chk-from-the-flag-93c1";
+    let config = write_config(
+        "auth-flags-and-file.toml",
+        "[server.auth]\ncheck = [\"${LIMITREE_TEST_CHECK}\"]\n",
+    );
+    let served = Served::start_with_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--check-token",
+            "${LIMITREE_TEST_FLAG_CHECK}",
+        ],
+        &[
+            ("LIMITREE_TEST_CHECK", CHECK),
+            ("LIMITREE_TEST_FLAG_CHECK", FLAG_CHECK),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let status = async |path: &str, token: &str| {
+        let mut request = http.request(
+            if path == "/v1/check" {
+                Method::POST
+            } else {
+                Method::GET
+            },
+            format!("{}{path}", served.base),
+        );
+        if let Some(body) = body_for(path) {
+            request = request.json(&body);
+        }
+        request
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("/v1/check", CHECK).await, 200, "the file's token");
+    assert_eq!(
+        status("/v1/check", FLAG_CHECK).await,
+        200,
+        "the flag's token"
+    );
+    assert_eq!(status("/v1/check", WRONG).await, 401);
+    assert_eq!(status("/v1/policy", FLAG_CHECK).await, 403, "a check token");
+}
+
+/// A flag that names no token (a literal, an unset variable, a missing
+/// file) stops `limitree serve` with exit 64, naming the flag, never the value.
+#[rstest]
+#[case::literal(&["--check-token", "s3cr3t-token"], "error: --check-token (value 1): a token must not be given on the command line")]
+#[case::unset_variable(&["--admin-token", "${LIMITREE_TEST_UNSET_TOKEN}"], "error: --admin-token ${LIMITREE_TEST_UNSET_TOKEN}: ${LIMITREE_TEST_UNSET_TOKEN} is not set")]
+#[case::missing_file(&["--check-token", "file:/nonexistent/limitree-token"], "error: --check-token file:/nonexistent/limitree-token: cannot read the token file /nonexistent/limitree-token")]
+fn bad_token_flags_stop_the_server(#[case] flags: &[&str], #[case] expected: &str) {
+    let config = write_config(
+        "auth-bad-flags.yaml",
+        "domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: hour\n      requests_per_unit: 1\n",
+    );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "off",
+            "--config",
+        ])
+        .arg(&config)
+        .args(flags)
+        .env_remove("LIMITREE_TEST_UNSET_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+}

@@ -495,3 +495,90 @@ async fn rate_limit_service_denials_are_recorded_for_the_status_page() {
     assert_eq!(denial["levels"][0]["level"], level["name"]);
     assert_eq!(level["buckets"][0]["used"], 1, "{status}");
 }
+
+/// Through `limitree serve` on the memory store: `GET /v1/buckets` and the
+/// one-bucket `GET` say how long ago each bucket last admitted a charge, by
+/// the server's clock (within the wall time the test saw pass); a dry run,
+/// a peek and a denial leave it be; a bucket that admitted nothing says
+/// `null`; the next admission brings it back to about 0.
+#[tokio::test]
+async fn buckets_report_their_last_admission() {
+    use crate::support::poll::{SOON, eventually};
+    use crate::support::served::{Served, write_config};
+    let config = write_config(
+        "introspect-last-admission.toml",
+        "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = 100\nwindow = \"1h\"\n[[trees.levels]]\nname = \"user\"\nby = [\"user\"]\nlimit = 3\nwindow = \"1h\"\n",
+    );
+    let served = Served::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--grpc",
+        "off",
+    ]);
+    let http = reqwest::Client::new();
+    let check = async |cost: u64, dry_run: bool| -> Value {
+        let body =
+            json!({"tree": "t", "descriptors": {"user": "a"}, "cost": cost, "dry_run": dry_run});
+        let reply = http
+            .post(format!("{}/v1/check", served.base))
+            .json(&body)
+            .send();
+        reply.await.unwrap().json().await.unwrap()
+    };
+    let get = async |path: &str| -> Value {
+        let response = http
+            .get(format!("{}{path}", served.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    };
+    let ago = |bucket: &Value| bucket["last_admission_ms_ago"].as_u64();
+
+    let before = Instant::now();
+    assert_eq!(check(2, false).await["reason"], "ok");
+    let list = get("/v1/buckets?tree=t&level=user").await;
+    let bucket = &list["buckets"][0];
+    assert_eq!(
+        (&bucket["bucket"], &bucket["used"]),
+        (&json!("user=a"), &json!(2)),
+        "{list}"
+    );
+    let seen = ago(bucket).expect("the memory store reports it");
+    assert!(
+        u128::from(seen) <= before.elapsed().as_millis(),
+        "{seen} ms ago: {list}"
+    );
+    let global = get("/v1/buckets/t/global/*").await;
+    assert!(ago(&global).is_some(), "{global}");
+    let fresh = get("/v1/buckets/t/user/user=b").await;
+    assert_eq!(fresh["last_admission_ms_ago"], Value::Null, "{fresh}");
+
+    // Let the server's clock pass 100 ms (polled, not slept), then a dry
+    // run, a peek and a denial: none of them is an admission.
+    eventually("the admission to be 100 ms old", SOON, async || {
+        ago(&get("/v1/buckets/t/user/user=a").await).is_some_and(|ms| ms >= 100)
+    })
+    .await;
+    assert_eq!(check(1, true).await["allowed"], true);
+    assert_eq!(check(0, false).await["allowed"], true);
+    assert_eq!(check(2, false).await["reason"], "limited");
+    let a = get("/v1/buckets/t/user/user=a").await;
+    assert!(ago(&a).is_some_and(|ms| ms >= 100), "{a}");
+    assert!(ago(&get("/v1/buckets/t/global/*").await).is_some_and(|ms| ms >= 100));
+
+    // An admission moves it, on every level it charged.
+    let admitted = Instant::now();
+    assert_eq!(check(1, false).await["reason"], "ok");
+    for path in ["/v1/buckets/t/user/user=a", "/v1/buckets/t/global/*"] {
+        let bucket = get(path).await;
+        let seen = ago(&bucket).unwrap();
+        assert!(
+            u128::from(seen) <= admitted.elapsed().as_millis(),
+            "{seen} ms ago: {bucket}"
+        );
+    }
+}

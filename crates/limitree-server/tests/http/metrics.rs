@@ -541,8 +541,9 @@ detailed = true
     );
 }
 
-/// `deploy/grafana/limitree.json` is valid JSON, and every metric its panels
-/// query is in the exposition after traffic.
+/// `deploy/grafana/limitree.json` is valid JSON; it has panels for the gRPC
+/// connection and policy reload families; and every metric its panels query
+/// is in the README's metrics table and in the exposition after traffic.
 #[tokio::test]
 async fn the_grafana_dashboard_queries_only_exposed_metrics() {
     let path = concat!(
@@ -554,6 +555,44 @@ async fn the_grafana_dashboard_queries_only_exposed_metrics() {
     let mut queried = std::collections::BTreeSet::new();
     collect_metric_names(&dashboard, &mut queried);
     assert!(queried.len() >= 10, "the panels query {queried:?}");
+    for family in [
+        "limitree_grpc_connections",
+        "limitree_grpc_connections_accepted_total",
+        "limitree_grpc_connections_refused_total",
+        "limitree_grpc_connections_closed_total",
+        "limitree_grpc_accept_errors_total",
+        "limitree_grpc_request_duration_seconds_bucket",
+        "limitree_policy_reloads_total",
+        "limitree_policy_stale",
+        "limitree_policy_info",
+    ] {
+        assert!(queried.contains(family), "no panel queries {family}");
+    }
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let documented: std::collections::BTreeSet<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `limitree_"))
+        .filter_map(|rest| rest.split('`').next())
+        .collect();
+    let undocumented: Vec<&String> = queried
+        .iter()
+        .filter(|name| {
+            let name = name.strip_prefix("limitree_").unwrap_or(name);
+            // A histogram's series are documented by its family's name.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| documented.contains(family))
+                .unwrap_or(name);
+            !documented.contains(family)
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "queried but not in the README's metrics table: {undocumented:?}"
+    );
 
     let Traffic { metrics, .. } = traffic().await;
     let exposed: std::collections::BTreeSet<&str> =

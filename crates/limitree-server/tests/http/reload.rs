@@ -89,19 +89,19 @@ impl Store {
 /// Four checks used 4 of category 5 and global 10; the new limits are 3 and
 /// 20. Every algorithm then reports the category over its new limit (nothing
 /// admitted, nothing charged) and the global level with its count kept:
-/// 16 left (gcra keeps its debt as time: 4 × 180 s of a 1800 s tolerance,
-/// read at the new 90 s per unit, is 8 units used, 12 left).
+/// 16 left (gcra carries its debt over in units: the 4 units owed at 180 s
+/// each are owed at the new 90 s each).
 #[rstest]
 #[case::sliding_log_memory("sliding_log", "memory", 16)]
 #[case::sliding_window_memory("sliding_window", "memory", 16)]
-#[case::gcra_memory("gcra", "memory", 12)]
+#[case::gcra_memory("gcra", "memory", 16)]
 #[case::fixed_window_memory("fixed_window", "memory", 16)]
 #[cfg_attr(feature = "redis", case::sliding_log_redis("sliding_log", "redis", 16))]
 #[cfg_attr(
     feature = "redis",
     case::sliding_window_redis("sliding_window", "redis", 16)
 )]
-#[cfg_attr(feature = "redis", case::gcra_redis("gcra", "redis", 12))]
+#[cfg_attr(feature = "redis", case::gcra_redis("gcra", "redis", 16))]
 #[cfg_attr(
     feature = "redis",
     case::fixed_window_redis("fixed_window", "redis", 16)

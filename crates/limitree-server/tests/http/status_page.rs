@@ -201,6 +201,15 @@ fn assert_matches(dom: &Html, status: &Value, rendering: &str) {
         status["relay"]["accepted"].to_string(),
         "{rendering}"
     );
+    // Every bucket shown was admitted on the memory store, which reports
+    // when: each row says how long ago.
+    for tr in select(dom, "tr.bucket") {
+        let text = tr.text().collect::<String>();
+        assert!(
+            text.contains(" ago"),
+            "{rendering}: no last admission in {text:?}"
+        );
+    }
     // The hostile value is text: no element came out of it.
     assert!(
         select(dom, "main img").is_empty(),

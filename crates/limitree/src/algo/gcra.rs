@@ -10,11 +10,15 @@
 use crate::clock::Micros;
 use crate::policy::LimitSpec;
 
-/// The theoretical arrival time.
+/// The theoretical arrival time, and the emission interval it was counted in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct State {
     /// When the bucket is full again; at or before `now` it is full.
     pub tat: Micros,
+    /// The emission interval `tat` was pushed by (0: never charged). A policy
+    /// reload can change the interval (a new limit or window) under a kept
+    /// bucket: [`rescale`] then carries its debt over.
+    pub interval: Micros,
 }
 
 /// A gcra bucket at one instant, with the emission interval computed once.
@@ -60,7 +64,27 @@ impl super::BucketView for View {
 
 /// Pushes `tat` by `cost` intervals.
 pub fn charge(s: &mut State, now: Micros, spec: &LimitSpec, cost: u64) {
-    s.tat = s.tat.max(now) + cost * spec.emission_interval();
+    let interval = spec.emission_interval();
+    s.tat = s.tat.max(now) + cost * interval;
+    s.interval = interval;
+}
+
+/// Carries a debt counted at another emission interval (a reload changed the
+/// level's limit or window) over to `spec`'s: what is still owed at `now`, in
+/// whole units — a partly repaid unit counts as owed, so a lower limit never
+/// admits early — is owed at the new interval. Without it a kept `tat` would
+/// be read at the new interval as a different number of units: 8 of 10 taken,
+/// then a limit of 5 read it as 4 of 5 and admitted one more. A bucket owing
+/// nothing is left as it is (the next charge sets the interval). `decide.lua`
+/// does the same when it loads a bucket.
+pub fn rescale(s: &mut State, now: Micros, spec: &LimitSpec) {
+    let interval = spec.emission_interval();
+    if s.interval == 0 || s.interval == interval || s.tat <= now {
+        return;
+    }
+    let owed = (s.tat - now).div_ceil(s.interval);
+    s.tat = now + owed * interval;
+    s.interval = interval;
 }
 
 /// Idle once `tat` has passed.

@@ -159,9 +159,14 @@ pub fn reset_after(state: &BucketState, now: Micros, spec: &LimitSpec, charged: 
 /// without changing any answer: `available`, `retry_after` and `reset_after` are
 /// the same before and after. Stores call it under the bucket's lock so a bucket
 /// that only sees denials does not re-walk its expired entries on every call.
+/// It also brings a gcra state counted at another emission interval (a reload
+/// changed the spec) over to `spec` ([`gcra::rescale`]): answers after that are
+/// the new spec's.
 pub fn prune(state: &mut BucketState, now: Micros, spec: &LimitSpec) {
-    if let BucketState::SlidingLog(s) = state {
-        sliding_log::prune(s, now, spec);
+    match state {
+        BucketState::SlidingLog(s) => sliding_log::prune(s, now, spec),
+        BucketState::Gcra(s) => gcra::rescale(s, now, spec),
+        BucketState::SlidingWindow(_) | BucketState::FixedWindow(_) => {}
     }
 }
 

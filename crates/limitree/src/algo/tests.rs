@@ -135,6 +135,39 @@ fn gcra_rounds_the_interval_up() {
     );
 }
 
+/// The case: 8 of 10 per minute taken, then a reload to 5 per minute.
+/// Kept as time the debt would read as 4 of 5 and admit one; carried over in
+/// units it is 8 over a limit of 5, and admits once 4 have been repaid at the
+/// new rate. A partly repaid unit counts as owed.
+#[test]
+fn gcra_carries_its_debt_over_in_units_when_the_interval_changes() {
+    let ten = spec(Algorithm::Gcra, 10, 60 * S, None);
+    let five = spec(Algorithm::Gcra, 5, 60 * S, None);
+    let mut state = BucketState::fresh(Algorithm::Gcra);
+    charge(&mut state, T0, &ten, 8);
+    prune(&mut state, T0, &five);
+    assert_eq!(available(&state, T0, &five), 0);
+    // 8 owed at 12 s: full again at 96 s, room for 1 at 96 − 4·12 = 48 s.
+    assert_eq!(retry_after(&state, T0, &five, 1), 48 * S);
+    assert_eq!(idle_at(&state, &five), T0 + 96 * S);
+
+    // Half a unit repaid at the old rate still counts as a whole one owed.
+    let mut state = BucketState::fresh(Algorithm::Gcra);
+    charge(&mut state, T0, &ten, 8);
+    prune(&mut state, T0 + 3 * S, &five);
+    assert_eq!(idle_at(&state, &five), T0 + 3 * S + 8 * 12 * S);
+    // Once rescaled it stays as it is under the same spec.
+    let before = state.clone();
+    prune(&mut state, T0 + 4 * S, &five);
+    assert_eq!(state, before);
+    // A bucket owing nothing is left as it is.
+    let mut state = BucketState::fresh(Algorithm::Gcra);
+    charge(&mut state, T0, &ten, 1);
+    let before = state.clone();
+    prune(&mut state, T0 + 10 * S, &five);
+    assert_eq!(state, before);
+}
+
 #[rstest]
 // Previous window full (10), current empty: at mid-window the estimate is 5.
 #[case::previous_window_decays(&[

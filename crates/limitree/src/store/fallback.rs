@@ -205,6 +205,7 @@ impl FallbackStore {
                 shadow: bucket.level.shadow,
                 overflow: false,
                 share: None,
+                since_admission: None,
             })
             .collect();
         Ok(ChainOutcome {

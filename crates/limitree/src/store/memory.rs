@@ -71,7 +71,44 @@ impl KeyRef<'_> {
     }
 }
 
-type BucketMap = HashMap<BucketKey, Mutex<BucketState>>;
+/// One bucket as the store holds it: the algorithm's state, and when the
+/// bucket last admitted a charge (for the introspection API's "last
+/// admission"; see [`LevelOutcome::since_admission`]). One [`Micros`] more per
+/// bucket: `0` (the epoch, which no running clock reads) means none yet.
+#[derive(Debug, Clone)]
+struct BucketCell {
+    state: BucketState,
+    last_admission: Micros,
+}
+
+impl BucketCell {
+    fn fresh(algorithm: crate::policy::Algorithm) -> Self {
+        BucketCell {
+            state: BucketState::fresh(algorithm),
+            last_admission: 0,
+        }
+    }
+
+    /// Records `cost` units taken at `now`.
+    fn charge(&mut self, now: Micros, spec: &crate::policy::LimitSpec, cost: u64) {
+        algo::charge(&mut self.state, now, spec, cost);
+        self.admitted(now);
+    }
+
+    /// Records an admission at `now` (without units: a shared parent's pool
+    /// when the request's guarantee gave them all).
+    fn admitted(&mut self, now: Micros) {
+        // `max(1)`: a clock standing at the epoch (a test's) still records it.
+        self.last_admission = now.max(1);
+    }
+
+    /// The last admission, if any.
+    fn last_admission(&self) -> Option<Micros> {
+        (self.last_admission != 0).then_some(self.last_admission)
+    }
+}
+
+type BucketMap = HashMap<BucketKey, Mutex<BucketCell>>;
 
 #[derive(Debug)]
 struct KeyedLevel {
@@ -81,7 +118,7 @@ struct KeyedLevel {
     /// the module docs on reload).
     buckets: Arc<RwLock<BucketMap>>,
     /// Shared by values first seen while `buckets` is full.
-    overflow: Arc<Mutex<BucketState>>,
+    overflow: Arc<Mutex<BucketCell>>,
     /// When the level last ran `expire_idle` on itself because it was full.
     last_full_expire: Arc<AtomicU64>,
 }
@@ -90,7 +127,7 @@ struct KeyedLevel {
 enum LevelBuckets {
     /// A level without `by`: one bucket for the tree (shared like a keyed
     /// level's map), and the level.
-    Global(Arc<Mutex<BucketState>>, Box<Level>),
+    Global(Arc<Mutex<BucketCell>>, Box<Level>),
     Keyed(Box<KeyedLevel>),
     /// A global level whose limit is split by fair sharing
     /// ([`crate::policy::Shares`]): no bucket of its own, its parts instead.
@@ -107,15 +144,15 @@ struct SharedLevel {
     values: Vec<Vec<String>>,
     /// One per guarantee, in [`crate::policy::Shares::parts`] order (shared
     /// with the stores of later policies that keep them, like a global level).
-    parts: Vec<Arc<Mutex<BucketState>>>,
+    parts: Vec<Arc<Mutex<BucketCell>>>,
     /// The pool every request may borrow from.
-    pool: Arc<Mutex<BucketState>>,
+    pool: Arc<Mutex<BucketCell>>,
 }
 
 impl LevelBuckets {
     /// Fresh state for `level`, split into parts when `shares` splits it.
     fn fresh(level: &Level, shares: Option<&Shares>) -> Self {
-        let fresh = BucketState::fresh(level.spec.algorithm);
+        let fresh = BucketCell::fresh(level.spec.algorithm);
         if let Some(shares) = shares {
             LevelBuckets::Shared(Box::new(SharedLevel {
                 level: level.clone(),
@@ -312,7 +349,7 @@ impl MemoryStore {
                 .collect();
             // Each bucket's state (and whether it is the overflow bucket's); a key
             // that is absent must be inserted under the write lock first.
-            let mut slots: ArrayVec<(&Mutex<BucketState>, bool), MAX_LEVELS> = ArrayVec::new();
+            let mut slots: ArrayVec<(&Mutex<BucketCell>, bool), MAX_LEVELS> = ArrayVec::new();
             let mut missing = None;
             for (i, bucket) in chain.buckets.iter().enumerate() {
                 let slot = match &levels[bucket.level_index] {
@@ -379,8 +416,8 @@ fn decide_locked(
     chain: &Chain<'_>,
     mode: Mode,
     now: Micros,
-    slots: &[(&Mutex<BucketState>, bool)],
-    part: Option<&Mutex<BucketState>>,
+    slots: &[(&Mutex<BucketCell>, bool)],
+    part: Option<&Mutex<BucketCell>>,
 ) -> ChainOutcome {
     // Distinct states in lock order, and each bucket's position among them.
     let mut order: ArrayVec<usize, MAX_LEVELS> = (0..slots.len()).collect();
@@ -391,9 +428,9 @@ fn decide_locked(
         )
     });
     // One more than the chain: a shared parent's guarantee.
-    let mut guards: ArrayVec<MutexGuard<'_, BucketState>, { MAX_LEVELS + 1 }> = ArrayVec::new();
+    let mut guards: ArrayVec<MutexGuard<'_, BucketCell>, { MAX_LEVELS + 1 }> = ArrayVec::new();
     let mut guard_of = [0usize; MAX_LEVELS];
-    let mut last: Option<*const Mutex<BucketState>> = None;
+    let mut last: Option<*const Mutex<BucketCell>> = None;
     let share_at = chain.share.as_ref().map(|s| s.parent);
     let mut part_guard = None;
     for &i in &order {
@@ -422,16 +459,19 @@ fn decide_locked(
     for (i, bucket) in chain.buckets.iter().enumerate() {
         if let Some(at) = chain.share.as_ref().filter(|s| s.parent == i) {
             let pool_spec = &at.shares.pool;
-            let pool = &mut guards[guard_of[i]];
+            let pool = &mut guards[guard_of[i]].state;
             pool.conform(pool_spec);
             algo::prune(pool, now, pool_spec);
             let part_spec = at.part_spec();
             if let (Some(g), Some(spec)) = (part_guard, part_spec) {
-                let part = &mut guards[g];
+                let part = &mut guards[g].state;
                 part.conform(spec);
                 algo::prune(part, now, spec);
             }
-            let (pool, part) = (&guards[guard_of[i]], part_guard.map(|g| &guards[g]));
+            let (pool, part) = (
+                &guards[guard_of[i]].state,
+                part_guard.map(|g| &guards[g].state),
+            );
             let sv = algo::with_view(pool, now, pool_spec, |pv| {
                 let pool = PartView {
                     view: pv,
@@ -454,7 +494,7 @@ fn decide_locked(
         }
         let overflowed = slots[i].1;
         let spec = bucket.spec_in(overflowed);
-        let state = &mut guards[guard_of[i]];
+        let state = &mut guards[guard_of[i]].state;
         state.conform(spec);
         algo::prune(state, now, spec);
         if overflowed {
@@ -467,7 +507,7 @@ fn decide_locked(
         };
         verdicts.push(algo::decide(state, now, spec, probe));
     }
-    let (outcome, charged) =
+    let (mut outcome, charged) =
         ChainOutcome::combine(mode, chain, overflow, &verdicts, share.as_ref());
     for (i, bucket) in chain.buckets.iter().enumerate() {
         if charged & (1 << i) != 0
@@ -476,15 +516,30 @@ fn decide_locked(
             if let (Some(g), Some(spec)) = (part_guard, at.part_spec())
                 && sv.from_guarantee > 0
             {
-                algo::charge(&mut guards[g], now, spec, sv.from_guarantee);
+                guards[g].charge(now, spec, sv.from_guarantee);
             }
             if sv.from_pool > 0 {
-                algo::charge(&mut guards[guard_of[i]], now, &at.shares.pool, sv.from_pool);
+                guards[guard_of[i]].charge(now, &at.shares.pool, sv.from_pool);
             }
+            // The pool stands for the level (a peek of it reads the pool):
+            // it records the level's admission whichever part gave.
+            guards[guard_of[i]].admitted(now);
         } else if charged & (1 << i) != 0 {
             let spec = bucket.spec_in(slots[i].1);
-            algo::charge(&mut guards[guard_of[i]], now, spec, bucket.cost);
+            guards[guard_of[i]].charge(now, spec, bucket.cost);
         }
+    }
+    // A peek (what introspection reads) says when each bucket last admitted
+    // (a shared parent: its pool, which records every admission of the
+    // level). Other modes skip it: a check's answer does not carry it.
+    for (i, level) in outcome
+        .levels
+        .iter_mut()
+        .enumerate()
+        .filter(|_| mode == Mode::Peek)
+    {
+        let last = guards[guard_of[i]].last_admission();
+        level.since_admission = last.map(|at| now.saturating_sub(at));
     }
     outcome
 }
@@ -524,7 +579,7 @@ impl KeyedLevel {
         let spec = self.level.spec_for(values);
         map.insert(
             key.to_owned_key(),
-            Mutex::new(BucketState::fresh(spec.algorithm)),
+            Mutex::new(BucketCell::fresh(spec.algorithm)),
         );
     }
 }
@@ -536,7 +591,7 @@ fn expire_idle_in(level: &Level, map: &mut BucketMap, now: Micros) -> usize {
         let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
             key.0.iter().map(|v| &**v).collect();
         let spec = level.spec_for(&values);
-        algo::idle_at(state.get_mut(), spec) > now
+        algo::idle_at(&state.get_mut().state, spec) > now
     });
     before - map.len()
 }
@@ -637,8 +692,8 @@ impl MemoryStore {
             match levels.get(bucket.level_index) {
                 None => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
                 Some(LevelBuckets::Global(state, _)) => {
-                    let fresh = BucketState::fresh(bucket.level.spec.algorithm);
-                    let old = std::mem::replace(&mut *state.lock(), fresh);
+                    let fresh = BucketCell::fresh(bucket.level.spec.algorithm);
+                    let old = std::mem::replace(&mut *state.lock(), fresh).state;
                     reset += usize::from(live(&old));
                 }
                 // A shared parent is its parts: every guarantee and the pool.
@@ -649,18 +704,18 @@ impl MemoryStore {
                     let specs = shares.parts.iter().map(|p| &p.spec);
                     let mut was_live = false;
                     for (state, spec) in shared.parts.iter().zip(specs) {
-                        let fresh = BucketState::fresh(spec.algorithm);
-                        let old = std::mem::replace(&mut *state.lock(), fresh);
+                        let fresh = BucketCell::fresh(spec.algorithm);
+                        let old = std::mem::replace(&mut *state.lock(), fresh).state;
                         was_live |= algo::idle_at(&old, spec) > now;
                     }
-                    let fresh = BucketState::fresh(shares.pool.algorithm);
-                    let old = std::mem::replace(&mut *shared.pool.lock(), fresh);
+                    let fresh = BucketCell::fresh(shares.pool.algorithm);
+                    let old = std::mem::replace(&mut *shared.pool.lock(), fresh).state;
                     was_live |= algo::idle_at(&old, &shares.pool) > now;
                     reset += usize::from(was_live);
                 }
                 Some(LevelBuckets::Keyed(k)) => {
                     let removed = k.buckets.write().remove(&KeyRef(&bucket.values));
-                    reset += usize::from(removed.is_some_and(|s| live(&s.into_inner())));
+                    reset += usize::from(removed.is_some_and(|s| live(&s.into_inner().state)));
                 }
             }
         }

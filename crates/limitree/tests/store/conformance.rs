@@ -539,15 +539,15 @@ fn two_levels_with(algorithm: &str, global: u64, category: u64, window: &str) ->
 /// A reload that lowers a limit below a bucket's count: the count is kept
 /// and read under the new limit, so nothing is admitted until the bucket is
 /// under it — exactly at the denial's `retry_after`, not a microsecond
-/// before. gcra keeps its debt as time (see the README): 3 units of 2.5 s are
-/// 7.5 s, which at the new 5 s per unit and a burst of 2 leaves no room until
-/// 2.5 s have passed; the global level's 1.5 s debt is 4.5 units at the new
-/// rate (25 left of 30, where the counting algorithms have 27).
+/// before. gcra carries its debt over in units (see the README): the 3 units
+/// owed at 2.5 s each are owed at the new 5 s each, which with a burst of 2
+/// leaves no room until 10 s have passed, as for the counting algorithms (a
+/// debt kept as time, 7.5 s, would read as 1.5 units and admit after 2.5 s).
 pub async fn a_reload_reads_kept_counts_under_a_lower_limit(h: &dyn Harness) {
     for (algorithm, global_left, retry) in [
         ("sliding_log", 27, 10 * S),
         ("sliding_window", 27, 16_666_667),
-        ("gcra", 25, 2_500_000),
+        ("gcra", 27, 10 * S),
         ("fixed_window", 27, 10 * S),
     ] {
         let mut f = Fixture::new(h, &two_levels(algorithm));
@@ -584,13 +584,14 @@ pub async fn a_reload_reads_kept_counts_under_a_lower_limit(h: &dyn Harness) {
 /// A reload that doubles the window (10 s → 20 s, both aligned at the
 /// fixture's start): sliding_log recounts its entries in the new window,
 /// fixed_window and sliding_window keep the count of the window that now
-/// starts at the same instant, gcra keeps its debt as time (7.5 s of a 20 s
-/// tolerance at 5 s per unit: 2 left).
+/// starts at the same instant, gcra carries its 3 units owed over to the new
+/// 5 s per unit (1 left of 4), and the rescaled debt is kept: 10 s later two
+/// units have dripped back (3 left).
 pub async fn a_reload_reads_kept_counts_under_a_longer_window(h: &dyn Harness) {
     for (algorithm, category_left) in [
         ("sliding_log", 1),
         ("sliding_window", 1),
-        ("gcra", 2),
+        ("gcra", 1),
         ("fixed_window", 1),
     ] {
         let mut f = Fixture::new(h, &two_levels(algorithm));
@@ -603,7 +604,7 @@ pub async fn a_reload_reads_kept_counts_under_a_longer_window(h: &dyn Harness) {
         // The old window's end (11 s) frees nothing any more but gcra's drip.
         f.clock.advance_micros(10 * S);
         let o = f.peek(ERRORS).await;
-        let expected = if algorithm == "gcra" { 4 } else { 1 };
+        let expected = if algorithm == "gcra" { 3 } else { 1 };
         assert_eq!(o.levels[1].remaining, expected, "{algorithm}: {o:?}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use limitree::{ManualClock, MemoryStore, Mode, Policy, Store};
+use limitree::{Clock, ManualClock, MemoryStore, Mode, Policy, Store};
 
 use crate::conformance::{Fixture, Harness, S};
 
@@ -113,4 +113,158 @@ async fn a_store_refuses_a_tree_it_was_not_built_for() {
     let chain = other.trees()[0].chain(&descriptors, 1).unwrap();
     let err = f.store.decide(&chain, Mode::Commit).await.unwrap_err();
     assert!(err.to_string().contains("notifications"), "{err}");
+}
+
+fn two_levels_of(algorithm: &str) -> String {
+    format!(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 10
+window = "1m"
+algorithm = "{algorithm}"
+[[trees.levels]]
+name = "user"
+by = ["user"]
+limit = 2
+window = "1m"
+algorithm = "{algorithm}"
+"#
+    )
+}
+
+/// The last admission a bucket reports (through the library's introspection,
+/// as `/v1/buckets` reads it) moves when a commit charges the bucket, and on
+/// nothing else: not a peek, a dry run, or a denial (of the bucket itself or
+/// of another level of its chain).
+#[rstest::rstest]
+#[case::sliding_log("sliding_log")]
+#[case::sliding_window("sliding_window")]
+#[case::gcra("gcra")]
+#[case::fixed_window("fixed_window")]
+#[tokio::test]
+async fn the_last_admission_moves_on_admissions_only(#[case] algorithm: &str) {
+    let (f, _) = memory_fixture(&two_levels_of(algorithm));
+    let limiter = limitree::Limiter::new(Arc::clone(&f.policy), Arc::clone(&f.store));
+    let snapshot = limiter.snapshot();
+    let tree = &f.policy.trees()[0];
+    let since = |level: usize, values: &'static [&'static str]| {
+        let snapshot = Arc::clone(&snapshot);
+        async move {
+            snapshot
+                .peek_bucket(tree, level, values)
+                .await
+                .expect("a peek")
+                .since_admission
+        }
+    };
+    let (global, user) = (0, 1);
+    assert_eq!(
+        since(user, &["a"]).await,
+        None,
+        "a fresh bucket admitted nothing"
+    );
+    assert!(f.take(&[("user", "a")], 1).await.allowed);
+    let admitted_at = f.clock.now();
+    f.clock.advance_micros(5 * S);
+    assert_eq!(since(user, &["a"]).await, Some(5 * S));
+    assert_eq!(since(global, &[]).await, Some(5 * S));
+    // A peek, a dry run and a cost-0 check change nothing.
+    assert_eq!(since(user, &["a"]).await, Some(5 * S), "peeking twice");
+    f.clock.advance_micros(S);
+    assert!(f.decide(&[("user", "a")], 1, Mode::DryRun).await.allowed);
+    assert!(f.peek(&[("user", "a")]).await.allowed);
+    assert_eq!(since(user, &["a"]).await, Some(6 * S));
+    // The next admission moves it (on every level it charged).
+    assert!(f.take(&[("user", "a")], 1).await.allowed);
+    assert_eq!(since(user, &["a"]).await, Some(0));
+    f.clock.advance_micros(3 * S);
+    assert_eq!(since(user, &["a"]).await, Some(3 * S));
+    assert_eq!(since(global, &[]).await, Some(3 * S));
+    // `a` is full: a denial charges nothing and moves nothing, on either level.
+    let denied = f.take(&[("user", "a")], 1).await;
+    assert!(!denied.allowed, "{denied:?}");
+    f.clock.advance_micros(S);
+    assert_eq!(since(user, &["a"]).await, Some(4 * S));
+    assert_eq!(since(global, &[]).await, Some(4 * S));
+    // Another user's admission moves the global level, not `a`.
+    assert!(f.take(&[("user", "b")], 1).await.allowed);
+    assert_eq!(since(global, &[]).await, Some(0));
+    assert_eq!(since(user, &["a"]).await, Some(4 * S));
+    assert_eq!(f.clock.now() - admitted_at, 10 * S);
+    // The listing reports it too; a reset forgets it.
+    let busiest = snapshot.busiest(tree, user, None, 10).await.unwrap();
+    let of = |name: &str| {
+        busiest
+            .buckets
+            .iter()
+            .find(|b| b.values == [name])
+            .map(|b| b.since_admission)
+    };
+    assert_eq!((of("a"), of("b")), (Some(Some(4 * S)), Some(Some(0))));
+    snapshot.reset_bucket(tree, user, &["a"]).await.unwrap();
+    assert_eq!(since(user, &["a"]).await, None, "reset");
+}
+
+/// A check's answer does not carry it (only peeks do: introspection).
+#[tokio::test]
+async fn only_a_peek_reports_the_last_admission() {
+    let (f, _) = memory_fixture(&two_levels_of("gcra"));
+    assert!(f.take(&[("user", "a")], 1).await.allowed);
+    for mode in [Mode::Commit, Mode::DryRun] {
+        let o = f.decide(&[("user", "a")], 1, mode).await;
+        assert!(
+            o.levels.iter().all(|l| l.since_admission.is_none()),
+            "{mode:?}: {o:?}"
+        );
+    }
+    let o = f.peek(&[("user", "a")]).await;
+    assert!(
+        o.levels.iter().all(|l| l.since_admission == Some(0)),
+        "{o:?}"
+    );
+}
+
+/// A level split by fair sharing reports its last admission whichever part
+/// gave the units: a value's guarantee alone, or the pool.
+#[tokio::test]
+async fn a_shared_parent_reports_admissions_from_any_part() {
+    let (f, _) = memory_fixture(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 10
+window = "1m"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 10
+window = "1m"
+shares = { errors = 4 }
+"#,
+    );
+    let limiter = limitree::Limiter::new(Arc::clone(&f.policy), Arc::clone(&f.store));
+    let snapshot = limiter.snapshot();
+    let tree = &f.policy.trees()[0];
+    let global = async || {
+        let usage = snapshot.peek_bucket(tree, 0, &[]).await.expect("a peek");
+        usage.since_admission
+    };
+    assert_eq!(global().await, None);
+    // Within the guarantee of `errors`: the pool gives nothing.
+    let o = f.take(&[("category", "errors")], 2).await;
+    assert!(o.allowed, "{o:?}");
+    f.clock.advance_micros(2 * S);
+    assert_eq!(global().await, Some(2 * S));
+    // A value without a guarantee takes from the pool.
+    assert!(f.take(&[("category", "other")], 1).await.allowed);
+    f.clock.advance_micros(S);
+    assert_eq!(global().await, Some(S));
+    // A denial (past the parent's limit) moves nothing.
+    assert!(!f.take(&[("category", "other")], 10).await.allowed);
+    assert_eq!(global().await, Some(S));
 }

@@ -9,7 +9,8 @@
 -- The decisions of a batch run one after the other at the same `now`, each
 -- seeing what the ones before it charged: exactly as if they had been separate
 -- calls in the same microsecond. A bucket's state is loaded once per batch and
--- kept up to date as decisions charge it (every charge is written at once).
+-- kept up to date as decisions charge it, and written once, when the batch is
+-- done (`save_dirty`).
 --
 -- The call (the same layout as store/redis/protocol.rs, which builds and reads
 -- it; the constants below are checked against that file by a test). Two index
@@ -43,7 +44,7 @@
 -- per level, root first, a record of
 --   flags  one byte: FLAG_ALLOWED, FLAG_INSUFFICIENT, FLAG_CHARGED, FLAG_RETRY
 --   len    one byte: the length of the state that follows
---   state  the bucket's state as this decision saw it, exactly as stored (the
+--   state  the bucket's state as this decision saw it, encoded as stored (the
 --          key's value, or a sliding_log's summary; empty: a fresh bucket)
 --   guarantee  (FLAG_SHARED only: a shared parent, whose state above is its
 --          pool's) one byte of length, then the guarantee's state
@@ -54,8 +55,8 @@
 -- algorithm code as the memory store (protocol.rs). Computing them here cost
 -- Redis more than deciding: the calls, then packing four doubles per level.
 -- Only a sliding_log's retry time needs the log itself, so it is computed
--- here. A level's record is built once for every decision of the batch that
--- sees the same state (see `memo_record`).
+-- here. A level is evaluated once for every decision of the batch that sees
+-- the same state (see `memo_flags`).
 
 ------------------------------------------------------------------ protocol
 -- One `local NAME = value` per line: protocol.rs's test reads them.
@@ -90,10 +91,12 @@ local function imod(a, b)
   return a - idiv(a, b) * b
 end
 
--- Integers as Redis wants them in arguments and values (tostring would print
--- 1.7e+15 for large numbers).
+-- Integers as Redis wants them in arguments: '%d' formats a C long (exact
+-- below 2^53), where tostring would print 1.7e+15 for large numbers and
+-- '%.0f' goes through the libc's floating-point printer (measured as the most
+-- expensive part of a save).
 local function int(n)
-  return string.format('%.0f', n)
+  return string.format('%d', n)
 end
 
 local function sub0(a, b)
@@ -105,26 +108,35 @@ end
 -- batch pays for the closures of the algorithms it uses, not of all four):
 -- suffix (of the key holding the state, which the batch reads up front);
 -- load(key, now, spec, value of key..suffix, key..suffix) -> state;
--- available(s, now, spec); charge(s, now, spec, cost) -> state;
--- save(key, s, ttl); idle_at(s, spec); sliding_log only: retry_after(s, now,
--- spec, cost). Same names and meaning as algo/mod.rs. Every state carries
--- `raw`, its encoding as stored ('' for a fresh bucket), for the reply.
+-- available(s, now, spec); charge(s, now, spec, cost), in place;
+-- encode(s) -> the state as stored; save(key, s, ttl), ttl in milliseconds or
+-- nil (idle: delete); idle_at(s, spec);
+-- sliding_log only: retry_after(s, now, spec, cost). Same names and meaning as
+-- algo/mod.rs. Every loaded state carries `raw`, its encoding as stored ('' for
+-- a fresh bucket) for the reply; a charge clears it (see `raw_of`).
+--
+-- fixed_window, sliding_window and gcra states are little-endian doubles
+-- (integers below 2^53, exact): `struct` packs and unpacks them in C, where
+-- decimal text cost a pattern match and a number parse per field on load and a
+-- printf per field on save. A value of any other length (nothing, or a value
+-- someone else wrote) is a fresh bucket, and is reported as one.
 local algos = {}
 
--- Splits "a:b:c" into numbers.
-local function fields(v)
-  local out = {}
-  for x in string.gmatch(v, '[^:]+') do
-    out[#out + 1] = tonumber(x)
+-- Stores a state with a TTL in milliseconds until it goes idle, or deletes it
+-- if idle (ttl nil: idle is indistinguishable from fresh); returns what is
+-- stored now.
+local ttl_texts = {} -- a batch's buckets mostly share a few TTLs
+local function ttl_text(ttl)
+  local text = ttl_texts[ttl]
+  if not text then
+    text = int(ttl)
+    ttl_texts[ttl] = text
   end
-  return out
+  return text
 end
-
--- Stores a string state with a TTL until it goes idle, or deletes it if idle
--- (idle is indistinguishable from fresh); returns what is stored now.
 local function save_string(key, value, ttl)
   if ttl then
-    redis.call('SET', key, value, 'PX', ttl)
+    redis.call('SET', key, value, 'PX', ttl_text(ttl))
     return value
   end
   redis.call('DEL', key)
@@ -132,85 +144,102 @@ local function save_string(key, value, ttl)
 end
 
 ---------------------------------------------------------------- fixed_window
--- State "start:count" (algo/fixed_window.rs).
+-- State (start, count) (algo/fixed_window.rs).
+local FW_FORMAT, FW_LEN = '<dd', 16
 function algos.fw()
   local fw = {}
   fw.suffix = ''
   function fw.load(_, _, _, v)
-    if not v then return { start = 0, count = 0, raw = '' } end
-    local f = fields(v)
-    return { start = f[1], count = f[2], raw = v }
+    if v and #v == FW_LEN then
+      local start, count = struct.unpack(FW_FORMAT, v)
+      return { start = start, count = count, raw = v }
+    end
+    return { start = 0, count = 0, raw = '' }
   end
-  local function fw_view(s, now, spec)
-    local start = now - imod(now, spec.window)
-    if start > s.start then return start, 0 end
-    return s.start, s.count
+  function fw.available(s, _, spec)
+    if spec.start > s.start then return spec.limit end
+    return sub0(spec.limit, s.count)
   end
-  function fw.available(s, now, spec)
-    local _, count = fw_view(s, now, spec)
-    return sub0(spec.limit, count)
-  end
-  function fw.charge(s, now, spec, cost)
-    local start, count = fw_view(s, now, spec)
-    return { start = start, count = count + cost }
+  function fw.charge(s, _, spec, cost)
+    local start = spec.start
+    if start > s.start then
+      s.start, s.count = start, cost
+    else
+      s.count = s.count + cost
+    end
   end
   function fw.idle_at(s, spec)
     if s.count == 0 then return 0 end
     return s.start + spec.window
   end
+  function fw.encode(s)
+    return struct.pack(FW_FORMAT, s.start, s.count)
+  end
   function fw.save(key, s, ttl)
-    s.raw = save_string(key, int(s.start) .. ':' .. int(s.count), ttl)
+    s.raw = save_string(key, fw.encode(s), ttl)
   end
   return fw
 end
 
 ------------------------------------------------------------------------ gcra
--- State "tat" (algo/gcra.rs).
+-- State (tat, interval) (algo/gcra.rs): the theoretical arrival time and the
+-- emission interval it was pushed by. A reload that changes the interval (a
+-- new limit or window) rescales the debt when the bucket is next loaded, as
+-- algo/gcra.rs `rescale`: what is still owed, in whole units (a partly repaid
+-- unit counts as owed), at the new interval, so a lower limit never admits
+-- early. The rescaled state is saved with the batch (`moved`), as the memory
+-- store keeps it.
+local GC_FORMAT, GC_LEN = '<dd', 16
 function algos.gc()
   local gc = {}
-  local function emission_interval(spec)
-    local l = math.max(spec.limit, 1)
-    return idiv(spec.window + l - 1, l)
-  end
   gc.suffix = ''
-  function gc.load(_, _, _, v)
-    local tat = tonumber(v)
-    -- Anything but a number (nothing, or a value someone else wrote) is a
-    -- fresh bucket, and is reported as one.
-    if not tat then return { tat = 0, raw = '' } end
-    return { tat = tat, raw = v }
+  function gc.load(_, now, spec, v)
+    if not v or #v ~= GC_LEN then return { tat = 0, iv = 0, raw = '' } end
+    local tat, iv = struct.unpack(GC_FORMAT, v)
+    local t = spec.interval
+    if iv == 0 or iv == t or tat <= now then return { tat = tat, iv = iv, raw = v } end
+    local owed = idiv(tat - now + iv - 1, iv)
+    return { tat = now + owed * t, iv = t, moved = true }
   end
   function gc.available(s, now, spec)
-    local t = emission_interval(spec)
+    local t = spec.interval
     local base = math.max(s.tat, now)
     return idiv(sub0(now + spec.burst * t, base), t)
   end
   function gc.charge(s, now, spec, cost)
-    return { tat = math.max(s.tat, now) + cost * emission_interval(spec) }
+    local t = spec.interval
+    s.tat = math.max(s.tat, now) + cost * t
+    s.iv = t
   end
   function gc.idle_at(s, _)
     return s.tat
   end
+  function gc.encode(s)
+    return struct.pack(GC_FORMAT, s.tat, s.iv)
+  end
   function gc.save(key, s, ttl)
-    s.raw = save_string(key, int(s.tat), ttl)
+    s.raw = save_string(key, gc.encode(s), ttl)
   end
   return gc
 end
 
 -------------------------------------------------------------- sliding_window
--- State "start:curr:prev" (algo/sliding_window.rs).
+-- State (start, curr, prev) (algo/sliding_window.rs).
+local SW_FORMAT, SW_LEN = '<ddd', 24
 function algos.sw()
   local sw = {}
   sw.suffix = ''
   function sw.load(_, _, _, v)
-    if not v then return { start = 0, curr = 0, prev = 0, raw = '' } end
-    local f = fields(v)
-    return { start = f[1], curr = f[2], prev = f[3], raw = v }
+    if v and #v == SW_LEN then
+      local start, curr, prev = struct.unpack(SW_FORMAT, v)
+      return { start = start, curr = curr, prev = prev, raw = v }
+    end
+    return { start = 0, curr = 0, prev = 0, raw = '' }
   end
   -- (window start, elapsed in it, prev, curr) as seen from now.
   local function sw_view(s, now, spec)
     local w = spec.window
-    local start = now - imod(now, w)
+    local start = spec.start
     if start == s.start then
       return start, now - start, s.prev, s.curr
     elseif start == s.start + w then
@@ -231,7 +260,7 @@ function algos.sw()
   end
   function sw.charge(s, now, spec, cost)
     local start, _, prev, curr = sw_view(s, now, spec)
-    return { start = start, curr = curr + cost, prev = prev }
+    s.start, s.curr, s.prev = start, curr + cost, prev
   end
   function sw.idle_at(s, spec)
     if s.curr > 0 then
@@ -241,8 +270,11 @@ function algos.sw()
     end
     return 0
   end
+  function sw.encode(s)
+    return struct.pack(SW_FORMAT, s.start, s.curr, s.prev)
+  end
   function sw.save(key, s, ttl)
-    s.raw = save_string(key, int(s.start) .. ':' .. int(s.curr) .. ':' .. int(s.prev), ttl)
+    s.raw = save_string(key, sw.encode(s), ttl)
   end
   return sw
 end
@@ -294,7 +326,7 @@ function algos.sl()
   end
   -- Writes the summary; it is the state the reply carries.
   local function sl_write_meta(s, ...)
-    s.raw = struct.pack(SUMMARY_FORMAT, s.count, s.extra, s.oldest, s.newest, s.seq)
+    s.raw = sl.encode(s)
     redis.call('SET', s.mkey, s.raw, ...)
   end
   local function sl_del_meta(s)
@@ -384,7 +416,7 @@ function algos.sl()
     return spec.window
   end
   function sl.charge(s, now, _, cost)
-    if cost == 0 then return s end
+    if cost == 0 then return end
     -- At the newest entry's time if the clock went backwards (as the Rust log).
     local ts, n = now, 0
     if s.count > 0 then
@@ -392,24 +424,28 @@ function algos.sl()
     else
       s.oldest = now
     end
-    local member = int(ts) .. '-' .. n
+    local ts_text = int(ts)
+    local member = ts_text .. '-' .. int(n)
     if cost ~= 1 then
       member = member .. ':' .. int(cost)
       s.extra = s.extra + cost - 1
     end
-    redis.call('ZADD', s.key, int(ts), member)
+    redis.call('ZADD', s.key, ts_text, member)
     s.count = s.count + 1
     s.newest, s.seq = ts, n + 1
-    return s
   end
   function sl.idle_at(s, spec)
     if s.count == 0 then return 0 end
     return s.newest + spec.window
   end
+  function sl.encode(s)
+    return struct.pack(SUMMARY_FORMAT, s.count, s.extra, s.oldest, s.newest, s.seq)
+  end
   function sl.save(key, s, ttl)
     if ttl then
-      redis.call('PEXPIRE', key, ttl)
-      sl_write_meta(s, 'PX', ttl)
+      local px = ttl_text(ttl)
+      redis.call('PEXPIRE', key, px)
+      sl_write_meta(s, 'PX', px)
     else
       redis.call('DEL', key, s.mkey)
       s.raw = ''
@@ -429,7 +465,9 @@ local function read_now(arg)
 end
 
 -- ARGV[3]: the specs, each with its algorithm (built once per batch).
-local function read_specs(packed)
+-- Also the numbers every decision of the batch would compute again from `now`:
+-- the current window's start, and gcra's emission interval.
+local function read_specs(packed, now)
   local specs, built = {}, {}
   for pos = 1, #packed, SPEC_LEN do
     local code, limit, window, burst, shadow = struct.unpack(SPEC_FORMAT, packed, pos)
@@ -438,11 +476,18 @@ local function read_specs(packed)
       alg = algos[code]()
       built[code] = alg
     end
-    local capacity = limit
-    if code == 'gc' then capacity = burst end
+    local capacity, interval = limit, 0
+    if code == 'gc' then
+      capacity = burst
+      local l = math.max(limit, 1)
+      interval = idiv(window + l - 1, l)
+    end
+    local limits = {
+      limit = limit, window = window, burst = burst,
+      start = now - imod(now, window), interval = interval,
+    }
     specs[#specs + 1] = {
-      alg = alg, limits = { limit = limit, window = window, burst = burst },
-      shadow = shadow == 1, capacity = capacity,
+      alg = alg, limits = limits, shadow = shadow == 1, capacity = capacity,
     }
   end
   return specs
@@ -450,7 +495,7 @@ end
 
 local now = read_now(ARGV[1])
 local slack = tonumber(ARGV[2])
-local specs = read_specs(ARGV[3])
+local specs = read_specs(ARGV[3], now)
 
 -- By key index: the bucket's spec (ARGV[4]), and the key holding its state
 -- (the key itself, or a sliding_log's summary).
@@ -460,7 +505,8 @@ for k = 1, #KEYS do
   local lo, hi = string.byte(packed, 2 * k - 1, 2 * k)
   local spec = specs[lo + 256 * hi]
   bucket_spec[k] = spec
-  state_keys[k] = KEYS[k] .. spec.alg.suffix
+  local suffix = spec.alg.suffix
+  if suffix == '' then state_keys[k] = KEYS[k] else state_keys[k] = KEYS[k] .. suffix end
 end
 -- Every bucket's state, read with one MGET: each bucket of the batch is
 -- loaded, and none is written before it is loaded, so what this reads is what
@@ -472,50 +518,68 @@ local stored = redis.call('MGET', unpack(state_keys))
 local states = {}
 -- By key index, while the bucket's state is unchanged: the probe it was last
 -- evaluated for, whether that fit, whether it denies the chain (no room and not
--- shadow), and its record for the reply (flags, state and retry time). In a
--- saturated batch most decisions see buckets no earlier decision of the batch
--- charged, so most levels are answered from here. Parallel arrays rather than
--- a table per entry: tables are what costs here.
-local memo_probe, memo_allowed, memo_denies, memo_record = {}, {}, {}, {}
+-- shadow), and its record's flags and retry time (false: none); the state in
+-- the record is `raw_of`'s. In a saturated batch most decisions see buckets no
+-- earlier decision of the batch charged, so most levels are answered from
+-- here. Parallel arrays rather than a table per entry: tables are what costs
+-- here.
+local memo_probe, memo_allowed, memo_denies, memo_flags, memo_retry = {}, {}, {}, {}, {}
 
--- Evaluates bucket k for `probe`, charging nothing, into the memo.
-local function evaluate(k, probe)
-  local spec = bucket_spec[k]
-  local alg, limits = spec.alg, spec.limits
+-- Per key index: how many times the batch charged it (a shared parent's memo
+-- below is valid while neither of its parts changed), and the key indexes to
+-- save when the batch is done (charged, or changed by their load), in order.
+local charges = {}
+local dirty, dirty_len = {}, 0
+
+-- Bucket k's state as stored, for the reply: encoded again only after a
+-- charge changed it (most charged buckets are never reported again).
+local function raw_of(k)
   local s = states[k]
-  if not s then
-    s = alg.load(KEYS[k], now, limits, stored[k], state_keys[k])
-    states[k] = s
-  end
-  local available = alg.available(s, now, limits)
-  local insufficient = probe > spec.capacity
-  local allowed = (not insufficient) and probe <= available
   local raw = s.raw
-  local record
-  if allowed then
-    record = string.char(FLAG_ALLOWED, #raw) .. raw
-  elseif insufficient then
-    record = string.char(FLAG_INSUFFICIENT, #raw) .. raw
-  elseif alg.retry_after then
-    local retry = alg.retry_after(s, now, limits, probe)
-    record = string.char(FLAG_RETRY, #raw) .. raw .. struct.pack('<d', retry)
-  else
-    record = string.char(0, #raw) .. raw
+  if not raw then
+    raw = bucket_spec[k].alg.encode(s)
+    s.raw = raw
   end
-  memo_probe[k], memo_allowed[k] = probe, allowed
-  memo_denies[k] = not allowed and not spec.shadow
-  memo_record[k] = record
+  return raw
 end
 
--- Bucket k's state, loaded on first use.
+-- Bucket k's state, loaded on first use (a load that changed it, as a gcra
+-- rescale, has it saved; its `raw` is then encoded when it is reported).
 local function load(k)
   local s = states[k]
   if not s then
     local spec = bucket_spec[k]
     s = spec.alg.load(KEYS[k], now, spec.limits, stored[k], state_keys[k])
     states[k] = s
+    if s.moved then
+      charges[k] = 0
+      dirty_len = dirty_len + 1
+      dirty[dirty_len] = k
+    end
   end
   return s
+end
+
+-- Evaluates bucket k for `probe`, charging nothing, into the memo.
+local function evaluate(k, probe)
+  local spec = bucket_spec[k]
+  local alg, limits = spec.alg, spec.limits
+  local s = states[k] or load(k)
+  local available = alg.available(s, now, limits)
+  local insufficient = probe > spec.capacity
+  local allowed = (not insufficient) and probe <= available
+  local flags, retry = 0, false
+  if allowed then
+    flags = FLAG_ALLOWED
+  elseif insufficient then
+    flags = FLAG_INSUFFICIENT
+  elseif alg.retry_after then
+    flags = FLAG_RETRY
+    retry = struct.pack('<d', alg.retry_after(s, now, limits, probe))
+  end
+  memo_probe[k], memo_allowed[k] = probe, allowed
+  memo_denies[k] = not allowed and not spec.shadow
+  memo_flags[k], memo_retry[k] = flags, retry
 end
 
 -- decision.rs `share_retry`, step by step: the least over splits k (from the
@@ -542,9 +606,6 @@ local function share_retry(cost, ga, gcap, g_wait, pa, pcap, p_wait)
   return math.min(at, wp(cost - (a - 1)))
 end
 
--- Per key index: how many times the batch charged it (a shared parent's memo
--- below is valid while neither of its parts changed).
-local charges = {}
 -- A shared parent's last evaluation per (pool, guarantee) pair: the probe,
 -- the parts' charge counts it saw, and its results. In a saturated batch most
 -- decisions see parts no earlier decision charged.
@@ -566,7 +627,7 @@ local function evaluate_shared_now(kp, kg, probe)
     sg = load(kg)
     ga = alg.available(sg, now, gspec.limits)
     gcap = gspec.capacity
-    graw = sg.raw
+    graw = raw_of(kg)
   end
   local insufficient = probe > gcap + pspec.capacity
   local allowed = (not insufficient) and probe <= ga + pa
@@ -583,7 +644,8 @@ local function evaluate_shared_now(kp, kg, probe)
     flags = flags + FLAG_RETRY
     retry = struct.pack('<d', share_retry(probe, ga, gcap, g_wait, pa, pspec.capacity, p_wait))
   end
-  local record = string.char(flags, #sp.raw) .. sp.raw .. string.char(#graw) .. graw .. retry
+  local praw = raw_of(kp)
+  local record = string.char(flags, #praw) .. praw .. string.char(#graw) .. graw .. retry
   return allowed, from_g, probe - from_g, record
 end
 
@@ -599,21 +661,41 @@ local function evaluate_shared(kp, kg, probe)
   return allowed, from_g, from_p, record
 end
 
--- Charges bucket k with `cost` and saves it, with a TTL until it goes idle.
+-- Charges bucket k with `cost`; it is saved once, when the batch is done (see
+-- `save_dirty`).
 local function charge(k, cost)
   local spec = bucket_spec[k]
-  local alg, limits = spec.alg, spec.limits
-  local s = alg.charge(states[k], now, limits, cost)
-  states[k] = s
+  spec.alg.charge(states[k], now, spec.limits, cost)
+  states[k].raw = nil -- encoded again when next reported
   memo_probe[k] = nil -- its state changed
-  charges[k] = (charges[k] or 0) + 1
-  local ttl = nil
-  local idle_in = alg.idle_at(s, limits) - now
-  if idle_in > 0 or slack > 0 then
-    -- Rounded up: a key never vanishes before its state is idle.
-    ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+  local n = charges[k]
+  if not n then
+    n = 0
+    dirty_len = dirty_len + 1
+    dirty[dirty_len] = k
   end
-  alg.save(KEYS[k], s, ttl)
+  charges[k] = n + 1
+end
+
+-- Saves every charged bucket once, with a TTL until it goes idle. The script
+-- runs atomically and reads each key once (the MGET above), so one write of
+-- the final state is the same as a write per charge, at a command per bucket
+-- rather than per charge (the batch's root level is charged by almost every
+-- decision).
+local function save_dirty()
+  for i = 1, dirty_len do
+    local k = dirty[i]
+    local spec = bucket_spec[k]
+    local alg, limits = spec.alg, spec.limits
+    local s = states[k]
+    local ttl = nil
+    local idle_in = alg.idle_at(s, limits) - now
+    if idle_in > 0 or slack > 0 then
+      -- Rounded up: a key never vanishes before its state is idle.
+      ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+    end
+    alg.save(KEYS[k], s, ttl)
+  end
 end
 
 local reply = { struct.pack('<d', now) }
@@ -621,6 +703,9 @@ local reply_len = 1 -- #reply, kept by hand
 
 -- The current decision's key indexes and costs, per level, root first.
 local chain, costs = {}, {}
+-- A record's first two bytes (flags, state length) by flags * 256 + length:
+-- a batch's records share a few.
+local heads = {}
 
 -- ARGV[5]: the decisions, in order. The loop stays inline (no call per
 -- decision): it runs for every decision of every batch.
@@ -672,25 +757,44 @@ while pos <= #decisions do
   -- Charge every level with room its own cost, only if the chain is admitted
   -- and committing (a shadow level without room is not charged, nor is a
   -- level of cost 0); one record per level either way.
+  -- The reply is kept in pieces (table.concat joins them once): a record is
+  -- its flags and state's length, the state as this decision saw it (before
+  -- its own charge), and a retry time if any.
   local committing = admitted and mode == MODE_COMMIT
   for i = 1, n do
     local k = chain[i]
-    local record = memo_record[k]
     local cost = costs[i]
     if i == shared_at then
-      record = shared_record
+      local record = shared_record
       if committing and shared_allowed and cost > 0 then
         record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
         if shared_g > 0 then charge(g0 + 256 * g1, shared_g) end
         if shared_p > 0 then charge(k, shared_p) end
       end
-    elseif committing and memo_allowed[k] and cost > 0 then
-      -- The same record with the charged flag.
-      record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
-      charge(k, cost)
+      reply_len = reply_len + 1
+      reply[reply_len] = record
+    else
+      local flags = memo_flags[k]
+      local charging = committing and memo_allowed[k] and cost > 0
+      if charging then flags = flags + FLAG_CHARGED end
+      local raw = states[k].raw or raw_of(k)
+      local head_id = flags * 256 + #raw
+      local head = heads[head_id]
+      if not head then
+        head = string.char(flags, #raw)
+        heads[head_id] = head
+      end
+      reply[reply_len + 1] = head
+      reply[reply_len + 2] = raw
+      reply_len = reply_len + 2
+      local retry = memo_retry[k]
+      if retry then
+        reply_len = reply_len + 1
+        reply[reply_len] = retry
+      end
+      if charging then charge(k, cost) end
     end
-    reply_len = reply_len + 1
-    reply[reply_len] = record
   end
 end
+save_dirty()
 return table.concat(reply)

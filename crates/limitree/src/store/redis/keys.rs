@@ -14,9 +14,16 @@
 //!   hold any character (`key=value` paths, values with `:`), so a name that is
 //!   not plain is written `~<byte length>:<name>`: `~` is never in a plain
 //!   name, and the length keeps the name from running into what follows.
-//! - The algorithm's short code (`sl`, `sw`, `gc`, `fw`) is part of the key, so a
+//! - The algorithm's key code (`sl`, `sw2`, `gc2`, `fw2`) is part of the key, so a
 //!   policy reload that changes a level's algorithm starts its buckets afresh, as
-//!   the memory store does, instead of reading another algorithm's state.
+//!   the memory store does, instead of reading another algorithm's state. The
+//!   digit is the state's encoding: sliding_window, gcra and fixed_window states
+//!   are packed doubles (`decide.lua`), where the first encoding, decimal text,
+//!   lived under `sw`, `gc` and `fw`. Distinct keys keep instances of the two
+//!   encodings apart during a rolling upgrade (each side counts its own buckets
+//!   until the old instances stop: one window may admit up to the limit on each
+//!   side) instead of one misreading the other's state; the text keys expire by
+//!   their TTL.
 //! - Each descriptor value is written with its `by` key, as
 //!   `<byte length>:<key>=<byte length>:<value>`: keys and values may hold any
 //!   byte, including `:`, `=` and `,`, and the length prefixes keep `["a,b"]`,
@@ -39,13 +46,23 @@ use std::fmt::Write as _;
 use crate::chain::Bucket;
 use crate::policy::Algorithm;
 
-/// The short code of an algorithm, in keys and script arguments.
+/// The short code of an algorithm, in script arguments.
 pub(super) fn algorithm_code(algorithm: Algorithm) -> &'static str {
     match algorithm {
         Algorithm::SlidingLog => "sl",
         Algorithm::SlidingWindow => "sw",
         Algorithm::Gcra => "gc",
         Algorithm::FixedWindow => "fw",
+    }
+}
+
+/// The code of an algorithm and its state's encoding, in keys.
+fn key_code(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::SlidingLog => "sl",
+        Algorithm::SlidingWindow => "sw2",
+        Algorithm::Gcra => "gc2",
+        Algorithm::FixedWindow => "fw2",
     }
 }
 
@@ -75,7 +92,7 @@ pub fn bucket_key(key_prefix: &str, tree: &str, bucket: &Bucket<'_>) -> String {
 /// buffer, sized up front rather than grown piece by piece.
 pub(super) fn push_bucket_key(out: &mut String, key_prefix: &str, tree: &str, bucket: &Bucket<'_>) {
     let level = bucket.level.name.as_str();
-    let code = algorithm_code(bucket.spec.algorithm);
+    let code = key_code(bucket.spec.algorithm);
     // Per value: its key, three colons, `=` and two lengths of at most 3
     // digits (keys and values are at most 256 bytes, checked by the chain).
     let values: usize = bucket
@@ -111,7 +128,7 @@ fn push_level_key(out: &mut String, key_prefix: &str, tree: &str, level: &str, c
 /// a global level's one bucket has exactly this key.
 pub fn level_key(key_prefix: &str, tree: &str, level: &str, algorithm: Algorithm) -> String {
     let mut key = String::new();
-    push_level_key(&mut key, key_prefix, tree, level, algorithm_code(algorithm));
+    push_level_key(&mut key, key_prefix, tree, level, key_code(algorithm));
     key
 }
 
@@ -243,7 +260,7 @@ algorithm = "gcra"
         assert_eq!(key(&[]), "{limitree:t}:global:sl");
         assert_eq!(
             key(&[("a", "x"), ("b", "yz")]),
-            "{limitree:t}:global:sl {limitree:t}:pair:gc:1:a=1:x:1:b=2:yz"
+            "{limitree:t}:global:sl {limitree:t}:pair:gc2:1:a=1:x:1:b=2:yz"
         );
     }
 
@@ -253,7 +270,7 @@ algorithm = "gcra"
         assert_eq!(
             key(&[("a", "0123456789"), ("b", &long)]),
             format!(
-                "{{limitree:t}}:global:sl {{limitree:t}}:pair:gc:1:a=10:0123456789:1:b=256:{long}"
+                "{{limitree:t}}:global:sl {{limitree:t}}:pair:gc2:1:a=10:0123456789:1:b=256:{long}"
             )
         );
     }
@@ -271,7 +288,7 @@ algorithm = "gcra"
         let (chain, _) = tree.chain_for_descriptors(&descriptors, &[1]).unwrap();
         assert_eq!(
             bucket_key("limitree", &tree.name, &chain.buckets[0]),
-            "{limitree:d}:~5:a=x:1:fw:1:a=3:x:1"
+            "{limitree:d}:~5:a=x:1:fw2:1:a=3:x:1"
         );
     }
 
@@ -312,7 +329,7 @@ algorithm = "gcra"
         assert_eq!(bucket_values(pair.as_bytes(), &level, &by[..1]), None);
         let other_keys = ["a".to_owned(), "c".to_owned()];
         assert_eq!(bucket_values(pair.as_bytes(), &level, &other_keys), None);
-        assert_eq!(bucket_values(b"{limitree:t}:pairs:gc", &level, &[]), None);
+        assert_eq!(bucket_values(b"{limitree:t}:pairs:gc2", &level, &[]), None);
     }
 
     #[test]

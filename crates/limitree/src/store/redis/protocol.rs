@@ -537,23 +537,33 @@ impl DecisionReply {
 
 fn bad_state(algorithm: Algorithm, state: &[u8]) -> StoreError {
     protocol_error(format!(
-        "a {} bucket in Redis holds {:?}, which is not a state of that algorithm",
+        "a {} bucket in Redis holds {state:02x?}, which is not a state of that algorithm",
         super::keys::algorithm_code(algorithm),
-        String::from_utf8_lossy(state)
     ))
 }
 
-/// A fixed_window, sliding_window or gcra state as stored: its numbers in
-/// decimal, `:`-separated (`decide.lua` writes them); empty for a fresh bucket.
-fn text_state(algorithm: Algorithm, state: &[u8]) -> Result<BucketState, StoreError> {
+/// A fixed_window, sliding_window or gcra state as stored: its numbers as
+/// little-endian doubles, in the order of the algorithm's `State` fields
+/// (`decide.lua`'s `FW_FORMAT`, `SW_FORMAT`, `GC_FORMAT`); empty for a fresh
+/// bucket.
+fn packed_state(algorithm: Algorithm, state: &[u8]) -> Result<BucketState, StoreError> {
     if state.is_empty() {
         return Ok(BucketState::fresh(algorithm));
     }
     let bad = || bad_state(algorithm, state);
-    let text = std::str::from_utf8(state).map_err(|_| bad())?;
-    let mut numbers = text.split(':').map(|n| n.parse::<u64>().map_err(|_| bad()));
+    let fields = match algorithm {
+        Algorithm::FixedWindow | Algorithm::Gcra => 2,
+        Algorithm::SlidingWindow => 3,
+        Algorithm::SlidingLog => return Err(bad()),
+    };
+    if state.len() != 8 * fields {
+        return Err(bad());
+    }
+    let mut numbers = state
+        .chunks_exact(8)
+        .map(|n| integer(n, 8).map_err(|_| bad()));
     let mut next = || numbers.next().unwrap_or_else(|| Err(bad()));
-    let parsed = match algorithm {
+    Ok(match algorithm {
         Algorithm::FixedWindow => BucketState::FixedWindow(algo::fixed_window::State {
             start: next()?,
             count: next()?,
@@ -563,13 +573,12 @@ fn text_state(algorithm: Algorithm, state: &[u8]) -> Result<BucketState, StoreEr
             curr: next()?,
             prev: next()?,
         }),
-        Algorithm::Gcra => BucketState::Gcra(algo::gcra::State { tat: next()? }),
+        Algorithm::Gcra => BucketState::Gcra(algo::gcra::State {
+            tat: next()?,
+            interval: next()?,
+        }),
         Algorithm::SlidingLog => return Err(bad()),
-    };
-    if numbers.next().is_some() {
-        return Err(bad());
-    }
-    Ok(parsed)
+    })
 }
 
 /// A sliding_log seen through its summary (entries, units beyond one per
@@ -655,7 +664,7 @@ pub(super) fn level_verdict(
             let view = SummaryView::new(record.state, now, spec, record.retry)?;
             algo::verdict(&view, spec.capacity(), probe)
         }
-        algorithm => algo::decide(&text_state(algorithm, record.state)?, now, spec, probe),
+        algorithm => algo::decide(&packed_state(algorithm, record.state)?, now, spec, probe),
     };
     let retry_needed = !verdict.allowed && !verdict.insufficient;
     if verdict.allowed != (record.flags & FLAG_ALLOWED != 0)
@@ -708,9 +717,9 @@ fn share_verdict_of(
             }
         }
         algorithm => {
-            let pool_state = text_state(algorithm, record.state)?;
+            let pool_state = packed_state(algorithm, record.state)?;
             let g_state = match part {
-                Some(_) => Some(text_state(algorithm, record.guarantee)?),
+                Some(_) => Some(packed_state(algorithm, record.guarantee)?),
                 None => None,
             };
             algo::with_view(&pool_state, now, pool_spec, |pv| {
@@ -953,6 +962,11 @@ mod tests {
         out
     }
 
+    /// A fixed_window, sliding_window or gcra state as `decide.lua` packs it.
+    fn packed(numbers: &[f64]) -> Vec<u8> {
+        numbers.iter().flat_map(|n| n.to_le_bytes()).collect()
+    }
+
     fn summary(count: u32, extra: u32, oldest: f64, newest: f64, seq: u32) -> Vec<u8> {
         let mut out = count.to_le_bytes().to_vec();
         out.extend_from_slice(&extra.to_le_bytes());
@@ -973,7 +987,7 @@ mod tests {
 
     #[test]
     fn splits_the_script_reply_per_decision() {
-        let a = record(5, b"1795839179000000:3", None);
+        let a = record(5, &packed(&[1795839179000000.0, 3.0]), None);
         let b = record(8, &summary(2, 0, 1.0, 2.0, 1), Some(17.0));
         let c = record(1, b"", None);
         let bytes = reply(NOW as f64, &[a.clone(), b.clone(), c.clone()]);
@@ -984,7 +998,7 @@ mod tests {
         assert_eq!(first.len(), 2);
         assert_eq!(
             (first[0].flags, first[0].state),
-            (5, &b"1795839179000000:3"[..])
+            (5, &packed(&[1795839179000000.0, 3.0])[..])
         );
         assert_eq!((first[1].flags, first[1].retry), (8, Some(17)));
         let second: Vec<_> = decoded[1].records().map(Result::unwrap).collect();
@@ -993,7 +1007,7 @@ mod tests {
 
     #[rstest]
     #[case::empty(Vec::new(), vec![1])]
-    #[case::state_cut_short(reply(1.0, &[record(1, b"12:3", None)])[..12].to_vec(), vec![1])]
+    #[case::state_cut_short(reply(1.0, &[record(1, &packed(&[12.0, 3.0]), None)])[..12].to_vec(), vec![1])]
     #[case::retry_missing(reply(1.0, &[record(8, b"", None)]), vec![1])]
     #[case::bytes_left_over(reply(1.0, &[record(1, b"", None), record(1, b"", None)]), vec![1])]
     #[case::unknown_flags(reply(1.0, &[record(16, b"", None)]), vec![1])]
@@ -1012,10 +1026,11 @@ mod tests {
     /// Each algorithm's numbers come from its stored state through the
     /// memory store's code; a fresh bucket is an empty state.
     #[rstest]
-    #[case::fixed_window_counting(Algorithm::FixedWindow, b"1795839179000000:3".to_vec(), 1, 7, 6)]
+    #[case::fixed_window_counting(Algorithm::FixedWindow, packed(&[1795839179000000.0, 3.0]), 1, 7, 6)]
     #[case::fixed_window_fresh(Algorithm::FixedWindow, Vec::new(), 1, 10, 9)]
-    #[case::sliding_window(Algorithm::SlidingWindow, b"1795839179000000:4:0".to_vec(), 1, 6, 5)]
+    #[case::sliding_window(Algorithm::SlidingWindow, packed(&[1795839179000000.0, 4.0, 0.0]), 1, 6, 5)]
     #[case::gcra_fresh(Algorithm::Gcra, Vec::new(), 1, 10, 9)]
+    #[case::gcra_owing(Algorithm::Gcra, packed(&[(NOW + 300_000) as f64, 100_000.0]), 1, 7, 6)]
     #[case::sliding_log(
         Algorithm::SlidingLog,
         summary(3, 2, 1.795839179e15, 1.7958391794e15, 1),
@@ -1062,7 +1077,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case::flags_say_denied(Algorithm::FixedWindow, b"1:0".to_vec(), 0)]
+    #[case::flags_say_denied(Algorithm::FixedWindow, packed(&[1.0, 0.0]), 0)]
     #[case::denial_without_retry(Algorithm::SlidingLog, summary(10, 0, 1.0, (NOW - 1) as f64, 1), 0)]
     fn a_record_that_contradicts_its_state_is_an_error(
         #[case] algorithm: Algorithm,
@@ -1084,10 +1099,12 @@ mod tests {
     }
 
     #[rstest]
-    #[case::text_for_a_log(Algorithm::SlidingLog, b"12:3".to_vec())]
-    #[case::letters(Algorithm::FixedWindow, b"12:x".to_vec())]
-    #[case::too_few(Algorithm::SlidingWindow, b"12:3".to_vec())]
-    #[case::too_many(Algorithm::Gcra, b"12:3".to_vec())]
+    #[case::a_window_for_a_log(Algorithm::SlidingLog, packed(&[12.0, 3.0]))]
+    #[case::text(Algorithm::FixedWindow, b"1795839179000000:3".to_vec())]
+    #[case::not_whole(Algorithm::FixedWindow, packed(&[12.0, 3.5]))]
+    #[case::negative(Algorithm::Gcra, packed(&[-12.0, 3.0]))]
+    #[case::too_few(Algorithm::SlidingWindow, packed(&[12.0, 3.0]))]
+    #[case::too_many(Algorithm::Gcra, packed(&[12.0, 3.0, 1.0]))]
     fn a_state_of_another_shape_is_an_error(#[case] algorithm: Algorithm, #[case] state: Vec<u8>) {
         let spec = spec(algorithm, 10, 1_000_000);
         let record = LevelRecord {
