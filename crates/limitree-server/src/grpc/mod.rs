@@ -304,9 +304,7 @@ impl RateLimitServer {
         }
         answer
     }
-}
 
-impl RateLimitServer {
     /// One gRPC `ShouldRateLimit` call: its request id from `x-request-id`
     /// (Envoy sends one), answered and timed.
     async fn should_rate_limit(
