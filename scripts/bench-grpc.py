@@ -29,7 +29,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.join(HERE, "..", "..", "shared", "bench")
+# ../shared/bench next to the repository (a worktree under wt/ has it one more
+# level up); BENCH_SHARED overrides.
+SHARED = os.environ.get("BENCH_SHARED") or next(
+    (p for p in (os.path.join(HERE, "..", *[".."] * up, "shared", "bench") for up in (1, 2))
+     if os.path.isdir(p)), os.path.join(HERE, "..", "..", "shared", "bench"))
 LT_BIN = os.environ.get("LIMITREE_BIN", os.path.join(HERE, "..", "target", "release", "limitree"))
 LD_BIN = os.environ.get("LIMITADOR_BIN", "limitador/target/release/limitador-server")
 LOADGEN = os.environ.get("RLS_LOADGEN", "rls-loadgen/target/release/rls-loadgen")

@@ -79,7 +79,7 @@ impl Refusal {
 type TokenDigest = [u8; 32];
 
 /// The configured tokens, as digests. Cheap to share (`Arc`) between the
-/// HTTP middleware and the gRPC interceptor.
+/// HTTP middleware and the gRPC service ([`crate::grpc::Authorize`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tokens {
     check: Vec<TokenDigest>,

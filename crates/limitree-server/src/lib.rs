@@ -36,7 +36,7 @@
 //! - [`denials`]: recent denials and a count per level, fed by every API
 //!   that decides, shown by the status page.
 //! - [`auth`]: API tokens (`[server.auth]`): scopes, refusals, the
-//!   constant-time comparison the HTTP layer and the gRPC interceptor share.
+//!   constant-time comparison the HTTP layer and the gRPC service share.
 //! - [`client`]: the HTTP client behind `limitree check` / `limitree notify`.
 //! - [`lock`]: the exclusive lock on a data dir (one server per directory).
 //! - [`reload`]: hot policy reload (SIGHUP, a change of the config file,

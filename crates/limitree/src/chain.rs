@@ -285,7 +285,7 @@ impl BucketSet {
     }
 
     /// The positions, ascending.
-    pub fn iter(self) -> impl Iterator<Item = usize> {
+    pub fn iter(self) -> impl Iterator<Item = usize> + Clone {
         (0..32).filter(move |&i| self.contains(i))
     }
 }

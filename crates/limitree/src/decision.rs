@@ -122,7 +122,7 @@ pub struct LevelOutcome {
     /// (a [`Mode::Commit`] that charged it); denials, peeks and dry runs do
     /// not count. For the introspection API ([`crate::inspect`]), so
     /// `None` in every other mode. `None` in a peek: the store does not
-    /// record admissions (the Redis store, so far), or the bucket has had
+    /// record admissions, or the bucket has had
     /// none since it was created, reset or dropped as idle.
     pub since_admission: Option<Micros>,
 }

@@ -308,12 +308,10 @@ pub(crate) struct CountCalls<S> {
 impl<S> tower::Service<http::Request<Body>> for CountCalls<S>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<http::Response<Body>, S::Error>> + Send + 'static>>;
+    type Future = Counted<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -321,19 +319,42 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let guard = request.extensions().get::<GrpcConn>().map(CallGuard::open);
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            Ok(match guard {
-                Some(guard) => response.map(|inner| {
-                    Body::new(Tracked {
-                        inner,
-                        _guard: guard,
-                    })
-                }),
-                None => response,
-            })
-        })
+        Counted {
+            response: self.inner.call(request),
+            guard,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call's response future that hands the call's [`CallGuard`] to the
+    /// response body. A named future rather than a boxed `async` block: one
+    /// allocation less per call.
+    pub(crate) struct Counted<F> {
+        #[pin]
+        response: F,
+        guard: Option<CallGuard>,
+    }
+}
+
+impl<F, E> Future for Counted<F>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+{
+    type Output = Result<http::Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.response.poll(cx))?;
+        Poll::Ready(Ok(match this.guard.take() {
+            Some(guard) => response.map(|inner| {
+                Body::new(Tracked {
+                    inner,
+                    _guard: guard,
+                })
+            }),
+            None => response,
+        }))
     }
 }
 

@@ -5,6 +5,8 @@
 //! - [`rls`]: a `RateLimitRequest` → one check → a `RateLimitResponse` (pure).
 //! - [`RateLimitServer`]: the service itself — request ids, unknown domains and
 //!   the mapping of errors to gRPC statuses, in one place.
+//! - [`service`]: how tonic calls it — the method's route, the auth check and
+//!   the codec, written for a cheap call.
 //! - [`serve`]: the listener, stopped by a shutdown future like the HTTP one,
 //!   its connections bounded by [`connections`] (the `[server]` timeouts and
 //!   `max_connections`).
@@ -14,6 +16,7 @@
 
 mod connections;
 pub mod rls;
+mod service;
 pub mod tls;
 
 use std::collections::HashSet;
@@ -23,9 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
-    RateLimitService, RateLimitServiceServer,
-};
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use limitree::{CheckError, Limiter, StoreError};
 use parking_lot::Mutex;
@@ -186,7 +186,7 @@ impl RateLimitServer {
             rls::question(request).map_err(|e| Status::invalid_argument(e.to_string()))?;
         // One policy for the whole answer, even if a reload lands meanwhile.
         let snapshot = self.limiter.snapshot();
-        let tree = match snapshot.tree(Some(&question.tree)) {
+        let tree = match snapshot.tree(Some(question.tree)) {
             Ok(tree) => tree,
             Err(CheckError::UnknownTree { .. }) => return Ok(self.unknown(&question)),
             Err(e) => return Err(status(&e)),
@@ -205,11 +205,14 @@ impl RateLimitServer {
         Ok(response)
     }
 
-    fn unknown(&self, question: &rls::Question) -> RateLimitResponse {
+    fn unknown(&self, question: &rls::Question<'_>) -> RateLimitResponse {
         self.counters.unknown_domain.fetch_add(1, Ordering::Relaxed);
         {
             let mut warned = self.counters.warned.lock();
-            if warned.len() < MAX_WARNED_DOMAINS && warned.insert(question.tree.clone()) {
+            if warned.len() < MAX_WARNED_DOMAINS
+                && !warned.contains(question.tree)
+                && warned.insert(question.tree.to_owned())
+            {
                 tracing::warn!(
                     domain = %question.tree,
                     "ShouldRateLimit for domain `{}`, which names no tree; answering {} (set [server] unknown_domain)",
@@ -227,7 +230,7 @@ impl RateLimitServer {
         };
         RateLimitResponse {
             overall_code: code as i32,
-            statuses: question.entries.iter().map(|_| rls_status(code)).collect(),
+            statuses: (0..question.len()).map(|_| rls_status(code)).collect(),
             ..Default::default()
         }
     }
@@ -259,40 +262,51 @@ fn status(error: &CheckError) -> Status {
 
 impl RateLimitServer {
     /// Answers one `ShouldRateLimit`, counted, in a `grpc` span carrying
-    /// `request_id`. Shared by the gRPC service and the HTTP bridge
-    /// (`POST /json`), so both answer alike.
+    /// `request_id` (a fresh UUID when `None`). Shared by the gRPC service and
+    /// the HTTP bridge (`POST /json`), so both answer alike.
     pub async fn answer(
         &self,
         request: &RateLimitRequest,
-        request_id: &str,
+        request_id: Option<&str>,
     ) -> Result<RateLimitResponse, Status> {
-        let span =
-            tracing::info_span!("grpc", request_id = %request_id, domain = %rls_domain(request));
-        let answer = self.decide(request).instrument(span).await;
-        let domain = self
-            .counters
-            .by_domain
-            .read()
-            .iter()
-            .find(|(name, _)| *name == request.domain)
-            .map(|(_, codes)| Arc::clone(codes));
-        let counter = match (&answer, &domain) {
-            (Err(_), _) => Some(&self.counters.errors),
-            (Ok(r), Some(codes)) => {
-                Some(&codes[usize::from(r.overall_code == Code::OverLimit as i32)])
-            }
-            // Counted as unknown_domain already.
-            (Ok(_), None) => None,
+        // The span (and a fresh id) only when a subscriber wants it: at
+        // `RUST_LOG=warn` a call formats and allocates nothing for it.
+        let span = if tracing::span_enabled!(tracing::Level::INFO) {
+            let mut text = uuid::Uuid::encode_buffer();
+            let id = match request_id {
+                Some(id) => id,
+                None => &*crate::http::request_id::fresh_uuid()
+                    .hyphenated()
+                    .encode_lower(&mut text),
+            };
+            tracing::info_span!("grpc", request_id = %id, domain = %rls_domain(request))
+        } else {
+            tracing::Span::none()
         };
-        if let Some(counter) = counter {
-            counter.fetch_add(1, Ordering::Relaxed);
+        let answer = self.decide(request).instrument(span).await;
+        match &answer {
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(response) => {
+                let over = usize::from(response.overall_code == Code::OverLimit as i32);
+                // A domain that names no tree was counted as unknown_domain.
+                if let Some((_, codes)) = self
+                    .counters
+                    .by_domain
+                    .read()
+                    .iter()
+                    .find(|(name, _)| *name == request.domain)
+                {
+                    codes[over].fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         answer
     }
-}
 
-#[tonic::async_trait]
-impl RateLimitService for RateLimitServer {
+    /// One gRPC `ShouldRateLimit` call: its request id from `x-request-id`
+    /// (Envoy sends one), answered and timed.
     async fn should_rate_limit(
         &self,
         request: Request<RateLimitRequest>,
@@ -301,13 +315,9 @@ impl RateLimitService for RateLimitServer {
             .metadata()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .filter(|v| crate::http::request_id::is_sane(v.as_bytes()))
-            .map_or_else(
-                || crate::http::request_id::fresh_uuid().to_string(),
-                str::to_owned,
-            );
+            .filter(|v| crate::http::request_id::is_sane(v.as_bytes()));
         let watch = crate::metrics::Stopwatch::start();
-        let answer = self.answer(request.get_ref(), &id).await.map(Response::new);
+        let answer = self.answer(request.get_ref(), id).await.map(Response::new);
         self.counters.duration.observe(watch.seconds());
         answer
     }
@@ -361,36 +371,40 @@ impl crate::metrics::Collector for GrpcCounters {
 
 /// The domain as logged: cut, since it comes from the client.
 fn rls_domain(request: &RateLimitRequest) -> &str {
-    let d = request.domain.as_str();
-    let mut end = d.len().min(64);
-    while !d.is_char_boundary(end) {
-        end -= 1;
-    }
-    &d[..end]
+    cut_for_log(&request.domain)
 }
 
-/// The interceptor in front of `ShouldRateLimit`: with `[server.auth]`, a
-/// call needs `authorization: Bearer TOKEN` (a check or an admin token) in
-/// its metadata, else it is `UNAUTHENTICATED` before it is decoded or
-/// decided. The token is compared as [`crate::auth::Tokens`] does; neither it
-/// nor which tokens exist appears in the status or the log.
+/// At most 64 bytes of `text` (on a character boundary), for a log line or
+/// a status message that echoes what a client sent.
+fn cut_for_log(text: &str) -> &str {
+    let mut end = text.len().min(64);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The check in front of `ShouldRateLimit`: with `[server.auth]`, a call
+/// needs `authorization: Bearer TOKEN` (a check or an admin token) in its
+/// metadata, else it is `UNAUTHENTICATED` before it is decoded or decided.
+/// The token is compared as [`crate::auth::Tokens`] does; neither it nor
+/// which tokens exist appears in the status or the log.
 #[derive(Debug, Clone)]
 pub struct Authorize(pub Option<Arc<crate::auth::Tokens>>);
 
-impl tonic::service::Interceptor for Authorize {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+impl Authorize {
+    /// Whether a call with these headers (its metadata) may go on.
+    pub fn check(&self, headers: &tonic::codegen::http::HeaderMap) -> Result<(), Status> {
         let Some(tokens) = &self.0 else {
-            return Ok(request);
+            return Ok(());
         };
-        let sent = request
-            .metadata()
+        let sent = headers
             .get_all("authorization")
             .iter()
             .map(|v| v.as_bytes());
-        match tokens.authorize(sent, crate::auth::Scope::Check) {
-            Ok(()) => Ok(request),
-            Err(refusal) => Err(Status::unauthenticated(refusal.to_string())),
-        }
+        tokens
+            .authorize(sent, crate::auth::Scope::Check)
+            .map_err(|refusal| Status::unauthenticated(refusal.to_string()))
     }
 }
 
@@ -411,9 +425,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<RateLimitServiceServer<RateLimitServer>>()
-        .await;
+    health.set_serving::<service::RlsService>().await;
     let acceptor = Acceptor::new(
         listener,
         limits.max_connections,
@@ -435,10 +447,7 @@ pub async fn serve(
     let serving = builder
         .layer(connections::CountCallsLayer)
         .add_service(health_service)
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            RateLimitServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            auth,
-        ))
+        .add_service(service::RlsService::new(service, auth))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let sweeping = connections::sweep(registry, connections::sweep_every(&limits));
     tokio::select! {

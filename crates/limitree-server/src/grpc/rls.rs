@@ -33,7 +33,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
-use limitree::policy::{Tree, envoy, format_duration};
+use limitree::policy::{DisplayDuration, Tree, envoy};
 use limitree::{Decision, LevelStatus, Micros, Target};
 
 use super::ResponseHeaders;
@@ -70,29 +70,51 @@ pub enum RequestError {
     },
 }
 
-/// A `RateLimitRequest` as one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Question {
+/// A `RateLimitRequest` as one check, borrowing the request's strings: a
+/// call allocates two vectors here whatever its size (not a `String` per key
+/// and value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question<'a> {
     /// The tree (`domain`).
-    pub tree: String,
-    /// Per request descriptor, its entries in order.
-    pub entries: Vec<Vec<(String, String)>>,
+    pub tree: &'a str,
+    /// The request's descriptors (for how many entries each has).
+    request: &'a [RateLimitDescriptor],
+    /// Every descriptor's entries, in request order, one after another.
+    pairs: Vec<(&'a str, &'a str)>,
     /// Per request descriptor, the units it takes (all 0: a peek).
     pub costs: Vec<u64>,
 }
 
-impl Question {
-    /// The entries as the library takes them.
-    pub fn descriptors(&self) -> Vec<Vec<(&str, &str)>> {
-        self.entries
-            .iter()
-            .map(|d| d.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+impl<'a> Question<'a> {
+    /// The entries per request descriptor, in order, as the library takes them.
+    pub fn descriptors(&self) -> Vec<&[(&'a str, &'a str)]> {
+        let mut rest = self.pairs.as_slice();
+        self.lens()
+            .map(|len| {
+                let (descriptor, tail) = rest.split_at(len);
+                rest = tail;
+                descriptor
+            })
             .collect()
+    }
+
+    /// How many request descriptors there are.
+    pub fn len(&self) -> usize {
+        self.costs.len()
+    }
+
+    /// Whether there are none (never, for a question [`question`] returned).
+    pub fn is_empty(&self) -> bool {
+        self.costs.is_empty()
+    }
+
+    fn lens(&self) -> impl Iterator<Item = usize> + '_ {
+        self.request.iter().map(|d| d.entries.len())
     }
 }
 
 /// Reads `request` as a question, or says why it is not one.
-pub fn question(request: &RateLimitRequest) -> Result<Question, RequestError> {
+pub fn question(request: &RateLimitRequest) -> Result<Question<'_>, RequestError> {
     if request.domain.is_empty() {
         return Err(RequestError::EmptyDomain);
     }
@@ -106,22 +128,22 @@ pub fn question(request: &RateLimitRequest) -> Result<Question, RequestError> {
         0 => 1,
         n => u64::from(n),
     };
-    let mut entries = Vec::with_capacity(request.descriptors.len());
+    let mut pairs = Vec::with_capacity(request.descriptors.iter().map(|d| d.entries.len()).sum());
     let mut costs = Vec::with_capacity(request.descriptors.len());
     for (index, descriptor) in request.descriptors.iter().enumerate() {
         check_shape(index, descriptor)?;
         costs.push(descriptor.hits_addend.map_or(call_cost, |v| v.value));
-        entries.push(
+        pairs.extend(
             descriptor
                 .entries
                 .iter()
-                .map(|e| (e.key.clone(), e.value.clone()))
-                .collect(),
+                .map(|e| (e.key.as_str(), e.value.as_str())),
         );
     }
     Ok(Question {
-        tree: request.domain.clone(),
-        entries,
+        tree: &request.domain,
+        request: &request.descriptors,
+        pairs,
         costs,
     })
 }
@@ -142,9 +164,7 @@ pub fn response(decision: &Decision, tree: &Tree, targets: &[Target]) -> RateLim
         .iter()
         .map(|target| match *target {
             Target::Buckets(set) => {
-                let levels: Vec<&LevelStatus> =
-                    set.iter().filter_map(|i| decision.levels.get(i)).collect();
-                descriptor_status(&levels)
+                descriptor_status(set.iter().filter_map(|i| decision.levels.get(i)))
             }
             Target::UnlimitedRule { .. } => DescriptorStatus {
                 code: Code::Ok as i32,
@@ -152,7 +172,7 @@ pub fn response(decision: &Decision, tree: &Tree, targets: &[Target]) -> RateLim
                 ..Default::default()
             },
             Target::Blocked { rule_index } => blocked_status(rule(rule_index)),
-            Target::NoLimit => descriptor_status(&[]),
+            Target::NoLimit => descriptor_status(std::iter::empty()),
         })
         .collect();
     RateLimitResponse {
@@ -178,9 +198,8 @@ pub fn headers(decision: &Decision, form: ResponseHeaders) -> Vec<HeaderValue> {
             })
             .collect(),
         ResponseHeaders::XRateLimit => {
-            let enforcing: Vec<&LevelStatus> =
-                decision.levels.iter().filter(|l| !l.shadow).collect();
-            let Some(level) = most_constraining(&enforcing) else {
+            let Some(level) = most_constraining(decision.levels.iter().filter(|l| !l.shadow))
+            else {
                 return Vec::new();
             };
             let seconds = |us: Micros| us.div_ceil(SECOND);
@@ -220,15 +239,18 @@ fn code(allowed: bool) -> Code {
     if allowed { Code::Ok } else { Code::OverLimit }
 }
 
-fn descriptor_status(levels: &[&LevelStatus]) -> DescriptorStatus {
-    let enforcing: Vec<&LevelStatus> = levels.iter().copied().filter(|l| !l.shadow).collect();
-    let denied = enforcing.iter().any(|l| !l.allowed);
-    let candidates = if enforcing.is_empty() {
-        levels
+/// The status of a descriptor reported on `levels`.
+fn descriptor_status<'a>(
+    levels: impl Iterator<Item = &'a LevelStatus> + Clone,
+) -> DescriptorStatus {
+    let enforcing = levels.clone().filter(|l| !l.shadow);
+    let denied = enforcing.clone().any(|l| !l.allowed);
+    let level = if enforcing.clone().next().is_some() {
+        most_constraining(enforcing)
     } else {
-        &enforcing[..]
+        most_constraining(levels)
     };
-    let Some(level) = most_constraining(candidates) else {
+    let Some(level) = level else {
         return DescriptorStatus {
             code: Code::Ok as i32,
             ..Default::default()
@@ -245,17 +267,14 @@ fn descriptor_status(levels: &[&LevelStatus]) -> DescriptorStatus {
 
 /// A denying level with the longest wait, else the one with the fewest units
 /// left (on a tie, the slowest to reset).
-fn most_constraining<'a>(levels: &[&'a LevelStatus]) -> Option<&'a LevelStatus> {
+fn most_constraining<'a>(
+    levels: impl Iterator<Item = &'a LevelStatus> + Clone,
+) -> Option<&'a LevelStatus> {
     let denying = levels
-        .iter()
+        .clone()
         .filter(|l| !l.allowed)
         .max_by_key(|l| l.retry_after.unwrap_or(Micros::MAX));
-    denying.copied().or_else(|| {
-        levels
-            .iter()
-            .min_by_key(|l| (l.remaining, std::cmp::Reverse(l.reset_after)))
-            .copied()
-    })
+    denying.or_else(|| levels.min_by_key(|l| (l.remaining, std::cmp::Reverse(l.reset_after))))
 }
 
 const SECOND: Micros = 1_000_000;
@@ -279,8 +298,12 @@ fn envoy_limit(name: &str, limit: u64, window: Micros) -> RateLimit {
         w if w == 365 * 86_400 * SECOND => Unit::Year,
         _ => Unit::Unknown,
     };
+    use std::fmt::Write as _;
+    // One allocation: the proto wants an owned name.
+    let mut text = String::with_capacity(name.len() + 32);
+    let _ = write!(text, "{name}: {limit} per {}", DisplayDuration(window));
     RateLimit {
-        name: format!("{name}: {limit} per {}", format_duration(window)),
+        name: text,
         requests_per_unit: u32::try_from(limit).unwrap_or(u32::MAX),
         unit: unit as i32,
     }
@@ -327,14 +350,14 @@ mod tests {
 
     #[test]
     fn entries_are_kept_per_descriptor_in_order() {
-        let q = question(&request(
+        let request = request(
             vec![
                 descriptor(&[("category", "errors")], None),
                 descriptor(&[("category", "errors"), ("user", "ann")], None),
             ],
             0,
-        ))
-        .unwrap();
+        );
+        let q = question(&request).unwrap();
         assert_eq!(q.tree, "notifications");
         assert_eq!(q.costs, [1, 1]);
         assert_eq!(
@@ -358,14 +381,14 @@ mod tests {
         #[case] second: Option<u64>,
         #[case] expected: [u64; 2],
     ) {
-        let q = question(&request(
+        let request = request(
             vec![
                 descriptor(&[("category", "errors")], first),
                 descriptor(&[("user", "ann")], second),
             ],
             call,
-        ))
-        .unwrap();
+        );
+        let q = question(&request).unwrap();
         assert_eq!(q.costs, expected);
     }
 

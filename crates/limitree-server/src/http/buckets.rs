@@ -49,9 +49,8 @@ pub struct BucketView {
     /// The level is a shadow level.
     pub shadow: bool,
     /// How long ago, in whole milliseconds, the bucket last admitted a
-    /// charge (denials, peeks and dry runs do not count). `null`: the store
-    /// does not record it (Redis, so far), or the bucket has admitted
-    /// nothing since it was created, reset or dropped as idle.
+    /// charge (denials, peeks and dry runs do not count). `null`: the bucket
+    /// has admitted nothing since it was created, reset or dropped as idle.
     pub last_admission_ms_ago: Option<u64>,
 }
 

@@ -195,7 +195,7 @@ pub async fn json(
     let request = to_proto(request)?;
     let response = state
         .rls
-        .answer(&request, &id)
+        .answer(&request, Some(&id))
         .await
         .map_err(ApiError::RateLimitService)?;
     let status = if response.overall_code == Code::OverLimit as i32 {

@@ -685,3 +685,52 @@ async fn invalid_utf8_in_a_string_is_refused_and_charges_nothing() {
     .await;
     assert_eq!(after.statuses[0].limit_remaining, 9, "nothing was charged");
 }
+
+/// The service reads requests into a 1 KiB buffer that grows: a call many
+/// times that size (64 descriptors, each with a 250-byte entry, about 17 KiB)
+/// is decided like a small one, and so is the next small one.
+#[tokio::test]
+async fn a_call_larger_than_the_codec_buffer_is_decided_like_any_other() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let mut client = client(&served).await;
+    let note = "n".repeat(250);
+    let big = request(
+        "notifications",
+        vec![descriptor(&[("category", "errors"), ("note", &note)]); 64],
+    );
+    let r = ask(&mut client, big).await;
+    assert_eq!(code(r.overall_code), Code::Ok);
+    assert_eq!(r.statuses.len(), 64);
+    // The levels are reported (and charged) on the first descriptor, once.
+    assert_eq!(r.statuses[0].limit_remaining, 9);
+    let after = ask(
+        &mut client,
+        request("notifications", vec![descriptor(&[("category", "errors")])]),
+    )
+    .await;
+    assert_eq!(after.statuses[0].limit_remaining, 8);
+}
+
+/// A method the service does not have is `UNIMPLEMENTED`, naming the one it has.
+#[tokio::test]
+async fn another_method_of_the_service_is_unimplemented() {
+    let served = Served::start(&["--http", "127.0.0.1:0"]);
+    let mut grpc = tonic::client::Grpc::new(channel(&served).await);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/envoy.service.ratelimit.v3.RateLimitService/ShouldNotRateLimit",
+    );
+    let answer: Result<tonic::Response<RawRequest>, tonic::Status> = grpc
+        .unary(
+            tonic::Request::new(RawRequest {
+                domain: b"notifications".to_vec(),
+                descriptors: Vec::new(),
+            }),
+            path,
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    let status = answer.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("ShouldRateLimit"), "{status:?}");
+}

@@ -496,18 +496,25 @@ async fn rate_limit_service_denials_are_recorded_for_the_status_page() {
     assert_eq!(level["buckets"][0]["used"], 1, "{status}");
 }
 
-/// Through `limitree serve` on the memory store: `GET /v1/buckets` and the
+/// Through `limitree serve` on each store: `GET /v1/buckets` and the
 /// one-bucket `GET` say how long ago each bucket last admitted a charge, by
-/// the server's clock (within the wall time the test saw pass); a dry run,
+/// the store's clock (within the wall time the test saw pass); a dry run,
 /// a peek and a denial leave it be; a bucket that admitted nothing says
 /// `null`; the next admission brings it back to about 0.
+#[rstest]
+#[case::memory(Backend::Memory)]
+#[cfg_attr(feature = "redis", case::redis(Backend::Redis))]
+#[cfg_attr(feature = "redis", case::cluster(Backend::Cluster))]
 #[tokio::test]
-async fn buckets_report_their_last_admission() {
+async fn buckets_report_their_last_admission(#[case] backend: Backend) {
     use crate::support::poll::{SOON, eventually};
     use crate::support::served::{Served, write_config};
     let config = write_config(
         "introspect-last-admission.toml",
-        "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = 100\nwindow = \"1h\"\n[[trees.levels]]\nname = \"user\"\nby = [\"user\"]\nlimit = 3\nwindow = \"1h\"\n",
+        &format!(
+            "{}[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = 100\nwindow = \"1h\"\n[[trees.levels]]\nname = \"user\"\nby = [\"user\"]\nlimit = 3\nwindow = \"1h\"\n",
+            backend.store_toml()
+        ),
     );
     let served = Served::start(&[
         "--config",
@@ -547,7 +554,7 @@ async fn buckets_report_their_last_admission() {
         (&json!("user=a"), &json!(2)),
         "{list}"
     );
-    let seen = ago(bucket).expect("the memory store reports it");
+    let seen = ago(bucket).expect("the store reports it");
     assert!(
         u128::from(seen) <= before.elapsed().as_millis(),
         "{seen} ms ago: {list}"

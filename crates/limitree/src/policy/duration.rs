@@ -60,18 +60,34 @@ pub fn parse_duration(text: &str) -> Result<Micros, String> {
 
 /// Formats microseconds the way [`parse_duration`] reads them (`30m`, `1h 30m`).
 pub fn format_duration(us: Micros) -> String {
-    if us == 0 {
-        return "0s".to_owned();
-    }
-    let mut parts = Vec::new();
-    let mut rest = us;
-    for (name, scale) in UNITS {
-        if rest >= scale {
-            parts.push(format!("{}{name}", rest / scale));
-            rest %= scale;
+    DisplayDuration(us).to_string()
+}
+
+/// Microseconds displayed as [`format_duration`] writes them, for writing
+/// straight into a buffer (the gRPC answer names every limit it reports with
+/// one; a `String` per call would cost allocations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisplayDuration(pub Micros);
+
+impl std::fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("0s");
         }
+        let mut rest = self.0;
+        let mut first = true;
+        for (name, scale) in UNITS {
+            if rest >= scale {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{}{name}", rest / scale)?;
+                rest %= scale;
+                first = false;
+            }
+        }
+        Ok(())
     }
-    parts.join(" ")
 }
 
 /// A likely spelling for a duration someone wrote out in words ("30 minutes").

@@ -12,7 +12,7 @@ mod error;
 mod parse;
 mod shares;
 
-pub use duration::{format_duration, parse_duration};
+pub use duration::{DisplayDuration, format_duration, parse_duration};
 pub use error::{
     MAX_ECHO, PolicyError, PolicyErrors, Step, TomlDocument, closest, cut, line_col, render_path,
     utf8_text,

@@ -70,8 +70,8 @@ local FLAG_RETRY = 8
 local FLAG_SHARED = 16
 local SPEC_FORMAT = '<c2dddB'
 local SPEC_LEN = 27
-local SUMMARY_FORMAT = '<I4I4ddI4'
-local SUMMARY_LEN = 28
+local SUMMARY_FORMAT = '<I4I4ddI4d'
+local SUMMARY_LEN = 36
 local DECISION_HEADER_LEN = 5
 local DECISION_LEVEL_LEN = 6
 
@@ -144,23 +144,24 @@ local function save_string(key, value, ttl)
 end
 
 ---------------------------------------------------------------- fixed_window
--- State (start, count) (algo/fixed_window.rs).
-local FW_FORMAT, FW_LEN = '<dd', 16
+-- State (start, count) (algo/fixed_window.rs), and `last`.
+local FW_FORMAT, FW_LEN = '<ddd', 24
 function algos.fw()
   local fw = {}
   fw.suffix = ''
   function fw.load(_, _, _, v)
     if v and #v == FW_LEN then
-      local start, count = struct.unpack(FW_FORMAT, v)
-      return { start = start, count = count, raw = v }
+      local start, count, last = struct.unpack(FW_FORMAT, v)
+      return { start = start, count = count, last = last, raw = v }
     end
-    return { start = 0, count = 0, raw = '' }
+    return { start = 0, count = 0, last = 0, raw = '' }
   end
   function fw.available(s, _, spec)
     if spec.start > s.start then return spec.limit end
     return sub0(spec.limit, s.count)
   end
-  function fw.charge(s, _, spec, cost)
+  function fw.charge(s, now, spec, cost)
+    s.last = now
     local start = spec.start
     if start > s.start then
       s.start, s.count = start, cost
@@ -173,7 +174,7 @@ function algos.fw()
     return s.start + spec.window
   end
   function fw.encode(s)
-    return struct.pack(FW_FORMAT, s.start, s.count)
+    return struct.pack(FW_FORMAT, s.start, s.count, s.last)
   end
   function fw.save(key, s, ttl)
     s.raw = save_string(key, fw.encode(s), ttl)
@@ -189,17 +190,17 @@ end
 -- unit counts as owed), at the new interval, so a lower limit never admits
 -- early. The rescaled state is saved with the batch (`moved`), as the memory
 -- store keeps it.
-local GC_FORMAT, GC_LEN = '<dd', 16
+local GC_FORMAT, GC_LEN = '<ddd', 24
 function algos.gc()
   local gc = {}
   gc.suffix = ''
   function gc.load(_, now, spec, v)
-    if not v or #v ~= GC_LEN then return { tat = 0, iv = 0, raw = '' } end
-    local tat, iv = struct.unpack(GC_FORMAT, v)
+    if not v or #v ~= GC_LEN then return { tat = 0, iv = 0, last = 0, raw = '' } end
+    local tat, iv, last = struct.unpack(GC_FORMAT, v)
     local t = spec.interval
-    if iv == 0 or iv == t or tat <= now then return { tat = tat, iv = iv, raw = v } end
+    if iv == 0 or iv == t or tat <= now then return { tat = tat, iv = iv, last = last, raw = v } end
     local owed = idiv(tat - now + iv - 1, iv)
-    return { tat = now + owed * t, iv = t, moved = true }
+    return { tat = now + owed * t, iv = t, last = last, moved = true }
   end
   function gc.available(s, now, spec)
     local t = spec.interval
@@ -210,12 +211,13 @@ function algos.gc()
     local t = spec.interval
     s.tat = math.max(s.tat, now) + cost * t
     s.iv = t
+    s.last = now
   end
   function gc.idle_at(s, _)
     return s.tat
   end
   function gc.encode(s)
-    return struct.pack(GC_FORMAT, s.tat, s.iv)
+    return struct.pack(GC_FORMAT, s.tat, s.iv, s.last)
   end
   function gc.save(key, s, ttl)
     s.raw = save_string(key, gc.encode(s), ttl)
@@ -224,17 +226,17 @@ function algos.gc()
 end
 
 -------------------------------------------------------------- sliding_window
--- State (start, curr, prev) (algo/sliding_window.rs).
-local SW_FORMAT, SW_LEN = '<ddd', 24
+-- State (start, curr, prev) (algo/sliding_window.rs), and `last`.
+local SW_FORMAT, SW_LEN = '<dddd', 32
 function algos.sw()
   local sw = {}
   sw.suffix = ''
   function sw.load(_, _, _, v)
     if v and #v == SW_LEN then
-      local start, curr, prev = struct.unpack(SW_FORMAT, v)
-      return { start = start, curr = curr, prev = prev, raw = v }
+      local start, curr, prev, last = struct.unpack(SW_FORMAT, v)
+      return { start = start, curr = curr, prev = prev, last = last, raw = v }
     end
-    return { start = 0, curr = 0, prev = 0, raw = '' }
+    return { start = 0, curr = 0, prev = 0, last = 0, raw = '' }
   end
   -- (window start, elapsed in it, prev, curr) as seen from now.
   local function sw_view(s, now, spec)
@@ -260,7 +262,7 @@ function algos.sw()
   end
   function sw.charge(s, now, spec, cost)
     local start, _, prev, curr = sw_view(s, now, spec)
-    s.start, s.curr, s.prev = start, curr + cost, prev
+    s.start, s.curr, s.prev, s.last = start, curr + cost, prev, now
   end
   function sw.idle_at(s, spec)
     if s.curr > 0 then
@@ -271,7 +273,7 @@ function algos.sw()
     return 0
   end
   function sw.encode(s)
-    return struct.pack(SW_FORMAT, s.start, s.curr, s.prev)
+    return struct.pack(SW_FORMAT, s.start, s.curr, s.prev, s.last)
   end
   function sw.save(key, s, ttl)
     s.raw = save_string(key, sw.encode(s), ttl)
@@ -289,9 +291,10 @@ end
 --
 -- Beside it, "<key>:m" summarises the log so that a decision need not touch the
 -- set at all unless an entry has expired or one is added: entries, units beyond
--- one per entry, oldest and newest admission time, and entries at the newest
--- time (the next n), packed in 28 bytes: the counts as 32-bit integers (all
--- at most `limit`), the times as doubles (integers below 2^53, exact).
+-- one per entry, oldest and newest admission time, entries at the newest
+-- time (the next n) and `last`, packed in 36 bytes: the counts as 32-bit
+-- integers (all at most `limit`), the times as doubles (integers below 2^53,
+-- exact).
 -- `struct` unpacks them in C; parsing text in Lua would cost about what the
 -- four set commands it replaces do. Same TTL as the set. A missing or
 -- malformed summary (a bucket written by limitree 0.1, which kept the extra
@@ -323,6 +326,7 @@ function algos.sl()
       extra = extra + sl_units(member) - 1
     end
     s.count, s.extra, s.oldest, s.newest, s.seq = count, extra, oldest, newest, seq
+    s.last = newest -- the log's last entry: the best a rebuilt summary knows
   end
   -- Writes the summary; it is the state the reply carries.
   local function sl_write_meta(s, ...)
@@ -335,12 +339,15 @@ function algos.sl()
   end
   sl.suffix = ':m'
   function sl.load(key, now, spec, v, mkey)
-    -- Every field up front, and no more than 8: a table grown field by field
-    -- is rehashed as it grows, and one of 9 fields takes twice the room.
-    local s = { key = key, mkey = mkey, count = 0, extra = 0, oldest = 0, newest = 0, seq = 0, raw = '' }
+    -- Every field up front: a table grown field by field is rehashed as it
+    -- grows.
+    local s = {
+      key = key, mkey = mkey, count = 0, extra = 0, oldest = 0, newest = 0, seq = 0, last = 0,
+      raw = '',
+    }
     local cutoff = now - spec.window
     if v and #v == SUMMARY_LEN then
-      s.count, s.extra, s.oldest, s.newest, s.seq = struct.unpack(SUMMARY_FORMAT, v)
+      s.count, s.extra, s.oldest, s.newest, s.seq, s.last = struct.unpack(SUMMARY_FORMAT, v)
       s.raw = v
       if s.count > 0 and s.oldest <= cutoff then
         -- Expired entries (ts + window <= now) can no longer change any answer:
@@ -432,14 +439,14 @@ function algos.sl()
     end
     redis.call('ZADD', s.key, ts_text, member)
     s.count = s.count + 1
-    s.newest, s.seq = ts, n + 1
+    s.newest, s.seq, s.last = ts, n + 1, now
   end
   function sl.idle_at(s, spec)
     if s.count == 0 then return 0 end
     return s.newest + spec.window
   end
   function sl.encode(s)
-    return struct.pack(SUMMARY_FORMAT, s.count, s.extra, s.oldest, s.newest, s.seq)
+    return struct.pack(SUMMARY_FORMAT, s.count, s.extra, s.oldest, s.newest, s.seq, s.last)
   end
   function sl.save(key, s, ttl)
     if ttl then
@@ -677,6 +684,20 @@ local function charge(k, cost)
   charges[k] = n + 1
 end
 
+-- A shared parent's pool when the request's guarantee gave every unit: it
+-- stands for the level (a peek of the level reads it), so it records the
+-- admission as the memory store's does, and is kept for at least a window
+-- even if it holds nothing (`save_dirty`).
+local function record_admission(k)
+  local s = states[k]
+  s.last, s.raw, s.touched = now, nil, true
+  if not charges[k] then
+    charges[k] = 0
+    dirty_len = dirty_len + 1
+    dirty[dirty_len] = k
+  end
+end
+
 -- Saves every charged bucket once, with a TTL until it goes idle. The script
 -- runs atomically and reads each key once (the MGET above), so one write of
 -- the final state is the same as a write per charge, at a command per bucket
@@ -693,6 +714,9 @@ local function save_dirty()
     if idle_in > 0 or slack > 0 then
       -- Rounded up: a key never vanishes before its state is idle.
       ttl = idiv(sub0(idle_in, 0) + 999, 1000) + slack
+    end
+    if s.touched and idle_in < limits.window then
+      ttl = idiv(limits.window + 999, 1000) + slack
     end
     alg.save(KEYS[k], s, ttl)
   end
@@ -769,7 +793,7 @@ while pos <= #decisions do
       if committing and shared_allowed and cost > 0 then
         record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
         if shared_g > 0 then charge(g0 + 256 * g1, shared_g) end
-        if shared_p > 0 then charge(k, shared_p) end
+        if shared_p > 0 then charge(k, shared_p) else record_admission(k) end
       end
       reply_len = reply_len + 1
       reply[reply_len] = record

@@ -120,9 +120,9 @@ pub(super) const SPEC_LEN: usize = 2 + 3 * 8 + 1;
         reason = "Rust packs and reads these bytes by hand; the format is the script's, checked against it by a test"
     )
 )]
-pub(super) const SUMMARY_FORMAT: &str = "<I4I4ddI4";
+pub(super) const SUMMARY_FORMAT: &str = "<I4I4ddI4d";
 /// Bytes of a summary ([`SUMMARY_FORMAT`]).
-pub(super) const SUMMARY_LEN: usize = 4 + 4 + 8 + 8 + 4;
+pub(super) const SUMMARY_LEN: usize = 4 + 4 + 8 + 8 + 4 + 8;
 
 /// Bytes of a decision's header in `ARGV[5]`: mode, level count, the shared
 /// parent's level (1-based; 0: none) and its guarantee's key index (`u16`; 0:
@@ -543,19 +543,15 @@ fn bad_state(algorithm: Algorithm, state: &[u8]) -> StoreError {
 }
 
 /// A fixed_window, sliding_window or gcra state as stored: its numbers as
-/// little-endian doubles, in the order of the algorithm's `State` fields
-/// (`decide.lua`'s `FW_FORMAT`, `SW_FORMAT`, `GC_FORMAT`); empty for a fresh
-/// bucket.
+/// little-endian doubles, in the order of the algorithm's `State` fields, then
+/// the time of the bucket's last admission (`decide.lua`'s `FW_FORMAT`,
+/// `SW_FORMAT`, `GC_FORMAT`; see [`last_admission`]); empty for a fresh bucket.
 fn packed_state(algorithm: Algorithm, state: &[u8]) -> Result<BucketState, StoreError> {
     if state.is_empty() {
         return Ok(BucketState::fresh(algorithm));
     }
     let bad = || bad_state(algorithm, state);
-    let fields = match algorithm {
-        Algorithm::FixedWindow | Algorithm::Gcra => 2,
-        Algorithm::SlidingWindow => 3,
-        Algorithm::SlidingLog => return Err(bad()),
-    };
+    let fields = packed_fields(algorithm).ok_or_else(bad)?;
     if state.len() != 8 * fields {
         return Err(bad());
     }
@@ -579,6 +575,33 @@ fn packed_state(algorithm: Algorithm, state: &[u8]) -> Result<BucketState, Store
         }),
         Algorithm::SlidingLog => return Err(bad()),
     })
+}
+
+/// How many doubles a packed state holds, its last admission included.
+fn packed_fields(algorithm: Algorithm) -> Option<usize> {
+    match algorithm {
+        Algorithm::FixedWindow | Algorithm::Gcra => Some(3),
+        Algorithm::SlidingWindow => Some(4),
+        Algorithm::SlidingLog => None,
+    }
+}
+
+/// When the bucket of this state (as a record carries it) last admitted a
+/// charge: the last double of a packed state, or of a sliding_log's summary;
+/// `None` for a fresh bucket (or one that never admitted).
+fn last_admission(algorithm: Algorithm, state: &[u8]) -> Result<Option<Micros>, StoreError> {
+    if state.is_empty() {
+        return Ok(None);
+    }
+    let len = match packed_fields(algorithm) {
+        Some(fields) => 8 * fields,
+        None => SUMMARY_LEN,
+    };
+    if state.len() != len {
+        return Err(bad_state(algorithm, state));
+    }
+    let last = integer(&state[len - 8..], len).map_err(|_| bad_state(algorithm, state))?;
+    Ok((last != 0).then_some(last))
 }
 
 /// A sliding_log seen through its summary (entries, units beyond one per
@@ -768,6 +791,9 @@ pub(super) fn decode_outcome(
     let mut charged = 0u32;
     let mut records = reply.records();
     let mut share = None;
+    // In a peek, when each level's bucket last admitted (a shared parent: its
+    // pool, which records every admission of the level).
+    let mut lasts: ArrayVec<Option<Micros>, MAX_LEVELS> = ArrayVec::new();
     for (i, bucket) in buckets.iter().enumerate() {
         let record = records.next().unwrap_or_else(|| {
             Err(protocol_error(format!(
@@ -794,6 +820,9 @@ pub(super) fn decode_outcome(
         if record.flags & FLAG_CHARGED != 0 {
             charged |= 1 << i;
         }
+        if mode == Mode::Peek {
+            lasts.push(last_admission(bucket.spec.algorithm, record.state)?);
+        }
     }
     if records.next().is_some() {
         return Err(protocol_error(format!(
@@ -802,7 +831,10 @@ pub(super) fn decode_outcome(
         )));
     }
     // No overflow bucket in Redis (see the module docs of `redis`).
-    let (outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts, share.as_ref());
+    let (mut outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts, share.as_ref());
+    for (level, last) in outcome.levels.iter_mut().zip(lasts) {
+        level.since_admission = last.map(|at| reply.now.saturating_sub(at));
+    }
     if charge != charged {
         // Cannot happen unless decide.lua and combine disagree: say so loudly
         // rather than hand back an answer that does not match what was recorded.
@@ -967,12 +999,14 @@ mod tests {
         numbers.iter().flat_map(|n| n.to_le_bytes()).collect()
     }
 
+    /// A sliding_log summary whose last admission is its newest entry.
     fn summary(count: u32, extra: u32, oldest: f64, newest: f64, seq: u32) -> Vec<u8> {
         let mut out = count.to_le_bytes().to_vec();
         out.extend_from_slice(&extra.to_le_bytes());
         out.extend_from_slice(&oldest.to_le_bytes());
         out.extend_from_slice(&newest.to_le_bytes());
         out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&newest.to_le_bytes());
         out
     }
 
@@ -987,7 +1021,11 @@ mod tests {
 
     #[test]
     fn splits_the_script_reply_per_decision() {
-        let a = record(5, &packed(&[1795839179000000.0, 3.0]), None);
+        let a = record(
+            5,
+            &packed(&[1795839179000000.0, 3.0, 1795839178000000.0]),
+            None,
+        );
         let b = record(8, &summary(2, 0, 1.0, 2.0, 1), Some(17.0));
         let c = record(1, b"", None);
         let bytes = reply(NOW as f64, &[a.clone(), b.clone(), c.clone()]);
@@ -998,7 +1036,10 @@ mod tests {
         assert_eq!(first.len(), 2);
         assert_eq!(
             (first[0].flags, first[0].state),
-            (5, &packed(&[1795839179000000.0, 3.0])[..])
+            (
+                5,
+                &packed(&[1795839179000000.0, 3.0, 1795839178000000.0])[..]
+            )
         );
         assert_eq!((first[1].flags, first[1].retry), (8, Some(17)));
         let second: Vec<_> = decoded[1].records().map(Result::unwrap).collect();
@@ -1007,7 +1048,7 @@ mod tests {
 
     #[rstest]
     #[case::empty(Vec::new(), vec![1])]
-    #[case::state_cut_short(reply(1.0, &[record(1, &packed(&[12.0, 3.0]), None)])[..12].to_vec(), vec![1])]
+    #[case::state_cut_short(reply(1.0, &[record(1, &packed(&[12.0, 3.0, 12.0]), None)])[..12].to_vec(), vec![1])]
     #[case::retry_missing(reply(1.0, &[record(8, b"", None)]), vec![1])]
     #[case::bytes_left_over(reply(1.0, &[record(1, b"", None), record(1, b"", None)]), vec![1])]
     #[case::unknown_flags(reply(1.0, &[record(16, b"", None)]), vec![1])]
@@ -1026,11 +1067,11 @@ mod tests {
     /// Each algorithm's numbers come from its stored state through the
     /// memory store's code; a fresh bucket is an empty state.
     #[rstest]
-    #[case::fixed_window_counting(Algorithm::FixedWindow, packed(&[1795839179000000.0, 3.0]), 1, 7, 6)]
+    #[case::fixed_window_counting(Algorithm::FixedWindow, packed(&[1795839179000000.0, 3.0, 1795839178000000.0]), 1, 7, 6)]
     #[case::fixed_window_fresh(Algorithm::FixedWindow, Vec::new(), 1, 10, 9)]
-    #[case::sliding_window(Algorithm::SlidingWindow, packed(&[1795839179000000.0, 4.0, 0.0]), 1, 6, 5)]
+    #[case::sliding_window(Algorithm::SlidingWindow, packed(&[1795839179000000.0, 4.0, 0.0, 1795839179000000.0]), 1, 6, 5)]
     #[case::gcra_fresh(Algorithm::Gcra, Vec::new(), 1, 10, 9)]
-    #[case::gcra_owing(Algorithm::Gcra, packed(&[(NOW + 300_000) as f64, 100_000.0]), 1, 7, 6)]
+    #[case::gcra_owing(Algorithm::Gcra, packed(&[(NOW + 300_000) as f64, 100_000.0, NOW as f64]), 1, 7, 6)]
     #[case::sliding_log(
         Algorithm::SlidingLog,
         summary(3, 2, 1.795839179e15, 1.7958391794e15, 1),
@@ -1077,7 +1118,7 @@ mod tests {
     }
 
     #[rstest]
-    #[case::flags_say_denied(Algorithm::FixedWindow, packed(&[1.0, 0.0]), 0)]
+    #[case::flags_say_denied(Algorithm::FixedWindow, packed(&[1.0, 0.0, 0.0]), 0)]
     #[case::denial_without_retry(Algorithm::SlidingLog, summary(10, 0, 1.0, (NOW - 1) as f64, 1), 0)]
     fn a_record_that_contradicts_its_state_is_an_error(
         #[case] algorithm: Algorithm,
@@ -1101,10 +1142,10 @@ mod tests {
     #[rstest]
     #[case::a_window_for_a_log(Algorithm::SlidingLog, packed(&[12.0, 3.0]))]
     #[case::text(Algorithm::FixedWindow, b"1795839179000000:3".to_vec())]
-    #[case::not_whole(Algorithm::FixedWindow, packed(&[12.0, 3.5]))]
-    #[case::negative(Algorithm::Gcra, packed(&[-12.0, 3.0]))]
-    #[case::too_few(Algorithm::SlidingWindow, packed(&[12.0, 3.0]))]
-    #[case::too_many(Algorithm::Gcra, packed(&[12.0, 3.0, 1.0]))]
+    #[case::not_whole(Algorithm::FixedWindow, packed(&[12.0, 3.5, 12.0]))]
+    #[case::negative(Algorithm::Gcra, packed(&[-12.0, 3.0, 1.0]))]
+    #[case::too_few(Algorithm::SlidingWindow, packed(&[12.0, 3.0, 1.0]))]
+    #[case::too_many(Algorithm::Gcra, packed(&[12.0, 3.0, 1.0, 1.0]))]
     fn a_state_of_another_shape_is_an_error(#[case] algorithm: Algorithm, #[case] state: Vec<u8>) {
         let spec = spec(algorithm, 10, 1_000_000);
         let record = LevelRecord {
