@@ -192,8 +192,22 @@ def replay(a):
     if not totals or max(totals) == 0:
         raise SystemExit("callgrind counted nothing")
     keys = sum(int(c[0]) for c in calls) / len(calls)
-    print(f"{a.script}: {max(totals) / a.n:,.0f} instructions per call "
-          f"({a.n} calls, {len(calls)} distinct, {keys:.1f} keys per call on average)")
+    replayed = [calls[i % len(calls)] for i in range(a.n)]
+    decisions = sum(decisions_in(c[-1]) for c in replayed)
+    print(f"{a.script}: {max(totals) / a.n:,.0f} instructions per call, "
+          f"{max(totals) / decisions:,.0f} per decision "
+          f"({a.n} calls, {decisions / a.n:.1f} decisions and {keys:.1f} keys per call on average)")
+
+
+def decisions_in(packed):
+    """How many decisions a call's last argument holds (protocol.rs's layout:
+    a 5-byte header whose second byte is the number of levels, then 6 bytes
+    per level)."""
+    pos, n = 0, 0
+    while pos < len(packed):
+        pos += 5 + 6 * packed[pos + 1]
+        n += 1
+    return n
 
 
 def main():

@@ -31,23 +31,26 @@ use crate::store::StoreError;
 /// script holds Redis.
 pub(super) const MAX_BATCH: usize = 64;
 
-/// Script calls in flight per tree (per store) that any batch may fill: more
-/// than one lets Redis run a batch while the previous reply is on its way back
-/// and being handed out.
-pub(super) const STEADY_IN_FLIGHT: usize = 2;
+/// Script calls in flight per tree (per store) that any batch may fill. One:
+/// decisions that arrive while it is in flight wait for it and go together in
+/// the next, so a call's fixed cost (in Redis: the call, the script's set-up,
+/// reading and writing the socket) is paid once per batch. Through `limitree
+/// serve` with 8 connections two steady calls carried 2.1 decisions each and
+/// cost Redis about a quarter more CPU per decision than one, with no better
+/// latency (BENCHMARKS.md, "Redis CPU per decision through the server").
+pub(super) const STEADY_IN_FLIGHT: usize = 1;
 
 /// Most script calls in flight per tree (per store). Calls beyond
 /// [`STEADY_IN_FLIGHT`] go only with at least [`FULL_BATCH`] decisions: when
 /// that many wait, Redis would otherwise sit idle while the client turns a
 /// reply around (waking the callers, making the next call), but an extra call
-/// for every few decisions would only split the batches and pay each call's
-/// fixed cost more often (measured in BENCHMARKS.md: 3 or 4 unconditional calls
-/// were slower than 2; extra calls of 16 or more decisions, up to 4 calls,
-/// faster; allowing more than 4 changed nothing with 64 callers).
+/// for every decision or two would only split the batches and pay each call's
+/// fixed cost more often (measured in BENCHMARKS.md; allowing more than 4
+/// changed nothing with 64 callers in-process).
 pub(super) const MAX_IN_FLIGHT: usize = 4;
 
 /// Decisions a call beyond [`STEADY_IN_FLIGHT`] must carry.
-pub(super) const FULL_BATCH: usize = 16;
+pub(super) const FULL_BATCH: usize = 4;
 
 /// What a waiting caller is told.
 #[derive(Debug)]
