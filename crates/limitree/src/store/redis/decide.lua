@@ -622,19 +622,19 @@ local shared_memo = {}
 -- and the request's guarantee kg (0: none), evaluated for `probe` together —
 -- room iff guarantee plus pool can take it, the guarantee giving first.
 -- Returns allowed, what the guarantee and the pool would give, and the
--- level's record.
+-- record's flags and retry time ('' if none); the record's states are
+-- `raw_of`'s, read when the record is written.
 local function evaluate_shared_now(kp, kg, probe)
   local pspec = bucket_spec[kp]
   local alg = pspec.alg
   local sp = load(kp)
   local pa = alg.available(sp, now, pspec.limits)
-  local ga, gcap, graw, sg, gspec = 0, 0, '', nil, nil
+  local ga, gcap, sg, gspec = 0, 0, nil, nil
   if kg > 0 then
     gspec = bucket_spec[kg]
     sg = load(kg)
     ga = alg.available(sg, now, gspec.limits)
     gcap = gspec.capacity
-    graw = raw_of(kg)
   end
   local insufficient = probe > gcap + pspec.capacity
   local allowed = (not insufficient) and probe <= ga + pa
@@ -651,9 +651,7 @@ local function evaluate_shared_now(kp, kg, probe)
     flags = flags + FLAG_RETRY
     retry = struct.pack('<d', share_retry(probe, ga, gcap, g_wait, pa, pspec.capacity, p_wait))
   end
-  local praw = raw_of(kp)
-  local record = string.char(flags, #praw) .. praw .. string.char(#graw) .. graw .. retry
-  return allowed, from_g, probe - from_g, record
+  return allowed, from_g, probe - from_g, flags, retry
 end
 
 local function evaluate_shared(kp, kg, probe)
@@ -661,11 +659,15 @@ local function evaluate_shared(kp, kg, probe)
   local m = shared_memo[id]
   local cp, cg = charges[kp] or 0, charges[kg] or 0
   if m and m[1] == probe and m[2] == cp and m[3] == cg then
-    return m[4], m[5], m[6], m[7]
+    return m[4], m[5], m[6], m[7], m[8]
   end
-  local allowed, from_g, from_p, record = evaluate_shared_now(kp, kg, probe)
-  shared_memo[id] = { probe, cp, cg, allowed, from_g, from_p, record }
-  return allowed, from_g, from_p, record
+  local allowed, from_g, from_p, flags, retry = evaluate_shared_now(kp, kg, probe)
+  if not m then
+    m = {}
+    shared_memo[id] = m -- filled in place from now on: no table per evaluation
+  end
+  m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8] = probe, cp, cg, allowed, from_g, from_p, flags, retry
+  return allowed, from_g, from_p, flags, retry
 end
 
 -- Charges bucket k with `cost`; it is saved once, when the batch is done (see
@@ -762,14 +764,14 @@ while pos <= #decisions do
   -- is keyed by the probe, so a bucket an earlier decision probed with
   -- another cost is evaluated again.
   local admitted = true
-  local shared_allowed, shared_g, shared_p, shared_record
+  local shared_allowed, shared_g, shared_p, shared_flags, shared_retry
   for i = 1, n do
     local k = chain[i]
     local probe = costs[i]
     if peek then probe = 1 end
     if i == shared_at then
       -- The policy never shares a shadow level: no room denies.
-      shared_allowed, shared_g, shared_p, shared_record =
+      shared_allowed, shared_g, shared_p, shared_flags, shared_retry =
         evaluate_shared(k, g0 + 256 * g1, probe)
       if not shared_allowed then admitted = false end
     else
@@ -789,14 +791,20 @@ while pos <= #decisions do
     local k = chain[i]
     local cost = costs[i]
     if i == shared_at then
-      local record = shared_record
-      if committing and shared_allowed and cost > 0 then
-        record = string.char(string.byte(record) + FLAG_CHARGED) .. string.sub(record, 2)
-        if shared_g > 0 then charge(g0 + 256 * g1, shared_g) end
+      local kg = g0 + 256 * g1
+      local flags = shared_flags
+      local charging = committing and shared_allowed and cost > 0
+      if charging then flags = flags + FLAG_CHARGED end
+      local praw = states[k].raw or raw_of(k)
+      local graw = ''
+      if kg > 0 then graw = states[kg].raw or raw_of(kg) end
+      reply[reply_len + 1] = string.char(flags, #praw) .. praw .. string.char(#graw) .. graw
+      reply[reply_len + 2] = shared_retry
+      reply_len = reply_len + 2
+      if charging then
+        if shared_g > 0 then charge(kg, shared_g) end
         if shared_p > 0 then charge(k, shared_p) else record_admission(k) end
       end
-      reply_len = reply_len + 1
-      reply[reply_len] = record
     else
       local flags = memo_flags[k]
       local charging = committing and memo_allowed[k] and cost > 0
