@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             a_team_never_takes_another_teams_guarantees_or_pool,
             each_team_has_its_own_pool_within_shared_ceilings,
             a_split_team_is_listed_and_reset_with_its_parts,
+            a_shared_parent_reports_admissions_from_any_part,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

@@ -468,3 +468,47 @@ pub async fn a_split_team_is_listed_and_reset_with_its_parts(h: &dyn Harness) {
         );
     }
 }
+
+/// A level split by fair sharing reports its last admission (in a peek)
+/// whichever part gave the units — a value's guarantee alone, or the pool —
+/// since its pool stands for the level; a denial moves nothing. Every
+/// algorithm.
+pub async fn a_shared_parent_reports_admissions_from_any_part(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(
+            h,
+            &format!(
+                "[[trees]]\nname = \"t\"\n[[trees.levels]]\nname = \"global\"\nlimit = 10\n\
+                 window = \"1m\"\nalgorithm = \"{algorithm}\"\n[[trees.levels]]\n\
+                 name = \"category\"\nby = [\"category\"]\nlimit = 10\nwindow = \"1m\"\n\
+                 algorithm = \"{algorithm}\"\nshares = {{ errors = 4 }}\n"
+            ),
+        );
+        let since = async || f.peek(&[("category", "other")]).await.levels[0].since_admission;
+        assert_eq!(since().await, None, "{algorithm}: fresh");
+        // Within the guarantee of `errors`: the pool gives nothing.
+        assert!(
+            f.take(&[("category", "errors")], 2).await.allowed,
+            "{algorithm}"
+        );
+        f.clock.advance_micros(2 * S);
+        assert_eq!(
+            since().await,
+            Some(2 * S),
+            "{algorithm}: the guarantee gave"
+        );
+        // A value without a guarantee takes from the pool.
+        assert!(
+            f.take(&[("category", "other")], 1).await.allowed,
+            "{algorithm}"
+        );
+        f.clock.advance_micros(S);
+        assert_eq!(since().await, Some(S), "{algorithm}: the pool gave");
+        // Past the pool (6, 1 taken): denied, nothing moves.
+        assert!(
+            !f.take(&[("category", "other")], 10).await.allowed,
+            "{algorithm}"
+        );
+        assert_eq!(since().await, Some(S), "{algorithm}: a denial");
+    }
+}
