@@ -41,17 +41,11 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# ../shared/bench next to the repository (a worktree under wt/ has it one more
-# level up); BENCH_SHARED overrides.
-SHARED = os.environ.get("BENCH_SHARED") or next(
-    (p for p in (os.path.join(HERE, "..", *[".."] * up, "shared", "bench") for up in (1, 2))
-     if os.path.isdir(p)), os.path.join(HERE, "..", "..", "shared", "bench"))
+from benchlib import HERE, SHARED, cpu_of, free_port, stop, wait_port
 VS = os.path.join(SHARED, "vs-limitador")
 LT_BIN = os.environ.get("LIMITREE_BIN", os.path.join(HERE, "..", "target", "release", "limitree"))
 LD_BIN = os.environ.get("LIMITADOR_BIN", "limitador/target/release/limitador-server")
 LOADGEN = os.environ.get("RLS_LOADGEN", "rls-loadgen/target/release/rls-loadgen")
-HZ = os.sysconf("SC_CLK_TCK")
 INSTANCES = 3
 # Longest a client run may take beyond its own duration before it is killed.
 CLIENT_GRACE_S = 30
@@ -81,16 +75,8 @@ algorithm = "fixed_window"
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def cpu_of(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
 
 
 def loadavg():
@@ -98,26 +84,8 @@ def loadavg():
         return [float(x) for x in f.read().split()[:3]]
 
 
-def wait_port(port, proc, what):
-    for _ in range(400):
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited: rc={proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on {port} within 20 s")
 
 
-def stop(p):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 class Cluster:

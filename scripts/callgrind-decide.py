@@ -34,14 +34,9 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.environ.get("BENCH_SHARED", os.path.join(HERE, "..", "..", "shared"))
+from benchlib import SHARED, free_port, stop
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ping(port, secs=20):
@@ -54,14 +49,6 @@ def wait_ping(port, secs=20):
     raise SystemExit(f"redis on {port} did not answer")
 
 
-def stop(p):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def capture(a):
@@ -85,7 +72,7 @@ def capture(a):
             time.sleep(0.1)
         else:
             raise SystemExit("limitree serve did not become ready")
-        post = os.path.join(SHARED, "bench", "vs-limitador", "post.lua")
+        post = os.path.join(SHARED, "vs-limitador", "post.lua")
         wrk_env = dict(os.environ, BODY_KIND="limitree", REQ_PATH="/v1/check")
         with open(a.out, "wb") as out:
             monitor = subprocess.Popen(["redis-cli", "-p", str(rport), "monitor"], stdout=out)
@@ -182,7 +169,7 @@ def replay(a):
         subprocess.run(["callgrind_control", "-d", str(vg.pid)], capture_output=True)
         sock.close()
     finally:
-        stop(vg)
+        stop(vg, timeout=60)
     totals = []
     for path in glob.glob(os.path.join(tmp, "cg.out.*")):
         for line in open(path):
