@@ -21,12 +21,9 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 
 from benchlib import HERE, SHARED, cpu_of, free_port, stop, wait_port
 LT_BIN = os.environ.get("LIMITREE_BIN", os.path.join(HERE, "..", "target", "release", "limitree"))
