@@ -4,14 +4,14 @@
 //!
 //! # One way to read a bucket
 //! Every number here comes from a **peek through the store's own decision
-//! path**: [`Store::decide`] in [`Mode::Peek`] on the chain of that one bucket
+//! path**: [`Store::decide`](crate::Store::decide) in [`Mode::Peek`] on the chain of that one bucket
 //! ([`Chain::one_bucket`]). So a bucket reads exactly as a `cost: 0` check
 //! of it would, in every store, with no second reading of any store's state
 //! format to keep in step with `decide.lua` or the memory store.
 //!
 //! # Bounded listings
 //! [`Snapshot::busiest`] asks the store for at most [`SCAN_BUDGET`] of the
-//! level's buckets ([`Store::scan_buckets`], which also bounds its time),
+//! level's buckets ([`Store::scan_buckets`](crate::Store::scan_buckets), which also bounds its time),
 //! peeks each (in rounds of [`PEEKS_IN_FLIGHT`] at once, so the Redis store
 //! batches them into few script calls), drops those with nothing used and keeps the
 //! busiest `limit`. Past the budget the answer says `truncated`: the busiest

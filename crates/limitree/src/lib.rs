@@ -77,7 +77,8 @@
 //!     `cause.rs`; configuration and URLs in `config.rs`.
 //! - [`limiter`]: the front door: request → chain → store → [`Decision`]
 //!   ([`Limiter::check`] for one descriptor map and cost,
-//!   [`Limiter::check_descriptors`] for a call of several descriptors).
+//!   [`Snapshot::check_descriptors`](limiter::Snapshot::check_descriptors) for a call of
+//!   several descriptors).
 //! - [`inspect`]: reading buckets without charging them (a peek through the
 //!   store's decision path), the busiest buckets of a level
 //!   ([`Store::scan_buckets`], bounded), and an operator's reset

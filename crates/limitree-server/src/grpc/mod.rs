@@ -5,10 +5,10 @@
 //! - [`rls`]: a `RateLimitRequest` → one check → a `RateLimitResponse` (pure).
 //! - [`RateLimitServer`]: the service itself — request ids, unknown domains and
 //!   the mapping of errors to gRPC statuses, in one place.
-//! - [`service`]: how tonic calls it — the method's route, the auth check and
+//! - `service`: how tonic calls it — the method's route, the auth check and
 //!   the codec, written for a cheap call.
 //! - [`serve`]: the listener, stopped by a shutdown future like the HTTP one,
-//!   its connections bounded by [`connections`] (the `[server]` timeouts and
+//!   its connections bounded by `connections` (the `[server]` timeouts and
 //!   `max_connections`).
 //! - [`Authorize`]: `[server.auth]` for `ShouldRateLimit` (check scope);
 //!   `grpc.health.v1.Health` stays open, as the HTTP health endpoints do.
@@ -412,7 +412,7 @@ impl Authorize {
 /// until `shutdown` completes, then lets in-flight calls finish. With `tls`,
 /// every connection must complete a TLS handshake (ALPN `h2`) first; without,
 /// it is h2c. Connections are bounded by `limits` as the HTTP listener's are
-/// (see [`connections`]), and shed for the other `listeners` when descriptors
+/// (see `connections`), and shed for the other `listeners` when descriptors
 /// run out; the sweep that closes timed-out ones runs alongside, in this
 /// future, and ends with it.
 pub async fn serve(

@@ -1,5 +1,5 @@
 //! Envoy's `ShouldRateLimit`: how a `RateLimitRequest` becomes one call of
-//! [`Limiter::check_descriptors`](limitree::Limiter::check_descriptors) and how
+//! [`Snapshot::check_descriptors`](limitree::limiter::Snapshot::check_descriptors) and how
 //! its [`Decision`] becomes a `RateLimitResponse`.
 //!
 //! The mapping (the README's "gRPC" section says the same):

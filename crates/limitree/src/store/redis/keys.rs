@@ -156,8 +156,8 @@ pub fn bucket_values(key: &[u8], level_key: &str, by: &[String]) -> Option<Vec<S
 }
 
 /// The values of the split bucket (fair sharing) that `key` is a part of —
-/// its pool ([`push_pool_key`]) or one of its guarantees
-/// ([`push_guarantee_key`], or such a key's `:m` summary): a split bucket
+/// its pool (`push_pool_key`) or one of its guarantees
+/// (`push_guarantee_key`, or such a key's `:m` summary): a split bucket
 /// has no key of its own, its parts stand for it. `None` for anything else.
 pub fn split_bucket_values(key: &[u8], level_key: &str, by: &[String]) -> Option<Vec<String>> {
     let (values, rest) = values_and_rest(key, level_key, by)?;

@@ -39,8 +39,9 @@
 //! `now` (a little-endian double), then per decision, per level, root first, a
 //! record: flags (one byte: [`FLAG_ALLOWED`], [`FLAG_INSUFFICIENT`],
 //! [`FLAG_CHARGED`], [`FLAG_RETRY`]), the state's length (one byte), the
-//! bucket's state as that decision saw it (the key's value as stored, or a
-//! sliding_log's [`SUMMARY_FORMAT`] summary; empty for a fresh bucket) and,
+//! bucket's state as that decision saw it, encoded as the key holds it (packed
+//! doubles ending with the bucket's last admission, see [`last_admission`], or
+//! a sliding_log's [`SUMMARY_FORMAT`] summary; empty for a fresh bucket) and,
 //! with [`FLAG_RETRY`] only, a sliding_log denial's retry time (a double).
 //!
 //! # Who computes what
