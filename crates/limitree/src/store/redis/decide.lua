@@ -538,6 +538,15 @@ local memo_probe, memo_allowed, memo_denies, memo_flags, memo_retry = {}, {}, {}
 local charges = {}
 local dirty, dirty_len = {}, 0
 
+-- Has bucket k saved when the batch is done (once, however often it changes).
+local function mark_dirty(k)
+  if not charges[k] then
+    charges[k] = 0
+    dirty_len = dirty_len + 1
+    dirty[dirty_len] = k
+  end
+end
+
 -- Bucket k's state as stored, for the reply: encoded again only after a
 -- charge changed it (most charged buckets are never reported again).
 local function raw_of(k)
@@ -558,11 +567,7 @@ local function load(k)
     local spec = bucket_spec[k]
     s = spec.alg.load(KEYS[k], now, spec.limits, stored[k], state_keys[k])
     states[k] = s
-    if s.moved then
-      charges[k] = 0
-      dirty_len = dirty_len + 1
-      dirty[dirty_len] = k
-    end
+    if s.moved then mark_dirty(k) end
   end
   return s
 end
@@ -677,13 +682,8 @@ local function charge(k, cost)
   spec.alg.charge(states[k], now, spec.limits, cost)
   states[k].raw = nil -- encoded again when next reported
   memo_probe[k] = nil -- its state changed
-  local n = charges[k]
-  if not n then
-    n = 0
-    dirty_len = dirty_len + 1
-    dirty[dirty_len] = k
-  end
-  charges[k] = n + 1
+  mark_dirty(k)
+  charges[k] = charges[k] + 1
 end
 
 -- A shared parent's pool when the request's guarantee gave every unit: it
@@ -693,11 +693,7 @@ end
 local function record_admission(k)
   local s = states[k]
   s.last, s.raw, s.touched = now, nil, true
-  if not charges[k] then
-    charges[k] = 0
-    dirty_len = dirty_len + 1
-    dirty[dirty_len] = k
-  end
+  mark_dirty(k)
 end
 
 -- Saves every charged bucket once, with a TTL until it goes idle. The script
