@@ -114,7 +114,7 @@ impl Limiter {
         let old = self.current.load();
         let store = old
             .store
-            .for_policy(&policy)
+            .for_policy(&old.policy, &policy)
             .unwrap_or_else(|| Arc::clone(&old.store));
         let new = Arc::new(Snapshot { policy, store });
         self.current.store(Arc::clone(&new));

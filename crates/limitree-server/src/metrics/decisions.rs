@@ -446,9 +446,9 @@ impl Store for CountedStore {
     /// series now, so they show from the first scrape after the reload.
     /// Without a store of its own for `policy`, the limiter keeps this one,
     /// which then finds the new trees' series by name.
-    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+    fn for_policy(&self, old: &Policy, policy: &Policy) -> Option<Arc<dyn Store>> {
         self.metrics.track(policy);
-        let inner = self.inner.for_policy(policy)?;
+        let inner = self.inner.for_policy(old, policy)?;
         Some(Arc::new(CountedStore {
             inner,
             metrics: Arc::clone(&self.metrics),

@@ -130,8 +130,8 @@ impl Store for TimedStore {
 
     /// The store a reload installs ([`limitree::Limiter::reload`]), timed
     /// and counted as this one.
-    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
-        let inner = self.inner.for_policy(policy)?;
+    fn for_policy(&self, old: &Policy, policy: &Policy) -> Option<Arc<dyn Store>> {
+        let inner = self.inner.for_policy(old, policy)?;
         Some(Arc::new(TimedStore {
             inner,
             duration: self.duration.clone(),

@@ -1,6 +1,7 @@
 //! Fair sharing under a keyed parent through `limitree serve` (README "Fair
 //! sharing"): each team's bucket is split on its own, the replies say so,
-//! and a reload keeps a team's parts only for the same split.
+//! and a reload keeps a team's parts for the same split and carries them
+//! over into another.
 
 use serde_json::{Value, json};
 
@@ -113,14 +114,21 @@ async fn each_team_is_split_on_its_own_and_a_reload_keeps_the_same_split() {
         "{peek}"
     );
 
-    // Another split (`warnings` no longer guaranteed): each team's parts
-    // start fresh, as a global parent's do.
+    // Another split (`warnings` no longer guaranteed): each team's used
+    // units are carried over, the pool (now 7) first: x's 7 fill it, so x
+    // has only `errors`' 3 left (10 in all, its limit); y's 1 leaves 6.
     std::fs::write(&path, policy(8, "errors = 3")).unwrap();
     reload(&client, &served).await;
     let peek = check(&client, &served, "x", "errors", 0).await;
     assert_eq!(
         parts(&peek),
-        (json!(3), json!(3), json!(0), json!(7)),
+        (json!(3), json!(3), json!(0), json!(0)),
+        "{peek}"
+    );
+    let peek = check(&client, &served, "y", "errors", 0).await;
+    assert_eq!(
+        parts(&peek),
+        (json!(3), json!(3), json!(0), json!(6)),
         "{peek}"
     );
 }

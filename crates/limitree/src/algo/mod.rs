@@ -22,6 +22,7 @@
 //! The policy keeps every product below 2^53 so that the Redis store's Lua
 //! implementation computes the same integers.
 
+pub mod carry;
 pub mod fixed_window;
 pub mod gcra;
 pub mod sliding_log;

@@ -34,6 +34,22 @@ impl State {
     pub fn entries(&self) -> impl Iterator<Item = (Micros, u64)> + '_ {
         self.entries.iter().copied()
     }
+
+    /// Logs `units` at `ts` in time order (merged into an entry at the same
+    /// time): how a reload's carry ([`super::carry`]) moves admissions from
+    /// one bucket to another with their times, so they leave the window when
+    /// they would have.
+    pub fn insert(&mut self, ts: Micros, units: u64) {
+        if units == 0 {
+            return;
+        }
+        self.total += units;
+        let at = self.entries.partition_point(|(t, _)| *t < ts);
+        match self.entries.get_mut(at) {
+            Some((t, u)) if *t == ts => *u += units,
+            _ => self.entries.insert(at, (ts, units)),
+        }
+    }
 }
 
 fn expired(ts: Micros, now: Micros, spec: &LimitSpec) -> bool {

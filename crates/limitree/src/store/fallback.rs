@@ -281,11 +281,11 @@ impl Store for FallbackStore {
 
     /// The primary for `policy` (Redis serves any policy as it is), the local
     /// store rebuilt for it keeping what it can, the outage state shared.
-    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+    fn for_policy(&self, old: &Policy, policy: &Policy) -> Option<Arc<dyn Store>> {
         Some(Arc::new(FallbackStore {
             primary: self
                 .primary
-                .for_policy(policy)
+                .for_policy(old, policy)
                 .unwrap_or_else(|| Arc::clone(&self.primary)),
             local: self.local.for_new_policy(policy),
             on_error: self.on_error,

@@ -32,7 +32,9 @@
 //! unchanged — the very same locks, so decisions still running on the old
 //! store and new ones on the new store count in one place — and starts every
 //! other level fresh. Levels the new policy no longer has are dropped with the
-//! old store, once its last decision is done.
+//! old store, once its last decision is done. A kept level whose fair-sharing
+//! split changed gets new buckets holding the old ones' used units, carried
+//! into the new layout at the reload ([`crate::algo::carry`]).
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -195,20 +197,59 @@ enum LevelBuckets {
     Keyed(Box<KeyedLevel>),
 }
 
-/// Whether two splits keep each other's parts: both absent, or the same
-/// guaranteed values in the same order.
+/// Whether two splits keep each other's parts as they are: both absent, or
+/// the same guaranteed values with the same guarantees in the same order and
+/// the same pool. Any other change is carried (see [`LevelBuckets::share`]).
 fn same_split(old: Option<&Shares>, new: Option<&Shares>) -> bool {
     match (old, new) {
         (None, None) => true,
         (Some(old), Some(new)) => {
-            old.parts.len() == new.parts.len()
+            old.pool.limit == new.pool.limit
+                && old.parts.len() == new.parts.len()
                 && old
                     .parts
                     .iter()
                     .zip(&new.parts)
-                    .all(|(a, b)| a.values == b.values)
+                    .all(|(a, b)| a.values == b.values && a.guaranteed == b.guaranteed)
         }
         _ => false,
+    }
+}
+
+impl BucketEntry {
+    /// A bucket laid out by `split` (whole with `spec` when `None`) holding
+    /// what `old` (whole, or a pool and its guarantees) holds at `now`: its used units
+    /// carried over, the pool first (see [`algo::carry`]), so the parent
+    /// never admits more than its limit across the reload. The pool (or the
+    /// whole bucket) keeps the old one's last admission.
+    fn carried(
+        old: &BucketEntry,
+        split: Option<&Shares>,
+        spec: &LimitSpec,
+        now: Micros,
+    ) -> BucketEntry {
+        let read = split.map_or(spec, |s| &s.pool);
+        let (mut usage, last_admission) = {
+            let cell = old.state.lock();
+            (
+                algo::carry::usage(&cell.state, now, read),
+                cell.last_admission,
+            )
+        };
+        for part in old.parts.iter() {
+            usage.add(algo::carry::usage(&part.lock().state, now, read));
+        }
+        let mut fresh = BucketEntry::fresh(spec.algorithm, split);
+        fresh.state.get_mut().last_admission = last_admission;
+        let mut targets: Vec<(&mut BucketState, &LimitSpec)> =
+            vec![(&mut fresh.state.get_mut().state, read)];
+        if let Some(split) = split {
+            for (part, p) in fresh.parts.iter_mut().zip(&split.parts) {
+                targets.push((&mut part.get_mut().state, &p.spec));
+            }
+        }
+        algo::carry::fill(usage, now, &mut targets);
+        fresh
     }
 }
 
@@ -249,13 +290,17 @@ impl LevelBuckets {
 
     /// `level`'s buckets sharing this (old) level's state: the same locks,
     /// under the new level's limits and cap. A level split by fair sharing
-    /// keeps its buckets' parts only when the new policy splits it for the
-    /// same values in the same order (then every kept bucket has a part for
-    /// each); any other change of the split (or a split level becoming
-    /// whole, or the reverse) starts the level fresh.
-    fn share(&self, level: &Level, split: Option<&Shares>) -> Self {
+    /// keeps its buckets' parts only when the new policy splits it the same
+    /// way ([`same_split`]). Any other change of the split (another value
+    /// guaranteed, a guarantee or the pool changed, a split level becoming
+    /// whole or the reverse) carries each bucket's used units over into the
+    /// new layout at `now` ([`BucketEntry::carried`]), so the parent never
+    /// admits more than its limit in the window of the reload. A decision
+    /// still running on the old store at that instant counts in the old
+    /// layout only.
+    fn share(&self, level: &Level, split: Option<&Shares>, now: Micros) -> Self {
         if !same_split(self.split(), split) {
-            return LevelBuckets::fresh(level, split);
+            return self.carried(level, split, now);
         }
         match self {
             LevelBuckets::Global(g) => LevelBuckets::Global(Box::new(GlobalLevel {
@@ -270,6 +315,40 @@ impl LevelBuckets {
                 overflow: Arc::clone(&k.overflow),
                 last_full_expire: Arc::clone(&k.last_full_expire),
             })),
+        }
+    }
+
+    /// `level`'s buckets laid out by `split`, each holding what this (old)
+    /// level's bucket of the same values holds at `now` (see
+    /// [`LevelBuckets::share`]). A keyed level's map is copied under its
+    /// write lock (no decision uses it meanwhile), its overflow bucket too.
+    fn carried(&self, level: &Level, split: Option<&Shares>, now: Micros) -> Self {
+        match self {
+            LevelBuckets::Global(g) => LevelBuckets::Global(Box::new(GlobalLevel {
+                level: level.clone(),
+                split: split.cloned(),
+                cell: Arc::new(BucketEntry::carried(&g.cell, split, &level.spec, now)),
+            })),
+            LevelBuckets::Keyed(k) => {
+                let old = k.buckets.write();
+                let buckets: BucketMap = old
+                    .iter()
+                    .map(|(key, entry)| {
+                        let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
+                            key.0.iter().map(|v| &**v).collect();
+                        let spec = level.spec_for(&values);
+                        let carried = BucketEntry::carried(entry, split, spec, now);
+                        (key.clone(), carried)
+                    })
+                    .collect();
+                LevelBuckets::Keyed(Box::new(KeyedLevel {
+                    level: level.clone(),
+                    split: split.cloned(),
+                    buckets: Arc::new(RwLock::new(buckets)),
+                    overflow: Arc::new(BucketEntry::carried(&k.overflow, split, &level.spec, now)),
+                    last_full_expire: Arc::new(AtomicU64::new(0)),
+                }))
+            }
         }
     }
 }
@@ -324,6 +403,7 @@ impl MemoryStore {
     /// (same tree name, level name, `by` keys and algorithm) and starts the
     /// others fresh. See the module docs on reload.
     pub fn for_new_policy(&self, policy: &Policy) -> MemoryStore {
+        let now = self.clock.now();
         let trees = policy
             .trees()
             .iter()
@@ -339,7 +419,7 @@ impl MemoryStore {
                             old_levels.iter().find(|b| keeps_state(b.level(), level))
                         });
                         match kept {
-                            Some(buckets) => buckets.share(level, shares),
+                            Some(buckets) => buckets.share(level, shares, now),
                             None => LevelBuckets::fresh(level, shares),
                         }
                     })
@@ -688,7 +768,8 @@ impl Store for MemoryStore {
         "memory"
     }
 
-    fn for_policy(&self, policy: &Policy) -> Option<Arc<dyn Store>> {
+    /// `old` is this store's own layout, which it knows.
+    fn for_policy(&self, _old: &Policy, policy: &Policy) -> Option<Arc<dyn Store>> {
         Some(Arc::new(self.for_new_policy(policy)))
     }
 

@@ -165,16 +165,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         })))
     }
 
-    /// For a reloaded policy: the store that decides `policy`'s chains,
+    /// For a reloaded policy (`old` was in force): the store that decides `policy`'s chains,
     /// keeping the state of every bucket whose tree, level name, `by` keys
     /// and algorithm are unchanged, or `None` when this store serves any
     /// policy as it is (its state is not laid out by policy: Redis, whose
     /// keys name the tree, level, algorithm and values). The returned store
     /// shares the kept state with this one, so decisions still running on
     /// this store count in the same buckets. See
-    /// [`Limiter::reload`](crate::Limiter::reload).
-    fn for_policy(&self, policy: &Policy) -> Option<std::sync::Arc<dyn Store>> {
-        let _ = policy;
+    /// [`Limiter::reload`](crate::Limiter::reload). A store that is kept
+    /// may still note what the reload changed (Redis: which fair-sharing
+    /// splits to carry over).
+    fn for_policy(&self, old: &Policy, policy: &Policy) -> Option<std::sync::Arc<dyn Store>> {
+        let _ = (old, policy);
         None
     }
 }

@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             values_without_a_guarantee_only_borrow,
             a_shared_retry_after_is_exact,
             a_reload_keeps_the_parts_only_for_the_same_split,
+            a_reload_that_changes_the_split_carries_the_parents_used_units,
             a_team_never_takes_another_teams_guarantees_or_pool,
             each_team_has_its_own_pool_within_shared_ceilings,
             a_split_team_is_listed_and_reset_with_its_parts,
@@ -168,7 +169,7 @@ impl Fixture {
     pub fn reload(&mut self, policy_toml: &str) {
         let policy =
             Arc::new(Policy::from_toml_str(policy_toml, "test").expect("valid test policy"));
-        if let Some(store) = self.store.for_policy(&policy) {
+        if let Some(store) = self.store.for_policy(&self.policy, &policy) {
             self.store = store;
         }
         self.policy = policy;

@@ -322,6 +322,99 @@ pub async fn a_reload_keeps_the_parts_only_for_the_same_split(h: &dyn Harness) {
     }
 }
 
+/// A parent of 100 per 10 s (global, or `by = ["team"]` when `keyed`) above
+/// a category level of ceiling 100, with `shares` (a TOML inline table's
+/// body; empty: no shares).
+fn split_policy(algorithm: &str, keyed: bool, shares: &str) -> String {
+    let parent = if keyed {
+        "name = \"team\"\nby = [\"team\"]"
+    } else {
+        "name = \"global\""
+    };
+    let shares = if shares.is_empty() {
+        String::new()
+    } else {
+        format!("shares = {{ {shares} }}\n")
+    };
+    format!(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+{parent}
+limit = 100
+window = "10s"
+algorithm = "{algorithm}"
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 100
+window = "10s"
+algorithm = "{algorithm}"
+{shares}"#
+    )
+}
+
+/// Units admitted for each of `values` (in turn, cost 1, up to 100 each).
+async fn admitted_each(f: &Fixture, values: &[&str]) -> Vec<u64> {
+    let mut got = Vec::new();
+    for value in values {
+        got.push(admitted(f, value, 100).await);
+    }
+    got
+}
+
+/// A reload that changes the split carries the parent's used units over
+/// (the pool first, then the guarantees), so in the window of the reload the
+/// parent never admits more than its limit: 60 of 100 used, then shares
+/// `a = 20, b = 20` added: 40 more (each guarantee's 20; the pool of 60 is
+/// full). Then, at 70 used, another split (`b = 50`): `b` gets the 30 left;
+/// then no shares at all: nothing more. Every algorithm, global and keyed
+/// parent, every store.
+pub async fn a_reload_that_changes_the_split_carries_the_parents_used_units(h: &dyn Harness) {
+    for keyed in [false, true] {
+        for algorithm in ALGORITHMS {
+            let at = format!("keyed {keyed} {algorithm}");
+            let mut f = Fixture::new(h, &split_policy(algorithm, keyed, ""));
+            for _ in 0..6 {
+                assert!(take(&f, "c", 10).await.allowed, "{at}");
+            }
+            f.reload(&split_policy(algorithm, keyed, "a = 20, b = 20"));
+            let o = take(&f, "c", 0).await;
+            assert_eq!(pool(&o), Some(0), "{at}: {o:?}");
+            assert_eq!(o.levels[0].remaining, 0, "{at}: {o:?}");
+            let o = take(&f, "a", 0).await;
+            assert_eq!(child(&o), Some((20, 20, 0)), "{at}: {o:?}");
+            assert_eq!(admitted_each(&f, &["c", "a"]).await, [0, 20], "{at}");
+
+            // 80 used now; fresh fixture for the second step at 70 used.
+            let mut f = Fixture::new(h, &split_policy(algorithm, keyed, ""));
+            for _ in 0..6 {
+                assert!(take(&f, "c", 10).await.allowed, "{at}");
+            }
+            f.reload(&split_policy(algorithm, keyed, "a = 20, b = 20"));
+            assert_eq!(admitted(&f, "a", 10).await, 10, "{at}");
+            f.reload(&split_policy(algorithm, keyed, "b = 50"));
+            let o = take(&f, "b", 0).await;
+            assert_eq!(child(&o), Some((50, 30, 0)), "{at}: {o:?}");
+            assert_eq!(pool(&o), Some(0), "{at}: {o:?}");
+            assert_eq!(
+                admitted_each(&f, &["a", "c", "b"]).await,
+                [0, 0, 30],
+                "{at}"
+            );
+            f.reload(&split_policy(algorithm, keyed, ""));
+            let o = take(&f, "c", 0).await;
+            assert_eq!(o.levels[0].remaining, 0, "{at}: {o:?}");
+            assert_eq!(admitted_each(&f, &["a", "b", "c"]).await, [0, 0, 0], "{at}");
+            // The carried units leave when they would have: after the
+            // window the parent is whole again.
+            f.clock.advance(std::time::Duration::from_secs(20));
+            assert_eq!(admitted(&f, "c", 100).await, 100, "{at}");
+        }
+    }
+}
+
 /// Keyed parent, two teams: (1) each team's bucket admits at most its own
 /// limit, and (2, 5) one team's traffic — its pool drained, its guarantees
 /// used up — takes nothing from another team's guarantees or pool: team `y`

@@ -264,6 +264,7 @@ function algos.sw()
     local start, _, prev, curr = sw_view(s, now, spec)
     s.start, s.curr, s.prev, s.last = start, curr + cost, prev, now
   end
+  sw.counts = sw_view -- for a carry (`carry_layout`)
   function sw.idle_at(s, spec)
     if s.curr > 0 then
       return s.start + 2 * spec.window
@@ -441,6 +442,33 @@ function algos.sl()
     s.count = s.count + 1
     s.newest, s.seq, s.last = ts, n + 1, now
   end
+  -- A carry (`carry_layout`): the live (ts, units) of the log, one per
+  -- time, oldest first, added into `by_ts` (units by time)…
+  function sl.add_entries(s, by_ts)
+    if s.count == 0 then return end
+    for _, member in ipairs(redis.call('ZRANGE', s.key, 0, -1)) do
+      local ts = sl_ts(member)
+      by_ts[ts] = (by_ts[ts] or 0) + sl_units(member)
+    end
+  end
+  -- … and `units` logged at `ts` (in the past: its own member, named apart
+  -- from a charge's "<ts>-<n>" so neither ever collides with the other).
+  local carried = 0
+  function sl.insert(s, now, ts, units)
+    local ts_text = int(ts)
+    local member = ts_text .. '-c' .. int(now) .. '.' .. int(carried)
+    carried = carried + 1
+    if units ~= 1 then member = member .. ':' .. int(units) end
+    redis.call('ZADD', s.key, ts_text, member)
+    if s.count == 0 then
+      s.oldest, s.newest, s.seq = ts, ts, 0
+    else
+      if ts < s.oldest then s.oldest = ts end
+      if ts > s.newest then s.newest, s.seq = ts, 0 end
+    end
+    s.count = s.count + 1
+    s.extra = s.extra + units - 1
+  end
   function sl.idle_at(s, spec)
     if s.count == 0 then return 0 end
     return s.newest + spec.window
@@ -494,7 +522,7 @@ local function read_specs(packed, now)
       start = now - imod(now, window), interval = interval,
     }
     specs[#specs + 1] = {
-      alg = alg, limits = limits, shadow = shadow == 1, capacity = capacity,
+      alg = alg, code = code, limits = limits, shadow = shadow == 1, capacity = capacity,
     }
   end
   return specs
@@ -717,6 +745,119 @@ local function save_dirty()
       ttl = idiv(limits.window + 999, 1000) + slack
     end
     alg.save(KEYS[k], s, ttl)
+  end
+end
+
+------------------------------------------------------------------ carries
+-- ARGV[6] (protocol.rs `encode_carry`): a reload changed a fair-sharing
+-- split (store/redis/carry.rs). algo/carry.rs in Lua, once per parent bucket
+-- (until its marker names the new layout): what the old layout's keys (the
+-- sources, the pool or whole bucket first) hold at `now` is summed and they
+-- are emptied; the sum goes into the new layout's keys (the targets, the
+-- pool or whole bucket first, then the guarantees) in order, each up to its
+-- room, and what is left into the first. A carry is not an admission: each
+-- target keeps its `last`, and the first takes the old level's.
+local function carry_layout(marker, signature, ttl, targets, sources)
+  if redis.call('GET', marker) == signature then return end
+  local code = bucket_spec[targets[1]].code
+  local count, curr, prev, by_ts = 0, 0, 0, {}
+  local level_last, any = 0, false
+  for i, k in ipairs(sources) do
+    if stored[k] then
+      local spec = bucket_spec[k]
+      local limits = spec.limits
+      local s = states[k] or load(k)
+      if i == 1 then level_last = s.last end
+      if code == 'fw' then
+        if limits.start <= s.start then count = count + s.count end
+      elseif code == 'gc' then
+        if s.tat > now and s.iv > 0 then count = count + idiv(s.tat - now + s.iv - 1, s.iv) end
+      elseif code == 'sw' then
+        local _, _, p, c = spec.alg.counts(s, now, limits)
+        curr, prev = curr + c, prev + p
+      else
+        spec.alg.add_entries(s, by_ts)
+      end
+      redis.call('DEL', KEYS[k], state_keys[k])
+      stored[k] = false
+      states[k] = spec.alg.load(KEYS[k], now, limits, nil, state_keys[k])
+      any = true
+    end
+  end
+  if any then
+    local log = {}
+    for ts, units in pairs(by_ts) do log[#log + 1] = { ts, units } end
+    table.sort(log, function(a, b) return a[1] < b[1] end)
+    -- Puts what fits of the sum into target k (all of it: `all`).
+    local function put(k, all)
+      local spec = bucket_spec[k]
+      local alg, limits = spec.alg, spec.limits
+      local s = states[k] or load(k)
+      local last, changed = s.last, false
+      if code == 'sw' then
+        local start, _, p, c = alg.counts(s, now, limits)
+        local tc, tp = curr, prev
+        if not all then
+          tc, tp = math.min(curr, sub0(limits.limit, c)), math.min(prev, sub0(limits.limit, p))
+        end
+        s.start, s.curr, s.prev = start, c + tc, p + tp
+        curr, prev = curr - tc, prev - tp
+        changed = tc + tp > 0
+      elseif code == 'sl' then
+        local room = alg.available(s, now, limits)
+        while #log > 0 and (all or room > 0) do
+          local newest = log[#log]
+          local take = newest[2]
+          if not all then take = math.min(take, room) end
+          alg.insert(s, now, newest[1], take)
+          room = room - take
+          newest[2] = newest[2] - take
+          if newest[2] == 0 then log[#log] = nil end
+          changed = true
+        end
+      else
+        local take = count
+        if not all then take = math.min(count, alg.available(s, now, limits)) end
+        if take > 0 then
+          alg.charge(s, now, limits, take)
+          count = count - take
+          changed = true
+        end
+      end
+      s.last = last
+      if changed then
+        s.raw = nil
+        mark_dirty(k)
+      end
+    end
+    for _, k in ipairs(targets) do put(k, false) end
+    put(targets[1], true)
+    local s = states[targets[1]]
+    if level_last > s.last then
+      s.last, s.raw = level_last, nil
+      mark_dirty(targets[1])
+    end
+  end
+  redis.call('SET', marker, signature, 'PX', int(ttl + slack))
+end
+
+do
+  local carries = ARGV[6] or ''
+  local at = 1
+  while at <= #carries do
+    local marker_len
+    marker_len, at = struct.unpack('<H', carries, at)
+    local marker = string.sub(carries, at, at + marker_len - 1)
+    at = at + marker_len
+    local signature_len = string.byte(carries, at)
+    local signature = string.sub(carries, at + 1, at + signature_len)
+    at = at + 1 + signature_len
+    local ttl, nt, ns
+    ttl, nt, ns, at = struct.unpack('<dHH', carries, at)
+    local targets, sources = {}, {}
+    for i = 1, nt do targets[i], at = struct.unpack('<H', carries, at) end
+    for i = 1, ns do sources[i], at = struct.unpack('<H', carries, at) end
+    carry_layout(marker, signature, ttl, targets, sources)
   end
 end
 

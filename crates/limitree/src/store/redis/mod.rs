@@ -64,12 +64,14 @@
 //! vanished without a reset never makes it fail.
 
 mod batch;
+mod carry;
 mod cause;
 mod config;
 mod connection;
 pub mod keys;
 mod protocol;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
@@ -85,6 +87,7 @@ use self::protocol::{DecisionReply, ScriptDecision};
 use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::chain::Chain;
 use crate::decision::{ChainOutcome, Mode};
+use crate::policy::Policy;
 
 /// How long Redis may stay silent (every call timing out, no reply at all)
 /// before the connection is considered dead and remade: ten timeouts, at least
@@ -121,6 +124,9 @@ pub struct RedisStore {
     script: redis::Script,
     /// Concurrent decisions of a tree share a script call (see [`batch`]).
     batcher: Batcher<Box<ScriptDecision>, DecisionReply>,
+    /// The carries of the last reload that changed a split (see
+    /// [`carry`]); empty otherwise, and then a decision pays one atomic load.
+    carries: arc_swap::ArcSwapOption<carry::CarryPlans>,
 }
 
 impl RedisStore {
@@ -144,6 +150,7 @@ impl RedisStore {
             last_reply: AtomicU64::new(0),
             script: redis::Script::new(protocol::DECIDE_LUA),
             batcher: Batcher::default(),
+            carries: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -274,7 +281,12 @@ impl RedisStore {
         if chain.buckets.is_empty() {
             return Ok(ChainOutcome::combine(mode, chain, 0, &[], None).0);
         }
-        let decision = ScriptDecision::new(&self.config.key_prefix, chain, mode);
+        let carries = self.carries.load();
+        let carry = carries
+            .as_ref()
+            .and_then(|plans| plans.arg_for(&self.config.key_prefix, chain));
+        let carrying = carry.is_some();
+        let decision = ScriptDecision::new(&self.config.key_prefix, chain, mode, carry);
         let reply = self
             .batcher
             .submit(&chain.tree.name, decision, |batch| {
@@ -283,6 +295,9 @@ impl RedisStore {
                 Box::pin(self.call(batch))
             })
             .await?;
+        if carrying && let Some(plans) = carries.as_ref() {
+            plans.answered(&chain.tree.name, reply.now);
+        }
         protocol::decode_outcome(mode, chain, &reply)
     }
 
@@ -528,6 +543,16 @@ impl Store for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    /// Redis serves any policy as it is (its keys name the tree, level,
+    /// algorithm and values), so this store stays. A reload that changes a
+    /// fair-sharing split has the old layout's state carried into the new
+    /// one (`store/redis/carry.rs`): the store keeps that reload's plans.
+    fn for_policy(&self, old: &Policy, policy: &Policy) -> Option<Arc<dyn Store>> {
+        self.carries
+            .store(carry::CarryPlans::between(old, policy).map(Arc::new));
+        None
     }
 
     fn scan_buckets<'a>(

@@ -18,6 +18,7 @@
 //! | `ARGV[3]` | specs, [`SPEC_LEN`] bytes each ([`SPEC_FORMAT`]): code, limit, window, burst as doubles, shadow |
 //! | `ARGV[4]` | per key index, its spec index (`u16` LE)                      |
 //! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), level count `n` (`u8`), shared parent's level (`u8`, 1-based, 0: none), its guarantee's key index (`u16` LE, 0: none), then per level, root first, its key index (`u16` LE) and its bucket's cost (`u32` LE) |
+//! | `ARGV[6]` | carries after a reload that changed a split ([`super::carry`]): per parent bucket, its marker key and signature, the marker's TTL, then its targets' and sources' key indexes (see `encode_carry`) |
 //!
 //! Fair sharing ([`Shares`](crate::policy::Shares)): a shared parent's level
 //! carries its pool's key, and the request's guarantee (if any) is one more
@@ -64,6 +65,7 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
+use super::carry::CarryArg;
 use crate::algo::{self, BucketState, BucketView, Verdict};
 use crate::chain::{Chain, ChainShare};
 use crate::clock::Micros;
@@ -170,6 +172,19 @@ pub(super) struct ScriptDecision {
     /// Fair sharing: the shared parent's position (1-based), and whether the
     /// guarantee's key follows the levels' keys.
     share: Option<(u8, bool)>,
+    /// A reload changed the split of the chain's parent: the old layout's
+    /// state to carry into the new one first (see [`super::carry`]).
+    carry: Option<Box<ScriptCarry>>,
+}
+
+/// A [`CarryArg`] as the script wants it (one entry of `ARGV[6]`).
+#[derive(Debug)]
+struct ScriptCarry {
+    marker: String,
+    signature: String,
+    marker_ttl_ms: u64,
+    targets: Vec<(String, SpecArg)>,
+    sources: Vec<(String, SpecArg)>,
 }
 
 /// A level's spec as the script wants it (one entry of `ARGV[3]`).
@@ -188,7 +203,12 @@ impl ScriptDecision {
     /// Boxed: the decision travels through the batch queue (and the future
     /// carrying it is boxed and moved at every layer), so it moves as one
     /// pointer.
-    pub(super) fn new(key_prefix: &str, chain: &Chain<'_>, mode: Mode) -> Box<Self> {
+    pub(super) fn new(
+        key_prefix: &str,
+        chain: &Chain<'_>,
+        mode: Mode,
+        carry: Option<CarryArg>,
+    ) -> Box<Self> {
         let mut keys = String::new();
         let mut key_ends = ArrayVec::new();
         let tree = &chain.tree.name;
@@ -224,8 +244,23 @@ impl ScriptDecision {
             // At most MAX_LEVELS (8) levels: the position fits a byte.
             (at.parent as u8 + 1, at.part.is_some())
         });
+        let carry = carry.map(|c| {
+            let args = |keys: Vec<(String, LimitSpec)>| -> Vec<(String, SpecArg)> {
+                keys.into_iter()
+                    .map(|(key, spec)| (key, spec_arg(&spec, false)))
+                    .collect()
+            };
+            Box::new(ScriptCarry {
+                marker: c.marker,
+                signature: c.signature,
+                marker_ttl_ms: c.marker_ttl_ms,
+                targets: args(c.targets),
+                sources: args(c.sources),
+            })
+        });
         Box::new(ScriptDecision {
             share,
+            carry,
             keys,
             key_ends,
             mode: match mode {
@@ -245,6 +280,18 @@ impl ScriptDecision {
         starts
             .zip(&self.key_ends)
             .map(|(start, &end)| &self.keys[start..end])
+    }
+
+    /// Every key the call sends for it, with its spec: its levels' (and
+    /// guarantee's) and its carry's.
+    fn keys_and_specs(&self) -> impl Iterator<Item = (&str, &SpecArg)> {
+        let carried = self.carry.iter().flat_map(|c| {
+            c.targets
+                .iter()
+                .chain(&c.sources)
+                .map(|(key, spec)| (key.as_str(), spec))
+        });
+        self.keys().zip(&self.specs).chain(carried)
     }
 
     /// Its number of levels (and so of records in its reply).
@@ -268,15 +315,14 @@ pub(super) fn runs_without_conflicts(batch: &[Box<ScriptDecision>]) -> Vec<Range
     let mut spec_of: hashbrown::HashMap<&str, &SpecArg> = hashbrown::HashMap::new();
     for (i, decision) in batch.iter().enumerate() {
         let conflicts = decision
-            .keys()
-            .zip(&decision.specs)
+            .keys_and_specs()
             .any(|(key, spec)| spec_of.get(key).is_some_and(|seen| *seen != spec));
         if conflicts {
             runs.push(start..i);
             start = i;
             spec_of.clear();
         }
-        for (key, spec) in decision.keys().zip(&decision.specs) {
+        for (key, spec) in decision.keys_and_specs() {
             spec_of.entry_ref(key).or_insert(spec);
         }
     }
@@ -301,25 +347,36 @@ pub(super) fn encode_call(
     let mut keys: Vec<(&str, usize)> = Vec::new();
     let mut specs: Vec<&SpecArg> = Vec::new();
     let mut chains: Vec<ArrayVec<usize, { MAX_LEVELS + 1 }>> = Vec::with_capacity(batch.len());
+    let mut index_of = |key, spec| {
+        let next_key_index = keys.len() + 1;
+        *key_index_of.entry_ref(key).or_insert_with(|| {
+            // Few distinct specs per batch: a scan beats hashing.
+            let spec_index = match specs.iter().position(|s| *s == spec) {
+                Some(i) => i + 1,
+                None => {
+                    specs.push(spec);
+                    specs.len()
+                }
+            };
+            keys.push((key, spec_index));
+            next_key_index
+        })
+    };
+    // ARGV[6]: each parent bucket's carry once (the first decision's).
+    let mut carries = Vec::new();
+    let mut carried: Vec<&str> = Vec::new();
     for decision in batch {
         let mut chain = ArrayVec::new();
         for (key, spec) in decision.keys().zip(&decision.specs) {
-            let next_key_index = keys.len() + 1;
-            let key_index = *key_index_of.entry_ref(key).or_insert_with(|| {
-                // Few distinct specs per batch: a scan beats hashing.
-                let spec_index = match specs.iter().position(|s| *s == spec) {
-                    Some(i) => i + 1,
-                    None => {
-                        specs.push(spec);
-                        specs.len()
-                    }
-                };
-                keys.push((key, spec_index));
-                next_key_index
-            });
-            chain.push(key_index);
+            chain.push(index_of(key, spec));
         }
         chains.push(chain);
+        if let Some(c) = decision.carry.as_deref()
+            && !carried.contains(&c.marker.as_str())
+        {
+            carried.push(&c.marker);
+            encode_carry(&mut carries, c, &mut index_of)?;
+        }
     }
 
     let key_bytes: usize = keys.iter().map(|(key, _)| key.len()).sum();
@@ -329,7 +386,7 @@ pub(super) fn encode_call(
         + specs.len() * SPEC_LEN
         + keys.len() * 2
         + batch.len() * MAX_DECISION_LEN;
-    let mut cmd = redis::Cmd::with_capacity(args, data);
+    let mut cmd = redis::Cmd::with_capacity(args + 1, data + carries.len());
     cmd.arg("EVALSHA").arg(script_hash).arg(keys.len());
     for &(key, _) in &keys {
         cmd.arg(key);
@@ -377,7 +434,32 @@ pub(super) fn encode_call(
         }
     }
     cmd.arg(packed);
+    cmd.arg(carries);
     Ok(cmd)
+}
+
+/// Appends one carry to `ARGV[6]`: the marker key (`u16` LE length, bytes),
+/// the signature (`u8` length, bytes), the marker's TTL in ms (a double),
+/// the numbers of targets and sources (`u16` LE each), then their key
+/// indexes (`u16` LE), targets first, in order.
+fn encode_carry<'b>(
+    out: &mut Vec<u8>,
+    carry: &'b ScriptCarry,
+    index_of: &mut impl FnMut(&'b str, &'b SpecArg) -> usize,
+) -> Result<(), StoreError> {
+    out.extend_from_slice(&index_u16(carry.marker.len())?.to_le_bytes());
+    out.extend_from_slice(carry.marker.as_bytes());
+    out.push(u8::try_from(carry.signature.len()).map_err(|_| too_big())?);
+    out.extend_from_slice(carry.signature.as_bytes());
+    // A TTL in ms below 2^53 (windows are).
+    out.extend_from_slice(&(carry.marker_ttl_ms as f64).to_le_bytes());
+    out.extend_from_slice(&index_u16(carry.targets.len())?.to_le_bytes());
+    out.extend_from_slice(&index_u16(carry.sources.len())?.to_le_bytes());
+    for (key, spec) in carry.targets.iter().chain(&carry.sources) {
+        let index = index_of(key, spec);
+        out.extend_from_slice(&index_u16(index)?.to_le_bytes());
+    }
+    Ok(())
 }
 
 fn index_u16(index: usize) -> Result<u16, StoreError> {
@@ -871,7 +953,7 @@ mod tests {
         let (old, new) = (policy(10), policy(5));
         let decision = |policy: &crate::policy::Policy| {
             let chain = policy.trees()[0].chain(&[], 1).unwrap();
-            ScriptDecision::new("limitree", &chain, Mode::Commit)
+            ScriptDecision::new("limitree", &chain, Mode::Commit, None)
         };
         let batch = vec![
             decision(&old),
