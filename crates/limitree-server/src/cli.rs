@@ -694,7 +694,7 @@ fn describe_policy(out: &mut String, policy: &Policy) {
                 out.push('\n');
             }
         }
-        if let Some(shares) = &tree.shares {
+        for shares in &tree.shares {
             // A keyed parent's every bucket is split alike.
             let parent = &tree.levels[shares.parent];
             let each = if parent.is_global() {

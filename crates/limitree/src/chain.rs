@@ -166,8 +166,9 @@ pub struct Chain<'a> {
     /// otherwise, and then it does not allocate).
     pub blocked: Vec<BlockedRule>,
     /// Where the tree's guaranteed shares meet this chain (trees with
-    /// [`Shares`] only): the parent's bucket is decided by its parts.
-    pub share: Option<ChainShare<'a>>,
+    /// [`Shares`] only), one per split whose parent's bucket the chain has,
+    /// root first: each parent's bucket is decided by its parts.
+    pub shares: ArrayVec<ChainShare<'a>, MAX_LEVELS>,
 }
 
 /// How a chain passes a tree's [`Shares`]: the parent's bucket (when the
@@ -221,21 +222,21 @@ impl<'a> Chain<'a> {
         });
         // A shared parent's bucket is its pool (with no guarantee: the
         // bucket stands for no child value), as in a request's chain.
-        let share = tree
-            .shares
-            .as_ref()
-            .filter(|shares| shares.parent == level_index)
+        let shares = tree
+            .split_of(level_index)
             .map(|shares| ChainShare {
                 shares,
                 parent: 0,
                 child: None,
                 part: None,
-            });
+            })
+            .into_iter()
+            .collect();
         Ok(Chain {
             tree,
             buckets,
             blocked: Vec::new(),
-            share,
+            shares,
         })
     }
 }
@@ -500,24 +501,28 @@ impl Tree {
                 });
             }
         }
-        let share = self.shares.as_ref().and_then(|shares| {
-            let parent = buckets
-                .iter()
-                .position(|b| b.level_index == shares.parent)?;
-            let child = buckets.iter().position(|b| b.level_index == shares.child);
-            let part = child.and_then(|c| shares.part_for(&buckets[c].values));
-            Some(ChainShare {
-                shares,
-                parent,
-                child,
-                part,
+        let shares = self
+            .shares
+            .iter()
+            .filter_map(|shares| {
+                let parent = buckets
+                    .iter()
+                    .position(|b| b.level_index == shares.parent)?;
+                let child = buckets.iter().position(|b| b.level_index == shares.child);
+                let part = child.and_then(|c| shares.part_for(&buckets[c].values));
+                Some(ChainShare {
+                    shares,
+                    parent,
+                    child,
+                    part,
+                })
             })
-        });
+            .collect();
         Ok(Chain {
             tree: self,
             buckets,
             blocked: Vec::new(),
-            share,
+            shares,
         })
     }
 
@@ -625,7 +630,7 @@ impl Tree {
             tree: self,
             buckets,
             blocked,
-            share: None,
+            shares: ArrayVec::new(),
         };
         Ok(sorted(chain, targets))
     }

@@ -146,6 +146,49 @@ pub enum LevelShare {
         /// How much of this request came from the pool (0 unless charged).
         borrowed: u64,
     },
+    /// On a level between two splits (a child of the level above, split
+    /// itself for the level below): both.
+    Middle {
+        /// Units left in this level's own pool (as [`LevelShare::Parent`]).
+        pool_remaining: u64,
+        /// Its value's guarantee in the level above (as [`LevelShare::Child`]).
+        guaranteed: u64,
+        /// Units left in that guarantee.
+        remaining: u64,
+        /// How much of this request came from the level above's pool.
+        borrowed: u64,
+    },
+}
+
+impl LevelShare {
+    /// What is left in the level's own pool, when it is split.
+    pub fn pool_remaining(&self) -> Option<u64> {
+        match *self {
+            LevelShare::Parent { pool_remaining } | LevelShare::Middle { pool_remaining, .. } => {
+                Some(pool_remaining)
+            }
+            LevelShare::Child { .. } => None,
+        }
+    }
+
+    /// The level's guarantee in the level above, left, and borrowed
+    /// (`(guaranteed, remaining, borrowed)`), when it is a child.
+    pub fn guarantee(&self) -> Option<(u64, u64, u64)> {
+        match *self {
+            LevelShare::Child {
+                guaranteed,
+                remaining,
+                borrowed,
+            }
+            | LevelShare::Middle {
+                guaranteed,
+                remaining,
+                borrowed,
+                ..
+            } => Some((guaranteed, remaining, borrowed)),
+            LevelShare::Parent { .. } => None,
+        }
+    }
 }
 
 /// What a shared parent level's parts — the request's guarantee (if any) and
@@ -303,10 +346,11 @@ impl ChainOutcome {
     /// bucket of limit 0 would (`insufficient_capacity`: retrying never helps),
     /// unless it is in shadow mode.
     ///
-    /// With fair sharing ([`Chain::share`]), `share` is the shared parent's
-    /// [`ShareVerdict`] (its `verdict` is also the parent's in `verdicts`):
-    /// the parent's record gains its pool, the child's its guarantee, and a
-    /// charged parent is charged by the split (the guarantee first).
+    /// With fair sharing ([`Chain::shares`]), `shares` holds each shared
+    /// parent's [`ShareVerdict`], in the order of `chain.shares` (its
+    /// `verdict` is also the parent's in `verdicts`): a parent's record gains
+    /// its pool, a child's its guarantee (a level between two splits both),
+    /// and a charged parent is charged by the split (the guarantee first).
     ///
     /// Returns the outcome and a bit mask of the buckets to charge (each with
     /// its own cost): none unless the chain is admitted in [`Mode::Commit`],
@@ -317,7 +361,7 @@ impl ChainOutcome {
         chain: &Chain<'_>,
         overflow: u32,
         verdicts: &[Verdict],
-        share: Option<&ShareVerdict>,
+        shares: &[ShareVerdict],
     ) -> (ChainOutcome, u32) {
         let buckets = &chain.buckets[..];
         let mut allowed = true;
@@ -360,13 +404,55 @@ impl ChainOutcome {
             levels: ArrayVec::new(),
         };
         let mut charge = 0;
-        // Whether the shared parent takes something (then the child's
+        // Whether a shared parent takes something (then its child's
         // guarantee and borrowing are what this request took).
-        let shared = chain.share.as_ref().zip(share).map(|(at, sv)| {
+        let share_takes = |at: &crate::chain::ChainShare<'_>, sv: &ShareVerdict| {
             let parent = &buckets[at.parent];
-            let takes = allowed && sv.verdict.allowed && mode != Mode::Peek && parent.cost > 0;
-            (at, sv, takes)
-        });
+            allowed && sv.verdict.allowed && mode != Mode::Peek && parent.cost > 0
+        };
+        let level_share = |i: usize| -> Option<LevelShare> {
+            if shares.is_empty() {
+                return None;
+            }
+            let pool = chain
+                .shares
+                .iter()
+                .zip(shares)
+                .find(|(at, _)| at.parent == i)
+                .map(|(at, sv)| {
+                    sv.pool_available - if share_takes(at, sv) { sv.from_pool } else { 0 }
+                });
+            let guarantee = chain
+                .shares
+                .iter()
+                .zip(shares)
+                .find(|(at, _)| at.child == Some(i))
+                .map(|(at, sv)| {
+                    let takes = share_takes(at, sv);
+                    (
+                        sv.guaranteed,
+                        sv.guarantee_available - if takes { sv.from_guarantee } else { 0 },
+                        if takes { sv.from_pool } else { 0 },
+                    )
+                });
+            match (pool, guarantee) {
+                (Some(pool_remaining), None) => Some(LevelShare::Parent { pool_remaining }),
+                (None, Some((guaranteed, remaining, borrowed))) => Some(LevelShare::Child {
+                    guaranteed,
+                    remaining,
+                    borrowed,
+                }),
+                (Some(pool_remaining), Some((guaranteed, remaining, borrowed))) => {
+                    Some(LevelShare::Middle {
+                        pool_remaining,
+                        guaranteed,
+                        remaining,
+                        borrowed,
+                    })
+                }
+                (None, None) => None,
+            }
+        };
         for (i, (bucket, v)) in buckets.iter().zip(verdicts).enumerate() {
             let overflowed = overflow & (1 << i) != 0;
             let spec = bucket.spec_in(overflowed);
@@ -390,23 +476,7 @@ impl ChainOutcome {
                 insufficient: v.insufficient,
                 shadow: bucket.level.shadow,
                 overflow: overflowed,
-                share: shared.and_then(|(at, sv, takes)| {
-                    if i == at.parent {
-                        Some(LevelShare::Parent {
-                            pool_remaining: sv.pool_available
-                                - if takes { sv.from_pool } else { 0 },
-                        })
-                    } else if Some(i) == at.child {
-                        Some(LevelShare::Child {
-                            guaranteed: sv.guaranteed,
-                            remaining: sv.guarantee_available
-                                - if takes { sv.from_guarantee } else { 0 },
-                            borrowed: if takes { sv.from_pool } else { 0 },
-                        })
-                    } else {
-                        None
-                    }
-                }),
+                share: level_share(i),
                 // Only a store that records admissions knows; it fills this in.
                 since_admission: None,
             });

@@ -72,24 +72,20 @@ pub struct ShareReply {
     pub borrowed: u64,
 }
 
-/// A level's `share` and `pool_remaining` fields.
+/// A level's `share` and `pool_remaining` fields (a level between two
+/// splits has both).
 fn share_fields(share: Option<LevelShare>) -> (Option<ShareReply>, Option<u64>) {
-    match share {
-        None => (None, None),
-        Some(LevelShare::Parent { pool_remaining }) => (None, Some(pool_remaining)),
-        Some(LevelShare::Child {
+    let Some(share) = share else {
+        return (None, None);
+    };
+    let reply = share
+        .guarantee()
+        .map(|(guaranteed, remaining, borrowed)| ShareReply {
             guaranteed,
             remaining,
             borrowed,
-        }) => (
-            Some(ShareReply {
-                guaranteed,
-                remaining,
-                borrowed,
-            }),
-            None,
-        ),
-    }
+        });
+    (reply, share.pool_remaining())
 }
 
 /// The 202 of `POST /v1/notify`: the notification's id, and the check
@@ -305,6 +301,15 @@ mod tests {
                     LevelStatus {
                         share: Some(LevelShare::Parent { pool_remaining: 17 }),
                         ..level("global", false, None)
+                    },
+                    LevelStatus {
+                        share: Some(LevelShare::Middle {
+                            pool_remaining: 3,
+                            guaranteed: 6,
+                            remaining: 1,
+                            borrowed: 0,
+                        }),
+                        ..level("team", false, None)
                     },
                     LevelStatus {
                         share: Some(LevelShare::Child {

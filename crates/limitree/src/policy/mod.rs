@@ -200,9 +200,11 @@ pub struct Tree {
     pub index: usize,
     /// How a request's descriptors select the tree's buckets.
     pub selection: Selection,
-    /// The guaranteed shares one level gives of its parent's limit, if any
-    /// (native trees only).
-    pub shares: Option<Shares>,
+    /// The guaranteed shares levels give of their parents' limits, root
+    /// first, at most one per parent level (native trees only; empty
+    /// otherwise). A level in the middle of two splits is a child of the one
+    /// above it and the parent of the one below it.
+    pub shares: Vec<Shares>,
 }
 
 /// How a request's descriptors select a tree's buckets (its chain).
@@ -221,6 +223,12 @@ pub enum Selection {
 }
 
 impl Tree {
+    /// The split of level `index`'s buckets (fair sharing: it is a parent),
+    /// if any.
+    pub fn split_of(&self, index: usize) -> Option<&Shares> {
+        self.shares.iter().find(|s| s.parent == index)
+    }
+
     /// The envoyproxy/ratelimit domain this tree was built from, if any.
     pub fn envoy(&self) -> Option<&envoy::DomainTree> {
         match &self.selection {

@@ -273,7 +273,7 @@ fn validate<'a>(
         let shares = if levels.len() == raw_level_count {
             validate_shares(&levels, index, &raw.name, &place, &mut problems)
         } else {
-            None
+            Vec::new()
         };
         trees.push(Tree {
             name: raw.name,
@@ -543,19 +543,21 @@ fn validate_override(
     })
 }
 
-/// The tree's [`Shares`], if a level gives guarantees: the level directly
-/// above it must be a non-shadow level whose limit holds the sum of the
-/// guarantees — a global one, or a keyed one without overrides whose `by`
-/// keys the child does not repeat (each of its buckets is split alike) —
-/// and at most one level of a tree may give them.
+/// The tree's [`Shares`], one per level that gives guarantees: the level
+/// directly above it must be a non-shadow level whose limit holds the sum of
+/// the guarantees — a global one, or a keyed one whose buckets all hold its
+/// one limit (its overrides only give guarantees of its own parent) and
+/// whose `by` keys the child does not repeat (each of its buckets is split
+/// alike). Several levels may give them: a level between two is both a
+/// child and a parent.
 fn validate_shares(
     levels: &[Level],
     tree_index: usize,
     tree_name: &str,
     place: &str,
     problems: &mut Problems<'_>,
-) -> Option<Shares> {
-    let mut found: Option<Shares> = None;
+) -> Vec<Shares> {
+    let mut found: Vec<Shares> = Vec::new();
     for (child, level) in levels.iter().enumerate() {
         let guarantees: Vec<(Vec<String>, u64)> = level
             .overrides
@@ -586,13 +588,16 @@ fn validate_shares(
         // every bucket must hold the same limit, and a guarantee must not
         // name the parent's values (it would reserve part of every parent
         // bucket for values only one of them ever sees).
-        if !parent.overrides.is_empty() {
+        // Overrides that only give guarantees (a middle level's `shares`)
+        // keep the level's limit.
+        if parent.overrides.iter().any(|o| o.spec != parent.spec) {
             problems.push(
                 &level_place,
                 format!(
-                    "gives guaranteed shares of level `{}`, which has `overrides`; each bucket \
-                     of a level with shares below it is split the same way, so it must hold \
-                     the level's one limit: remove the overrides there (or add a level for them)",
+                    "gives guaranteed shares of level `{}`, which has `overrides` with limits of \
+                     their own; each bucket of a level with shares below it is split the same \
+                     way, so it must hold the level's one limit: remove the overrides' limits \
+                     there (or add a level for them)",
                     parent.name
                 ),
             );
@@ -634,13 +639,6 @@ fn validate_shares(
             );
             continue;
         }
-        if found.is_some() {
-            problems.push(
-                &level_place,
-                "gives guaranteed shares too; only one level of a tree may give them",
-            );
-            continue;
-        }
         let shares = Shares::split(child - 1, child, &parent.spec, guarantees);
         for part in &shares.parts {
             if part.spec.capacity() == 0 {
@@ -661,7 +659,7 @@ fn validate_shares(
             check_spec(&part.spec, &level_place, problems);
         }
         check_spec(&shares.pool, &level_place, problems);
-        found = Some(shares);
+        found.push(shares);
     }
     found
 }
@@ -1005,7 +1003,7 @@ window = "1s"
     #[case::parent_with_overrides(
         "limit = 10\nby = [\"tenant\"]\noverrides = [{ when = { tenant = \"x\" }, limit = 20 }]",
         "shares = { a = 1 }",
-        "which has `overrides`; each bucket of a level with shares below it is split the same way"
+        "which has `overrides` with limits of their own; each bucket of a level with shares below it"
     )]
     #[case::child_repeats_the_parent_key(
         "limit = 10\nby = [\"category\"]",
@@ -1036,6 +1034,25 @@ window = "1s"
         );
     }
 
+    /// Several levels may give shares: the middle one (`team`) is split for
+    /// `category` while its values hold guarantees in `global`.
+    #[test]
+    fn several_levels_give_shares() {
+        let text = "[[trees]]\nname = \"t\"\n\
+            [[trees.levels]]\nname = \"global\"\nlimit = 20\nwindow = \"1m\"\n\
+            [[trees.levels]]\nname = \"team\"\nby = [\"team\"]\nlimit = 10\nwindow = \"1m\"\nshares = { a = 6 }\n\
+            [[trees.levels]]\nname = \"category\"\nby = [\"category\"]\nlimit = 5\nwindow = \"1m\"\nshares = { e = 4 }\n";
+        let p = Policy::from_toml_str(text, "f").unwrap();
+        let tree = &p.trees()[0];
+        let splits: Vec<(usize, usize, u64, u64)> = tree
+            .shares
+            .iter()
+            .map(|s| (s.parent, s.child, s.reserved, s.pool.limit))
+            .collect();
+        assert_eq!(splits, [(0, 1, 6, 14), (1, 2, 4, 6)]);
+        assert_eq!(tree.split_of(1).map(|s| s.child), Some(2));
+    }
+
     #[test]
     fn a_root_level_has_nothing_to_share() {
         let err = Policy::from_toml_str(
@@ -1054,7 +1071,7 @@ window = "1s"
              overrides = [{ when = { category = \"info\" }, limit = 3, guaranteed = 10 }]",
         );
         let p = Policy::from_toml_str(&text, "f").unwrap();
-        let shares = p.trees()[0].shares.as_ref().unwrap();
+        let shares = p.trees()[0].shares.first().unwrap();
         assert_eq!((shares.parent, shares.child, shares.reserved), (0, 1, 20));
         let parts: Vec<(String, u64, u64, u64)> = shares
             .parts
@@ -1085,7 +1102,7 @@ window = "1s"
             "shares = { errors = 4, warnings = 4 }",
         );
         let p = Policy::from_toml_str(&text, "f").unwrap();
-        let shares = p.trees()[0].shares.as_ref().unwrap();
+        let shares = p.trees()[0].shares.first().unwrap();
         assert_eq!((shares.parent, shares.child, shares.reserved), (0, 1, 8));
         assert_eq!(shares.pool.limit, 92);
         assert_eq!(shares.part_for(&["errors"]), Some(0));

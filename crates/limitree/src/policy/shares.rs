@@ -13,12 +13,17 @@
 //! and the rest from the pool; any other request (a value without a share, or
 //! no child bucket at all) takes only from the pool. The parent's bucket has
 //! no state of its own: its parts are it. Every bucket of a keyed parent is
-//! split the same way (the policy refuses overrides on it, and a child that
+//! split the same way (the policy refuses overrides with limits on it, and a child that
 //! repeats its `by` keys), so one `Shares` describes them all. Since the parts' limits sum to `L`, the
 //! parent never admits more than a bucket of `L` would, and a value within its
 //! guarantee is never denied for what other values took. The child's own limit
 //! stays each value's ceiling. How one request is split is
 //! [`crate::decision::share_verdict`].
+//!
+//! A tree may have several: a level between two splits is a child of the
+//! one above (its values hold guarantees there) and a parent of the one
+//! below (its buckets are split, and their parts, whose limits sum to its
+//! own, are its ceiling). Each split is decided on its own, in chain order.
 
 use super::{Algorithm, LimitSpec};
 

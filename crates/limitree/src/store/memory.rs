@@ -363,7 +363,7 @@ pub fn keeps_state(old: &Level, new: &Level) -> bool {
 
 /// The shares that split level `index` of `tree`, if any.
 fn shares_of(tree: &crate::policy::Tree, index: usize) -> Option<&Shares> {
-    tree.shares.as_ref().filter(|s| s.parent == index)
+    tree.split_of(index)
 }
 
 /// The in-process store. See the module docs for its guarantees.
@@ -522,12 +522,13 @@ impl MemoryStore {
                 continue;
             }
             // A split parent's slot is its bucket's pool; the request's
-            // guarantee lives with that same bucket.
-            let part = chain
-                .share
-                .as_ref()
-                .and_then(|at| slots[at.parent].0.parts.get(at.part?));
-            return Ok(decide_locked(chain, mode, now, &slots, part));
+            // guarantee lives with that same bucket (one per split).
+            let parts: ArrayVec<Option<&Mutex<BucketCell>>, MAX_LEVELS> = chain
+                .shares
+                .iter()
+                .map(|at| at.part.and_then(|p| slots[at.parent].0.parts.get(p)))
+                .collect();
+            return Ok(decide_locked(chain, mode, now, &slots, &parts));
         }
     }
 }
@@ -538,16 +539,16 @@ impl MemoryStore {
 /// request (level, then address: the overflow bucket is per level), and a
 /// shared one is evaluated for the sum of the costs that land on it.
 ///
-/// With fair sharing, the shared parent's slot is its bucket's pool and
-/// `part` the request's guarantee in that bucket (if it has one): locked just before the pool, so at
-/// the parent's place in the order, and decided with it by
-/// [`share_verdict`].
+/// With fair sharing, a shared parent's slot is its bucket's pool and
+/// `parts[j]` (for `chain.shares[j]`) the request's guarantee in that bucket
+/// (if it has one): locked just before the pool, so at the parent's place in
+/// the order, and decided with it by [`share_verdict`].
 fn decide_locked(
     chain: &Chain<'_>,
     mode: Mode,
     now: Micros,
     slots: &[(&BucketEntry, bool)],
-    part: Option<&Mutex<BucketCell>>,
+    parts: &[Option<&Mutex<BucketCell>>],
 ) -> ChainOutcome {
     // Distinct states in lock order, and each bucket's position among them.
     let mut order: ArrayVec<usize, MAX_LEVELS> = (0..slots.len()).collect();
@@ -557,19 +558,20 @@ fn decide_locked(
             std::ptr::from_ref(slots[i].0) as usize,
         )
     });
-    // One more than the chain: a shared parent's guarantee.
-    let mut guards: ArrayVec<MutexGuard<'_, BucketCell>, { MAX_LEVELS + 1 }> = ArrayVec::new();
+    // Up to twice the chain: each shared parent's guarantee.
+    let mut guards: ArrayVec<MutexGuard<'_, BucketCell>, { 2 * MAX_LEVELS }> = ArrayVec::new();
     let mut guard_of = [0usize; MAX_LEVELS];
     let mut last: Option<*const BucketEntry> = None;
-    let share_at = chain.share.as_ref().map(|s| s.parent);
-    let mut part_guard = None;
+    // Per split of the chain (`chain.shares[j]`): its guarantee's guard.
+    let mut part_guard = [None::<usize>; MAX_LEVELS];
+    let share_of = |i: usize| chain.shares.iter().position(|s| s.parent == i);
     for &i in &order {
         let state = std::ptr::from_ref(slots[i].0);
-        if Some(i) == share_at
-            && let Some(part) = part
+        if let Some(j) = share_of(i)
+            && let Some(part) = parts[j]
         {
             guards.push(part.lock());
-            part_guard = Some(guards.len() - 1);
+            part_guard[j] = Some(guards.len() - 1);
         }
         if last != Some(state) {
             guards.push(slots[i].0.state.lock());
@@ -585,9 +587,11 @@ fn decide_locked(
     }
     let mut overflow = 0u32;
     let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
-    let mut share: Option<ShareVerdict> = None;
+    let mut shares: ArrayVec<ShareVerdict, MAX_LEVELS> = ArrayVec::new();
     for (i, bucket) in chain.buckets.iter().enumerate() {
-        if let Some(at) = chain.share.as_ref().filter(|s| s.parent == i) {
+        if let Some(j) = share_of(i) {
+            let at = &chain.shares[j];
+            let part_guard = part_guard[j];
             // A keyed parent's team past its cap is split in the overflow
             // bucket (which holds the level's limit, as every team's does).
             if slots[i].1 {
@@ -624,7 +628,7 @@ fn decide_locked(
                 }
             });
             verdicts.push(sv.verdict);
-            share = Some(sv);
+            shares.push(sv);
             continue;
         }
         let overflowed = slots[i].1;
@@ -642,13 +646,13 @@ fn decide_locked(
         };
         verdicts.push(algo::decide(state, now, spec, probe));
     }
-    let (mut outcome, charged) =
-        ChainOutcome::combine(mode, chain, overflow, &verdicts, share.as_ref());
+    let (mut outcome, charged) = ChainOutcome::combine(mode, chain, overflow, &verdicts, &shares);
     for (i, bucket) in chain.buckets.iter().enumerate() {
         if charged & (1 << i) != 0
-            && let (Some(at), Some(sv)) = (chain.share.as_ref().filter(|s| s.parent == i), &share)
+            && let Some(j) = share_of(i)
         {
-            if let (Some(g), Some(spec)) = (part_guard, at.part_spec())
+            let (at, sv) = (&chain.shares[j], &shares[j]);
+            if let (Some(g), Some(spec)) = (part_guard[j], at.part_spec())
                 && sv.from_guarantee > 0
             {
                 guards[g].charge(now, spec, sv.from_guarantee);

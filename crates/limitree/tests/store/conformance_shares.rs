@@ -415,6 +415,91 @@ pub async fn a_reload_that_changes_the_split_carries_the_parents_used_units(h: &
     }
 }
 
+/// Two sharing levels: `global` 20 per 10 s split for team `a` (6, pool 14);
+/// each team's 10 split for category `e` (4, pool 6); categories of 20.
+fn two_splits(algorithm: &str) -> String {
+    format!(
+        r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "global"
+limit = 20
+window = "10s"
+algorithm = "{algorithm}"
+[[trees.levels]]
+name = "team"
+by = ["team"]
+limit = 10
+window = "10s"
+algorithm = "{algorithm}"
+shares = {{ a = 6 }}
+[[trees.levels]]
+name = "category"
+by = ["category"]
+limit = 20
+window = "10s"
+algorithm = "{algorithm}"
+shares = {{ e = 4 }}
+"#
+    )
+}
+
+/// Several sharing levels per tree: the level in the middle (`team`) is a
+/// child of `global` (team `a` has a guarantee there) and split itself (each
+/// team's bucket into `e`'s guarantee and a pool), and its entry reports
+/// both. The promises hold at each split: team `b` (no guarantee in
+/// `global`) takes its 10 (its own pool, then `e`'s guarantee in it) from
+/// `global`'s pool only; team `a` still gets its 10 — 6 from its guarantee,
+/// 4 from what the pool has left —; `global` admits 20 in all and team `c`
+/// nothing more.
+pub async fn several_levels_of_a_tree_give_shares(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let f = Fixture::new(h, &two_splits(algorithm));
+        let o = f.take(&in_team("a", "e"), 0).await;
+        assert_eq!(pool(&o), Some(14), "{algorithm}: {o:?}");
+        assert_eq!(
+            o.levels[1].share,
+            Some(LevelShare::Middle {
+                pool_remaining: 6,
+                guaranteed: 6,
+                remaining: 6,
+                borrowed: 0
+            }),
+            "{algorithm}: {o:?}"
+        );
+        assert_eq!(
+            o.levels[2].share,
+            Some(LevelShare::Child {
+                guaranteed: 4,
+                remaining: 4,
+                borrowed: 0
+            }),
+            "{algorithm}: {o:?}"
+        );
+        assert_eq!(admitted_in(&f, "b", "x", 20).await, 6, "{algorithm}");
+        assert_eq!(admitted_in(&f, "b", "e", 20).await, 4, "{algorithm}");
+        let o = f.take(&in_team("a", "x"), 1).await;
+        assert!(o.allowed, "{algorithm}: {o:?}");
+        // From `a`'s guarantee in `global` and from team a's own pool.
+        assert_eq!(
+            o.levels[1].share,
+            Some(LevelShare::Middle {
+                pool_remaining: 5,
+                guaranteed: 6,
+                remaining: 5,
+                borrowed: 0
+            }),
+            "{algorithm}: {o:?}"
+        );
+        assert_eq!(admitted_in(&f, "a", "x", 20).await, 5, "{algorithm}");
+        assert_eq!(admitted_in(&f, "a", "e", 20).await, 4, "{algorithm}");
+        let o = f.take(&in_team("c", "x"), 1).await;
+        assert!(!o.allowed && !o.levels[0].allowed, "{algorithm}: {o:?}");
+        assert_eq!(o.levels[0].remaining, 0, "{algorithm}: {o:?}");
+    }
+}
+
 /// Keyed parent, two teams: (1) each team's bucket admits at most its own
 /// limit, and (2, 5) one team's traffic — its pool drained, its guarantees
 /// used up — takes nothing from another team's guarantees or pool: team `y`

@@ -12,7 +12,7 @@ pub struct Model {
     logs: Vec<HashMap<String, Vec<(Micros, u64)>>>,
 }
 
-/// Fair sharing in a chain: the parent's position, the request's guarantee
+/// Fair sharing in a chain (one per shared parent): the parent's position, the request's guarantee
 /// (its label and spec) and the pool's spec. The parent's bucket has no log
 /// of its own: its parts do, under the parent's level as
 /// `g:<parent bucket>:<value>` and `pool:<parent bucket>` (each bucket of a
@@ -80,13 +80,14 @@ impl Model {
     /// shadow), `costs` each bucket's own cost. A bucket of cost 0 (outside a
     /// peek) always fits, is reported as it stands and is never charged.
     ///
-    /// With `share`, the parent is its parts: it fits iff the cost is within
-    /// guarantee plus pool capacity and what they hold now; a charge takes
-    /// from the guarantee first, the rest from the pool.
+    /// With `shares` (one per shared parent of the chain), each such parent
+    /// is its parts: it fits iff the cost is within guarantee plus pool
+    /// capacity and what they hold now; a charge takes from the guarantee
+    /// first, the rest from the pool.
     pub fn decide(
         &mut self,
         buckets: &[(usize, String, LimitSpec, bool)],
-        share: Option<&ModelShare>,
+        shares: &[ModelShare],
         costs: &[u64],
         now: Micros,
         mode: Mode,
@@ -99,7 +100,6 @@ impl Model {
             let log = model.logs[level].get(label).map_or(&[][..], Vec::as_slice);
             available(spec, log, now)
         };
-        // The shared parent's (guarantee available, pool available, capacity).
         let part_label = |sh: &ModelShare, guarantee: Option<&str>| {
             let parent = &buckets[sh.parent].1;
             match guarantee {
@@ -107,26 +107,32 @@ impl Model {
                 None => format!("pool:{parent}"),
             }
         };
-        let shared = share.map(|sh| {
-            let level = buckets[sh.parent].0;
-            let (ga, gcap) = sh.guarantee.as_ref().map_or((0, 0), |(label, spec)| {
-                (
-                    part(self, level, &part_label(sh, Some(label)), spec),
-                    spec.capacity(),
-                )
-            });
-            (
-                ga,
-                part(self, level, &part_label(sh, None), &sh.pool),
-                gcap + sh.pool.capacity(),
-            )
-        });
+        let share_at = |i: usize| shares.iter().find(|sh| sh.parent == i);
+        // Per bucket: a shared parent's (guarantee available, pool
+        // available, capacity).
+        let shared: Vec<Option<(u64, u64, u64)>> = (0..buckets.len())
+            .map(|i| {
+                let sh = share_at(i)?;
+                let level = buckets[sh.parent].0;
+                let (ga, gcap) = sh.guarantee.as_ref().map_or((0, 0), |(label, spec)| {
+                    (
+                        part(self, level, &part_label(sh, Some(label)), spec),
+                        spec.capacity(),
+                    )
+                });
+                Some((
+                    ga,
+                    part(self, level, &part_label(sh, None), &sh.pool),
+                    gcap + sh.pool.capacity(),
+                ))
+            })
+            .collect();
         let avail: Vec<u64> = buckets
             .iter()
             .enumerate()
-            .map(|(i, (level, bucket, spec, _))| match (share, shared) {
-                (Some(sh), Some((ga, pa, _))) if sh.parent == i => ga + pa,
-                _ => part(self, *level, bucket, spec),
+            .map(|(i, (level, bucket, spec, _))| match shared[i] {
+                Some((ga, pa, _)) => ga + pa,
+                None => part(self, *level, bucket, spec),
             })
             .collect();
         let fits: Vec<bool> = buckets
@@ -134,9 +140,9 @@ impl Model {
             .enumerate()
             .zip(avail.iter().zip(&probes))
             .map(|((i, (_, _, spec, _)), (a, p))| {
-                let capacity = match (share, shared) {
-                    (Some(sh), Some((_, _, cap))) if sh.parent == i => cap,
-                    _ => spec.capacity(),
+                let capacity = match shared[i] {
+                    Some((_, _, cap)) => cap,
+                    None => spec.capacity(),
                 };
                 *p <= capacity && p <= a
             })
@@ -153,8 +159,8 @@ impl Model {
             .map(|(i, (((level, bucket, _, _), (a, f)), &cost))| {
                 let charged = allowed && *f && mode != Mode::Peek && cost > 0;
                 if charged && mode == Mode::Commit {
-                    match (share, shared) {
-                        (Some(sh), Some((ga, _, _))) if sh.parent == i => {
+                    match (share_at(i), shared[i]) {
+                        (Some(sh), Some((ga, _, _))) => {
                             let from_g = cost.min(ga);
                             if let Some((label, _)) = sh.guarantee.as_ref().filter(|_| from_g > 0) {
                                 self.logs[*level]
@@ -200,18 +206,23 @@ pub fn buckets(
         .collect()
 }
 
-/// The model's view of a chain's fair sharing, if its tree has shares.
-pub fn share(policy: &Policy, descriptors: &[(&str, &str)]) -> Option<ModelShare> {
+/// The model's view of a chain's fair sharing: one per shared parent the
+/// chain passes (a level between two splits is a child of one and the
+/// parent of the other).
+pub fn shares(policy: &Policy, descriptors: &[(&str, &str)]) -> Vec<ModelShare> {
     let chain = policy.trees()[0]
         .chain(descriptors, 1)
         .expect("valid chain");
-    let at = chain.share?;
-    Some(ModelShare {
-        parent: at.parent,
-        guarantee: at.part.map(|p| {
-            let part = &at.shares.parts[p];
-            (part.values.join(","), part.spec)
-        }),
-        pool: at.shares.pool,
-    })
+    chain
+        .shares
+        .iter()
+        .map(|at| ModelShare {
+            parent: at.parent,
+            guarantee: at.part.map(|p| {
+                let part = &at.shares.parts[p];
+                (part.values.join(","), part.spec)
+            }),
+            pool: at.shares.pool,
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use limitree::{ManualClock, MemoryStore, Micros, Mode, Policy, Reason, Store};
 use proptest::prelude::*;
 
-use crate::model::{Model, buckets, share};
+use crate::model::{Model, buckets, shares};
 use crate::support::{ALGORITHMS, T0};
 
 const WINDOWS_S: [u64; 3] = [1, 3, 10];
@@ -62,9 +62,27 @@ fn shares_line(global: &LevelGen, shares: Option<(u64, u64)>) -> String {
     }
 }
 
+/// The user level's `shares` line (of the category level, which is then a
+/// level between two splits when it has shares of the root too): a
+/// guarantee for `u1`, or nothing when the policy would refuse it.
+fn user_shares_line(category: &LevelGen, u1: Option<u64>) -> String {
+    let Some(g) = u1 else {
+        return String::new();
+    };
+    let burst = category.burst.unwrap_or(category.limit);
+    if category.shadow
+        || g > category.limit
+        || (category.algorithm == "gcra" && g * burst < category.limit)
+    {
+        return String::new();
+    }
+    format!("shares = {{ u1 = {g} }}\n")
+}
+
 /// A tree: optional root level — global, or keyed by an optional `team` —,
 /// a category level (with shares of the root one, sometimes: of each team's
-/// bucket when it is keyed), an optional user level.
+/// bucket when it is keyed), an optional user level (with shares of the
+/// category level, sometimes: several sharing levels in one tree).
 fn policy_gen() -> impl Strategy<Value = String> {
     (
         prop::option::of(level_gen()),
@@ -72,13 +90,15 @@ fn policy_gen() -> impl Strategy<Value = String> {
         prop::option::of(level_gen()),
         shares_gen(),
         prop::bool::weighted(0.4),
+        prop::option::weighted(0.4, 1..4u64),
     )
-        .prop_map(|(global, category, user, shares, by_team)| {
+        .prop_map(|(global, category, user, shares, by_team, u1)| {
             let mut text = String::from("[[trees]]\nname = \"t\"\n");
             let category_shares = global
                 .as_ref()
                 .map(|g| shares_line(g, shares))
                 .unwrap_or_default();
+            let user_shares = user_shares_line(&category, u1);
             let mut push = |name: &str, by: &str, l: &LevelGen, required: bool, extra: &str| {
                 text.push_str(extra);
                 if name.is_empty() {
@@ -105,7 +125,10 @@ fn policy_gen() -> impl Strategy<Value = String> {
             push("category", "\"category\"", &category, true, "");
             // The category's shares end its table: before the user level's.
             match &user {
-                Some(u) => push("user", "\"user\"", u, false, &category_shares),
+                Some(u) => {
+                    push("user", "\"user\"", u, false, &category_shares);
+                    text.push_str(&user_shares);
+                }
                 None => push("", "", &category, false, &category_shares),
             }
             text
@@ -205,9 +228,9 @@ proptest! {
             let mode = Mode::for_request(chain.total_cost(), step.dry_run);
             let before = block_on(store.decide(&chain, Mode::Peek)).unwrap();
             let got = block_on(store.decide(&chain, mode)).unwrap();
-            let share = share(&policy, &d);
+            let shares = shares(&policy, &d);
             let (allowed, levels) =
-                model.decide(&buckets(&policy, &d), share.as_ref(), &costs, now, mode);
+                model.decide(&buckets(&policy, &d), &shares, &costs, now, mode);
             prop_assert_eq!(got.allowed, allowed, "step {:?} got {:?}", step, got);
             for (g, m) in got.levels.iter().zip(&levels) {
                 prop_assert_eq!((g.allowed, g.remaining), (m.allowed, m.remaining), "step {:?}: {:?}", step, got);

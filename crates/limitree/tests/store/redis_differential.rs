@@ -111,7 +111,6 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn policy_toml(levels: &[LevelSpec]) -> String {
     let mut text = String::from("[[trees]]\nname = \"t\"\n");
-    let mut shared = false;
     for (i, l) in levels.iter().enumerate() {
         text.push_str(&format!(
             "[[trees.levels]]\nname = \"l{i}\"\nlimit = {}\nwindow = \"{}us\"\nalgorithm = \"{}\"\nshadow = {}\n",
@@ -132,13 +131,14 @@ fn policy_toml(levels: &[LevelSpec]) -> String {
             // Shares of the level above, where the policy takes them: a
             // non-shadow parent whose limit (and gcra burst) holds them —
             // global, or keyed by `team` without overrides (this level is by `k`).
+            // Several levels may give shares: a level between two is a
+            // child of one and the parent of the other.
             let parent = i.checked_sub(1).map(|p| &levels[p]);
-            if let (Some((a, b)), Some(p), false) = (l.shares, parent, l.by_team) {
+            if let (Some((a, b)), Some(p)) = (l.shares, parent) {
                 let burst = p.burst.unwrap_or(p.limit);
                 let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= p.limit;
-                let splittable = !p.keyed || (p.by_team && p.override_a.is_none());
-                if !shared && splittable && !p.shadow && a + b <= p.limit && whole(a) && whole(b) {
-                    shared = true;
+                let splittable = !p.keyed || (p.by_team != l.by_team && p.override_a.is_none());
+                if splittable && !p.shadow && a + b <= p.limit && whole(a) && whole(b) {
                     text.push_str(&format!("shares = {{ a = {a}, b = {b} }}\n"));
                 }
             }
@@ -274,6 +274,63 @@ proptest! {
     #[test]
     fn cluster_redis_splits_a_keyed_parent_like_memory((levels, start, steps) in keyed_parent_scenario()) {
         prop_assume!(policy_toml(&levels).contains("shares"));
+        prop_assume!(run(Topology::Cluster, &levels, start, &steps));
+    }
+}
+
+/// Two sharing levels in one tree: `l0` (global) split for teams "a" and
+/// "b" of `l1` (by `team`), each team's bucket split for "a" and "b" of `l2`
+/// (by `k`): `l1` is a child of `l0` and the parent of `l2`.
+fn two_splits_scenario() -> impl Strategy<Value = (Vec<LevelSpec>, Micros, Vec<Step>)> {
+    (
+        level(),
+        level(),
+        level(),
+        ((1..=3u64, 1..=2u64), (1..=3u64, 1..=2u64)),
+        prop_oneof![Just(T0), T0..T0 + 3_600_000_000],
+        proptest::collection::vec(step(), 1..=40),
+    )
+        .prop_map(|(root, middle, leaf, (s1, s2), start, steps)| {
+            let root = LevelSpec {
+                keyed: false,
+                by_team: false,
+                override_a: None,
+                shadow: false,
+                shares: None,
+                limit: root.limit.max(s1.0 + s1.1),
+                ..root
+            };
+            let middle = LevelSpec {
+                keyed: true,
+                by_team: true,
+                override_a: None,
+                shadow: false,
+                shares: Some(s1),
+                limit: middle.limit.max(s2.0 + s2.1),
+                ..middle
+            };
+            let leaf = LevelSpec {
+                keyed: true,
+                by_team: false,
+                shares: Some(s2),
+                ..leaf
+            };
+            (vec![root, middle, leaf], start, steps)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn standalone_redis_decides_two_splits_like_memory((levels, start, steps) in two_splits_scenario()) {
+        prop_assume!(policy_toml(&levels).matches("shares").count() == 2);
+        prop_assume!(run(Topology::Standalone, &levels, start, &steps));
+    }
+
+    #[test]
+    fn cluster_redis_decides_two_splits_like_memory((levels, start, steps) in two_splits_scenario()) {
+        prop_assume!(policy_toml(&levels).matches("shares").count() == 2);
         prop_assume!(run(Topology::Cluster, &levels, start, &steps));
     }
 }

@@ -122,7 +122,7 @@ fn tree_of(domain: Domain, index: usize) -> Result<Tree, Vec<PolicyError>> {
             domain,
             rule_levels,
         })),
-        shares: None,
+        shares: Vec::new(),
     })
 }
 

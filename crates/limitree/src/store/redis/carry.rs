@@ -23,16 +23,16 @@ use hashbrown::HashMap;
 
 use crate::chain::Chain;
 use crate::clock::Micros;
-use crate::policy::{Algorithm, LimitSpec, Policy, Shares, Tree};
+use crate::policy::{Algorithm, LimitSpec, Policy, Shares};
 use crate::store::memory::keeps_state;
 
-/// The carries of one reload: per tree name.
+/// The carries of one reload: per tree name, one per split level.
 #[derive(Debug, Default)]
 pub(super) struct CarryPlans {
-    trees: HashMap<String, CarryPlan>,
+    trees: HashMap<String, Vec<CarryPlan>>,
 }
 
-/// One tree's carry: its parent level's layout before and after.
+/// One split level's carry: its layout before and after.
 #[derive(Debug)]
 pub(super) struct CarryPlan {
     /// Index of the parent level in the new policy's tree.
@@ -105,11 +105,6 @@ fn horizon_of(spec: &LimitSpec) -> Micros {
     }
 }
 
-/// The level a tree's split divides, if any.
-fn split_level(tree: &Tree) -> Option<usize> {
-    tree.shares.as_ref().map(|s| s.parent)
-}
-
 impl CarryPlans {
     /// The carries a reload from `old` to `new` needs: every tree of both
     /// whose split level keeps its state ([`keeps_state`]) but whose split
@@ -120,65 +115,83 @@ impl CarryPlans {
             let Some(before) = old.tree(&tree.name) else {
                 continue;
             };
-            // The parent level, found in both trees by name.
-            let (old_index, new_index) = match (split_level(before), split_level(tree)) {
-                (None, None) => continue,
-                (Some(o), _) => {
-                    let name = &before.levels[o].name;
-                    match tree.levels.iter().position(|l| l.name == *name) {
-                        Some(n) => (o, n),
-                        None => continue,
-                    }
+            let mut tree_plans = Vec::new();
+            for (new_index, level) in tree.levels.iter().enumerate() {
+                // The same level before (found by name), if it keeps its state.
+                let Some(old_index) = before
+                    .levels
+                    .iter()
+                    .position(|l| l.name == level.name && keeps_state(l, level))
+                else {
+                    continue;
+                };
+                let old_split = before.split_of(old_index);
+                let new_split = tree.split_of(new_index);
+                let signature_new = signature(new_split);
+                if signature(old_split) == signature_new {
+                    continue;
                 }
-                (None, Some(n)) => {
-                    let name = &tree.levels[n].name;
-                    match before.levels.iter().position(|l| l.name == *name) {
-                        Some(o) => (o, n),
-                        None => continue,
-                    }
-                }
-            };
-            if !keeps_state(&before.levels[old_index], &tree.levels[new_index]) {
-                continue;
-            }
-            // Split before and after, each only if it divides that level.
-            let old_split = before.shares.as_ref().filter(|s| s.parent == old_index);
-            let new_split = tree.shares.as_ref().filter(|s| s.parent == new_index);
-            let signature_new = signature(new_split);
-            if signature(old_split) == signature_new {
-                continue;
-            }
-            let horizon = horizon_of(&before.levels[old_index].spec)
-                .max(horizon_of(&tree.levels[new_index].spec));
-            plans.trees.insert(
-                tree.name.clone(),
-                CarryPlan {
+                let horizon =
+                    horizon_of(&before.levels[old_index].spec).max(horizon_of(&level.spec));
+                tree_plans.push(CarryPlan {
                     parent: new_index,
                     old: old_split.cloned(),
                     signature: signature_new,
                     horizon,
                     until: AtomicU64::new(u64::MAX),
                     last_now: AtomicU64::new(0),
-                },
-            );
+                });
+            }
+            if !tree_plans.is_empty() {
+                plans.trees.insert(tree.name.clone(), tree_plans);
+            }
         }
         (!plans.trees.is_empty()).then_some(plans)
     }
 
-    /// The carry `chain` (of the new policy) sends, if its tree has a plan
-    /// that still lasts and the chain passes the parent level.
-    pub(super) fn arg_for(&self, key_prefix: &str, chain: &Chain<'_>) -> Option<CarryArg> {
-        let plan = self.trees.get(&chain.tree.name)?;
+    /// The carries `chain` (of the new policy) sends: one per plan of its
+    /// tree that still lasts and whose level the chain passes, each with
+    /// the plan's index (for [`CarryPlans::answered`]).
+    pub(super) fn args_for(&self, key_prefix: &str, chain: &Chain<'_>) -> Vec<(usize, CarryArg)> {
+        let Some(plans) = self.trees.get(&chain.tree.name) else {
+            return Vec::new();
+        };
+        plans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, plan)| Some((i, plan.arg_for(key_prefix, chain)?)))
+            .collect()
+    }
+
+    /// Decisions of `tree` that carried the plans `carried` were answered
+    /// at Redis time `now`: the first answer starts each plan's horizon.
+    pub(super) fn answered(&self, tree: &str, carried: &[usize], now: Micros) {
+        let Some(plans) = self.trees.get(tree) else {
+            return;
+        };
+        for plan in carried.iter().filter_map(|&i| plans.get(i)) {
+            let _ = plan.until.compare_exchange(
+                u64::MAX,
+                now.saturating_add(plan.horizon),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            plan.last_now.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+}
+
+impl CarryPlan {
+    /// The carry `chain` sends for this plan's level, if the plan still
+    /// lasts and the chain passes the level.
+    fn arg_for(&self, key_prefix: &str, chain: &Chain<'_>) -> Option<CarryArg> {
+        let plan = self;
         if plan.last_now.load(Ordering::Relaxed) >= plan.until.load(Ordering::Relaxed) {
             return None;
         }
         // A decision of another policy (a reload after this one's, in
         // flight) has another layout: nothing to carry for it.
-        let split = chain
-            .tree
-            .shares
-            .as_ref()
-            .filter(|s| s.parent == plan.parent);
+        let split = chain.tree.split_of(plan.parent);
         if signature(split) != plan.signature {
             return None;
         }
@@ -234,19 +247,5 @@ impl CarryPlans {
             targets,
             sources,
         })
-    }
-
-    /// A carrying decision of `tree` was answered at Redis time `now`: the
-    /// first answer starts the plan's horizon.
-    pub(super) fn answered(&self, tree: &str, now: Micros) {
-        if let Some(plan) = self.trees.get(tree) {
-            let _ = plan.until.compare_exchange(
-                u64::MAX,
-                now.saturating_add(plan.horizon),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            plan.last_now.fetch_max(now, Ordering::Relaxed);
-        }
     }
 }

@@ -28,9 +28,10 @@
 --          of their own.
 -- ARGV[4]  per key index, the spec index of that bucket (u16 LE)
 -- ARGV[5]  the decisions, one after the other: a DECISION_HEADER_LEN header
---          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, number of levels n, the
---          shared parent's level (1-based, 0: none; fair sharing, see
---          `evaluate_shared`), its guarantee's key index (u16 LE, 0: none)), then
+--          (mode MODE_COMMIT|MODE_DRY_RUN|MODE_PEEK, number of levels n, number
+--          of shared parents s (fair sharing, see `evaluate_shared`)), then per
+--          shared parent DECISION_SHARE_LEN bytes: its level (1-based) and its
+--          guarantee's key index (u16 LE, 0: none), then
 --          per level, root first, DECISION_LEVEL_LEN bytes: its key index (u16
 --          LE) and its bucket's cost (u32 LE). Each bucket is charged its own
 --          cost; a level of cost 0 is probed with 0 (it always fits) and never
@@ -72,7 +73,8 @@ local SPEC_FORMAT = '<c2dddB'
 local SPEC_LEN = 27
 local SUMMARY_FORMAT = '<I4I4ddI4d'
 local SUMMARY_LEN = 36
-local DECISION_HEADER_LEN = 5
+local DECISION_HEADER_LEN = 3
+local DECISION_SHARE_LEN = 3
 local DECISION_LEVEL_LEN = 6
 
 -- floor(a / b) for non-negative integers, exact: the double quotient can round
@@ -874,11 +876,28 @@ local heads = {}
 -- decision): it runs for every decision of every batch.
 local decisions = ARGV[5]
 local pos = 1
+-- Per level of the current decision: a shared parent's guarantee key index
+-- (0: none), or nil for a level that is not a shared parent; and per level
+-- its shared verdict (allowed, what the guarantee and the pool give, the
+-- record's flags and retry).
+local guarantee_of, s_allowed, s_g, s_p, s_flags, s_retry = {}, {}, {}, {}, {}, {}
 while pos <= #decisions do
-  -- The header and (most chains are that short) the first two levels in one
-  -- string.byte (struct.unpack interprets its format on every call).
-  local mode, n, shared_at, g0, g1, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5 =
+  -- The header and (most chains are that short, and share nothing) the
+  -- first two levels in one string.byte (struct.unpack interprets its
+  -- format on every call).
+  local mode, n, ns, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5 =
     string.byte(decisions, pos, pos + DECISION_HEADER_LEN + 2 * DECISION_LEVEL_LEN - 1)
+  for i = 1, n do guarantee_of[i] = nil end
+  if ns > 0 then
+    for j = 1, ns do
+      local lv, g0, g1 = string.byte(decisions, pos + DECISION_HEADER_LEN + DECISION_SHARE_LEN * (j - 1),
+        pos + DECISION_HEADER_LEN + DECISION_SHARE_LEN * j - 1)
+      guarantee_of[lv] = g0 + 256 * g1
+    end
+    pos = pos + DECISION_SHARE_LEN * ns
+    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5 = string.byte(decisions,
+      pos + DECISION_HEADER_LEN, pos + DECISION_HEADER_LEN + 2 * DECISION_LEVEL_LEN - 1)
+  end
   if n >= 1 then
     chain[1] = a0 + 256 * a1
     costs[1] = a2 + 256 * (a3 + 256 * (a4 + 256 * a5))
@@ -901,16 +920,15 @@ while pos <= #decisions do
   -- is keyed by the probe, so a bucket an earlier decision probed with
   -- another cost is evaluated again.
   local admitted = true
-  local shared_allowed, shared_g, shared_p, shared_flags, shared_retry
   for i = 1, n do
     local k = chain[i]
     local probe = costs[i]
     if peek then probe = 1 end
-    if i == shared_at then
+    local kg = guarantee_of[i]
+    if kg then
       -- The policy never shares a shadow level: no room denies.
-      shared_allowed, shared_g, shared_p, shared_flags, shared_retry =
-        evaluate_shared(k, g0 + 256 * g1, probe)
-      if not shared_allowed then admitted = false end
+      s_allowed[i], s_g[i], s_p[i], s_flags[i], s_retry[i] = evaluate_shared(k, kg, probe)
+      if not s_allowed[i] then admitted = false end
     else
       if memo_probe[k] ~= probe then evaluate(k, probe) end
       if memo_denies[k] then admitted = false end
@@ -927,20 +945,20 @@ while pos <= #decisions do
   for i = 1, n do
     local k = chain[i]
     local cost = costs[i]
-    if i == shared_at then
-      local kg = g0 + 256 * g1
-      local flags = shared_flags
-      local charging = committing and shared_allowed and cost > 0
+    local kg = guarantee_of[i]
+    if kg then
+      local flags = s_flags[i]
+      local charging = committing and s_allowed[i] and cost > 0
       if charging then flags = flags + FLAG_CHARGED end
       local praw = states[k].raw or raw_of(k)
       local graw = ''
       if kg > 0 then graw = states[kg].raw or raw_of(kg) end
       reply[reply_len + 1] = string.char(flags, #praw) .. praw .. string.char(#graw) .. graw
-      reply[reply_len + 2] = shared_retry
+      reply[reply_len + 2] = s_retry[i]
       reply_len = reply_len + 2
       if charging then
-        if shared_g > 0 then charge(kg, shared_g) end
-        if shared_p > 0 then charge(k, shared_p) else record_admission(k) end
+        if s_g[i] > 0 then charge(kg, s_g[i]) end
+        if s_p[i] > 0 then charge(k, s_p[i]) else record_admission(k) end
       end
     else
       local flags = memo_flags[k]

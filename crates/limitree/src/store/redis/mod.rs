@@ -279,13 +279,15 @@ impl RedisStore {
         mode: Mode,
     ) -> Result<ChainOutcome, StoreError> {
         if chain.buckets.is_empty() {
-            return Ok(ChainOutcome::combine(mode, chain, 0, &[], None).0);
+            return Ok(ChainOutcome::combine(mode, chain, 0, &[], &[]).0);
         }
         let carries = self.carries.load();
-        let carry = carries
+        let (carried, carry): (Vec<usize>, Vec<_>) = carries
             .as_ref()
-            .and_then(|plans| plans.arg_for(&self.config.key_prefix, chain));
-        let carrying = carry.is_some();
+            .map(|plans| plans.args_for(&self.config.key_prefix, chain))
+            .unwrap_or_default()
+            .into_iter()
+            .unzip();
         let decision = ScriptDecision::new(&self.config.key_prefix, chain, mode, carry);
         let reply = self
             .batcher
@@ -295,8 +297,10 @@ impl RedisStore {
                 Box::pin(self.call(batch))
             })
             .await?;
-        if carrying && let Some(plans) = carries.as_ref() {
-            plans.answered(&chain.tree.name, reply.now);
+        if !carried.is_empty()
+            && let Some(plans) = carries.as_ref()
+        {
+            plans.answered(&chain.tree.name, &carried, reply.now);
         }
         protocol::decode_outcome(mode, chain, &reply)
     }
@@ -379,11 +383,7 @@ impl RedisStore {
         let pattern = keys::match_pattern(&base);
         // A bucket split by fair sharing has no key of its own: its parts'
         // keys name it.
-        let split = scan
-            .tree
-            .shares
-            .as_ref()
-            .is_some_and(|s| s.parent == scan.level_index);
+        let split = scan.tree.split_of(scan.level_index).is_some();
         let mut connection = self.bounded(self.connection()).await?;
         let slot = match &connection {
             Connection::Standalone(_) => None,
@@ -486,12 +486,7 @@ impl RedisStore {
             // A shared parent's state is its pool and every guarantee, each
             // with its companions (a sliding log's summary left behind
             // would still count the deleted log's entries).
-            if let Some(shares) = chain
-                .tree
-                .shares
-                .as_ref()
-                .filter(|s| s.parent == bucket.level_index)
-            {
+            if let Some(shares) = chain.tree.split_of(bucket.level_index) {
                 let mut part_key = String::new();
                 keys::push_pool_key(
                     &mut part_key,

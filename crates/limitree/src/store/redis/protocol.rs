@@ -17,12 +17,13 @@
 //! | `ARGV[2]` | TTL slack in ms: 0, or [`TEST_TTL_SLACK_MS`] with a test clock |
 //! | `ARGV[3]` | specs, [`SPEC_LEN`] bytes each ([`SPEC_FORMAT`]): code, limit, window, burst as doubles, shadow |
 //! | `ARGV[4]` | per key index, its spec index (`u16` LE)                      |
-//! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), level count `n` (`u8`), shared parent's level (`u8`, 1-based, 0: none), its guarantee's key index (`u16` LE, 0: none), then per level, root first, its key index (`u16` LE) and its bucket's cost (`u32` LE) |
+//! | `ARGV[5]` | decisions: mode ([`MODE_COMMIT`], [`MODE_DRY_RUN`], [`MODE_PEEK`]), level count `n` (`u8`), number of shared parents `s` (`u8`), per shared parent its level (`u8`, 1-based) and its guarantee's key index (`u16` LE, 0: none), then per level, root first, its key index (`u16` LE) and its bucket's cost (`u32` LE) |
 //! | `ARGV[6]` | carries after a reload that changed a split ([`super::carry`]): per parent bucket, its marker key and signature, the marker's TTL, then its targets' and sources' key indexes (see `encode_carry`) |
 //!
 //! Fair sharing ([`Shares`](crate::policy::Shares)): a shared parent's level
-//! carries its pool's key, and the request's guarantee (if any) is one more
-//! key named in the header. The script takes the cost from the guarantee
+//! carries its pool's key, and the request's guarantee in it (if any) is one
+//! more key named in the header; a chain may pass several shared parents
+//! (a level between two splits is a child and a parent). The script takes the cost from the guarantee
 //! first and the rest from the pool, as [`share_verdict`] does, and answers
 //! the level with one record flagged [`FLAG_SHARED`] holding both states.
 //!
@@ -127,10 +128,13 @@ pub(super) const SUMMARY_FORMAT: &str = "<I4I4ddI4d";
 /// Bytes of a summary ([`SUMMARY_FORMAT`]).
 pub(super) const SUMMARY_LEN: usize = 4 + 4 + 8 + 8 + 4 + 8;
 
-/// Bytes of a decision's header in `ARGV[5]`: mode, level count, the shared
-/// parent's level (1-based; 0: none) and its guarantee's key index (`u16`; 0:
-/// none).
-pub(super) const DECISION_HEADER_LEN: usize = 1 + 1 + 1 + 2;
+/// Bytes of a decision's header in `ARGV[5]`: mode, level count, and the
+/// number of shared parents, each then described in [`DECISION_SHARE_LEN`]
+/// bytes.
+pub(super) const DECISION_HEADER_LEN: usize = 1 + 1 + 1;
+/// Bytes of one shared parent in a decision's header: its level (1-based) and
+/// its guarantee's key index (`u16` LE; 0: none).
+pub(super) const DECISION_SHARE_LEN: usize = 1 + 2;
 /// Bytes of one level of a decision in `ARGV[5]`: key index (`u16`), cost (`u32`).
 pub(super) const DECISION_LEVEL_LEN: usize = 2 + 4;
 
@@ -139,7 +143,8 @@ pub(super) const DECISION_LEVEL_LEN: usize = 2 + 4;
 pub(super) const TEST_TTL_SLACK_MS: u64 = 24 * 3600 * 1000;
 
 /// Most bytes of one decision in `ARGV[5]`.
-const MAX_DECISION_LEN: usize = DECISION_HEADER_LEN + DECISION_LEVEL_LEN * MAX_LEVELS;
+const MAX_DECISION_LEN: usize =
+    DECISION_HEADER_LEN + (DECISION_SHARE_LEN + DECISION_LEVEL_LEN) * MAX_LEVELS;
 
 /// Bytes of the command before the keys and the packed arguments, at most:
 /// `EVALSHA`, the 40-digit sha, the key count, `now` and the slack (each a
@@ -158,23 +163,24 @@ const _: () = assert!(
 #[derive(Debug)]
 pub(super) struct ScriptDecision {
     /// Its buckets' keys, one after the other, each ending at `key_ends[i]`
-    /// (one allocation per decision, not one per key). With fair sharing the
-    /// shared parent's key is its pool's, and its guarantee's (if any) comes
-    /// last, after the levels'.
+    /// (one allocation per decision, not one per key). With fair sharing a
+    /// shared parent's key is its pool's, and its guarantee's (if any) come
+    /// after the levels', in the order of the shared parents.
     keys: String,
-    key_ends: ArrayVec<usize, { MAX_LEVELS + 1 }>,
+    key_ends: ArrayVec<usize, { 2 * MAX_LEVELS }>,
     /// [`MODE_COMMIT`], [`MODE_DRY_RUN`] or [`MODE_PEEK`].
     mode: u8,
     /// Per key, as `keys`.
-    specs: ArrayVec<SpecArg, { MAX_LEVELS + 1 }>,
+    specs: ArrayVec<SpecArg, { 2 * MAX_LEVELS }>,
     /// Per level, root first: its bucket's cost.
     costs: ArrayVec<u64, MAX_LEVELS>,
-    /// Fair sharing: the shared parent's position (1-based), and whether the
-    /// guarantee's key follows the levels' keys.
-    share: Option<(u8, bool)>,
-    /// A reload changed the split of the chain's parent: the old layout's
-    /// state to carry into the new one first (see [`super::carry`]).
-    carry: Option<Box<ScriptCarry>>,
+    /// Fair sharing: each shared parent's position (1-based), and whether
+    /// its guarantee's key follows the levels' keys.
+    shares: ArrayVec<(u8, bool), MAX_LEVELS>,
+    /// A reload changed the split of a level of the chain: the old layout's
+    /// state to carry into the new one first (see [`super::carry`]; empty,
+    /// without allocating, otherwise).
+    carry: Vec<ScriptCarry>,
 }
 
 /// A [`CarryArg`] as the script wants it (one entry of `ARGV[6]`).
@@ -207,7 +213,7 @@ impl ScriptDecision {
         key_prefix: &str,
         chain: &Chain<'_>,
         mode: Mode,
-        carry: Option<CarryArg>,
+        carry: Vec<CarryArg>,
     ) -> Box<Self> {
         let mut keys = String::new();
         let mut key_ends = ArrayVec::new();
@@ -219,9 +225,9 @@ impl ScriptDecision {
             burst: spec.burst,
             shadow,
         };
-        let mut specs: ArrayVec<SpecArg, { MAX_LEVELS + 1 }> = ArrayVec::new();
+        let mut specs: ArrayVec<SpecArg, { 2 * MAX_LEVELS }> = ArrayVec::new();
         for (i, bucket) in chain.buckets.iter().enumerate() {
-            match chain.share.as_ref().filter(|s| s.parent == i) {
+            match chain.shares.iter().find(|s| s.parent == i) {
                 Some(at) => {
                     super::keys::push_pool_key(&mut keys, key_prefix, tree, bucket);
                     specs.push(spec_arg(&at.shares.pool, false));
@@ -233,7 +239,7 @@ impl ScriptDecision {
             }
             key_ends.push(keys.len());
         }
-        let share = chain.share.as_ref().map(|at| {
+        let shares = chain.shares.iter().map(|at| {
             if let Some(part) = at.part {
                 let part = &at.shares.parts[part];
                 let parent = &chain.buckets[at.parent];
@@ -244,22 +250,24 @@ impl ScriptDecision {
             // At most MAX_LEVELS (8) levels: the position fits a byte.
             (at.parent as u8 + 1, at.part.is_some())
         });
-        let carry = carry.map(|c| {
+        let shares = shares.collect();
+        let carry = carry.into_iter().map(|c| {
             let args = |keys: Vec<(String, LimitSpec)>| -> Vec<(String, SpecArg)> {
                 keys.into_iter()
                     .map(|(key, spec)| (key, spec_arg(&spec, false)))
                     .collect()
             };
-            Box::new(ScriptCarry {
+            ScriptCarry {
                 marker: c.marker,
                 signature: c.signature,
                 marker_ttl_ms: c.marker_ttl_ms,
                 targets: args(c.targets),
                 sources: args(c.sources),
-            })
+            }
         });
+        let carry = carry.collect();
         Box::new(ScriptDecision {
-            share,
+            shares,
             carry,
             keys,
             key_ends,
@@ -346,7 +354,7 @@ pub(super) fn encode_call(
     let mut key_index_of: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
     let mut keys: Vec<(&str, usize)> = Vec::new();
     let mut specs: Vec<&SpecArg> = Vec::new();
-    let mut chains: Vec<ArrayVec<usize, { MAX_LEVELS + 1 }>> = Vec::with_capacity(batch.len());
+    let mut chains: Vec<ArrayVec<usize, { 2 * MAX_LEVELS }>> = Vec::with_capacity(batch.len());
     let mut index_of = |key, spec| {
         let next_key_index = keys.len() + 1;
         *key_index_of.entry_ref(key).or_insert_with(|| {
@@ -371,11 +379,11 @@ pub(super) fn encode_call(
             chain.push(index_of(key, spec));
         }
         chains.push(chain);
-        if let Some(c) = decision.carry.as_deref()
-            && !carried.contains(&c.marker.as_str())
-        {
-            carried.push(&c.marker);
-            encode_carry(&mut carries, c, &mut index_of)?;
+        for c in &decision.carry {
+            if !carried.contains(&c.marker.as_str()) {
+                carried.push(&c.marker);
+                encode_carry(&mut carries, c, &mut index_of)?;
+            }
         }
     }
 
@@ -418,13 +426,18 @@ pub(super) fn encode_call(
     for (decision, chain) in batch.iter().zip(&chains) {
         packed.push(decision.mode);
         packed.push(u8::try_from(decision.costs.len()).map_err(|_| too_big())?);
-        let (shared_at, guarantee) = match decision.share {
-            None => (0, 0),
-            Some((at, false)) => (at, 0),
-            Some((at, true)) => (at, chain.last().copied().unwrap_or(0)),
-        };
-        packed.push(shared_at);
-        packed.extend_from_slice(&index_u16(guarantee)?.to_le_bytes());
+        packed.push(u8::try_from(decision.shares.len()).map_err(|_| too_big())?);
+        // The guarantees' keys follow the levels', in order.
+        let mut guarantees = chain[decision.costs.len()..].iter();
+        for &(at, has_guarantee) in &decision.shares {
+            let guarantee = if has_guarantee {
+                guarantees.next().copied().unwrap_or(0)
+            } else {
+                0
+            };
+            packed.push(at);
+            packed.extend_from_slice(&index_u16(guarantee)?.to_le_bytes());
+        }
         for (&key_index, &cost) in chain.iter().zip(&decision.costs) {
             packed.extend_from_slice(&index_u16(key_index)?.to_le_bytes());
             // No level holds more than MAX_LIMIT (< 2^32), so any larger cost
@@ -873,7 +886,7 @@ pub(super) fn decode_outcome(
     let mut verdicts: ArrayVec<Verdict, MAX_LEVELS> = ArrayVec::new();
     let mut charged = 0u32;
     let mut records = reply.records();
-    let mut share = None;
+    let mut shares: ArrayVec<ShareVerdict, MAX_LEVELS> = ArrayVec::new();
     // In a peek, when each level's bucket last admitted (a shared parent: its
     // pool, which records every admission of the level).
     let mut lasts: ArrayVec<Option<Micros>, MAX_LEVELS> = ArrayVec::new();
@@ -886,7 +899,7 @@ pub(super) fn decode_outcome(
         })?;
         // What the script probed the level with (a peek probes with 1).
         let probe = bucket.probe(mode);
-        let shared = chain.share.as_ref().filter(|s| s.parent == i);
+        let shared = chain.shares.iter().find(|s| s.parent == i);
         if shared.is_some() != (record.flags & FLAG_SHARED != 0) {
             return Err(protocol_error(format!(
                 "the decision script's record of level {i} is {}a shared parent's",
@@ -896,7 +909,7 @@ pub(super) fn decode_outcome(
         if let Some(at) = shared {
             let sv = share_verdict_of(&record, reply.now, at, probe)?;
             verdicts.push(sv.verdict);
-            share = Some(sv);
+            shares.push(sv);
         } else {
             verdicts.push(level_verdict(&record, reply.now, bucket.spec, probe)?);
         }
@@ -914,7 +927,7 @@ pub(super) fn decode_outcome(
         )));
     }
     // No overflow bucket in Redis (see the module docs of `redis`).
-    let (mut outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts, share.as_ref());
+    let (mut outcome, charge) = ChainOutcome::combine(mode, chain, 0, &verdicts, &shares);
     for (level, last) in outcome.levels.iter_mut().zip(lasts) {
         level.since_admission = last.map(|at| reply.now.saturating_sub(at));
     }
@@ -953,7 +966,7 @@ mod tests {
         let (old, new) = (policy(10), policy(5));
         let decision = |policy: &crate::policy::Policy| {
             let chain = policy.trees()[0].chain(&[], 1).unwrap();
-            ScriptDecision::new("limitree", &chain, Mode::Commit, None)
+            ScriptDecision::new("limitree", &chain, Mode::Commit, Vec::new())
         };
         let batch = vec![
             decision(&old),
@@ -1047,6 +1060,7 @@ mod tests {
             ("SUMMARY_LEN", int(SUMMARY_LEN)),
             ("DECISION_HEADER_LEN", int(DECISION_HEADER_LEN)),
             ("DECISION_LEVEL_LEN", int(DECISION_LEVEL_LEN)),
+            ("DECISION_SHARE_LEN", int(DECISION_SHARE_LEN)),
         ];
         for (name, value) in &shared {
             assert_eq!(lua.get(name), Some(value), "{name} in decide.lua");
