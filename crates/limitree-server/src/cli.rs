@@ -711,6 +711,22 @@ fn describe_policy(out: &mut String, policy: &Policy) {
                 tree.levels[shares.child].name,
                 shares.pool.limit
             );
+            // An overridden bucket is split from its own limit.
+            for (o, split) in parent.overrides.iter().zip(&shares.per_override) {
+                let values: Vec<String> = parent
+                    .by
+                    .iter()
+                    .zip(&o.values)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {}: {} reserved, pool {}",
+                    values.join(","),
+                    split.reserved,
+                    split.pool.limit
+                );
+            }
         }
     }
 }

@@ -545,11 +545,11 @@ fn validate_override(
 
 /// The tree's [`Shares`], one per level that gives guarantees: the level
 /// directly above it must be a non-shadow level whose limit holds the sum of
-/// the guarantees — a global one, or a keyed one whose buckets all hold its
-/// one limit (its overrides only give guarantees of its own parent) and
-/// whose `by` keys the child does not repeat (each of its buckets is split
-/// alike). Several levels may give them: a level between two is both a
-/// child and a parent.
+/// the guarantees — a global one, or a keyed one whose `by` keys the child
+/// does not repeat (each of its buckets is split for the same values; a
+/// bucket one of its overrides matches from that override's limit, which
+/// must hold the guarantees too). Several levels may give them: a level
+/// between two is both a child and a parent.
 fn validate_shares(
     levels: &[Level],
     tree_index: usize,
@@ -588,21 +588,6 @@ fn validate_shares(
         // every bucket must hold the same limit, and a guarantee must not
         // name the parent's values (it would reserve part of every parent
         // bucket for values only one of them ever sees).
-        // Overrides that only give guarantees (a middle level's `shares`)
-        // keep the level's limit.
-        if parent.overrides.iter().any(|o| o.spec != parent.spec) {
-            problems.push(
-                &level_place,
-                format!(
-                    "gives guaranteed shares of level `{}`, which has `overrides` with limits of \
-                     their own; each bucket of a level with shares below it is split the same \
-                     way, so it must hold the level's one limit: remove the overrides' limits \
-                     there (or add a level for them)",
-                    parent.name
-                ),
-            );
-            continue;
-        }
         if let Some(key) = level.by.iter().find(|k| parent.by.contains(k)) {
             problems.push(
                 &level_place,
@@ -639,26 +624,75 @@ fn validate_shares(
             );
             continue;
         }
-        let shares = Shares::split(child - 1, child, &parent.spec, guarantees);
-        for part in &shares.parts {
-            if part.spec.capacity() == 0 {
+        // A keyed parent's overridden buckets are split from their own
+        // limits: the guarantees must fit every one of them.
+        let mut fits = true;
+        for o in &parent.overrides {
+            if reserved > o.spec.limit {
+                fits = false;
                 problems.push(
                     &level_place,
                     format!(
-                        "the guarantee of {} for `{}` is less than one unit of the gcra burst {} \
-                         of level `{}` (limit {}); raise it to at least {}",
-                        part.guaranteed,
-                        cut(&part.values.join(","), MAX_ECHO),
-                        parent.spec.burst,
+                        "the guaranteed shares sum to {reserved}, more than the {} of level \
+                         `{}`'s override for `{}`, whose buckets they are part of too; lower \
+                         them so they sum to at most {}, or raise that override's limit",
+                        o.spec.limit,
                         parent.name,
-                        parent.spec.limit,
-                        parent.spec.limit.div_ceil(parent.spec.burst.max(1)),
+                        cut(&o.values.join(","), MAX_ECHO),
+                        o.spec.limit
                     ),
                 );
             }
-            check_spec(&part.spec, &level_place, problems);
         }
-        check_spec(&shares.pool, &level_place, problems);
+        if !fits {
+            continue;
+        }
+        let mut shares = Shares::split(child - 1, child, &parent.spec, guarantees.clone());
+        shares.per_override = parent
+            .overrides
+            .iter()
+            .map(|o| Shares::split(child - 1, child, &o.spec, guarantees.clone()))
+            .collect();
+        let splits: Vec<(&Shares, &LimitSpec, String)> =
+            std::iter::once((&shares, &parent.spec, format!("level `{}`", parent.name)))
+                .chain(
+                    shares
+                        .per_override
+                        .iter()
+                        .zip(&parent.overrides)
+                        .map(|(s, o)| {
+                            (
+                                s,
+                                &o.spec,
+                                format!(
+                                    "level `{}`'s override for `{}`",
+                                    parent.name,
+                                    cut(&o.values.join(","), MAX_ECHO)
+                                ),
+                            )
+                        }),
+                )
+                .collect();
+        for (split, spec, of) in splits {
+            for part in &split.parts {
+                if part.spec.capacity() == 0 {
+                    problems.push(
+                        &level_place,
+                        format!(
+                            "the guarantee of {} for `{}` is less than one unit of the gcra burst \
+                             {} of {of} (limit {}); raise it to at least {}",
+                            part.guaranteed,
+                            cut(&part.values.join(","), MAX_ECHO),
+                            spec.burst,
+                            spec.limit,
+                            spec.limit.div_ceil(spec.burst.max(1)),
+                        ),
+                    );
+                }
+                check_spec(&part.spec, &level_place, problems);
+            }
+            check_spec(&split.pool, &level_place, problems);
+        }
         found.push(shares);
     }
     found
@@ -1000,10 +1034,12 @@ window = "1s"
          of level `global` they are part of; lower them so they sum to at most 10"
     )]
     #[case::shadow_parent("limit = 10\nshadow = true", "shares = { a = 1 }", "a shadow level")]
-    #[case::parent_with_overrides(
-        "limit = 10\nby = [\"tenant\"]\noverrides = [{ when = { tenant = \"x\" }, limit = 20 }]",
-        "shares = { a = 1 }",
-        "which has `overrides` with limits of their own; each bucket of a level with shares below it"
+    #[case::more_than_a_parent_override(
+        "limit = 10\nby = [\"tenant\"]\noverrides = [{ when = { tenant = \"x\" }, limit = 3 }]",
+        "shares = { a = 2, b = 2 }",
+        "f.toml: line 9, column 1: trees[t].levels[category]: the guaranteed shares sum to 4, more than the 3 of \
+         level `global`'s override for `x`, whose buckets they are part of too; lower them so they sum \
+         to at most 3, or raise that override's limit"
     )]
     #[case::child_repeats_the_parent_key(
         "limit = 10\nby = [\"category\"]",

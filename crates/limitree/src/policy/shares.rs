@@ -13,8 +13,9 @@
 //! and the rest from the pool; any other request (a value without a share, or
 //! no child bucket at all) takes only from the pool. The parent's bucket has
 //! no state of its own: its parts are it. Every bucket of a keyed parent is
-//! split the same way (the policy refuses overrides with limits on it, and a child that
-//! repeats its `by` keys), so one `Shares` describes them all. Since the parts' limits sum to `L`, the
+//! split for the same values (the policy refuses a child that repeats its
+//! `by` keys); a bucket an override of the parent matches is split from the
+//! override's limit ([`Shares::per_override`]), the others from the level's. Since the parts' limits sum to `L`, the
 //! parent never admits more than a bucket of `L` would, and a value within its
 //! guarantee is never denied for what other values took. The child's own limit
 //! stays each value's ceiling. How one request is split is
@@ -25,7 +26,7 @@
 //! below (its buckets are split, and their parts, whose limits sum to its
 //! own, are its ceiling). Each split is decided on its own, in chain order.
 
-use super::{Algorithm, LimitSpec};
+use super::{Algorithm, Level, LimitSpec};
 
 /// The shares one tree gives: which level is split for which.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,11 @@ pub struct Shares {
     pub pool: LimitSpec,
     /// One per guaranteed value, in the child's override order.
     pub parts: Vec<SharePart>,
+    /// A keyed parent with `overrides`: per override, in its order, the
+    /// split of the buckets it matches — the same values and guarantees,
+    /// the pool and parts cut from the override's own spec. Empty
+    /// otherwise (and in these splits themselves).
+    pub per_override: Vec<Shares>,
 }
 
 /// One value's guarantee.
@@ -105,7 +111,49 @@ impl Shares {
                 ..*parent
             },
             parts,
+            per_override: Vec::new(),
         }
+    }
+
+    /// The split of the parent's bucket with `values`: its override's (see
+    /// [`Shares::per_override`]) or the level's. `parent` is the parent
+    /// level.
+    pub fn for_values(&self, parent: &Level, values: &[&str]) -> &Shares {
+        if self.per_override.is_empty() {
+            return self;
+        }
+        parent
+            .overrides
+            .iter()
+            .position(|o| {
+                o.values
+                    .iter()
+                    .map(String::as_str)
+                    .eq(values.iter().copied())
+            })
+            .and_then(|i| self.per_override.get(i))
+            .unwrap_or(self)
+    }
+
+    /// Whether `other` splits every bucket as this does: the same values
+    /// with the same guarantees, in order, and the same pools (per override
+    /// too). A reload between two such splits keeps their parts.
+    pub fn same_layout(&self, other: &Shares) -> bool {
+        let one = |a: &Shares, b: &Shares| {
+            a.pool.limit == b.pool.limit
+                && a.parts.len() == b.parts.len()
+                && a.parts
+                    .iter()
+                    .zip(&b.parts)
+                    .all(|(x, y)| x.values == y.values && x.guaranteed == y.guaranteed)
+        };
+        one(self, other)
+            && self.per_override.len() == other.per_override.len()
+            && self
+                .per_override
+                .iter()
+                .zip(&other.per_override)
+                .all(|(a, b)| one(a, b))
     }
 
     /// The guarantee of the child bucket with `values`, by index in [`Shares::parts`].

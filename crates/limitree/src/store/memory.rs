@@ -198,22 +198,20 @@ enum LevelBuckets {
 }
 
 /// Whether two splits keep each other's parts as they are: both absent, or
-/// the same guaranteed values with the same guarantees in the same order and
-/// the same pool. Any other change is carried (see [`LevelBuckets::share`]).
+/// the same layout ([`Shares::same_layout`]). Any other change is carried
+/// (see [`LevelBuckets::share`]).
 fn same_split(old: Option<&Shares>, new: Option<&Shares>) -> bool {
     match (old, new) {
         (None, None) => true,
-        (Some(old), Some(new)) => {
-            old.pool.limit == new.pool.limit
-                && old.parts.len() == new.parts.len()
-                && old
-                    .parts
-                    .iter()
-                    .zip(&new.parts)
-                    .all(|(a, b)| a.values == b.values && a.guaranteed == b.guaranteed)
-        }
+        (Some(old), Some(new)) => old.same_layout(new),
         _ => false,
     }
+}
+
+/// The split of `level`'s bucket with `values` (an overridden bucket has
+/// its own, see [`Shares::for_values`]).
+fn split_for<'s>(split: Option<&'s Shares>, level: &Level, values: &[&str]) -> Option<&'s Shares> {
+    split.map(|s| s.for_values(level, values))
 }
 
 impl BucketEntry {
@@ -337,6 +335,7 @@ impl LevelBuckets {
                         let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
                             key.0.iter().map(|v| &**v).collect();
                         let spec = level.spec_for(&values);
+                        let split = split_for(split, level, &values);
                         let carried = BucketEntry::carried(entry, split, spec, now);
                         (key.clone(), carried)
                     })
@@ -736,7 +735,7 @@ fn expire_idle_in(
         let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
             key.0.iter().map(|v| &**v).collect();
         let spec = level.spec_for(&values);
-        cell.idle_at(spec, split) > now
+        cell.idle_at(spec, split_for(split, level, &values)) > now
     });
     before - map.len()
 }
@@ -843,8 +842,9 @@ impl MemoryStore {
                 }
                 Some(LevelBuckets::Keyed(k)) => {
                     let removed = k.buckets.write().remove(&KeyRef(&bucket.values));
+                    let split = split_for(k.split.as_ref(), &k.level, &bucket.values);
                     reset += usize::from(
-                        removed.is_some_and(|mut c| c.idle_at(bucket.spec, k.split.as_ref()) > now),
+                        removed.is_some_and(|mut c| c.idle_at(bucket.spec, split) > now),
                     );
                 }
             }

@@ -500,6 +500,34 @@ pub async fn several_levels_of_a_tree_give_shares(h: &dyn Harness) {
     }
 }
 
+/// A keyed parent with `overrides`: each bucket is split from its own limit
+/// — team `big` (override: 20) into `a` 3, `b` 3 and a pool of 14, any other
+/// team (10) into 3, 3 and 4 — and every promise holds per team bucket.
+pub async fn an_overridden_parent_bucket_is_split_from_its_own_limit(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let policy = keyed(algorithm).replace("limit = 6", "limit = 20").replace(
+            "by = [\"team\"]\n",
+            "by = [\"team\"]\noverrides = [{ when = { team = \"big\" }, limit = 20 }]\n",
+        );
+        let f = Fixture::new(h, &policy);
+        let o = f.take(&in_team("big", "c"), 0).await;
+        assert_eq!(pool(&o), Some(14), "{algorithm}: {o:?}");
+        assert_eq!(o.levels[0].limit, 20, "{algorithm}: {o:?}");
+        let o = f.take(&in_team("x", "c"), 0).await;
+        assert_eq!(pool(&o), Some(4), "{algorithm}: {o:?}");
+        // (5) `c` only borrows; (2) `a` and `b` keep their guarantees.
+        assert_eq!(admitted_in(&f, "big", "c", 30).await, 14, "{algorithm}");
+        assert_eq!(admitted_in(&f, "big", "a", 30).await, 3, "{algorithm}");
+        assert_eq!(admitted_in(&f, "big", "b", 30).await, 3, "{algorithm}");
+        assert_eq!(admitted_in(&f, "x", "c", 30).await, 4, "{algorithm}");
+        assert_eq!(admitted_in(&f, "x", "a", 30).await, 3, "{algorithm}");
+        assert_eq!(admitted_in(&f, "x", "b", 30).await, 3, "{algorithm}");
+        // (1) Each team's bucket admitted exactly its own limit.
+        let o = f.take(&in_team("big", "a"), 0).await;
+        assert_eq!(o.levels[0].remaining, 0, "{algorithm}: {o:?}");
+    }
+}
+
 /// Keyed parent, two teams: (1) each team's bucket admits at most its own
 /// limit, and (2, 5) one team's traffic — its pool drained, its guarantees
 /// used up — takes nothing from another team's guarantees or pool: team `y`

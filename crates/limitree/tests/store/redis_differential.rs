@@ -137,7 +137,18 @@ fn policy_toml(levels: &[LevelSpec]) -> String {
             if let (Some((a, b)), Some(p)) = (l.shares, parent) {
                 let burst = p.burst.unwrap_or(p.limit);
                 let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= p.limit;
-                let splittable = !p.keyed || (p.by_team != l.by_team && p.override_a.is_none());
+                // A keyed parent's overridden bucket ("a") is split from
+                // the override's limit (and burst: the level's unless that
+                // equals its limit), which must hold the guarantees too.
+                let override_holds = p.override_a.is_none_or(|(limit, _)| {
+                    let burst = match p.burst {
+                        Some(b) if b != p.limit => b,
+                        _ => limit,
+                    };
+                    let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= limit;
+                    a + b <= limit && whole(a) && whole(b)
+                });
+                let splittable = !p.keyed || (p.by_team != l.by_team && override_holds);
                 if splittable && !p.shadow && a + b <= p.limit && whole(a) && whole(b) {
                     text.push_str(&format!("shares = {{ a = {a}, b = {b} }}\n"));
                 }
@@ -233,7 +244,8 @@ proptest! {
 
 /// Fair sharing under a keyed parent, which the random trees above reach
 /// only rarely: the parent by `team` (two teams' buckets, each split on its
-/// own), the child by `k` with guarantees for "a" and "b".
+/// own, sometimes team "a" with an override of its own limit), the child by
+/// `k` with guarantees for "a" and "b".
 fn keyed_parent_scenario() -> impl Strategy<Value = (Vec<LevelSpec>, Micros, Vec<Step>)> {
     (
         level(),
@@ -243,10 +255,11 @@ fn keyed_parent_scenario() -> impl Strategy<Value = (Vec<LevelSpec>, Micros, Vec
         proptest::collection::vec(step(), 1..=40),
     )
         .prop_map(|(parent, child, shares, start, steps)| {
+            // With an override for team "a" sometimes (its buckets are
+            // split from the override's limit).
             let parent = LevelSpec {
                 keyed: true,
                 by_team: true,
-                override_a: None,
                 shadow: false,
                 shares: None,
                 limit: parent.limit.max(shares.0 + shares.1),

@@ -84,6 +84,10 @@ fn signature(split: Option<&Shares>) -> String {
         }
         text.push_str(&format!("={}", part.guaranteed));
     }
+    // A keyed parent's overridden buckets' pools.
+    for o in &split.per_override {
+        text.push_str(&format!(";{}", o.pool.limit));
+    }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);
@@ -200,6 +204,10 @@ impl CarryPlan {
             .iter()
             .find(|b| b.level_index == plan.parent)?;
         let tree = &chain.tree.name;
+        // The parts' specs are the bucket's own split's (an overridden
+        // bucket's, see `Shares::for_values`); only the old layout's keys
+        // (its values) matter.
+        let split = split.map(|s| s.for_values(bucket.level, &bucket.values));
         let parts = |split: &Shares, with_pool: bool| -> Vec<(String, LimitSpec)> {
             let mut keys = Vec::with_capacity(split.parts.len() + 1);
             if with_pool {
