@@ -699,8 +699,13 @@ fn describe_policy(out: &mut String, policy: &Policy) {
             let parent = &tree.levels[shares.parent];
             let each = if parent.is_global() {
                 String::new()
-            } else {
+            } else if shares.per_bucket.is_empty() {
                 format!(" (each bucket by {}, split alike)", parent.by.join(","))
+            } else {
+                format!(
+                    " (each bucket by {}, split alike but those below)",
+                    parent.by.join(",")
+                )
             };
             let _ = writeln!(
                 out,
@@ -711,19 +716,21 @@ fn describe_policy(out: &mut String, policy: &Policy) {
                 tree.levels[shares.child].name,
                 shares.pool.limit
             );
-            // An overridden bucket is split from its own limit.
-            for (o, split) in parent.overrides.iter().zip(&shares.per_override) {
+            // Buckets split otherwise (an override's limit, or guarantees
+            // of their own when the child repeats the parent's keys).
+            for (values, split) in &shares.per_bucket {
                 let values: Vec<String> = parent
                     .by
                     .iter()
-                    .zip(&o.values)
+                    .zip(values)
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
                 let _ = writeln!(
                     out,
-                    "    {}: {} reserved, pool {}",
+                    "    {}: {} reserved for {} values, pool {}",
                     values.join(","),
                     split.reserved,
+                    split.parts.len(),
                     split.pool.limit
                 );
             }

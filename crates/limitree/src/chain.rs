@@ -225,7 +225,7 @@ impl<'a> Chain<'a> {
         let shares = tree
             .split_of(level_index)
             .map(|shares| ChainShare {
-                shares: shares.for_values(level, &buckets[0].values),
+                shares: shares.for_values(&buckets[0].values),
                 parent: 0,
                 child: None,
                 part: None,
@@ -509,7 +509,7 @@ impl Tree {
                     .iter()
                     .position(|b| b.level_index == shares.parent)?;
                 // An overridden parent bucket has its own split.
-                let shares = shares.for_values(buckets[parent].level, &buckets[parent].values);
+                let shares = shares.for_values(&buckets[parent].values);
                 let child = buckets.iter().position(|b| b.level_index == shares.child);
                 let part = child.and_then(|c| shares.part_for(&buckets[c].values));
                 Some(ChainShare {

@@ -588,15 +588,27 @@ fn validate_shares(
         // every bucket must hold the same limit, and a guarantee must not
         // name the parent's values (it would reserve part of every parent
         // bucket for values only one of them ever sees).
-        if let Some(key) = level.by.iter().find(|k| parent.by.contains(k)) {
+        // A child that repeats the parent's `by` keys gives each guarantee
+        // in the one parent bucket its values name; it must repeat all of
+        // them (else a guarantee would name several parent buckets).
+        let repeats = !parent.by.is_empty() && parent.by.iter().all(|k| level.by.contains(k));
+        if !repeats && let Some(key) = level.by.iter().find(|k| parent.by.contains(k)) {
+            let missing: Vec<&str> = parent
+                .by
+                .iter()
+                .filter(|k| !level.by.contains(k))
+                .map(String::as_str)
+                .collect();
             problems.push(
                 &level_place,
                 format!(
-                    "gives guaranteed shares of level `{}`, but both have the `by` key `{}`; \
-                     a guarantee is given in every bucket of `{}`, so this level's `by` must \
-                     not repeat its keys: use `by` without `{}` here (and, for a ceiling per \
-                     `{}` bucket, a third level below with both keys)",
-                    parent.name, key, parent.name, key, parent.name
+                    "gives guaranteed shares of level `{}` and repeats its `by` key `{}` but not \
+                     `{}`; a guarantee lives in the bucket of `{}` its values name, so repeat \
+                     all of that level's `by` keys here, or none",
+                    parent.name,
+                    key,
+                    missing.join("`, `"),
+                    parent.name
                 ),
             );
             continue;
@@ -612,8 +624,10 @@ fn validate_shares(
             );
             continue;
         }
+        // (With repeated keys each parent bucket holds only its own: checked
+        // per bucket below.)
         let reserved: u64 = guarantees.iter().map(|(_, g)| g).sum();
-        if reserved > parent.spec.limit {
+        if !repeats && reserved > parent.spec.limit {
             problems.push(
                 &level_place,
                 format!(
@@ -624,56 +638,81 @@ fn validate_shares(
             );
             continue;
         }
-        // A keyed parent's overridden buckets are split from their own
-        // limits: the guarantees must fit every one of them.
+        // Position of each of the parent's `by` keys in the child's (a child
+        // that repeats them): a guarantee's parent bucket.
+        let parent_values = |values: &[String]| -> Vec<String> {
+            parent
+                .by
+                .iter()
+                .filter_map(|k| level.by.iter().position(|c| c == k))
+                .map(|i| values[i].clone())
+                .collect()
+        };
+        // The parent buckets split otherwise than the rest: the overridden
+        // ones (their own limits) and, when the child repeats the parent's
+        // keys, those its guarantees name (their own guarantees; the rest
+        // hold none).
+        let mut own: Vec<Vec<String>> = parent.overrides.iter().map(|o| o.values.clone()).collect();
+        if repeats {
+            for (values, _) in &guarantees {
+                let v = parent_values(values);
+                if !own.contains(&v) {
+                    own.push(v);
+                }
+            }
+        }
+        let guarantees_of = |bucket: Option<&[String]>| -> Vec<(Vec<String>, u64)> {
+            guarantees
+                .iter()
+                .filter(|(values, _)| match bucket {
+                    Some(b) if repeats => parent_values(values) == b,
+                    None if repeats => false,
+                    _ => true,
+                })
+                .cloned()
+                .collect()
+        };
+        let label = |values: &[String]| -> String {
+            parent
+                .by
+                .iter()
+                .zip(values)
+                .map(|(k, v)| format!("{k}={}", cut(v, MAX_ECHO)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut splits: Vec<(Option<Vec<String>>, Shares)> = vec![(
+            None,
+            Shares::split(child - 1, child, &parent.spec, guarantees_of(None)),
+        )];
+        for values in own {
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let spec = parent.spec_for(&refs);
+            let split = Shares::split(child - 1, child, spec, guarantees_of(Some(&values)));
+            splits.push((Some(values), split));
+        }
         let mut fits = true;
-        for o in &parent.overrides {
-            if reserved > o.spec.limit {
+        for (values, split) in &splits {
+            let spec = match values {
+                Some(v) => parent.spec_for(&v.iter().map(String::as_str).collect::<Vec<_>>()),
+                None => &parent.spec,
+            };
+            let of = match values {
+                Some(v) => format!("the bucket {} of level `{}`", label(v), parent.name),
+                None => format!("level `{}`", parent.name),
+            };
+            if split.reserved > spec.limit {
                 fits = false;
                 problems.push(
                     &level_place,
                     format!(
-                        "the guaranteed shares sum to {reserved}, more than the {} of level \
-                         `{}`'s override for `{}`, whose buckets they are part of too; lower \
-                         them so they sum to at most {}, or raise that override's limit",
-                        o.spec.limit,
-                        parent.name,
-                        cut(&o.values.join(","), MAX_ECHO),
-                        o.spec.limit
+                        "the guaranteed shares in {of} sum to {}, more than its limit {}; lower \
+                         them so they sum to at most {}, or raise that limit",
+                        split.reserved, spec.limit, spec.limit
                     ),
                 );
+                continue;
             }
-        }
-        if !fits {
-            continue;
-        }
-        let mut shares = Shares::split(child - 1, child, &parent.spec, guarantees.clone());
-        shares.per_override = parent
-            .overrides
-            .iter()
-            .map(|o| Shares::split(child - 1, child, &o.spec, guarantees.clone()))
-            .collect();
-        let splits: Vec<(&Shares, &LimitSpec, String)> =
-            std::iter::once((&shares, &parent.spec, format!("level `{}`", parent.name)))
-                .chain(
-                    shares
-                        .per_override
-                        .iter()
-                        .zip(&parent.overrides)
-                        .map(|(s, o)| {
-                            (
-                                s,
-                                &o.spec,
-                                format!(
-                                    "level `{}`'s override for `{}`",
-                                    parent.name,
-                                    cut(&o.values.join(","), MAX_ECHO)
-                                ),
-                            )
-                        }),
-                )
-                .collect();
-        for (split, spec, of) in splits {
             for part in &split.parts {
                 if part.spec.capacity() == 0 {
                     problems.push(
@@ -693,6 +732,16 @@ fn validate_shares(
             }
             check_spec(&split.pool, &level_place, problems);
         }
+        if !fits {
+            continue;
+        }
+        let mut splits = splits.into_iter();
+        let Some((_, mut shares)) = splits.next() else {
+            continue;
+        };
+        shares.per_bucket = splits
+            .filter_map(|(values, split)| Some((values?, split)))
+            .collect();
         found.push(shares);
     }
     found
@@ -1037,14 +1086,19 @@ window = "1s"
     #[case::more_than_a_parent_override(
         "limit = 10\nby = [\"tenant\"]\noverrides = [{ when = { tenant = \"x\" }, limit = 3 }]",
         "shares = { a = 2, b = 2 }",
-        "f.toml: line 9, column 1: trees[t].levels[category]: the guaranteed shares sum to 4, more than the 3 of \
-         level `global`'s override for `x`, whose buckets they are part of too; lower them so they sum \
-         to at most 3, or raise that override's limit"
+        "f.toml: line 9, column 1: trees[t].levels[category]: the guaranteed shares in the bucket \
+         tenant=x of level `global` sum to 4, more than its limit 3; lower them so they sum to at \
+         most 3, or raise that limit"
     )]
-    #[case::child_repeats_the_parent_key(
+    #[case::child_repeats_some_parent_keys(
+        "limit = 10\nby = [\"category\", \"region\"]",
+        "overrides = [{ when = { category = \"a\" }, guaranteed = 1 }]",
+        "repeats its `by` key `category` but not `region`"
+    )]
+    #[case::more_than_a_parent_bucket(
         "limit = 10\nby = [\"category\"]",
-        "shares = { a = 1 }",
-        "but both have the `by` key `category`"
+        "shares = { a = 11 }",
+        "the guaranteed shares in the bucket category=a of level `global` sum to 11, more than its limit 10"
     )]
     #[case::zero_share(
         "limit = 10",

@@ -13,9 +13,11 @@
 //! and the rest from the pool; any other request (a value without a share, or
 //! no child bucket at all) takes only from the pool. The parent's bucket has
 //! no state of its own: its parts are it. Every bucket of a keyed parent is
-//! split for the same values (the policy refuses a child that repeats its
-//! `by` keys); a bucket an override of the parent matches is split from the
-//! override's limit ([`Shares::per_override`]), the others from the level's. Since the parts' limits sum to `L`, the
+//! split for the same values, unless the child repeats the parent's `by`
+//! keys: a guarantee then lives only in the parent bucket its values name. A
+//! bucket an override of the parent matches is split from the override's
+//! limit. Such buckets have splits of their own ([`Shares::per_bucket`]).
+//! Since the parts' limits sum to `L`, the
 //! parent never admits more than a bucket of `L` would, and a value within its
 //! guarantee is never denied for what other values took. The child's own limit
 //! stays each value's ceiling. How one request is split is
@@ -26,7 +28,7 @@
 //! below (its buckets are split, and their parts, whose limits sum to its
 //! own, are its ceiling). Each split is decided on its own, in chain order.
 
-use super::{Algorithm, Level, LimitSpec};
+use super::{Algorithm, LimitSpec};
 
 /// The shares one tree gives: which level is split for which.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +45,15 @@ pub struct Shares {
     pub pool: LimitSpec,
     /// One per guaranteed value, in the child's override order.
     pub parts: Vec<SharePart>,
-    /// A keyed parent with `overrides`: per override, in its order, the
-    /// split of the buckets it matches — the same values and guarantees,
-    /// the pool and parts cut from the override's own spec. Empty
-    /// otherwise (and in these splits themselves).
-    pub per_override: Vec<Shares>,
+    /// A keyed parent's buckets split otherwise than this one (the split of
+    /// every other bucket), each by its values (in the parent's `by`
+    /// order): one the parent's `overrides` give a limit of its own (its
+    /// pool and parts cut from the override's spec), and, when the child
+    /// repeats the parent's `by` keys, one that holds guarantees of its own
+    /// (those of the child values that name it; every other bucket then
+    /// holds none, all pool). Empty otherwise (and in these splits
+    /// themselves).
+    pub per_bucket: Vec<(Vec<String>, Shares)>,
 }
 
 /// One value's guarantee.
@@ -63,7 +69,8 @@ pub struct SharePart {
 
 impl Shares {
     /// Splits `parent` for `guarantees` (values, share), in order. The caller
-    /// has checked `sum ≤ parent.limit`. A gcra parent's `burst` is split in
+    /// checks `sum ≤ parent.limit` (and reports it otherwise: the pool then
+    /// saturates at 0 rather than panic). A gcra parent's `burst` is split in
     /// proportion (rounded down, so the parts never hold more than it); the
     /// pool gets what is left of it, or nothing when its limit is 0.
     pub fn split(
@@ -93,7 +100,7 @@ impl Shares {
                 },
             })
             .collect();
-        let pool_limit = parent.limit - reserved;
+        let pool_limit = parent.limit.saturating_sub(reserved);
         let pool_burst = if pool_limit == 0 {
             0
         } else {
@@ -111,28 +118,24 @@ impl Shares {
                 ..*parent
             },
             parts,
-            per_override: Vec::new(),
+            per_bucket: Vec::new(),
         }
     }
 
-    /// The split of the parent's bucket with `values`: its override's (see
-    /// [`Shares::per_override`]) or the level's. `parent` is the parent
-    /// level.
-    pub fn for_values(&self, parent: &Level, values: &[&str]) -> &Shares {
-        if self.per_override.is_empty() {
-            return self;
-        }
-        parent
-            .overrides
+    /// The split of the parent's bucket with `values` (see
+    /// [`Shares::per_bucket`]).
+    pub fn for_values(&self, values: &[&str]) -> &Shares {
+        self.own_split(values).unwrap_or(self)
+    }
+
+    /// The split of the parent's bucket with `values` when it is its own
+    /// ([`Shares::per_bucket`]): such a bucket always gets its own state, as
+    /// an overridden one does (never the memory store's overflow bucket).
+    pub fn own_split(&self, values: &[&str]) -> Option<&Shares> {
+        self.per_bucket
             .iter()
-            .position(|o| {
-                o.values
-                    .iter()
-                    .map(String::as_str)
-                    .eq(values.iter().copied())
-            })
-            .and_then(|i| self.per_override.get(i))
-            .unwrap_or(self)
+            .find(|(v, _)| v.iter().map(String::as_str).eq(values.iter().copied()))
+            .map(|(_, s)| s)
     }
 
     /// Whether `other` splits every bucket as this does: the same values
@@ -148,12 +151,12 @@ impl Shares {
                     .all(|(x, y)| x.values == y.values && x.guaranteed == y.guaranteed)
         };
         one(self, other)
-            && self.per_override.len() == other.per_override.len()
+            && self.per_bucket.len() == other.per_bucket.len()
             && self
-                .per_override
+                .per_bucket
                 .iter()
-                .zip(&other.per_override)
-                .all(|(a, b)| one(a, b))
+                .zip(&other.per_bucket)
+                .all(|((va, a), (vb, b))| va == vb && one(a, b))
     }
 
     /// The guarantee of the child bucket with `values`, by index in [`Shares::parts`].

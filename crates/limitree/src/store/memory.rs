@@ -208,10 +208,10 @@ fn same_split(old: Option<&Shares>, new: Option<&Shares>) -> bool {
     }
 }
 
-/// The split of `level`'s bucket with `values` (an overridden bucket has
-/// its own, see [`Shares::for_values`]).
-fn split_for<'s>(split: Option<&'s Shares>, level: &Level, values: &[&str]) -> Option<&'s Shares> {
-    split.map(|s| s.for_values(level, values))
+/// The split of the bucket with `values` (some have their own, see
+/// [`Shares::per_bucket`]).
+fn split_for<'s>(split: Option<&'s Shares>, values: &[&str]) -> Option<&'s Shares> {
+    split.map(|s| s.for_values(values))
 }
 
 impl BucketEntry {
@@ -335,7 +335,7 @@ impl LevelBuckets {
                         let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
                             key.0.iter().map(|v| &**v).collect();
                         let spec = level.spec_for(&values);
-                        let split = split_for(split, level, &values);
+                        let split = split_for(split, &values);
                         let carried = BucketEntry::carried(entry, split, spec, now);
                         (key.clone(), carried)
                     })
@@ -495,7 +495,7 @@ impl MemoryStore {
                         match map.get(&KeyRef(&bucket.values)) {
                             Some(state) => Some((state, false)),
                             None if map.len() >= k.level.max_buckets
-                                && !bucket.overridden
+                                && !k.pinned(bucket)
                                 && !k.expire_idle_due(now) =>
                             {
                                 Some((&*k.overflow, true))
@@ -516,7 +516,7 @@ impl MemoryStore {
                 drop(slots);
                 drop(maps);
                 if let LevelBuckets::Keyed(k) = &levels[chain.buckets[i].level_index] {
-                    k.insert(&chain.buckets[i].values, chain.buckets[i].overridden, now);
+                    k.insert(&chain.buckets[i].values, k.pinned(&chain.buckets[i]), now);
                 }
                 continue;
             }
@@ -683,6 +683,16 @@ fn decide_locked(
 }
 
 impl KeyedLevel {
+    /// Whether `bucket` always gets a bucket of its own (never the overflow
+    /// bucket): an overridden one, or one with a split of its own.
+    fn pinned(&self, bucket: &crate::chain::Bucket<'_>) -> bool {
+        bucket.overridden
+            || self
+                .split
+                .as_ref()
+                .is_some_and(|s| s.own_split(&bucket.values).is_some())
+    }
+
     fn expire_idle_due(&self, now: Micros) -> bool {
         now >= self
             .last_full_expire
@@ -717,7 +727,7 @@ impl KeyedLevel {
         let spec = self.level.spec_for(values);
         map.insert(
             key.to_owned_key(),
-            BucketEntry::fresh(spec.algorithm, self.split.as_ref()),
+            BucketEntry::fresh(spec.algorithm, split_for(self.split.as_ref(), values)),
         );
     }
 }
@@ -735,7 +745,7 @@ fn expire_idle_in(
         let values: ArrayVec<&str, { crate::policy::MAX_BY_KEYS }> =
             key.0.iter().map(|v| &**v).collect();
         let spec = level.spec_for(&values);
-        cell.idle_at(spec, split_for(split, level, &values)) > now
+        cell.idle_at(spec, split_for(split, &values)) > now
     });
     before - map.len()
 }
@@ -842,7 +852,7 @@ impl MemoryStore {
                 }
                 Some(LevelBuckets::Keyed(k)) => {
                     let removed = k.buckets.write().remove(&KeyRef(&bucket.values));
-                    let split = split_for(k.split.as_ref(), &k.level, &bucket.values);
+                    let split = split_for(k.split.as_ref(), &bucket.values);
                     reset += usize::from(
                         removed.is_some_and(|mut c| c.idle_at(bucket.spec, split) > now),
                     );

@@ -528,6 +528,49 @@ pub async fn an_overridden_parent_bucket_is_split_from_its_own_limit(h: &dyn Har
     }
 }
 
+/// A child that repeats its parent's `by` keys: teams of 10 per 10 s, the
+/// child by team and category (a ceiling of 6 per team and category) with
+/// `errors` of team `a` guaranteed 4 — in team a's bucket only (pool 6);
+/// team b's bucket is all pool (10).
+pub async fn a_guarantee_of_a_repeated_key_lives_in_its_parent_bucket(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let policy = format!(
+            r#"
+[[trees]]
+name = "t"
+[[trees.levels]]
+name = "team"
+by = ["team"]
+limit = 10
+window = "10s"
+algorithm = "{algorithm}"
+[[trees.levels]]
+name = "category"
+by = ["team", "category"]
+limit = 6
+window = "10s"
+algorithm = "{algorithm}"
+overrides = [{{ when = {{ team = "a", category = "errors" }}, guaranteed = 4 }}]
+"#
+        );
+        let f = Fixture::new(h, &policy);
+        let o = f.take(&in_team("a", "errors"), 0).await;
+        assert_eq!(pool(&o), Some(6), "{algorithm}: {o:?}");
+        assert_eq!(child(&o), Some((4, 4, 0)), "{algorithm}: {o:?}");
+        let o = f.take(&in_team("b", "errors"), 0).await;
+        assert_eq!(pool(&o), Some(10), "{algorithm}: {o:?}");
+        assert_eq!(child(&o), Some((0, 0, 0)), "{algorithm}: {o:?}");
+        // Team a: `info` borrows the pool (6, also its ceiling), `errors`
+        // still has its 4. Team b: `errors` 6 (its ceiling), `info` the 4
+        // left of b's 10.
+        assert_eq!(admitted_in(&f, "a", "info", 20).await, 6, "{algorithm}");
+        assert_eq!(admitted_in(&f, "a", "errors", 20).await, 4, "{algorithm}");
+        assert_eq!(admitted_in(&f, "b", "errors", 20).await, 6, "{algorithm}");
+        assert_eq!(admitted_in(&f, "b", "info", 20).await, 4, "{algorithm}");
+        assert_eq!(admitted_in(&f, "a", "warnings", 20).await, 0, "{algorithm}");
+    }
+}
+
 /// Keyed parent, two teams: (1) each team's bucket admits at most its own
 /// limit, and (2, 5) one team's traffic — its pool drained, its guarantees
 /// used up — takes nothing from another team's guarantees or pool: team `y`

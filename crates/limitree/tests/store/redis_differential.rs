@@ -32,6 +32,10 @@ struct LevelSpec {
     /// A keyed level picks its bucket by `team` instead of `k`: a keyed
     /// parent whose buckets a level below (by `k`) may split.
     by_team: bool,
+    /// A keyed level (not `by_team`) picks its bucket by `team` and `k`: a
+    /// child that repeats a keyed parent's key, whose guarantees (for
+    /// team "a") live in that parent's bucket only.
+    by_both: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +69,7 @@ fn level() -> impl Strategy<Value = LevelSpec> {
                 LevelSpec {
                     shares: if keyed { shares } else { None },
                     by_team: keyed && by_team,
+                    by_both: false,
                     algorithm,
                     keyed,
                     limit,
@@ -119,7 +124,18 @@ fn policy_toml(levels: &[LevelSpec]) -> String {
         if let Some(b) = l.burst {
             text.push_str(&format!("burst = {b}\n"));
         }
-        if l.keyed {
+        if l.keyed && l.by_both {
+            text.push_str("by = [\"team\", \"k\"]\n");
+            let parent = i.checked_sub(1).map(|p| &levels[p]);
+            if let (Some((a, b)), Some(p)) = (l.shares, parent)
+                && shares_fit(p, a, b)
+            {
+                text.push_str(&format!(
+                    "overrides = [{{ when = {{ team = \"a\", k = \"a\" }}, guaranteed = {a} }}, \
+                     {{ when = {{ team = \"a\", k = \"b\" }}, guaranteed = {b} }}]\n"
+                ));
+            }
+        } else if l.keyed {
             let key = if l.by_team { "team" } else { "k" };
             text.push_str(&format!("by = [\"{key}\"]\n"));
             if let Some((limit, window)) = l.override_a {
@@ -135,27 +151,41 @@ fn policy_toml(levels: &[LevelSpec]) -> String {
             // child of one and the parent of the other.
             let parent = i.checked_sub(1).map(|p| &levels[p]);
             if let (Some((a, b)), Some(p)) = (l.shares, parent) {
-                let burst = p.burst.unwrap_or(p.limit);
-                let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= p.limit;
-                // A keyed parent's overridden bucket ("a") is split from
-                // the override's limit (and burst: the level's unless that
-                // equals its limit), which must hold the guarantees too.
-                let override_holds = p.override_a.is_none_or(|(limit, _)| {
-                    let burst = match p.burst {
-                        Some(b) if b != p.limit => b,
-                        _ => limit,
-                    };
-                    let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= limit;
-                    a + b <= limit && whole(a) && whole(b)
-                });
-                let splittable = !p.keyed || (p.by_team != l.by_team && override_holds);
-                if splittable && !p.shadow && a + b <= p.limit && whole(a) && whole(b) {
+                let splittable = !p.keyed || p.by_team != l.by_team;
+                if splittable && shares_fit(p, a, b) {
                     text.push_str(&format!("shares = {{ a = {a}, b = {b} }}\n"));
                 }
             }
         }
     }
     text
+}
+
+/// Whether guarantees `a` and `b` fit parent `p` where the policy takes
+/// them: a non-shadow parent whose limit (and gcra burst) holds them, and
+/// its override's for "a" too (that bucket is split from the override's
+/// limit and burst: the level's burst unless that equals its limit).
+fn shares_fit(p: &LevelSpec, a: u64, b: u64) -> bool {
+    let fits = |limit: u64, burst: u64| {
+        let whole = |g: u64| ALGORITHMS[p.algorithm] != "gcra" || g * burst >= limit;
+        a + b <= limit && whole(a) && whole(b)
+    };
+    let override_holds = p.override_a.is_none_or(|(limit, _)| {
+        let burst = match p.burst {
+            Some(b) if b != p.limit => b,
+            _ => limit,
+        };
+        fits(limit, burst)
+    });
+    !p.shadow && p.keyed_or_global() && fits(p.limit, p.burst.unwrap_or(p.limit)) && override_holds
+}
+
+impl LevelSpec {
+    /// Any level can be a parent (a `by_both` one only of levels that
+    /// repeat both its keys, which none here does).
+    fn keyed_or_global(&self) -> bool {
+        !self.by_both
+    }
 }
 
 /// Runs one scenario; `false` if its policy is invalid (rejected, not failed).
@@ -330,6 +360,56 @@ fn two_splits_scenario() -> impl Strategy<Value = (Vec<LevelSpec>, Micros, Vec<S
             };
             (vec![root, middle, leaf], start, steps)
         })
+}
+
+/// A child that repeats its keyed parent's key: the parent by `team`
+/// (sometimes with an override for team "a"), the child by `team` and `k`
+/// with guarantees for (a, a) and (a, b), which live in team a's bucket
+/// only: every other team's bucket is all pool. The child's own limit is a
+/// ceiling per team and `k`.
+fn repeated_key_scenario() -> impl Strategy<Value = (Vec<LevelSpec>, Micros, Vec<Step>)> {
+    (
+        level(),
+        level(),
+        (1..=3u64, 1..=2u64),
+        prop_oneof![Just(T0), T0..T0 + 3_600_000_000],
+        proptest::collection::vec(step(), 1..=40),
+    )
+        .prop_map(|(parent, child, shares, start, steps)| {
+            let parent = LevelSpec {
+                keyed: true,
+                by_team: true,
+                shadow: false,
+                shares: None,
+                limit: parent.limit.max(shares.0 + shares.1),
+                ..parent
+            };
+            let child = LevelSpec {
+                keyed: true,
+                by_team: false,
+                by_both: true,
+                override_a: None,
+                shares: Some(shares),
+                ..child
+            };
+            (vec![parent, child], start, steps)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn standalone_redis_splits_per_parent_bucket_like_memory((levels, start, steps) in repeated_key_scenario()) {
+        prop_assume!(policy_toml(&levels).contains("guaranteed"));
+        prop_assume!(run(Topology::Standalone, &levels, start, &steps));
+    }
+
+    #[test]
+    fn cluster_redis_splits_per_parent_bucket_like_memory((levels, start, steps) in repeated_key_scenario()) {
+        prop_assume!(policy_toml(&levels).contains("guaranteed"));
+        prop_assume!(run(Topology::Cluster, &levels, start, &steps));
+    }
 }
 
 proptest! {

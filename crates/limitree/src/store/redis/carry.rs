@@ -84,9 +84,10 @@ fn signature(split: Option<&Shares>) -> String {
         }
         text.push_str(&format!("={}", part.guaranteed));
     }
-    // A keyed parent's overridden buckets' pools.
-    for o in &split.per_override {
-        text.push_str(&format!(";{}", o.pool.limit));
+    // A keyed parent's buckets split otherwise, with their values.
+    for (values, own) in &split.per_bucket {
+        text.push_str(&format!(";{}", values.join("\u{1f}")));
+        text.push_str(&signature(Some(own)));
     }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
@@ -207,7 +208,7 @@ impl CarryPlan {
         // The parts' specs are the bucket's own split's (an overridden
         // bucket's, see `Shares::for_values`); only the old layout's keys
         // (its values) matter.
-        let split = split.map(|s| s.for_values(bucket.level, &bucket.values));
+        let split = split.map(|s| s.for_values(&bucket.values));
         let parts = |split: &Shares, with_pool: bool| -> Vec<(String, LimitSpec)> {
             let mut keys = Vec::with_capacity(split.parts.len() + 1);
             if with_pool {
@@ -234,7 +235,7 @@ impl CarryPlan {
         };
         let read = targets[0].1;
         let sources = match &plan.old {
-            Some(old) => parts(old, true),
+            Some(old) => parts(old.for_values(&bucket.values), true),
             None => whole(),
         }
         .into_iter()

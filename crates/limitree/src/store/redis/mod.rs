@@ -486,7 +486,11 @@ impl RedisStore {
             // A shared parent's state is its pool and every guarantee, each
             // with its companions (a sliding log's summary left behind
             // would still count the deleted log's entries).
-            if let Some(shares) = chain.tree.split_of(bucket.level_index) {
+            if let Some(shares) = chain
+                .tree
+                .split_of(bucket.level_index)
+                .map(|s| s.for_values(&bucket.values))
+            {
                 let mut part_key = String::new();
                 keys::push_pool_key(
                     &mut part_key,
