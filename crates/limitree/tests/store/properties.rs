@@ -91,14 +91,32 @@ fn policy_gen() -> impl Strategy<Value = String> {
         shares_gen(),
         prop::bool::weighted(0.4),
         prop::option::weighted(0.4, 1..4u64),
+        prop::option::weighted(0.4, 1..9u64),
     )
-        .prop_map(|(global, category, user, shares, by_team, u1)| {
+        .prop_map(|(global, category, user, shares, by_team, u1, t1_limit)| {
             let mut text = String::from("[[trees]]\nname = \"t\"\n");
             let category_shares = global
                 .as_ref()
                 .map(|g| shares_line(g, shares))
                 .unwrap_or_default();
             let user_shares = user_shares_line(&category, u1);
+            // Team t1's bucket with a limit of its own (the category's
+            // shares split it from that), where those shares fit it too;
+            // it ends the root level's table.
+            let mut t1_override = String::new();
+            if let (Some(g), Some(limit), true) = (&global, t1_limit, by_team) {
+                let burst = match g.burst {
+                    Some(b) if b != g.limit => Some(b),
+                    Some(_) => Some(limit),
+                    None => None,
+                };
+                let t1 = LevelGen { limit, burst, ..g.clone() };
+                if category_shares.is_empty() || !shares_line(&t1, shares).is_empty() {
+                    t1_override = format!(
+                        "overrides = [{{ when = {{ team = \"t1\" }}, limit = {limit} }}]\n"
+                    );
+                }
+            }
             let mut push = |name: &str, by: &str, l: &LevelGen, required: bool, extra: &str| {
                 text.push_str(extra);
                 if name.is_empty() {
@@ -122,7 +140,7 @@ fn policy_gen() -> impl Strategy<Value = String> {
                     push("global", "", g, true, "");
                 }
             }
-            push("category", "\"category\"", &category, true, "");
+            push("category", "\"category\"", &category, true, &t1_override);
             // The category's shares end its table: before the user level's.
             match &user {
                 Some(u) => {

@@ -881,14 +881,21 @@ local pos = 1
 -- its shared verdict (allowed, what the guarantee and the pool give, the
 -- record's flags and retry).
 local guarantee_of, s_allowed, s_g, s_p, s_flags, s_retry = {}, {}, {}, {}, {}, {}
+-- Whether `guarantee_of` holds a previous decision's entries (cleared only
+-- then: most batches share nothing).
+local shares_left = false
 while pos <= #decisions do
   -- The header and (most chains are that short, and share nothing) the
   -- first two levels in one string.byte (struct.unpack interprets its
   -- format on every call).
   local mode, n, ns, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5 =
     string.byte(decisions, pos, pos + DECISION_HEADER_LEN + 2 * DECISION_LEVEL_LEN - 1)
-  for i = 1, n do guarantee_of[i] = nil end
+  if shares_left then
+    for i in pairs(guarantee_of) do guarantee_of[i] = nil end
+    shares_left = false
+  end
   if ns > 0 then
+    shares_left = true
     for j = 1, ns do
       local lv, g0, g1 = string.byte(decisions, pos + DECISION_HEADER_LEN + DECISION_SHARE_LEN * (j - 1),
         pos + DECISION_HEADER_LEN + DECISION_SHARE_LEN * j - 1)
