@@ -46,7 +46,9 @@ use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::algo::{self, BucketState};
 use crate::chain::Chain;
 use crate::clock::{Clock, Micros, SystemClock};
-use crate::decision::{ChainOutcome, Mode, PartView, ShareVerdict, share_verdict};
+use crate::decision::{
+    Admission, ChainOutcome, Mode, PartView, ShareVerdict, share_verdict, takes,
+};
 use crate::policy::{Level, LimitSpec, MAX_LEVELS, Policy, Shares};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
@@ -370,6 +372,28 @@ impl MemoryStore {
             .sum()
     }
 
+    /// Decides `chain` now as [`MemoryStore::decide_chain`] does (the same
+    /// decision, the same charges) and answers only yes or no, and when to
+    /// retry: for callers that read nothing else (a governor-style check),
+    /// without the per-level report a [`ChainOutcome`] carries. A chain with
+    /// fair sharing, or with two buckets of one level (an Envoy call), is
+    /// decided by [`MemoryStore::decide_chain`] and its answer cut down.
+    pub fn admit_chain(&self, chain: &Chain<'_>, mode: Mode) -> Result<Admission, StoreError> {
+        let levels = match self.trees.get(chain.tree.index) {
+            Some((name, levels)) if *name == chain.tree.name => levels,
+            _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+        };
+        if chain.share.is_none() && one_bucket_per_level(chain, levels.len()) {
+            return Ok(admit_plain(levels, chain, mode, self.clock.now()));
+        }
+        let outcome = self.decide_chain(chain, mode)?;
+        Ok(Admission {
+            allowed: outcome.allowed,
+            reason: outcome.reason,
+            retry_after: outcome.retry_after,
+        })
+    }
+
     /// Decides `chain` now; the synchronous core of [`Store::decide`].
     pub fn decide_chain(&self, chain: &Chain<'_>, mode: Mode) -> Result<ChainOutcome, StoreError> {
         let levels = match self.trees.get(chain.tree.index) {
@@ -377,6 +401,9 @@ impl MemoryStore {
             _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
         };
         let now = self.clock.now();
+        if chain.share.is_none() && one_bucket_per_level(chain, levels.len()) {
+            return Ok(decide_plain(levels, chain, mode, now));
+        }
         // The distinct keyed levels of the chain, ascending: their maps are
         // read-locked in this order (the same for every request, so a writer
         // waiting on one map never closes a cycle), each once even when the
@@ -450,6 +477,152 @@ impl MemoryStore {
             return Ok(decide_locked(chain, mode, now, &slots, part));
         }
     }
+}
+
+/// Whether `chain` has one bucket per level, levels ascending (every native
+/// tree's chain; an Envoy call's unless two descriptors match one rule with
+/// different values), all of them among the store's `levels`.
+fn one_bucket_per_level(chain: &Chain<'_>, levels: usize) -> bool {
+    let mut next = 0;
+    for bucket in &chain.buckets {
+        if bucket.level_index < next || bucket.level_index >= levels {
+            return false;
+        }
+        next = bucket.level_index + 1;
+    }
+    true
+}
+
+/// Runs `decide` on the cells of the common chain — no fair sharing, one
+/// bucket per level ([`one_bucket_per_level`]) — locked, with bit `i` of its
+/// second argument set when bucket `i` landed in its level's overflow bucket.
+///
+/// The rules are [`decide_locked`]'s with less bookkeeping, which a decision
+/// this cheap notices: levels ascend along the chain, so locking in chain
+/// order *is* the lock order (level, then address), and no two buckets share
+/// a state (each level's overflow bucket is its own), so each is asked for
+/// its own cost.
+#[inline]
+fn with_plain_cells<R>(
+    levels: &[LevelBuckets],
+    chain: &Chain<'_>,
+    now: Micros,
+    decide: impl FnOnce(&mut [MutexGuard<'_, BucketCell>], u32) -> R,
+) -> R {
+    loop {
+        // Read-lock each keyed level's map, in chain (= level) order. (Loops
+        // with `push`, not `collect`: ArrayVec's `FromIterator` costs more
+        // than the locking here.)
+        let mut maps: ArrayVec<Option<RwLockReadGuard<'_, BucketMap>>, MAX_LEVELS> =
+            ArrayVec::new();
+        for bucket in &chain.buckets {
+            maps.push(match &levels[bucket.level_index] {
+                LevelBuckets::Keyed(k) => Some(k.buckets.read()),
+                LevelBuckets::Global(_) => None,
+            });
+        }
+        let mut cells: ArrayVec<&Mutex<BucketCell>, MAX_LEVELS> = ArrayVec::new();
+        let mut overflow = 0u32;
+        let mut missing = None;
+        for (i, (bucket, map)) in chain.buckets.iter().zip(&maps).enumerate() {
+            let cell = match (&levels[bucket.level_index], map) {
+                (LevelBuckets::Keyed(k), Some(map)) => match map.get(&KeyRef(&bucket.values)) {
+                    Some(entry) => Some(&entry.state),
+                    None if map.len() >= k.level.max_buckets
+                        && !bucket.overridden
+                        && !k.expire_idle_due(now) =>
+                    {
+                        overflow |= 1 << i;
+                        Some(&k.overflow.state)
+                    }
+                    None => None,
+                },
+                (LevelBuckets::Global(g), _) => Some(&g.cell.state),
+                (LevelBuckets::Keyed(_), None) => None,
+            };
+            match cell {
+                Some(cell) => cells.push(cell),
+                None => {
+                    missing = Some(i);
+                    break;
+                }
+            }
+        }
+        if let Some(i) = missing {
+            drop(cells);
+            drop(maps);
+            let bucket = &chain.buckets[i];
+            if let LevelBuckets::Keyed(k) = &levels[bucket.level_index] {
+                k.insert(&bucket.values, bucket.overridden, now);
+            }
+            continue;
+        }
+        let mut guards: ArrayVec<MutexGuard<'_, BucketCell>, MAX_LEVELS> = ArrayVec::new();
+        for cell in &cells {
+            guards.push(cell.lock());
+        }
+        return decide(&mut guards, overflow);
+    }
+}
+
+/// [`MemoryStore::decide_chain`] for the common chain ([`with_plain_cells`]).
+fn decide_plain(
+    levels: &[LevelBuckets],
+    chain: &Chain<'_>,
+    mode: Mode,
+    now: Micros,
+) -> ChainOutcome {
+    with_plain_cells(levels, chain, now, |cells, overflow| {
+        let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
+        for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
+            let spec = bucket.spec_in(overflow & (1 << i) != 0);
+            cell.state.conform(spec);
+            algo::prune(&mut cell.state, now, spec);
+            verdicts.push(algo::decide(&cell.state, now, spec, bucket.probe(mode)));
+        }
+        let (mut outcome, charged) = ChainOutcome::combine(mode, chain, overflow, &verdicts, None);
+        for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
+            if charged & (1 << i) != 0 {
+                cell.charge(now, bucket.spec_in(overflow & (1 << i) != 0), bucket.cost);
+            }
+        }
+        // A peek (what introspection reads) says when each bucket last admitted.
+        if mode == Mode::Peek {
+            for (level, cell) in outcome.levels.iter_mut().zip(cells.iter()) {
+                level.since_admission = cell.last_admission().map(|at| now.saturating_sub(at));
+            }
+        }
+        outcome
+    })
+}
+
+/// [`MemoryStore::admit_chain`] for the common chain ([`with_plain_cells`]):
+/// [`decide_plain`] without the per-level report.
+fn admit_plain(levels: &[LevelBuckets], chain: &Chain<'_>, mode: Mode, now: Micros) -> Admission {
+    with_plain_cells(levels, chain, now, |cells, overflow| {
+        let mut fits: ArrayVec<algo::Fit, MAX_LEVELS> = ArrayVec::new();
+        for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
+            let spec = bucket.spec_in(overflow & (1 << i) != 0);
+            cell.state.conform(spec);
+            algo::prune(&mut cell.state, now, spec);
+            fits.push(algo::fit(&cell.state, now, spec, bucket.probe(mode)));
+        }
+        let admission = Admission::combine(mode, chain, fits.iter().copied());
+        if mode == Mode::Commit && admission.allowed {
+            for (i, ((bucket, cell), fit)) in chain
+                .buckets
+                .iter()
+                .zip(cells.iter_mut())
+                .zip(&fits)
+                .enumerate()
+            {
+                if takes(mode, true, fit.allowed, bucket.cost) {
+                    cell.charge(now, bucket.spec_in(overflow & (1 << i) != 0), bucket.cost);
+                }
+            }
+        }
+        admission
+    })
 }
 
 /// Locks `slots` (one per bucket of `chain`), decides and charges. Every bucket

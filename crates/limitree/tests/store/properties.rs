@@ -357,3 +357,49 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `admit_chain` (yes or no, for callers that read nothing else) decides
+    /// and charges exactly as `decide_chain`: two stores on one clock, one
+    /// asked each way, give the same answer at every step and hold the same
+    /// state after it (every level's peek equal). Trees with shares take the
+    /// fallback through `decide_chain`; the rest the lean path.
+    #[test]
+    fn admit_chain_decides_and_charges_as_decide_chain(
+        text in policy_gen(),
+        steps in prop::collection::vec(step_gen(), 1..60),
+    ) {
+        let policy = Arc::new(Policy::from_toml_str(&text, "generated").unwrap());
+        let clock = ManualClock::new(T0);
+        let full = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
+        let lean = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
+        let tree = &policy.trees()[0];
+        let mut now = T0;
+        for step in &steps {
+            now += step.advance;
+            clock.set(now);
+            let d = descriptors(step);
+            let mut chain = tree.chain(d.as_slice(), step.cost).unwrap();
+            if let Some(costs) = step.bucket_costs {
+                for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
+                    bucket.cost = cost;
+                }
+            }
+            let mode = Mode::for_request(chain.total_cost(), step.dry_run);
+            let want = full.decide_chain(&chain, mode).unwrap();
+            let got = lean.admit_chain(&chain, mode).unwrap();
+            prop_assert_eq!(
+                (got.allowed, got.reason, got.retry_after),
+                (want.allowed, want.reason, want.retry_after),
+                "step {:?}", step
+            );
+            prop_assert_eq!(
+                lean.decide_chain(&chain, Mode::Peek).unwrap(),
+                full.decide_chain(&chain, Mode::Peek).unwrap(),
+                "state after step {:?}", step
+            );
+        }
+    }
+}
