@@ -44,7 +44,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::algo::{self, BucketState};
-use crate::chain::Chain;
+use crate::chain::{Bucket, Chain};
 use crate::clock::{Clock, Micros, SystemClock};
 use crate::decision::{
     Admission, ChainOutcome, Mode, PartView, ShareVerdict, share_verdict, takes,
@@ -440,16 +440,7 @@ impl MemoryStore {
                         else {
                             return Err(StoreError::UnknownTree(chain.tree.name.clone()));
                         };
-                        match map.get(&KeyRef(&bucket.values)) {
-                            Some(state) => Some((state, false)),
-                            None if map.len() >= k.level.max_buckets
-                                && !bucket.overridden
-                                && !k.expire_idle_due(now) =>
-                            {
-                                Some((&*k.overflow, true))
-                            }
-                            None => None,
-                        }
+                        k.find(map, bucket, now)
                     }
                 };
                 match slot {
@@ -526,17 +517,12 @@ fn with_plain_cells<R>(
         let mut missing = None;
         for (i, (bucket, map)) in chain.buckets.iter().zip(&maps).enumerate() {
             let cell = match (&levels[bucket.level_index], map) {
-                (LevelBuckets::Keyed(k), Some(map)) => match map.get(&KeyRef(&bucket.values)) {
-                    Some(entry) => Some(&entry.state),
-                    None if map.len() >= k.level.max_buckets
-                        && !bucket.overridden
-                        && !k.expire_idle_due(now) =>
-                    {
-                        overflow |= 1 << i;
-                        Some(&k.overflow.state)
-                    }
-                    None => None,
-                },
+                (LevelBuckets::Keyed(k), Some(map)) => {
+                    k.find(map, bucket, now).map(|(entry, overflowed)| {
+                        overflow |= u32::from(overflowed) << i;
+                        &entry.state
+                    })
+                }
                 (LevelBuckets::Global(g), _) => Some(&g.cell.state),
                 (LevelBuckets::Keyed(_), None) => None,
             };
@@ -773,6 +759,28 @@ fn decide_locked(
 }
 
 impl KeyedLevel {
+    /// `bucket`'s entry in `map` (this level's, read-locked), and whether it
+    /// is the overflow bucket (the level is full, the value is new and no
+    /// expiry is due); `None`: it must be inserted first ([`KeyedLevel::insert`]).
+    #[inline]
+    fn find<'m>(
+        &'m self,
+        map: &'m BucketMap,
+        bucket: &Bucket<'_>,
+        now: Micros,
+    ) -> Option<(&'m BucketEntry, bool)> {
+        match map.get(&KeyRef(&bucket.values)) {
+            Some(entry) => Some((entry, false)),
+            None if map.len() >= self.level.max_buckets
+                && !bucket.overridden
+                && !self.expire_idle_due(now) =>
+            {
+                Some((&*self.overflow, true))
+            }
+            None => None,
+        }
+    }
+
     fn expire_idle_due(&self, now: Micros) -> bool {
         now >= self
             .last_full_expire

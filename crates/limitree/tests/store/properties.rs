@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use limitree::{ManualClock, MemoryStore, Micros, Mode, Policy, Reason, Store};
+use limitree::policy::Tree;
+use limitree::{Chain, ManualClock, MemoryStore, Micros, Mode, Policy, Reason, Store};
 use proptest::prelude::*;
 
 use crate::model::{Model, buckets, share};
@@ -165,6 +166,19 @@ fn descriptors(step: &Step) -> Vec<(&'static str, &'static str)> {
     d
 }
 
+/// The chain `step` asks for in `tree` (`d`: its descriptors), with its
+/// per-bucket costs if it has them, and the mode its cost and dry run make.
+fn step_chain<'a>(tree: &'a Tree, d: &'a [(&'a str, &'a str)], step: &Step) -> (Chain<'a>, Mode) {
+    let mut chain = tree.chain(d, step.cost).unwrap();
+    if let Some(costs) = step.bucket_costs {
+        for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
+            bucket.cost = cost;
+        }
+    }
+    let mode = Mode::for_request(chain.total_cost(), step.dry_run);
+    (chain, mode)
+}
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -195,14 +209,8 @@ proptest! {
             now += step.advance;
             clock.set(now);
             let d = descriptors(step);
-            let mut chain = tree.chain(d.as_slice(), step.cost).unwrap();
-            if let Some(costs) = step.bucket_costs {
-                for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
-                    bucket.cost = cost;
-                }
-            }
+            let (chain, mode) = step_chain(tree, &d, step);
             let costs: Vec<u64> = chain.buckets.iter().map(|b| b.cost).collect();
-            let mode = Mode::for_request(chain.total_cost(), step.dry_run);
             let before = block_on(store.decide(&chain, Mode::Peek)).unwrap();
             let got = block_on(store.decide(&chain, mode)).unwrap();
             let share = share(&policy, &d);
@@ -381,13 +389,7 @@ proptest! {
             now += step.advance;
             clock.set(now);
             let d = descriptors(step);
-            let mut chain = tree.chain(d.as_slice(), step.cost).unwrap();
-            if let Some(costs) = step.bucket_costs {
-                for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
-                    bucket.cost = cost;
-                }
-            }
-            let mode = Mode::for_request(chain.total_cost(), step.dry_run);
+            let (chain, mode) = step_chain(tree, &d, step);
             let want = full.decide_chain(&chain, mode).unwrap();
             let got = lean.admit_chain(&chain, mode).unwrap();
             prop_assert_eq!(
