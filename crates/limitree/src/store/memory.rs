@@ -402,7 +402,9 @@ impl MemoryStore {
         };
         let now = self.clock.now();
         if chain.share.is_none() && one_bucket_per_level(chain, levels.len()) {
-            return Ok(decide_plain(levels, chain, mode, now));
+            let mut outcome = ChainOutcome::empty();
+            decide_plain(levels, chain, mode, now, &mut outcome);
+            return Ok(outcome);
         }
         // The distinct keyed levels of the chain, ascending: their maps are
         // read-locked in this order (the same for every request, so a writer
@@ -493,7 +495,7 @@ fn one_bucket_per_level(chain: &Chain<'_>, levels: usize) -> bool {
 /// order *is* the lock order (level, then address), and no two buckets share
 /// a state (each level's overflow bucket is its own), so each is asked for
 /// its own cost.
-#[inline]
+#[inline(always)]
 fn with_plain_cells<R>(
     levels: &[LevelBuckets],
     chain: &Chain<'_>,
@@ -551,13 +553,16 @@ fn with_plain_cells<R>(
     }
 }
 
-/// [`MemoryStore::decide_chain`] for the common chain ([`with_plain_cells`]).
+/// [`MemoryStore::decide_chain`] for the common chain ([`with_plain_cells`]),
+/// into `outcome`.
+#[inline(always)]
 fn decide_plain(
     levels: &[LevelBuckets],
     chain: &Chain<'_>,
     mode: Mode,
     now: Micros,
-) -> ChainOutcome {
+    outcome: &mut ChainOutcome,
+) {
     with_plain_cells(levels, chain, now, |cells, overflow| {
         let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
         for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
@@ -566,7 +571,7 @@ fn decide_plain(
             algo::prune(&mut cell.state, now, spec);
             verdicts.push(algo::decide(&cell.state, now, spec, bucket.probe(mode)));
         }
-        let (mut outcome, charged) = ChainOutcome::combine(mode, chain, overflow, &verdicts, None);
+        let charged = ChainOutcome::combine_into(outcome, mode, chain, overflow, &verdicts, None);
         for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
             if charged & (1 << i) != 0 {
                 cell.charge(now, bucket.spec_in(overflow & (1 << i) != 0), bucket.cost);
@@ -578,8 +583,7 @@ fn decide_plain(
                 level.since_admission = cell.last_admission().map(|at| now.saturating_sub(at));
             }
         }
-        outcome
-    })
+    });
 }
 
 /// [`MemoryStore::admit_chain`] for the common chain ([`with_plain_cells`]):
