@@ -34,7 +34,7 @@
 //! other level fresh. Levels the new policy no longer has are dropped with the
 //! old store, once its last decision is done.
 
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,13 +56,36 @@ use crate::policy::{Level, LimitSpec, MAX_LEVELS, Policy, Shares};
 const FULL_LEVEL_EXPIRE_INTERVAL: Micros = 1_000_000;
 
 /// A keyed bucket's identity: its descriptor values in `by` order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct BucketKey(Box<[Box<str>]>);
 
 /// A borrowed [`BucketKey`], for lookups without allocating. Hashes exactly as
-/// `BucketKey` does (a slice of `str`s).
-#[derive(Hash)]
+/// `BucketKey` does ([`hash_values`]).
 struct KeyRef<'a>(&'a [&'a str]);
+
+/// A key's hash: each value as `str` hashes (its bytes, then a terminator
+/// byte, so `["ab", "c"]` and `["a", "bc"]` differ), without the slice's
+/// length prefix — every key of one level's map has as many values as the
+/// level has `by` keys, so the prefix told them nothing and cost a hasher
+/// call per lookup. The map's hasher is seeded (hashbrown's default), so
+/// descriptor values chosen to collide cannot be computed in advance.
+fn hash_values<'v, H: Hasher>(values: impl Iterator<Item = &'v str>, state: &mut H) {
+    for value in values {
+        value.hash(state);
+    }
+}
+
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().map(|v| &**v), state);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().copied(), state);
+    }
+}
 
 impl Equivalent<BucketKey> for KeyRef<'_> {
     fn equivalent(&self, key: &BucketKey) -> bool {
