@@ -18,6 +18,7 @@
 //!   logged at most once a second, with how many there were.
 
 mod connection;
+mod guarded;
 
 use std::collections::HashMap;
 use std::io;
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use crate::http::problem::ApiError;
 use connection::{End, Shared, Stop, Watched};
 pub(crate) use connection::{Phase, Watch};
+pub(crate) use guarded::Guarded;
 
 pub use connection::{LINGER_BYTES, LINGER_TIME};
 

@@ -11,7 +11,12 @@
 //! - `open`: limits of 10^9 per second that never bind, so every request is
 //!   admitted and both implementations do all their work.
 //!
-//! Run: `cargo bench -p limitree --bench memory_store`
+//! Each algorithm twice: `limitree_*` asks for the full per-level report
+//! (`MemoryStore::decide_chain`), `limitree_admit_*` for yes or no and when to
+//! retry (`MemoryStore::admit_chain`), what governor answers.
+//!
+//! Run: `cargo bench -p limitree --bench memory_store`; on a shared machine
+//! `LIMITREE_BENCH_CPU=1 cargo bench …` times by the threads' CPU clocks.
 
 #![expect(clippy::disallowed_methods, reason = "a bench measures real time")]
 
@@ -67,19 +72,44 @@ algorithm = "{algorithm}"
     .expect("valid bench policy")
 }
 
-/// Runs `op(i)` `iters` times split over `threads` threads; the wall time.
+/// Runs `op(i)` `iters` times split over `threads` threads; the wall time,
+/// or with `LIMITREE_BENCH_CPU=1` the threads' mean CPU time (their own
+/// clocks: what the work cost, without the time another process's work on a
+/// shared machine took from them).
 fn run_threads(iters: u64, threads: u64, op: &(dyn Fn(u64) + Sync)) -> Duration {
+    let cpu = std::env::var_os("LIMITREE_BENCH_CPU").is_some_and(|v| v == "1");
     let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            s.spawn(move || {
-                for i in 0..iters / threads {
-                    op(i * threads + t);
-                }
-            });
-        }
+    let spent: Duration = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let started = cpu.then(thread_cpu);
+                    for i in 0..iters / threads {
+                        op(i * threads + t);
+                    }
+                    started.map_or(Duration::ZERO, |started| thread_cpu() - started)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("bench thread"))
+            .sum()
     });
-    start.elapsed()
+    if cpu {
+        spent / u32::try_from(threads).expect("few threads")
+    } else {
+        start.elapsed()
+    }
+}
+
+/// This thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).expect("non-negative"),
+        u32::try_from(t.tv_nsec).expect("below 10^9"),
+    )
 }
 
 fn benches(c: &mut Criterion) {
@@ -159,6 +189,19 @@ fn bench_regime(
                     })
                 });
             });
+            // The same decision for a caller that reads only yes or no.
+            group.bench_function(
+                format!("limitree_admit_{algorithm}/threads={threads}"),
+                |b| {
+                    b.iter_custom(|iters| {
+                        run_threads(iters, threads, &|i| {
+                            let descriptors = [("category", CATEGORIES[(i % 20) as usize])];
+                            let chain = tree.chain(&descriptors, 1).expect("chain");
+                            black_box(store.admit_chain(&chain, Mode::Commit).expect("decides"));
+                        })
+                    });
+                },
+            );
         }
         let global = RateLimiter::direct(Quota::per_second(
             NonZeroU32::new(global_limit).expect("non-zero"),

@@ -36,8 +36,9 @@ use std::collections::{BTreeMap, HashMap};
 use arrayvec::ArrayVec;
 
 use crate::decision::Mode;
+use crate::inline_vec::InlineVec;
 use crate::policy::envoy::{DomainTree, RuleLimit, is_replaced, replaced_names};
-use crate::policy::{Level, LimitSpec, MAX_BY_KEYS, MAX_LEVELS, Selection, Shares, Tree};
+use crate::policy::{Level, LimitSpec, MAX_LEVELS, Selection, Shares, Tree};
 
 const _: () = assert!(
     MAX_LEVELS <= 32,
@@ -77,6 +78,16 @@ impl<const N: usize> Descriptors for [(&str, &str); N] {
     }
 }
 
+/// A bucket's descriptor values, in its level's `by` order (at most
+/// [`MAX_BY_KEYS`](crate::policy::MAX_BY_KEYS)). Two live inline: most levels have one or two `by` keys,
+/// and a decision moves its chain by value, so every byte of inline room is
+/// copied on every request; more spill to the heap.
+pub type BucketValues<'a> = InlineVec<&'a str, 2>;
+
+/// A chain's buckets, root first (at most [`MAX_LEVELS`]). Four live inline
+/// (deeper trees spill to the heap), for the same reason as [`BucketValues`].
+pub type ChainBuckets<'a> = InlineVec<Bucket<'a>, 4>;
+
 /// One bucket of a chain.
 #[derive(Debug, Clone)]
 pub struct Bucket<'a> {
@@ -85,7 +96,7 @@ pub struct Bucket<'a> {
     /// The level.
     pub level: &'a Level,
     /// The bucket's descriptor values, in the level's `by` order (empty: global).
-    pub values: ArrayVec<&'a str, MAX_BY_KEYS>,
+    pub values: BucketValues<'a>,
     /// The limit this bucket holds (the level's, or an override's).
     pub spec: &'a LimitSpec,
     /// Whether `spec` comes from an override.
@@ -161,7 +172,7 @@ pub struct Chain<'a> {
     pub tree: &'a Tree,
     /// One bucket per level that applies (optional levels whose descriptors are
     /// missing are skipped), ordered by level index, then values; no bucket twice.
-    pub buckets: ArrayVec<Bucket<'a>, MAX_LEVELS>,
+    pub buckets: ChainBuckets<'a>,
     /// Matched rules that block every request (Envoy domains only; empty
     /// otherwise, and then it does not allocate).
     pub blocked: Vec<BlockedRule>,
@@ -207,11 +218,11 @@ impl<'a> Chain<'a> {
         values: &[&'a str],
     ) -> Result<Chain<'a>, ChainError> {
         let level = &tree.levels[level_index];
-        let mut checked = ArrayVec::new();
+        let mut checked = BucketValues::new();
         for (key, value) in level.by.iter().zip(values) {
             checked.push(check_value(key, value)?);
         }
-        let mut buckets = ArrayVec::new();
+        let mut buckets = ChainBuckets::new();
         buckets.push(Bucket {
             level_index,
             level,
@@ -469,9 +480,9 @@ impl Tree {
         get: impl Fn(&str) -> Option<&'a str>,
         mut cost: impl FnMut(usize, &Level) -> u64,
     ) -> Result<Chain<'a>, ChainError> {
-        let mut buckets = ArrayVec::new();
+        let mut buckets = ChainBuckets::new();
         'levels: for (level_index, level) in self.levels.iter().enumerate() {
-            let mut values = ArrayVec::new();
+            let mut values = BucketValues::new();
             for key in &level.by {
                 match get(key) {
                     Some(v) => values.push(check_value(key, v)?),
@@ -495,11 +506,12 @@ impl Tree {
                 cost: cost(level_index, level),
             };
             // A native tree has at most MAX_LEVELS levels (the policy checks).
-            if buckets.try_push(bucket).is_err() {
+            if buckets.len() == MAX_LEVELS {
                 return Err(ChainError::TooManyBuckets {
                     tree: self.name.clone(),
                 });
             }
+            buckets.push(bucket);
         }
         let shares = self
             .shares
@@ -579,15 +591,15 @@ impl Tree {
         costs: &[u64],
     ) -> Result<(Chain<'a>, Vec<Target>), ChainError> {
         let domain = &domain_tree.domain;
-        let mut matched: Vec<Option<(usize, ArrayVec<&'a str, MAX_BY_KEYS>)>> =
+        let mut matched: Vec<Option<(usize, BucketValues<'a>)>> =
             Vec::with_capacity(descriptors.len());
         for descriptor in descriptors {
-            let mut values = ArrayVec::new();
+            let mut values = BucketValues::new();
             let rule = domain.match_values(descriptor.as_ref(), &mut values);
             matched.push(rule.map(|r| (r, values)));
         }
         let replaced = replaced_names(matched.iter().flatten().map(|(r, _)| &domain.rules[*r]));
-        let mut buckets: ArrayVec<Bucket<'a>, MAX_LEVELS> = ArrayVec::new();
+        let mut buckets = ChainBuckets::new();
         let mut blocked: Vec<BlockedRule> = Vec::new();
         let mut targets = Vec::with_capacity(descriptors.len());
         for (slot, &cost) in matched.into_iter().zip(costs) {
@@ -642,10 +654,10 @@ impl Tree {
 /// adds `cost` to the bucket already there; returns its position (`None`:
 /// the chain is full).
 fn merge_bucket<'a>(
-    buckets: &mut ArrayVec<Bucket<'a>, MAX_LEVELS>,
+    buckets: &mut ChainBuckets<'a>,
     levels: &'a [Level],
     level_index: usize,
-    values: ArrayVec<&'a str, MAX_BY_KEYS>,
+    values: BucketValues<'a>,
     cost: u64,
 ) -> Option<usize> {
     if let Some(at) = buckets
@@ -655,18 +667,19 @@ fn merge_bucket<'a>(
         buckets[at].cost = buckets[at].cost.saturating_add(cost);
         return Some(at);
     }
+    if buckets.len() == MAX_LEVELS {
+        return None;
+    }
     let level = &levels[level_index];
     let overridden = level.override_for(&values);
-    buckets
-        .try_push(Bucket {
-            level_index,
-            level,
-            spec: overridden.unwrap_or(&level.spec),
-            overridden: overridden.is_some(),
-            values,
-            cost,
-        })
-        .ok()?;
+    buckets.push(Bucket {
+        level_index,
+        level,
+        spec: overridden.unwrap_or(&level.spec),
+        overridden: overridden.is_some(),
+        values,
+        cost,
+    });
     Some(buckets.len() - 1)
 }
 
@@ -677,7 +690,7 @@ fn sorted<'a>(mut chain: Chain<'a>, mut targets: Vec<Target>) -> (Chain<'a>, Vec
     let mut order: ArrayVec<usize, MAX_LEVELS> = (0..n).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&chain.buckets[a], &chain.buckets[b]);
-        (a.level_index, &a.values).cmp(&(b.level_index, &b.values))
+        (a.level_index, &a.values[..]).cmp(&(b.level_index, &b.values[..]))
     });
     if order.iter().enumerate().all(|(i, &o)| i == o) {
         return (chain, targets);

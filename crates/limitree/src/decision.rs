@@ -21,12 +21,10 @@
 
 use std::fmt;
 
-use arrayvec::ArrayVec;
-
-use crate::algo::{BucketView, Verdict};
+use crate::algo::{self, BucketView, Verdict};
 use crate::chain::Chain;
 use crate::clock::Micros;
-use crate::policy::MAX_LEVELS;
+use crate::inline_vec::InlineVec;
 
 /// The largest cost one request may carry (the same bound as a limit).
 pub const MAX_COST: u64 = crate::policy::MAX_LIMIT;
@@ -318,7 +316,13 @@ pub fn share_retry(cost: u64, guarantee: Option<RetryPart<'_>>, pool: RetryPart<
     at.min(wp(cost - (a - 1)))
 }
 
-/// A whole chain's decision, as a store returns it (no heap allocation).
+/// A chain's per-level outcomes, root first (at most [`MAX_LEVELS`](crate::policy::MAX_LEVELS)): four
+/// inline, so a decision of a tree of up to four levels allocates nothing and
+/// moves few bytes (each return copies the inline room whole).
+pub type LevelOutcomes = InlineVec<LevelOutcome, 4>;
+
+/// A whole chain's decision, as a store returns it (no heap allocation for
+/// trees of up to four levels).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainOutcome {
     /// Every non-shadow level had room, and (unless a dry run or peek) all were charged.
@@ -329,7 +333,7 @@ pub struct ChainOutcome {
     /// take the cost if nothing else arrived (max over the denying levels).
     pub retry_after: Option<Micros>,
     /// Per level, root first.
-    pub levels: ArrayVec<LevelOutcome, MAX_LEVELS>,
+    pub levels: LevelOutcomes,
 }
 
 impl ChainOutcome {
@@ -363,52 +367,45 @@ impl ChainOutcome {
         verdicts: &[Verdict],
         shares: &[ShareVerdict],
     ) -> (ChainOutcome, u32) {
+        let mut outcome = ChainOutcome::empty();
+        let charge = Self::combine_into(&mut outcome, mode, chain, overflow, verdicts, shares);
+        (outcome, charge)
+    }
+
+    /// [`ChainOutcome::combine`] into `outcome` (its levels cleared first):
+    /// a store's hot path fills the outcome it returns in place, where
+    /// passing one by value copies ~0.5 KB at each step (trees of up to four
+    /// levels; see [`LevelOutcomes`]).
+    #[inline(always)]
+    pub(crate) fn combine_into(
+        outcome: &mut ChainOutcome,
+        mode: Mode,
+        chain: &Chain<'_>,
+        overflow: u32,
+        verdicts: &[Verdict],
+        shares: &[ShareVerdict],
+    ) -> u32 {
         let buckets = &chain.buckets[..];
-        let mut allowed = true;
-        let mut insufficient = false;
-        let mut shadow_denied = false;
-        let mut retry: Option<Micros> = None;
-        for (bucket, v) in buckets.iter().zip(verdicts) {
-            if v.allowed {
-                continue;
-            }
-            if bucket.level.shadow {
-                shadow_denied = true;
-                continue;
-            }
-            allowed = false;
-            insufficient |= v.insufficient;
-            retry = retry.max(v.retry_after);
-        }
-        for blocked in chain.blocked.iter().filter(|b| b.applies(mode)) {
-            if blocked.shadow {
-                shadow_denied = true;
-            } else {
-                allowed = false;
-                insufficient = true;
-            }
-        }
-        let reason = if insufficient {
-            Reason::InsufficientCapacity
-        } else if !allowed {
-            Reason::Limited
-        } else if shadow_denied {
-            Reason::Shadow
-        } else {
-            Reason::Ok
-        };
-        let mut outcome = ChainOutcome {
-            allowed,
-            reason,
-            retry_after: if insufficient { None } else { retry },
-            levels: ArrayVec::new(),
-        };
+        let admission = Admission::combine(
+            mode,
+            chain,
+            verdicts.iter().map(|v| algo::Fit {
+                allowed: v.allowed,
+                insufficient: v.insufficient,
+                retry_after: v.retry_after,
+            }),
+        );
+        let allowed = admission.allowed;
+        outcome.allowed = allowed;
+        outcome.reason = admission.reason;
+        outcome.retry_after = admission.retry_after;
+        outcome.levels.clear();
         let mut charge = 0;
         // Whether a shared parent takes something (then its child's
         // guarantee and borrowing are what this request took).
         let share_takes = |at: &crate::chain::ChainShare<'_>, sv: &ShareVerdict| {
             let parent = &buckets[at.parent];
-            allowed && sv.verdict.allowed && mode != Mode::Peek && parent.cost > 0
+            takes(mode, allowed, sv.verdict.allowed, parent.cost)
         };
         let level_share = |i: usize| -> Option<LevelShare> {
             if shares.is_empty() {
@@ -428,11 +425,11 @@ impl ChainOutcome {
                 .zip(shares)
                 .find(|(at, _)| at.child == Some(i))
                 .map(|(at, sv)| {
-                    let takes = share_takes(at, sv);
+                    let took = share_takes(at, sv);
                     (
                         sv.guaranteed,
-                        sv.guarantee_available - if takes { sv.from_guarantee } else { 0 },
-                        if takes { sv.from_pool } else { 0 },
+                        sv.guarantee_available - if took { sv.from_guarantee } else { 0 },
+                        if took { sv.from_pool } else { 0 },
                     )
                 });
             match (pool, guarantee) {
@@ -459,7 +456,7 @@ impl ChainOutcome {
             // Takes something from this bucket if the chain is admitted. A peek
             // (and a bucket of cost 0) reports what is left now; otherwise
             // what is left after this request if the chain admits it.
-            let takes = allowed && v.allowed && mode != Mode::Peek && bucket.cost > 0;
+            let takes = takes(mode, allowed, v.allowed, bucket.cost);
             let (remaining, reset_after) = if takes {
                 (v.remaining, v.reset_after)
             } else {
@@ -484,7 +481,90 @@ impl ChainOutcome {
                 charge |= 1 << i;
             }
         }
-        (outcome, charge)
+        charge
+    }
+}
+
+impl ChainOutcome {
+    /// An outcome with no levels yet, for [`ChainOutcome::combine_into`] to
+    /// fill (what it says before then means nothing).
+    pub(crate) fn empty() -> Self {
+        ChainOutcome {
+            allowed: false,
+            reason: Reason::Limited,
+            retry_after: None,
+            levels: LevelOutcomes::new(),
+        }
+    }
+}
+
+/// Whether an admitted (or not) chain takes something from a bucket whose
+/// level had room (or not) for its `cost`: only an admitted chain, never a
+/// peek, never a bucket of cost 0, never a (shadow) level that had no room.
+/// What a dry run reports as taken; what a commit charges.
+#[inline]
+pub fn takes(mode: Mode, admitted: bool, level_allowed: bool, cost: u64) -> bool {
+    admitted && level_allowed && mode != Mode::Peek && cost > 0
+}
+
+/// The part of a [`ChainOutcome`] a caller that needs only yes or no reads
+/// ([`MemoryStore::admit_chain`](crate::MemoryStore::admit_chain)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Every non-shadow level had room, and (unless a dry run or peek) all were charged.
+    pub allowed: bool,
+    /// Why.
+    pub reason: Reason,
+    /// When denied for lack of room now: the earliest time the whole chain could
+    /// take the cost if nothing else arrived (max over the denying levels).
+    pub retry_after: Option<Micros>,
+}
+
+impl Admission {
+    /// The all-or-nothing rule over `fits` (one per bucket of `chain`, for
+    /// its [`Bucket::probe`](crate::chain::Bucket::probe)) and the chain's
+    /// blocking rules; see [`ChainOutcome::combine`]. The one place the rule
+    /// lives: every store's answer is made here.
+    #[inline]
+    pub fn combine(mode: Mode, chain: &Chain<'_>, fits: impl Iterator<Item = algo::Fit>) -> Self {
+        let mut allowed = true;
+        let mut insufficient = false;
+        let mut shadow_denied = false;
+        let mut retry: Option<Micros> = None;
+        for (bucket, fit) in chain.buckets.iter().zip(fits) {
+            if fit.allowed {
+                continue;
+            }
+            if bucket.level.shadow {
+                shadow_denied = true;
+                continue;
+            }
+            allowed = false;
+            insufficient |= fit.insufficient;
+            retry = retry.max(fit.retry_after);
+        }
+        for blocked in chain.blocked.iter().filter(|b| b.applies(mode)) {
+            if blocked.shadow {
+                shadow_denied = true;
+            } else {
+                allowed = false;
+                insufficient = true;
+            }
+        }
+        let reason = if insufficient {
+            Reason::InsufficientCapacity
+        } else if !allowed {
+            Reason::Limited
+        } else if shadow_denied {
+            Reason::Shadow
+        } else {
+            Reason::Ok
+        };
+        Admission {
+            allowed,
+            reason,
+            retry_after: if insufficient { None } else { retry },
+        }
     }
 }
 

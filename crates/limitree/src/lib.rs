@@ -91,6 +91,7 @@ pub mod algo;
 pub mod chain;
 pub mod clock;
 pub mod decision;
+pub mod inline_vec;
 pub mod inspect;
 pub mod limiter;
 pub mod policy;
@@ -98,7 +99,7 @@ pub mod store;
 
 pub use chain::{BlockedRule, BucketSet, Chain, ChainError, Descriptors, Target};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
-pub use decision::{ChainOutcome, Decision, LevelStatus, MAX_COST, Mode, Reason};
+pub use decision::{Admission, ChainOutcome, Decision, LevelStatus, MAX_COST, Mode, Reason};
 pub use limiter::{CheckError, CheckRequest, Limiter, Snapshot};
 pub use policy::{Algorithm, LimitSpec, Policy, PolicyError, PolicyErrors, Selection};
 pub use store::{MemoryStore, Store, StoreError};

@@ -33,7 +33,6 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::{Body as HttpBody, Bytes, Frame, SizeHint};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -44,7 +43,7 @@ use tonic::codegen::http;
 use tonic::transport::server::Connected;
 
 use crate::listener::{
-    Accepted, Acceptor, ConnectionMetrics, Limits, LogEvery, Phase, Registry, Watch,
+    Accepted, Acceptor, ConnectionMetrics, Guarded, Limits, LogEvery, Phase, Registry, Watch,
 };
 
 /// The stream of connections for tonic's `serve_with_incoming_shutdown`.
@@ -348,38 +347,10 @@ where
         let response = std::task::ready!(this.response.poll(cx))?;
         Poll::Ready(Ok(match this.guard.take() {
             Some(guard) => response.map(|inner| {
-                Body::new(Tracked {
-                    inner,
-                    _guard: guard,
-                })
+                // The call stays open until its body is done with.
+                Body::new(Guarded::new(inner, guard))
             }),
             None => response,
         }))
-    }
-}
-
-/// A response body that keeps its call open until it is done with.
-struct Tracked {
-    inner: Body,
-    _guard: CallGuard,
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

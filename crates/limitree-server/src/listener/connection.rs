@@ -34,7 +34,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::{ConnectionMetrics, Limits};
+use super::{ConnectionMetrics, Guarded, Limits};
 use crate::http::body::BodyTimedOut;
 use crate::http::problem::{ApiError, HeadError};
 
@@ -305,7 +305,7 @@ fn respond(
             Ok(response) => response,
             Err(never) => match never {},
         };
-        Ok(response.map(|inner| Tracked { inner, watch }))
+        Ok(response.map(|inner| Guarded::new(inner, Flushing(watch))))
     }
 }
 
@@ -360,34 +360,14 @@ impl HttpBody for TimedBody {
 
 /// A response body that marks its connection flushing once hyper is done
 /// with it (and [`Watched`] marks it idle once the bytes are out).
-pub(super) struct Tracked {
-    inner: Body,
-    watch: Arc<Watch>,
-}
+pub(super) type Tracked = Guarded<Body, Flushing>;
 
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
+/// Marks its connection flushing when dropped (with the response body).
+pub(super) struct Flushing(Arc<Watch>);
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tracked {
+impl Drop for Flushing {
     fn drop(&mut self) {
-        self.watch.set(Phase::Flushing);
+        self.0.set(Phase::Flushing);
     }
 }
 

@@ -63,12 +63,7 @@ impl Pacer {
             .unwrap_or(u64::MAX)
             .max(1);
         Pacer {
-            spec: LimitSpec {
-                algorithm: Algorithm::Gcra,
-                limit: 1,
-                window,
-                burst: u64::from(burst.max(1)),
-            },
+            spec: LimitSpec::new(Algorithm::Gcra, 1, window, u64::from(burst.max(1))),
             state: gcra::State::default(),
             origin: now,
         }

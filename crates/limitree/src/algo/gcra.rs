@@ -46,6 +46,17 @@ impl super::BucketView for View {
         (self.now + self.burst * self.interval).saturating_sub(base) / self.interval
     }
 
+    /// `cost <= available()` without the division: `⌊x / T⌋ >= cost` iff
+    /// `x >= cost·T` (`T >= 1`). `cost·T` stays below 2^53 for a cost within
+    /// the burst (the policy bounds `burst·T`); a larger cost saturates and
+    /// does not fit, as it does not by `available()`.
+    #[inline]
+    fn fits(&self, cost: u64) -> bool {
+        let base = self.tat.max(self.now);
+        let room = (self.now + self.burst * self.interval).saturating_sub(base);
+        cost.saturating_mul(self.interval) <= room
+    }
+
     /// The earliest `t` with `tat + cost·T <= t + burst·T`.
     fn retry_after(&self, cost: u64) -> Micros {
         (self.tat + cost * self.interval).saturating_sub(self.burst * self.interval + self.now)

@@ -104,6 +104,12 @@ pub trait BucketView {
     fn retry_after(&self, cost: u64) -> Micros;
     /// Wait until the bucket is full, after `charged` units taken now.
     fn reset_after(&self, charged: u64) -> Micros;
+    /// `cost <= available()`; an algorithm may answer it more cheaply (gcra
+    /// without dividing by its interval).
+    #[inline]
+    fn fits(&self, cost: u64) -> bool {
+        cost <= self.available()
+    }
 }
 
 /// Calls `$body` with the view of `$state` at `$now`, whatever its algorithm.
@@ -193,6 +199,38 @@ pub fn idle_at(state: &BucketState, spec: &LimitSpec) -> Micros {
 
 /// The verdict of one bucket on a request of `cost` at `now`. Pure: the state is
 /// not touched; call [`charge`] to record an admission.
+/// Whether `cost` fits a bucket, without what a [`Verdict`] adds for
+/// reporting (what is left, when it is full again): what a caller that needs
+/// only yes or no pays for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    /// The cost fits now.
+    pub allowed: bool,
+    /// The cost exceeds the bucket's capacity: it never fits.
+    pub insufficient: bool,
+    /// When it does not fit now but could: the exact wait until it does.
+    pub retry_after: Option<Micros>,
+}
+
+/// [`decide`]'s yes or no alone, the same answer (`cost <= available`).
+#[inline]
+pub fn fit(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> Fit {
+    with_view!(state, now, spec, |v| fit_of(&v, spec.capacity(), cost))
+}
+
+/// Whether `cost` fits `view` of a bucket of `capacity`: the rule
+/// [`verdict`] reports on too.
+#[inline]
+fn fit_of(view: &impl BucketView, capacity: u64, cost: u64) -> Fit {
+    let insufficient = cost > capacity;
+    let allowed = !insufficient && view.fits(cost);
+    Fit {
+        allowed,
+        insufficient,
+        retry_after: (!allowed && !insufficient).then(|| view.retry_after(cost)),
+    }
+}
+
 #[inline]
 pub fn decide(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> Verdict {
     with_view!(state, now, spec, |v| verdict(&v, spec.capacity(), cost))
@@ -201,9 +239,12 @@ pub fn decide(state: &BucketState, now: Micros, spec: &LimitSpec, cost: u64) -> 
 /// The verdict of a bucket seen through `view` on a request of `cost`. Public
 /// for the Redis store, whose sliding_log view is a summary of the log.
 pub fn verdict(view: &impl BucketView, capacity: u64, cost: u64) -> Verdict {
+    let Fit {
+        allowed,
+        insufficient,
+        retry_after,
+    } = fit_of(view, capacity, cost);
     let available = view.available();
-    let insufficient = cost > capacity;
-    let allowed = !insufficient && cost <= available;
     let reset_after_now = view.reset_after(0);
     Verdict {
         allowed,
@@ -215,7 +256,7 @@ pub fn verdict(view: &impl BucketView, capacity: u64, cost: u64) -> Verdict {
             reset_after_now
         },
         reset_after_now,
-        retry_after: (!allowed && !insufficient).then(|| view.retry_after(cost)),
+        retry_after,
         insufficient,
     }
 }

@@ -21,12 +21,7 @@ enum Want {
 use Want::{Denied, Insufficient, Ok as Admit};
 
 fn spec(algorithm: Algorithm, limit: u64, window: Micros, burst: Option<u64>) -> LimitSpec {
-    LimitSpec {
-        algorithm,
-        limit,
-        window,
-        burst: burst.unwrap_or(limit),
-    }
+    LimitSpec::new(algorithm, limit, window, burst.unwrap_or(limit))
 }
 
 /// Runs `steps` of (offset from T0, cost, expected) against a fresh bucket.
@@ -219,6 +214,46 @@ fn clock_going_backwards_never_frees_capacity(#[case] algorithm: Algorithm) {
             available(&state, T0 + 15 * S - back, &s),
             0,
             "{back}µs back"
+        );
+    }
+}
+
+proptest::proptest! {
+    /// `fit` (what `MemoryStore::admit_chain` asks) gives `decide`'s answer,
+    /// and both are `cost <= available` — gcra's `fits` multiplies where
+    /// `available` divides. Random charges first, so states are reachable ones.
+    #[test]
+    fn fit_agrees_with_decide_and_available(
+        algorithm in proptest::sample::select(vec![
+            Algorithm::SlidingLog, Algorithm::SlidingWindow, Algorithm::Gcra, Algorithm::FixedWindow,
+        ]),
+        limit in 1u64..50,
+        window in 1u64..5_000_000,
+        extra_burst in 0u64..20,
+        charges in proptest::collection::vec((0u64..2_000_000, 0u64..8), 0..20),
+        probe_at in 0u64..3_000_000,
+        cost in 0u64..80,
+    ) {
+        let burst = (algorithm == Algorithm::Gcra).then_some(limit + extra_burst);
+        let spec = spec(algorithm, limit, window, burst);
+        let mut state = BucketState::fresh(algorithm);
+        let mut now = T0;
+        for (dt, c) in charges {
+            now += dt;
+            if decide(&state, now, &spec, c).allowed {
+                charge(&mut state, now, &spec, c);
+            }
+        }
+        let at = now + probe_at;
+        let f = fit(&state, at, &spec, cost);
+        let v = decide(&state, at, &spec, cost);
+        proptest::prop_assert_eq!(
+            (f.allowed, f.insufficient, f.retry_after),
+            (v.allowed, v.insufficient, v.retry_after)
+        );
+        proptest::prop_assert_eq!(
+            f.allowed,
+            cost <= spec.capacity() && cost <= available(&state, at, &spec)
         );
     }
 }

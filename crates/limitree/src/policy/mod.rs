@@ -103,9 +103,27 @@ pub struct LimitSpec {
     /// gcra only: units that may be taken at once (the bucket depth). Equal to
     /// `limit` for every other algorithm.
     pub burst: u64,
+    /// [`LimitSpec::emission_interval`], computed once: a 64-bit division
+    /// costs more than the rest of a gcra decision, which needs it several
+    /// times per bucket. Private, so every spec is made by [`LimitSpec::new`]
+    /// and the fields it is computed from are never changed under it.
+    interval: Micros,
 }
 
 impl LimitSpec {
+    /// The spec of `limit` units per `window` (µs), `burst` at once (gcra;
+    /// pass `limit` for the other algorithms).
+    pub const fn new(algorithm: Algorithm, limit: u64, window: Micros, burst: u64) -> Self {
+        let limit_or_1 = if limit == 0 { 1 } else { limit };
+        LimitSpec {
+            algorithm,
+            limit,
+            window,
+            burst,
+            interval: window.div_ceil(limit_or_1),
+        }
+    }
+
     /// The most a single request may cost and still fit some day; a larger cost
     /// is `insufficient_capacity`.
     pub fn capacity(&self) -> u64 {
@@ -117,8 +135,9 @@ impl LimitSpec {
 
     /// gcra's emission interval: the time one unit takes to drip back, rounded
     /// **up** to the microsecond so the rate is never above `limit / window`.
+    #[inline]
     pub fn emission_interval(&self) -> Micros {
-        self.window.div_ceil(self.limit.max(1))
+        self.interval
     }
 }
 

@@ -418,12 +418,7 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
     };
 
     let (limit, window) = (limit?, window?);
-    let spec = LimitSpec {
-        algorithm,
-        limit,
-        window,
-        burst: burst.unwrap_or(limit),
-    };
+    let spec = LimitSpec::new(algorithm, limit, window, burst.unwrap_or(limit));
     check_spec(&spec, place, problems);
 
     let mut overrides: Vec<Override> = Vec::new();
@@ -525,12 +520,7 @@ fn validate_override(
         None if base.burst == base.limit => limit,
         None => base.burst,
     };
-    let spec = LimitSpec {
-        algorithm: base.algorithm,
-        limit,
-        window,
-        burst,
-    };
+    let spec = LimitSpec::new(base.algorithm, limit, window, burst);
     check_spec(&spec, place, problems);
     let guaranteed = match raw.guaranteed {
         Some(n) => Some(positive(n, "guaranteed", place, problems)?),

@@ -93,11 +93,12 @@ impl Shares {
             .map(|(values, guaranteed)| SharePart {
                 values,
                 guaranteed,
-                spec: LimitSpec {
-                    limit: guaranteed,
-                    burst: burst_of(guaranteed),
-                    ..*parent
-                },
+                spec: LimitSpec::new(
+                    parent.algorithm,
+                    guaranteed,
+                    parent.window,
+                    burst_of(guaranteed),
+                ),
             })
             .collect();
         let pool_limit = parent.limit.saturating_sub(reserved);
@@ -112,11 +113,7 @@ impl Shares {
             parent: parent_index,
             child: child_index,
             reserved,
-            pool: LimitSpec {
-                limit: pool_limit,
-                burst: pool_burst,
-                ..*parent
-            },
+            pool: LimitSpec::new(parent.algorithm, pool_limit, parent.window, pool_burst),
             parts,
             per_bucket: Vec::new(),
         }

@@ -36,7 +36,7 @@
 //! split changed gets new buckets holding the old ones' used units, carried
 //! into the new layout at the reload ([`crate::algo::carry`]).
 
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,9 +46,11 @@ use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
 use crate::algo::{self, BucketState};
-use crate::chain::Chain;
+use crate::chain::{Bucket, Chain};
 use crate::clock::{Clock, Micros, SystemClock};
-use crate::decision::{ChainOutcome, Mode, PartView, ShareVerdict, share_verdict};
+use crate::decision::{
+    Admission, ChainOutcome, Mode, PartView, ShareVerdict, share_verdict, takes,
+};
 use crate::policy::{Level, LimitSpec, MAX_LEVELS, Policy, Shares};
 
 /// A full level tries to drop idle buckets at most this often, so a flood of
@@ -56,13 +58,36 @@ use crate::policy::{Level, LimitSpec, MAX_LEVELS, Policy, Shares};
 const FULL_LEVEL_EXPIRE_INTERVAL: Micros = 1_000_000;
 
 /// A keyed bucket's identity: its descriptor values in `by` order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct BucketKey(Box<[Box<str>]>);
 
 /// A borrowed [`BucketKey`], for lookups without allocating. Hashes exactly as
-/// `BucketKey` does (a slice of `str`s).
-#[derive(Hash)]
+/// `BucketKey` does ([`hash_values`]).
 struct KeyRef<'a>(&'a [&'a str]);
+
+/// A key's hash: each value as `str` hashes (its bytes, then a terminator
+/// byte, so `["ab", "c"]` and `["a", "bc"]` differ), without the slice's
+/// length prefix — every key of one level's map has as many values as the
+/// level has `by` keys, so the prefix told them nothing and cost a hasher
+/// call per lookup. The map's hasher is seeded (hashbrown's default), so
+/// descriptor values chosen to collide cannot be computed in advance.
+fn hash_values<'v, H: Hasher>(values: impl Iterator<Item = &'v str>, state: &mut H) {
+    for value in values {
+        value.hash(state);
+    }
+}
+
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().map(|v| &**v), state);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().copied(), state);
+    }
+}
 
 impl Equivalent<BucketKey> for KeyRef<'_> {
     fn equivalent(&self, key: &BucketKey) -> bool {
@@ -449,6 +474,28 @@ impl MemoryStore {
             .sum()
     }
 
+    /// Decides `chain` now as [`MemoryStore::decide_chain`] does (the same
+    /// decision, the same charges) and answers only yes or no, and when to
+    /// retry: for callers that read nothing else (a governor-style check),
+    /// without the per-level report a [`ChainOutcome`] carries. A chain with
+    /// fair sharing, or with two buckets of one level (an Envoy call), is
+    /// decided by [`MemoryStore::decide_chain`] and its answer cut down.
+    pub fn admit_chain(&self, chain: &Chain<'_>, mode: Mode) -> Result<Admission, StoreError> {
+        let levels = match self.trees.get(chain.tree.index) {
+            Some((name, levels)) if *name == chain.tree.name => levels,
+            _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
+        };
+        if chain.shares.is_empty() && one_bucket_per_level(chain, levels.len()) {
+            return Ok(admit_plain(levels, chain, mode, self.clock.now()));
+        }
+        let outcome = self.decide_chain(chain, mode)?;
+        Ok(Admission {
+            allowed: outcome.allowed,
+            reason: outcome.reason,
+            retry_after: outcome.retry_after,
+        })
+    }
+
     /// Decides `chain` now; the synchronous core of [`Store::decide`].
     pub fn decide_chain(&self, chain: &Chain<'_>, mode: Mode) -> Result<ChainOutcome, StoreError> {
         let levels = match self.trees.get(chain.tree.index) {
@@ -456,6 +503,11 @@ impl MemoryStore {
             _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
         };
         let now = self.clock.now();
+        if chain.shares.is_empty() && one_bucket_per_level(chain, levels.len()) {
+            let mut outcome = ChainOutcome::empty();
+            decide_plain(levels, chain, mode, now, &mut outcome);
+            return Ok(outcome);
+        }
         // The distinct keyed levels of the chain, ascending: their maps are
         // read-locked in this order (the same for every request, so a writer
         // waiting on one map never closes a cycle), each once even when the
@@ -492,16 +544,7 @@ impl MemoryStore {
                         else {
                             return Err(StoreError::UnknownTree(chain.tree.name.clone()));
                         };
-                        match map.get(&KeyRef(&bucket.values)) {
-                            Some(state) => Some((state, false)),
-                            None if map.len() >= k.level.max_buckets
-                                && !k.pinned(bucket)
-                                && !k.expire_idle_due(now) =>
-                            {
-                                Some((&*k.overflow, true))
-                            }
-                            None => None,
-                        }
+                        k.find(map, bucket, now)
                     }
                 };
                 match slot {
@@ -530,6 +573,149 @@ impl MemoryStore {
             return Ok(decide_locked(chain, mode, now, &slots, &parts));
         }
     }
+}
+
+/// Whether `chain` has one bucket per level, levels ascending (every native
+/// tree's chain; an Envoy call's unless two descriptors match one rule with
+/// different values), all of them among the store's `levels`.
+fn one_bucket_per_level(chain: &Chain<'_>, levels: usize) -> bool {
+    let mut next = 0;
+    for bucket in &chain.buckets {
+        if bucket.level_index < next || bucket.level_index >= levels {
+            return false;
+        }
+        next = bucket.level_index + 1;
+    }
+    true
+}
+
+/// Runs `decide` on the cells of the common chain — no fair sharing, one
+/// bucket per level ([`one_bucket_per_level`]) — locked, with bit `i` of its
+/// second argument set when bucket `i` landed in its level's overflow bucket.
+///
+/// The rules are [`decide_locked`]'s with less bookkeeping, which a decision
+/// this cheap notices: levels ascend along the chain, so locking in chain
+/// order *is* the lock order (level, then address), and no two buckets share
+/// a state (each level's overflow bucket is its own), so each is asked for
+/// its own cost.
+#[inline(always)]
+fn with_plain_cells<R>(
+    levels: &[LevelBuckets],
+    chain: &Chain<'_>,
+    now: Micros,
+    decide: impl FnOnce(&mut [MutexGuard<'_, BucketCell>], u32) -> R,
+) -> R {
+    loop {
+        // Read-lock each keyed level's map, in chain (= level) order. (Loops
+        // with `push`, not `collect`: ArrayVec's `FromIterator` costs more
+        // than the locking here.)
+        let mut maps: ArrayVec<Option<RwLockReadGuard<'_, BucketMap>>, MAX_LEVELS> =
+            ArrayVec::new();
+        for bucket in &chain.buckets {
+            maps.push(match &levels[bucket.level_index] {
+                LevelBuckets::Keyed(k) => Some(k.buckets.read()),
+                LevelBuckets::Global(_) => None,
+            });
+        }
+        let mut cells: ArrayVec<&Mutex<BucketCell>, MAX_LEVELS> = ArrayVec::new();
+        let mut overflow = 0u32;
+        let mut missing = None;
+        for (i, (bucket, map)) in chain.buckets.iter().zip(&maps).enumerate() {
+            let cell = match (&levels[bucket.level_index], map) {
+                (LevelBuckets::Keyed(k), Some(map)) => {
+                    k.find(map, bucket, now).map(|(entry, overflowed)| {
+                        overflow |= u32::from(overflowed) << i;
+                        &entry.state
+                    })
+                }
+                (LevelBuckets::Global(g), _) => Some(&g.cell.state),
+                (LevelBuckets::Keyed(_), None) => None,
+            };
+            match cell {
+                Some(cell) => cells.push(cell),
+                None => {
+                    missing = Some(i);
+                    break;
+                }
+            }
+        }
+        if let Some(i) = missing {
+            drop(cells);
+            drop(maps);
+            let bucket = &chain.buckets[i];
+            if let LevelBuckets::Keyed(k) = &levels[bucket.level_index] {
+                k.insert(&bucket.values, bucket.overridden, now);
+            }
+            continue;
+        }
+        let mut guards: ArrayVec<MutexGuard<'_, BucketCell>, MAX_LEVELS> = ArrayVec::new();
+        for cell in &cells {
+            guards.push(cell.lock());
+        }
+        return decide(&mut guards, overflow);
+    }
+}
+
+/// [`MemoryStore::decide_chain`] for the common chain ([`with_plain_cells`]),
+/// into `outcome`.
+#[inline(always)]
+fn decide_plain(
+    levels: &[LevelBuckets],
+    chain: &Chain<'_>,
+    mode: Mode,
+    now: Micros,
+    outcome: &mut ChainOutcome,
+) {
+    with_plain_cells(levels, chain, now, |cells, overflow| {
+        let mut verdicts: ArrayVec<algo::Verdict, MAX_LEVELS> = ArrayVec::new();
+        for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
+            let spec = bucket.spec_in(overflow & (1 << i) != 0);
+            cell.state.conform(spec);
+            algo::prune(&mut cell.state, now, spec);
+            verdicts.push(algo::decide(&cell.state, now, spec, bucket.probe(mode)));
+        }
+        let charged = ChainOutcome::combine_into(outcome, mode, chain, overflow, &verdicts, &[]);
+        for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
+            if charged & (1 << i) != 0 {
+                cell.charge(now, bucket.spec_in(overflow & (1 << i) != 0), bucket.cost);
+            }
+        }
+        // A peek (what introspection reads) says when each bucket last admitted.
+        if mode == Mode::Peek {
+            for (level, cell) in outcome.levels.iter_mut().zip(cells.iter()) {
+                level.since_admission = cell.last_admission().map(|at| now.saturating_sub(at));
+            }
+        }
+    });
+}
+
+/// [`MemoryStore::admit_chain`] for the common chain ([`with_plain_cells`]):
+/// [`decide_plain`] without the per-level report.
+fn admit_plain(levels: &[LevelBuckets], chain: &Chain<'_>, mode: Mode, now: Micros) -> Admission {
+    with_plain_cells(levels, chain, now, |cells, overflow| {
+        let mut fits: ArrayVec<algo::Fit, MAX_LEVELS> = ArrayVec::new();
+        for (i, (bucket, cell)) in chain.buckets.iter().zip(cells.iter_mut()).enumerate() {
+            let spec = bucket.spec_in(overflow & (1 << i) != 0);
+            cell.state.conform(spec);
+            algo::prune(&mut cell.state, now, spec);
+            fits.push(algo::fit(&cell.state, now, spec, bucket.probe(mode)));
+        }
+        let admission = Admission::combine(mode, chain, fits.iter().copied());
+        if mode == Mode::Commit && admission.allowed {
+            for (i, ((bucket, cell), fit)) in chain
+                .buckets
+                .iter()
+                .zip(cells.iter_mut())
+                .zip(&fits)
+                .enumerate()
+            {
+                if takes(mode, true, fit.allowed, bucket.cost) {
+                    cell.charge(now, bucket.spec_in(overflow & (1 << i) != 0), bucket.cost);
+                }
+            }
+        }
+        admission
+    })
 }
 
 /// Locks `slots` (one per bucket of `chain`), decides and charges. Every bucket
@@ -685,12 +871,34 @@ fn decide_locked(
 impl KeyedLevel {
     /// Whether `bucket` always gets a bucket of its own (never the overflow
     /// bucket): an overridden one, or one with a split of its own.
-    fn pinned(&self, bucket: &crate::chain::Bucket<'_>) -> bool {
+    fn pinned(&self, bucket: &Bucket<'_>) -> bool {
         bucket.overridden
             || self
                 .split
                 .as_ref()
                 .is_some_and(|s| s.own_split(&bucket.values).is_some())
+    }
+
+    /// `bucket`'s entry in `map` (this level's, read-locked), and whether it
+    /// is the overflow bucket (the level is full, the value is new and no
+    /// expiry is due); `None`: it must be inserted first ([`KeyedLevel::insert`]).
+    #[inline]
+    fn find<'m>(
+        &'m self,
+        map: &'m BucketMap,
+        bucket: &Bucket<'_>,
+        now: Micros,
+    ) -> Option<(&'m BucketEntry, bool)> {
+        match map.get(&KeyRef(&bucket.values)) {
+            Some(entry) => Some((entry, false)),
+            None if map.len() >= self.level.max_buckets
+                && !self.pinned(bucket)
+                && !self.expire_idle_due(now) =>
+            {
+                Some((&*self.overflow, true))
+            }
+            None => None,
+        }
     }
 
     fn expire_idle_due(&self, now: Micros) -> bool {

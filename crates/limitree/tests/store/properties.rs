@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use limitree::{ManualClock, MemoryStore, Micros, Mode, Policy, Reason, Store};
+use limitree::policy::Tree;
+use limitree::{Chain, ManualClock, MemoryStore, Micros, Mode, Policy, Reason, Store};
 use proptest::prelude::*;
 
 use crate::model::{Model, buckets, shares};
@@ -206,6 +207,19 @@ fn descriptors(step: &Step) -> Vec<(&'static str, &'static str)> {
     d
 }
 
+/// The chain `step` asks for in `tree` (`d`: its descriptors), with its
+/// per-bucket costs if it has them, and the mode its cost and dry run make.
+fn step_chain<'a>(tree: &'a Tree, d: &'a [(&'a str, &'a str)], step: &Step) -> (Chain<'a>, Mode) {
+    let mut chain = tree.chain(d, step.cost).unwrap();
+    if let Some(costs) = step.bucket_costs {
+        for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
+            bucket.cost = cost;
+        }
+    }
+    let mode = Mode::for_request(chain.total_cost(), step.dry_run);
+    (chain, mode)
+}
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -236,14 +250,8 @@ proptest! {
             now += step.advance;
             clock.set(now);
             let d = descriptors(step);
-            let mut chain = tree.chain(d.as_slice(), step.cost).unwrap();
-            if let Some(costs) = step.bucket_costs {
-                for (bucket, cost) in chain.buckets.iter_mut().zip(costs) {
-                    bucket.cost = cost;
-                }
-            }
+            let (chain, mode) = step_chain(tree, &d, step);
             let costs: Vec<u64> = chain.buckets.iter().map(|b| b.cost).collect();
-            let mode = Mode::for_request(chain.total_cost(), step.dry_run);
             let before = block_on(store.decide(&chain, Mode::Peek)).unwrap();
             let got = block_on(store.decide(&chain, mode)).unwrap();
             let shares = shares(&policy, &d);
@@ -395,6 +403,46 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `admit_chain` (yes or no, for callers that read nothing else) decides
+    /// and charges exactly as `decide_chain`: two stores on one clock, one
+    /// asked each way, give the same answer at every step and hold the same
+    /// state after it (every level's peek equal). Trees with shares take the
+    /// fallback through `decide_chain`; the rest the lean path.
+    #[test]
+    fn admit_chain_decides_and_charges_as_decide_chain(
+        text in policy_gen(),
+        steps in prop::collection::vec(step_gen(), 1..60),
+    ) {
+        let policy = Arc::new(Policy::from_toml_str(&text, "generated").unwrap());
+        let clock = ManualClock::new(T0);
+        let full = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
+        let lean = MemoryStore::with_clock(&policy, Arc::new(clock.clone()));
+        let tree = &policy.trees()[0];
+        let mut now = T0;
+        for step in &steps {
+            now += step.advance;
+            clock.set(now);
+            let d = descriptors(step);
+            let (chain, mode) = step_chain(tree, &d, step);
+            let want = full.decide_chain(&chain, mode).unwrap();
+            let got = lean.admit_chain(&chain, mode).unwrap();
+            prop_assert_eq!(
+                (got.allowed, got.reason, got.retry_after),
+                (want.allowed, want.reason, want.retry_after),
+                "step {:?}", step
+            );
+            prop_assert_eq!(
+                lean.decide_chain(&chain, Mode::Peek).unwrap(),
+                full.decide_chain(&chain, Mode::Peek).unwrap(),
+                "state after step {:?}", step
+            );
         }
     }
 }

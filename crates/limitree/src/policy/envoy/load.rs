@@ -548,12 +548,7 @@ impl Loader<'_> {
             match (window, rpu) {
                 (Some((window, unit)), Some(0)) => (Some(RuleLimit::Blocked { window }), unit, 0),
                 (Some((window, unit)), Some(limit)) => {
-                    let spec = LimitSpec {
-                        algorithm,
-                        limit,
-                        window,
-                        burst: burst.unwrap_or(limit),
-                    };
+                    let spec = LimitSpec::new(algorithm, limit, window, burst.unwrap_or(limit));
                     self.check_spec(&spec, node.pos, path);
                     (Some(RuleLimit::Limited(spec)), unit, limit)
                 }

@@ -25,8 +25,6 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 
-use arrayvec::ArrayVec;
-
 use super::{LimitSpec, MAX_BY_KEYS, PolicyErrors};
 use crate::clock::Micros;
 
@@ -452,10 +450,16 @@ impl Domain {
     pub(crate) fn match_values<'a>(
         &'a self,
         descriptor: &[(&'a str, &'a str)],
-        values: &mut ArrayVec<&'a str, MAX_BY_KEYS>,
+        values: &mut crate::chain::BucketValues<'a>,
     ) -> Option<usize> {
         values.clear();
-        self.walk(descriptor, |_, value| values.try_push(value).is_ok())
+        self.walk(descriptor, |_, value| {
+            let room = values.len() < MAX_BY_KEYS;
+            if room {
+                values.push(value);
+            }
+            room
+        })
     }
 
     /// The search of [`Domain::matches`]: `visit` is given each entry's key

@@ -283,12 +283,12 @@ descriptors:
     assert_eq!(a.unit, None, "30m is no single unit");
     assert_eq!(
         a.spec(),
-        Some(&LimitSpec {
-            algorithm: Algorithm::SlidingWindow,
-            limit: 100,
-            window: 1_800_000_000,
-            burst: 100
-        })
+        Some(&LimitSpec::new(
+            Algorithm::SlidingWindow,
+            100,
+            1_800_000_000,
+            100
+        ))
     );
     assert_eq!(d.rule("b").unwrap().unit, Some(Unit::Hour));
     let c = d.rule("c").unwrap().spec().unwrap();

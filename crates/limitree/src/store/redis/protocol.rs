@@ -1108,12 +1108,7 @@ mod tests {
     }
 
     fn spec(algorithm: Algorithm, limit: u64, window: Micros) -> LimitSpec {
-        LimitSpec {
-            algorithm,
-            limit,
-            window,
-            burst: limit,
-        }
+        LimitSpec::new(algorithm, limit, window, limit)
     }
 
     #[test]
