@@ -49,6 +49,7 @@ macro_rules! conformance_suite {
             several_levels_of_a_tree_give_shares,
             an_overridden_parent_bucket_is_split_from_its_own_limit,
             a_guarantee_of_a_repeated_key_lives_in_its_parent_bucket,
+            a_carry_splits_each_parent_bucket_by_its_own_limit,
             a_team_never_takes_another_teams_guarantees_or_pool,
             each_team_has_its_own_pool_within_shared_ceilings,
             a_split_team_is_listed_and_reset_with_its_parts,

@@ -571,6 +571,54 @@ overrides = [{{ when = {{ team = "a", category = "errors" }}, guaranteed = 4 }}]
     }
 }
 
+/// A reload that adds shares under a keyed parent with an override carries
+/// each team's used units into its own split: team `big` (20) used 15, so
+/// its pool of 14 is full and `a`'s guarantee holds 1 (5 more in all);
+/// team `x` (10) used 6, pool 4 full, `a` holds 2 (4 more in all).
+pub async fn a_carry_splits_each_parent_bucket_by_its_own_limit(h: &dyn Harness) {
+    for algorithm in ALGORITHMS {
+        let whole = keyed(algorithm).replace("limit = 6", "limit = 20").replace(
+            "by = [\"team\"]\n",
+            "by = [\"team\"]\noverrides = [{ when = { team = \"big\" }, limit = 20 }]\n",
+        );
+        let mut f = Fixture::new(h, &whole.replace("shares = { a = 3, b = 3 }\n", ""));
+        // Other categories per team: a category's ceiling spans teams.
+        for (team, category, used) in [("big", "c", 15), ("x", "d", 6)] {
+            assert!(
+                f.take(&in_team(team, category), used).await.allowed,
+                "{algorithm}"
+            );
+        }
+        f.reload(&whole);
+        for (team, pool_left, a_left) in [("big", 0, 2), ("x", 0, 1)] {
+            let o = f.take(&in_team(team, "a"), 0).await;
+            assert_eq!(pool(&o), Some(pool_left), "{algorithm} {team}: {o:?}");
+            assert_eq!(
+                child(&o).map(|c| c.1),
+                Some(a_left),
+                "{algorithm} {team}: {o:?}"
+            );
+        }
+        for (team, a, b) in [("big", 2, 3), ("x", 1, 3)] {
+            assert_eq!(
+                admitted_in(&f, team, "c", 10).await,
+                0,
+                "{algorithm} {team}"
+            );
+            assert_eq!(
+                admitted_in(&f, team, "a", 10).await,
+                a,
+                "{algorithm} {team}"
+            );
+            assert_eq!(
+                admitted_in(&f, team, "b", 10).await,
+                b,
+                "{algorithm} {team}"
+            );
+        }
+    }
+}
+
 /// Keyed parent, two teams: (1) each team's bucket admits at most its own
 /// limit, and (2, 5) one team's traffic — its pool drained, its guarantees
 /// used up — takes nothing from another team's guarantees or pool: team `y`
