@@ -178,8 +178,9 @@ pub struct Chain<'a> {
     pub blocked: Vec<BlockedRule>,
     /// Where the tree's guaranteed shares meet this chain (trees with
     /// [`Shares`] only), one per split whose parent's bucket the chain has,
-    /// root first: each parent's bucket is decided by its parts.
-    pub shares: ArrayVec<ChainShare<'a>, MAX_LEVELS>,
+    /// root first: each parent's bucket is decided by its parts. Two inline
+    /// (every chain carries the room, see [`BucketValues`]); more spill.
+    pub shares: InlineVec<ChainShare<'a>, 2>,
 }
 
 /// How a chain passes a tree's [`Shares`]: the parent's bucket (when the
@@ -480,7 +481,14 @@ impl Tree {
         get: impl Fn(&str) -> Option<&'a str>,
         mut cost: impl FnMut(usize, &Level) -> u64,
     ) -> Result<Chain<'a>, ChainError> {
-        let mut buckets = ChainBuckets::new();
+        // Built in place: a chain is ~0.5 KB, and moving its parts into it at
+        // the end copied them on every request.
+        let mut chain = Chain {
+            tree: self,
+            buckets: ChainBuckets::new(),
+            blocked: Vec::new(),
+            shares: InlineVec::new(),
+        };
         'levels: for (level_index, level) in self.levels.iter().enumerate() {
             let mut values = BucketValues::new();
             for key in &level.by {
@@ -506,38 +514,30 @@ impl Tree {
                 cost: cost(level_index, level),
             };
             // A native tree has at most MAX_LEVELS levels (the policy checks).
-            if buckets.len() == MAX_LEVELS {
+            if chain.buckets.len() == MAX_LEVELS {
                 return Err(ChainError::TooManyBuckets {
                     tree: self.name.clone(),
                 });
             }
-            buckets.push(bucket);
+            chain.buckets.push(bucket);
         }
-        let shares = self
-            .shares
-            .iter()
-            .filter_map(|shares| {
-                let parent = buckets
-                    .iter()
-                    .position(|b| b.level_index == shares.parent)?;
-                // An overridden parent bucket has its own split.
-                let shares = shares.for_values(&buckets[parent].values);
-                let child = buckets.iter().position(|b| b.level_index == shares.child);
-                let part = child.and_then(|c| shares.part_for(&buckets[c].values));
-                Some(ChainShare {
-                    shares,
-                    parent,
-                    child,
-                    part,
-                })
-            })
-            .collect();
-        Ok(Chain {
-            tree: self,
-            buckets,
-            blocked: Vec::new(),
-            shares,
-        })
+        let buckets = &chain.buckets;
+        for shares in &self.shares {
+            let Some(parent) = buckets.iter().position(|b| b.level_index == shares.parent) else {
+                continue;
+            };
+            // An overridden parent bucket has its own split.
+            let shares = shares.for_values(&buckets[parent].values);
+            let child = buckets.iter().position(|b| b.level_index == shares.child);
+            let part = child.and_then(|c| shares.part_for(&buckets[c].values));
+            chain.shares.push(ChainShare {
+                shares,
+                parent,
+                child,
+                part,
+            });
+        }
+        Ok(chain)
     }
 
     fn native_for_descriptors<'a, D: AsRef<[(&'a str, &'a str)]>>(
@@ -644,7 +644,7 @@ impl Tree {
             tree: self,
             buckets,
             blocked,
-            shares: ArrayVec::new(),
+            shares: InlineVec::new(),
         };
         Ok(sorted(chain, targets))
     }

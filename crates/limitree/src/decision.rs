@@ -473,7 +473,11 @@ impl ChainOutcome {
                 insufficient: v.insufficient,
                 shadow: bucket.level.shadow,
                 overflow: overflowed,
-                share: level_share(i),
+                share: if shares.is_empty() {
+                    None
+                } else {
+                    level_share(i)
+                },
                 // Only a store that records admissions knows; it fills this in.
                 since_admission: None,
             });
