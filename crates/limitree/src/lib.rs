@@ -96,6 +96,7 @@ pub mod inspect;
 pub mod limiter;
 pub mod policy;
 pub mod store;
+mod values;
 
 pub use chain::{BlockedRule, BucketSet, Chain, ChainError, Descriptors, Target};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};

@@ -22,6 +22,7 @@ pub use shares::{SharePart, Shares};
 use std::fmt;
 
 use crate::clock::Micros;
+use crate::values::ValuesIndex;
 
 /// At most this many buckets in one chain: a chain is decided under one lock set
 /// (or one Redis script), and is carried on the stack. A native (TOML) tree has
@@ -177,6 +178,10 @@ pub struct Level {
     /// `detailed_metric` in envoyproxy/ratelimit YAML). Only the server reads it;
     /// it caps how many distinct values get a series of their own.
     pub detailed: bool,
+    /// Where each of `overrides` stands, by its values (built with the
+    /// level: a policy hands out its levels by shared reference, so
+    /// `overrides` does not change after).
+    pub(crate) override_index: ValuesIndex,
 }
 
 impl Level {
@@ -190,15 +195,10 @@ impl Level {
         if self.overrides.is_empty() {
             return None;
         }
-        self.overrides
-            .iter()
-            .find(|o| {
-                o.values
-                    .iter()
-                    .map(String::as_str)
-                    .eq(values.iter().copied())
-            })
-            .map(|o| &o.spec)
+        let at = self
+            .override_index
+            .find(values, self.overrides.iter().map(|o| o.values.as_slice()))?;
+        Some(&self.overrides[at].spec)
     }
 
     /// Whether this level has one bucket for the whole tree.

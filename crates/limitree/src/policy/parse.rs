@@ -15,6 +15,7 @@ use super::{
     MAX_WINDOW, MIN_WINDOW, Override, Policy, PolicyError, PolicyErrors, SLIDING_LOG_WARN_LIMIT,
     Selection, Shares, TomlDocument, Tree, format_duration, parse_duration,
 };
+use crate::values::ValuesIndex;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -469,6 +470,7 @@ fn validate_level(raw: RawLevel, place: &str, problems: &mut Problems<'_>) -> Op
         name: raw.name,
         by: raw.by,
         spec,
+        override_index: ValuesIndex::new(overrides.iter().map(|o| o.values.as_slice())),
         overrides,
         shadow: raw.shadow,
         required,
@@ -729,9 +731,11 @@ fn validate_shares(
         let Some((_, mut shares)) = splits.next() else {
             continue;
         };
-        shares.per_bucket = splits
-            .filter_map(|(values, split)| Some((values?, split)))
-            .collect();
+        shares.set_per_bucket(
+            splits
+                .filter_map(|(values, split)| Some((values?, split)))
+                .collect(),
+        );
         found.push(shares);
     }
     found
@@ -1056,6 +1060,26 @@ window = "1s"
             (50, 3_600_000_000, 3)
         );
         assert_eq!(level.spec_for(&["other"]).limit, 10);
+    }
+
+    /// A level with many overrides (looked up by index, not by a scan) gives
+    /// each value its own limit, and every other value the level's.
+    #[test]
+    fn each_of_many_overrides_resolves() {
+        let overrides: Vec<String> = (1..=50)
+            .map(|i| format!("{{ when = {{ customer = \"c{i}\" }}, limit = {i} }}"))
+            .collect();
+        let text = level(&format!(
+            "by = [\"customer\"]\nlimit = 1000\nwindow = \"1m\"\noverrides = [{}]",
+            overrides.join(", ")
+        ));
+        let p = Policy::from_toml_str(&text, "f").unwrap();
+        let level = &p.trees()[0].levels[0];
+        for i in 1..=50u64 {
+            assert_eq!(level.spec_for(&[&format!("c{i}")]).limit, i);
+        }
+        assert_eq!(level.spec_for(&["c51"]).limit, 1000);
+        assert_eq!(level.override_for(&["c0"]), None);
     }
 
     fn two_levels(parent: &str, child: &str) -> String {

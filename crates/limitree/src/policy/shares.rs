@@ -29,6 +29,7 @@
 //! own, are its ceiling). Each split is decided on its own, in chain order.
 
 use super::{Algorithm, LimitSpec};
+use crate::values::ValuesIndex;
 
 /// The shares one tree gives: which level is split for which.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +53,14 @@ pub struct Shares {
     /// repeats the parent's `by` keys, one that holds guarantees of its own
     /// (those of the child values that name it; every other bucket then
     /// holds none, all pool). Empty otherwise (and in these splits
-    /// themselves).
+    /// themselves). Set by [`Shares::set_per_bucket`].
     pub per_bucket: Vec<(Vec<String>, Shares)>,
+    /// Where each of `parts` stands, by its values; built by
+    /// [`Shares::split`] (a policy hands out its shares by shared reference,
+    /// so `parts` does not change after).
+    part_index: ValuesIndex,
+    /// Where each of `per_bucket` stands, by its values.
+    per_bucket_index: ValuesIndex,
 }
 
 /// One value's guarantee.
@@ -114,9 +121,17 @@ impl Shares {
             child: child_index,
             reserved,
             pool: LimitSpec::new(parent.algorithm, pool_limit, parent.window, pool_burst),
+            part_index: ValuesIndex::new(parts.iter().map(|p| p.values.as_slice())),
             parts,
             per_bucket: Vec::new(),
+            per_bucket_index: ValuesIndex::default(),
         }
+    }
+
+    /// Sets [`Shares::per_bucket`] (and its index).
+    pub fn set_per_bucket(&mut self, per_bucket: Vec<(Vec<String>, Shares)>) {
+        self.per_bucket_index = ValuesIndex::new(per_bucket.iter().map(|(v, _)| v.as_slice()));
+        self.per_bucket = per_bucket;
     }
 
     /// The split of the parent's bucket with `values` (see
@@ -129,10 +144,13 @@ impl Shares {
     /// ([`Shares::per_bucket`]): such a bucket always gets its own state, as
     /// an overridden one does (never the memory store's overflow bucket).
     pub fn own_split(&self, values: &[&str]) -> Option<&Shares> {
-        self.per_bucket
-            .iter()
-            .find(|(v, _)| v.iter().map(String::as_str).eq(values.iter().copied()))
-            .map(|(_, s)| s)
+        if self.per_bucket.is_empty() {
+            return None;
+        }
+        let at = self
+            .per_bucket_index
+            .find(values, self.per_bucket.iter().map(|(v, _)| v.as_slice()))?;
+        Some(&self.per_bucket[at].1)
     }
 
     /// Whether `other` splits every bucket as this does: the same values
@@ -158,11 +176,7 @@ impl Shares {
 
     /// The guarantee of the child bucket with `values`, by index in [`Shares::parts`].
     pub fn part_for(&self, values: &[&str]) -> Option<usize> {
-        self.parts.iter().position(|p| {
-            p.values
-                .iter()
-                .map(String::as_str)
-                .eq(values.iter().copied())
-        })
+        self.part_index
+            .find(values, self.parts.iter().map(|p| p.values.as_slice()))
     }
 }

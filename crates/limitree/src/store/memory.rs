@@ -36,12 +36,11 @@
 //! split changed gets new buckets holding the old ones' used units, carried
 //! into the new layout at the reload ([`crate::algo::carry`]).
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrayvec::ArrayVec;
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::{BoxFuture, BucketScan, ScannedBuckets, Store, StoreError};
@@ -57,49 +56,9 @@ use crate::policy::{Level, LimitSpec, MAX_LEVELS, Policy, Shares};
 /// new values against a level full of live buckets costs O(1) per request.
 const FULL_LEVEL_EXPIRE_INTERVAL: Micros = 1_000_000;
 
-/// A keyed bucket's identity: its descriptor values in `by` order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BucketKey(Box<[Box<str>]>);
-
-/// A borrowed [`BucketKey`], for lookups without allocating. Hashes exactly as
-/// `BucketKey` does ([`hash_values`]).
-struct KeyRef<'a>(&'a [&'a str]);
-
-/// A key's hash: each value as `str` hashes (its bytes, then a terminator
-/// byte, so `["ab", "c"]` and `["a", "bc"]` differ), without the slice's
-/// length prefix — every key of one level's map has as many values as the
-/// level has `by` keys, so the prefix told them nothing and cost a hasher
-/// call per lookup. The map's hasher is seeded (hashbrown's default), so
-/// descriptor values chosen to collide cannot be computed in advance.
-fn hash_values<'v, H: Hasher>(values: impl Iterator<Item = &'v str>, state: &mut H) {
-    for value in values {
-        value.hash(state);
-    }
-}
-
-impl Hash for BucketKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_values(self.0.iter().map(|v| &**v), state);
-    }
-}
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_values(self.0.iter().copied(), state);
-    }
-}
-
-impl Equivalent<BucketKey> for KeyRef<'_> {
-    fn equivalent(&self, key: &BucketKey) -> bool {
-        self.0.len() == key.0.len() && self.0.iter().zip(key.0.iter()).all(|(a, b)| *a == &**b)
-    }
-}
-
-impl KeyRef<'_> {
-    fn to_owned_key(&self) -> BucketKey {
-        BucketKey(self.0.iter().map(|v| Box::<str>::from(*v)).collect())
-    }
-}
+/// A keyed bucket's identity, and a borrowed one for lookups without
+/// allocating (see [`crate::values`]).
+use crate::values::{ValuesKey as BucketKey, ValuesRef as KeyRef};
 
 /// One bucket as the store holds it: the algorithm's state, and when the
 /// bucket last admitted a charge (for the introspection API's "last
@@ -1071,28 +1030,9 @@ impl MemoryStore {
     }
 }
 
-// Hash must agree between `BucketKey` and `KeyRef` for `Equivalent` lookups.
 #[cfg(test)]
 mod tests {
-    use std::hash::{BuildHasher, Hasher};
-
     use super::*;
-
-    #[test]
-    fn key_ref_hashes_like_the_owned_key() {
-        let s = hashbrown::DefaultHashBuilder::default();
-        let values = ["errors", "team-a"];
-        let owned = KeyRef(&values).to_owned_key();
-        let h = |v: &dyn Fn(&mut dyn Hasher)| {
-            let mut hasher = s.build_hasher();
-            v(&mut hasher);
-            hasher.finish()
-        };
-        assert_eq!(
-            h(&|hs| KeyRef(&values).hash(&mut HasherRef(hs))),
-            h(&|hs| owned.hash(&mut HasherRef(hs)))
-        );
-    }
 
     /// Two buckets of one level (one Envoy rule, two values) that both land
     /// in the level's overflow bucket share it: locked once (no deadlock),
@@ -1126,22 +1066,5 @@ mod tests {
             [0, 0]
         );
         assert!(!decide(&[vec![("ip", "z")]], &[1]).allowed);
-    }
-
-    /// Adapts `&mut dyn Hasher` to a sized `Hasher`.
-    struct HasherRef<'a>(&'a mut dyn Hasher);
-    impl Hasher for HasherRef<'_> {
-        fn finish(&self) -> u64 {
-            self.0.finish()
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            self.0.write(bytes);
-        }
-        fn write_usize(&mut self, n: usize) {
-            self.0.write_usize(n);
-        }
-        fn write_u8(&mut self, n: u8) {
-            self.0.write_u8(n);
-        }
     }
 }

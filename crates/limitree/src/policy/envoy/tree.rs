@@ -135,6 +135,7 @@ fn level_of(rule: &Rule, by: Vec<String>, spec: crate::policy::LimitSpec) -> Lev
         by,
         spec,
         overrides: Vec::new(),
+        override_index: crate::values::ValuesIndex::default(),
         shadow: rule.shadow,
         required: false,
         max_buckets: DEFAULT_MAX_BUCKETS,
