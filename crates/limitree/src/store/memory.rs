@@ -529,7 +529,9 @@ impl MemoryStore {
                 .iter()
                 .map(|at| at.part.and_then(|p| slots[at.parent].0.parts.get(p)))
                 .collect();
-            return Ok(decide_locked(chain, mode, now, &slots, &parts));
+            let mut outcome = ChainOutcome::empty();
+            decide_locked(chain, mode, now, &slots, &parts, &mut outcome);
+            return Ok(outcome);
         }
     }
 }
@@ -677,7 +679,8 @@ fn admit_plain(levels: &[LevelBuckets], chain: &Chain<'_>, mode: Mode, now: Micr
     })
 }
 
-/// Locks `slots` (one per bucket of `chain`), decides and charges. Every bucket
+/// Locks `slots` (one per bucket of `chain`), decides and charges, into
+/// `outcome` (filled in place, see [`ChainOutcome::combine_into`]). Every bucket
 /// of a chain is distinct, but two of one level may share that level's
 /// overflow bucket: each state is locked once, in one order for every
 /// request (level, then address: the overflow bucket is per level), and a
@@ -693,9 +696,13 @@ fn decide_locked(
     now: Micros,
     slots: &[(&BucketEntry, bool)],
     parts: &[Option<&Mutex<BucketCell>>],
-) -> ChainOutcome {
+    outcome: &mut ChainOutcome,
+) {
     // Distinct states in lock order, and each bucket's position among them.
-    let mut order: ArrayVec<usize, MAX_LEVELS> = (0..slots.len()).collect();
+    let mut order: ArrayVec<usize, MAX_LEVELS> = ArrayVec::new();
+    for i in 0..slots.len() {
+        order.push(i);
+    }
     order.sort_unstable_by_key(|&i| {
         (
             chain.buckets[i].level_index,
@@ -790,7 +797,7 @@ fn decide_locked(
         };
         verdicts.push(algo::decide(state, now, spec, probe));
     }
-    let (mut outcome, charged) = ChainOutcome::combine(mode, chain, overflow, &verdicts, &shares);
+    let charged = ChainOutcome::combine_into(outcome, mode, chain, overflow, &verdicts, &shares);
     for (i, bucket) in chain.buckets.iter().enumerate() {
         if charged & (1 << i) != 0
             && let Some(j) = share_of(i)
@@ -824,7 +831,6 @@ fn decide_locked(
         let last = guards[guard_of[i]].last_admission();
         level.since_admission = last.map(|at| now.saturating_sub(at));
     }
-    outcome
 }
 
 impl KeyedLevel {
