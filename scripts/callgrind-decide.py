@@ -180,19 +180,20 @@ def replay(a):
         raise SystemExit("callgrind counted nothing")
     keys = sum(int(c[0]) for c in calls) / len(calls)
     replayed = [calls[i % len(calls)] for i in range(a.n)]
-    decisions = sum(decisions_in(c[-1]) for c in replayed)
+    # ARGV[5] (after the keys and ARGV[1..4]) holds the decisions.
+    decisions = sum(decisions_in(c[1 + int(c[0]) + 4]) for c in replayed)
     print(f"{a.script}: {max(totals) / a.n:,.0f} instructions per call, "
           f"{max(totals) / decisions:,.0f} per decision "
           f"({a.n} calls, {decisions / a.n:.1f} decisions and {keys:.1f} keys per call on average)")
 
 
 def decisions_in(packed):
-    """How many decisions a call's last argument holds (protocol.rs's layout:
-    a 5-byte header whose second byte is the number of levels, then 6 bytes
-    per level)."""
+    """How many decisions a call's ARGV[5] holds (protocol.rs's layout: per
+    decision its mode, its number of levels and of shared parents, 3 bytes per
+    shared parent, then 6 bytes per level)."""
     pos, n = 0, 0
     while pos < len(packed):
-        pos += 5 + 6 * packed[pos + 1]
+        pos += 3 + 3 * packed[pos + 2] + 6 * packed[pos + 1]
         n += 1
     return n
 
