@@ -440,10 +440,7 @@ impl MemoryStore {
     /// fair sharing, or with two buckets of one level (an Envoy call), is
     /// decided by [`MemoryStore::decide_chain`] and its answer cut down.
     pub fn admit_chain(&self, chain: &Chain<'_>, mode: Mode) -> Result<Admission, StoreError> {
-        let levels = match self.trees.get(chain.tree.index) {
-            Some((name, levels)) if *name == chain.tree.name => levels,
-            _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
-        };
+        let levels = self.levels_of(chain.tree)?;
         if chain.shares.is_empty() && one_bucket_per_level(chain, levels.len()) {
             return Ok(admit_plain(levels, chain, mode, self.clock.now()));
         }
@@ -457,10 +454,7 @@ impl MemoryStore {
 
     /// Decides `chain` now; the synchronous core of [`Store::decide`].
     pub fn decide_chain(&self, chain: &Chain<'_>, mode: Mode) -> Result<ChainOutcome, StoreError> {
-        let levels = match self.trees.get(chain.tree.index) {
-            Some((name, levels)) if *name == chain.tree.name => levels,
-            _ => return Err(StoreError::UnknownTree(chain.tree.name.clone())),
-        };
+        let levels = self.levels_of(chain.tree)?;
         let now = self.clock.now();
         if chain.shares.is_empty() && one_bucket_per_level(chain, levels.len()) {
             let mut outcome = ChainOutcome::empty();
