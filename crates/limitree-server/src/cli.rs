@@ -709,10 +709,10 @@ fn describe_policy(out: &mut String, policy: &Policy) {
             };
             let _ = writeln!(
                 out,
-                "  shares of level {}{each}: {} reserved for {} values of level {}, pool {}",
+                "  shares of level {}{each}: {} reserved for {} of level {}, pool {}",
                 parent.name,
                 shares.reserved,
-                shares.parts.len(),
+                values_count(shares.parts.len()),
                 tree.levels[shares.child].name,
                 shares.pool.limit
             );
@@ -727,10 +727,10 @@ fn describe_policy(out: &mut String, policy: &Policy) {
                     .collect();
                 let _ = writeln!(
                     out,
-                    "    {}: {} reserved for {} values, pool {}",
+                    "    {}: {} reserved for {}, pool {}",
                     values.join(","),
                     split.reserved,
-                    split.parts.len(),
+                    values_count(split.parts.len()),
                     split.pool.limit
                 );
             }
@@ -749,4 +749,23 @@ fn spec_text(spec: &LimitSpec) -> String {
         let _ = write!(text, " (burst {})", spec.burst);
     }
     text
+}
+
+/// "1 value", "2 values": how many guaranteed values a split has, as `config check` says it.
+fn values_count(n: usize) -> String {
+    if n == 1 {
+        "1 value".to_owned()
+    } else {
+        format!("{n} values")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_guaranteed_value_is_one_value() {
+        assert_eq!(super::values_count(1), "1 value");
+        assert_eq!(super::values_count(0), "0 values");
+        assert_eq!(super::values_count(2), "2 values");
+    }
 }
