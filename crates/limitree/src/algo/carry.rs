@@ -50,22 +50,6 @@ pub enum Usage {
     Owed(u64),
 }
 
-/// The current window's start at `now` and `s`'s (prev, curr) as seen from
-/// it: `sliding_window`'s own reading (`counts`), clock going backwards
-/// included.
-fn sw_counts(s: &sliding_window::State, now: Micros, window: Micros) -> (Micros, u64, u64) {
-    let start = now - now % window;
-    if start == s.start {
-        (start, s.prev, s.curr)
-    } else if start == s.start + window {
-        (start, s.curr, 0)
-    } else if start > s.start {
-        (start, 0, 0)
-    } else {
-        (s.start, s.prev, s.curr)
-    }
-}
-
 /// What `state` holds at `now`, read with `spec`'s window (the layout's new
 /// one: a reload may change it too, and the kept state is read under it as
 /// an unchanged bucket's would be).
@@ -78,13 +62,10 @@ pub fn usage(state: &BucketState, now: Micros, spec: &LimitSpec) -> Usage {
                 .collect(),
         ),
         BucketState::SlidingWindow(s) => {
-            let (_, prev, curr) = sw_counts(s, now, window);
+            let (_, _, prev, curr) = sliding_window::counts(s, now, spec);
             Usage::Windows { curr, prev }
         }
-        BucketState::FixedWindow(s) => {
-            let start = now - now % window;
-            Usage::Count(if start > s.start { 0 } else { s.count })
-        }
+        BucketState::FixedWindow(s) => Usage::Count(fixed_window::window_of(s, now, spec).1),
         BucketState::Gcra(s) => Usage::Owed(if s.tat > now && s.interval > 0 {
             (s.tat - now).div_ceil(s.interval)
         } else {
@@ -171,7 +152,7 @@ pub fn fill(usage: Usage, now: Micros, targets: &mut [(&mut BucketState, &LimitS
                 let BucketState::SlidingWindow(s) = state else {
                     return;
                 };
-                let (start, p, c) = sw_counts(s, now, spec.window);
+                let (start, _, p, c) = sliding_window::counts(s, now, spec);
                 let room = |held: u64| {
                     if all {
                         u64::MAX

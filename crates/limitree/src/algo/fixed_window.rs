@@ -19,7 +19,7 @@ pub struct State {
 
 /// (start of the window counting at `now`, its count). If the clock went
 /// backwards into an earlier window, the stored (later) window keeps counting.
-fn window_of(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, u64) {
+pub(crate) fn window_of(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, u64) {
     let start = now - now % spec.window;
     if start > s.start {
         (start, 0)

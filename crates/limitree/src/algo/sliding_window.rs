@@ -23,7 +23,7 @@ pub struct State {
 }
 
 /// The counts as seen from `now`: (window start, elapsed in it, prev, curr).
-fn counts(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, Micros, u64, u64) {
+pub(crate) fn counts(s: &State, now: Micros, spec: &LimitSpec) -> (Micros, Micros, u64, u64) {
     let w = spec.window;
     let start = now - now % w;
     if start == s.start {
